@@ -1,0 +1,480 @@
+// Package b2cauth is a Caddy HTTP handler that signs users in with Azure
+// AD B2C (or any OpenID Connect provider) and hands their identity to the
+// rest of Caddy.
+package b2cauth
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler protects what it handles with Azure AD B2C sign-in (or any OpenID
+// Connect provider): browsers are sent through the provider's sign-in and
+// come back with an encrypted session cookie; API clients may present a
+// B2C access token as `Authorization: Bearer`. It serves, on every request
+// it sees, the endpoints `/.auth/login` (with `/.auth/login/reset` and
+// `/.auth/login/profile`), the redirect path, `/.auth/logout`, `/.auth/me`
+// and `/.auth/refresh`.
+//
+// For a signed-in user it sets these placeholders:
+//
+//	{http.auth.user.id}       oid, else sub
+//	{http.auth.user.<claim>}  every claim; arrays joined by commas
+//	{http.auth.user.email}    email, else emails[0]
+//	{http.auth.user.policy}   the user flow, from tfp or acr
+//
+// Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
+// removed; with easy_auth_headers, App Service's identity headers are set.
+//
+// client_id, client_secret and cookie_secret take {env.*} and {file.*}
+// placeholders, resolved when the config is loaded.
+type Handler struct {
+	// The B2C tenant name: contoso means
+	// https://contoso.b2clogin.com/contoso.onmicrosoft.com.
+	Tenant string `json:"tenant,omitempty"`
+	// A B2C-shaped base URL (a custom domain, the tenant GUID form, or a
+	// local b2c_emulator); the metadata is at
+	// <authority>/<policy>/v2.0/.well-known/openid-configuration.
+	Authority string `json:"authority,omitempty"`
+	// Any OpenID Connect issuer; the metadata is at
+	// <issuer>/.well-known/openid-configuration. No policies.
+	Issuer string `json:"issuer,omitempty"`
+
+	// The sign-up/sign-in user flow. Required with tenant or authority.
+	Policy string `json:"policy,omitempty"`
+	// The password reset user flow, started on AADB2C90118 and by
+	// /.auth/login/reset. Optional.
+	PasswordResetPolicy string `json:"password_reset_policy,omitempty"`
+	// The profile editing user flow, started by /.auth/login/profile.
+	ProfileEditPolicy string `json:"profile_edit_policy,omitempty"`
+
+	// The application (client) ID. Required.
+	ClientID string `json:"client_id,omitempty"`
+	// The client secret. Without it the client is public and relies on PKCE.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// The scopes asked for. Default: openid offline_access with B2C;
+	// openid profile email with issuer.
+	Scopes []string `json:"scopes,omitempty"`
+	// The callback path registered as the redirect URI's path.
+	// Default: /.auth/login/b2c/callback.
+	RedirectPath string `json:"redirect_path,omitempty"`
+	// How the provider returns to the callback: query (default) or form_post.
+	ResponseMode string `json:"response_mode,omitempty"`
+
+	// Keys for the cookies: base64 of 32 bytes each. The first encrypts,
+	// all decrypt. Default: a key generated once and kept in Caddy's
+	// storage, shared by every Caddy that shares the storage.
+	CookieSecret []string `json:"cookie_secret,omitempty"`
+	// How long a session lasts after sign-in. Default: 8h.
+	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
+	// End a session unused for this long. Default: off.
+	InactivityTimeout caddy.Duration `json:"inactivity_timeout,omitempty"`
+
+	// Who may in: any one rule must match. Default: every signed-in user.
+	Allow []Rule `json:"allow,omitempty"`
+	// Who may not: a matching rule refuses, whatever allow says.
+	Deny []Rule `json:"deny,omitempty"`
+	// What happens to a request without a user: redirect (to sign in), 401,
+	// or allow (let it through anonymously). Default: redirect for browser
+	// navigations, 401 for API and XHR requests.
+	Unauthenticated string `json:"unauthenticated,omitempty"`
+	// The accepted `aud` of bearer access tokens. Default: the client ID.
+	Audience []string `json:"audience,omitempty"`
+	// Scopes a bearer token must carry in `scp`.
+	RequireScopes []string `json:"require_scopes,omitempty"`
+	// Set App Service's X-MS-CLIENT-PRINCIPAL, -ID, -NAME and -IDP request
+	// headers for upstream handlers.
+	EasyAuthHeaders bool `json:"easy_auth_headers,omitempty"`
+
+	// Which requests must be signed in; the others only get the user's
+	// placeholders when there is one. Default: every request. (The
+	// Caddyfile puts the directive's matcher here, so the /.auth endpoints
+	// stay reachable.)
+	ProtectRaw caddy.ModuleMap `json:"protect,omitempty" caddy:"namespace=http.matchers"`
+
+	protect        caddyhttp.MatcherSet
+	clientSecret   string
+	codec          *codec
+	sessionPurpose string
+	providers      map[string]*provider // by policy; "" in issuer mode
+	httpClient     *http.Client
+	now            func() time.Time
+	cache          *identityCache
+	bearerCache    *identityCache
+	logger         *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.b2c_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Defaults.
+const (
+	DefaultRedirectPath    = "/.auth/login/b2c/callback"
+	DefaultSessionLifetime = 8 * time.Hour
+)
+
+// Provision resolves placeholders, sets defaults and builds the handler's
+// state. It never touches the network: the provider is discovered on the
+// first request that needs it.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	resolve := func(field, v string) (string, error) {
+		out, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			return "", fmt.Errorf("%s: a placeholder is unset or unknown: %v", field, err)
+		}
+		return out, nil
+	}
+	var err error
+	if h.ClientID, err = resolve("client_id", h.ClientID); err != nil {
+		return err
+	}
+	if h.ClientSecret != "" {
+		if h.clientSecret, err = resolve("client_secret", h.ClientSecret); err != nil {
+			return err
+		}
+	}
+	var keys [][]byte
+	for i, s := range h.CookieSecret {
+		v, err := resolve("cookie_secret", s)
+		if err != nil {
+			return err
+		}
+		k, err := decodeCookieSecret(v)
+		if err != nil {
+			return fmt.Errorf("cookie_secret: secret %d %v", i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		k, err := storedCookieKey(ctx, ctx.Storage())
+		if err != nil {
+			return fmt.Errorf("cookie_secret: none given, and the key in Caddy's storage could not be loaded or made: %v", err)
+		}
+		keys = append(keys, k)
+	}
+	if h.codec, err = newCodec(keys); err != nil {
+		return fmt.Errorf("cookie_secret: %v", err)
+	}
+
+	if h.RedirectPath == "" {
+		h.RedirectPath = DefaultRedirectPath
+	}
+	if h.ResponseMode == "" {
+		h.ResponseMode = "query"
+	}
+	if len(h.Scopes) == 0 {
+		h.Scopes = []string{"openid", "offline_access"}
+		if h.Issuer != "" {
+			h.Scopes = []string{"openid", "profile", "email"}
+		}
+	}
+	if h.SessionLifetime == 0 {
+		h.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
+	}
+	if len(h.Audience) == 0 {
+		h.Audience = []string{h.ClientID}
+	}
+	if h.ProtectRaw != nil {
+		mods, err := ctx.LoadModule(h, "ProtectRaw")
+		if err != nil {
+			return fmt.Errorf("protect: %v", err)
+		}
+		for _, m := range mods.(map[string]any) {
+			h.protect = append(h.protect, m)
+		}
+	}
+	if h.httpClient == nil {
+		h.httpClient = &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+
+	// A session is bound to its provider and client: another configuration's
+	// cookie, even sealed with the same key, does not open here.
+	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ClientID))
+	h.sessionPurpose = "b2c_session|" + hex.EncodeToString(sum[:8])
+
+	h.providers = map[string]*provider{}
+	for _, p := range h.policies() {
+		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, client: h.httpClient, now: h.now}
+	}
+	h.cache = newIdentityCache(4096)
+	h.bearerCache = newIdentityCache(4096)
+	return nil
+}
+
+// checkConfig checks the configuration as written; every error names the
+// field. The Caddyfile parser runs it too, so `caddy adapt` reports them.
+func (h *Handler) checkConfig() error {
+	n := 0
+	for _, v := range []string{h.Tenant, h.Authority, h.Issuer} {
+		if v != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return errors.New("tenant, authority or issuer: one is required")
+	case n > 1:
+		return errors.New("tenant, authority, issuer: give only one")
+	}
+	if h.Tenant != "" && !validTenant(h.Tenant) {
+		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", h.Tenant)
+	}
+	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer} {
+		if v == "" {
+			continue
+		}
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query", field, v)
+		}
+	}
+	if h.Issuer == "" && h.Policy == "" {
+		return errors.New("policy: required with tenant or authority")
+	}
+	if h.Issuer != "" && (h.Policy != "" || h.PasswordResetPolicy != "" || h.ProfileEditPolicy != "") {
+		return errors.New("policy: issuer mode has no policies")
+	}
+	for field, v := range map[string]string{"policy": h.Policy, "password_reset_policy": h.PasswordResetPolicy, "profile_edit_policy": h.ProfileEditPolicy} {
+		if strings.ContainsAny(v, "/?#&% ") {
+			return fmt.Errorf("%s: %q is not a user flow name", field, v)
+		}
+	}
+	if h.ClientID == "" {
+		return errors.New("client_id: required")
+	}
+	if h.RedirectPath != "" && (!strings.HasPrefix(h.RedirectPath, "/") || strings.HasPrefix(h.RedirectPath, "//") || strings.ContainsAny(h.RedirectPath, "?#")) {
+		return fmt.Errorf("redirect_path: %q must be a path starting with /", h.RedirectPath)
+	}
+	switch h.ResponseMode {
+	case "", "query", "form_post":
+	default:
+		return fmt.Errorf("response_mode: %q is neither query nor form_post", h.ResponseMode)
+	}
+	for i, s := range h.CookieSecret {
+		if strings.Contains(s, "{") {
+			continue // a placeholder, checked once resolved
+		}
+		if _, err := decodeCookieSecret(s); err != nil {
+			return fmt.Errorf("cookie_secret: secret %d %v (want base64 of 32 bytes)", i+1, err)
+		}
+	}
+	if h.SessionLifetime < 0 || (h.SessionLifetime > 0 && time.Duration(h.SessionLifetime) < time.Minute) {
+		return errors.New("session_lifetime: must be at least 1m")
+	}
+	if h.InactivityTimeout < 0 || (h.InactivityTimeout > 0 && time.Duration(h.InactivityTimeout) < time.Minute) {
+		return errors.New("inactivity_timeout: must be at least 1m")
+	}
+	switch h.Unauthenticated {
+	case "", "redirect", "401", "allow":
+	default:
+		return fmt.Errorf("unauthenticated: %q is not redirect, 401 or allow", h.Unauthenticated)
+	}
+	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+		if r.Claim == "" || len(r.Patterns) == 0 {
+			return errors.New("allow/deny: a rule needs a claim and at least one pattern")
+		}
+	}
+	return nil
+}
+
+func validTenant(t string) bool {
+	if t == "" || len(t) > 63 {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// policies lists the configured user flows; [""] in issuer mode.
+func (h *Handler) policies() []string {
+	if h.Issuer != "" {
+		return []string{""}
+	}
+	out := []string{h.Policy}
+	for _, p := range []string{h.PasswordResetPolicy, h.ProfileEditPolicy} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// metadataURL is where a policy's discovery document is.
+func (h *Handler) metadataURL(policy string) string {
+	switch {
+	case h.Issuer != "":
+		return strings.TrimSuffix(h.Issuer, "/") + "/.well-known/openid-configuration"
+	case h.Tenant != "":
+		t := strings.ToLower(h.Tenant)
+		return "https://" + t + ".b2clogin.com/" + t + ".onmicrosoft.com/" + policy + "/v2.0/.well-known/openid-configuration"
+	default:
+		return strings.TrimSuffix(h.Authority, "/") + "/" + policy + "/v2.0/.well-known/openid-configuration"
+	}
+}
+
+// provider returns a policy's provider, matched case-insensitively; the
+// sign-in policy's for an unknown or empty name.
+func (h *Handler) provider(policy string) (*provider, string) {
+	if p, ok := h.providers[strings.ToLower(policy)]; ok {
+		return p, policy
+	}
+	if h.Issuer != "" {
+		return h.providers[""], ""
+	}
+	return h.providers[strings.ToLower(h.Policy)], h.Policy
+}
+
+// ServeHTTP answers the /.auth endpoints and the callback, and otherwise
+// lets through only signed-in users that the rules admit.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	stripIdentityHeaders(r.Header)
+
+	switch p := r.URL.Path; {
+	case p == h.RedirectPath:
+		return h.callback(w, r)
+	case strings.HasPrefix(p, "/.auth/"):
+		if handled, err := h.endpoint(w, r); handled {
+			return err
+		}
+	}
+
+	protected := true
+	if h.protect != nil {
+		ok, err := h.protect.MatchWithError(r)
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		protected = ok
+	}
+
+	id, err := h.authenticate(w, r)
+	if err != nil && protected {
+		return h.bearerFailure(w, r, err)
+	}
+	if id == nil {
+		if !protected || h.Unauthenticated == "allow" {
+			return next.ServeHTTP(w, r)
+		}
+		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
+			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
+		}
+		return h.startSignIn(w, r, h.Policy, safeReturnURL(r.URL.RequestURI()))
+	}
+
+	if protected && !permitted(h.Allow, h.Deny, id.claims) {
+		h.logger.Info("user refused by rules", zap.String("user_id", id.id), zap.String("path", r.URL.Path))
+		return h.fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
+	}
+	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
+	if h.EasyAuthHeaders {
+		id.setEasyAuthHeaders(r.Header)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// endpoint serves /.auth/*; handled is false for paths that are not ours.
+func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
+	q := r.URL.Query()
+	switch r.URL.Path {
+	case "/.auth/login", "/.auth/login/b2c", "/.auth/login/aad":
+		return true, h.startSignIn(w, r, h.Policy, safeReturnURL(q.Get("post_login_redirect_uri")))
+	case "/.auth/login/reset":
+		if h.PasswordResetPolicy == "" {
+			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No password reset policy is configured.", errors.New("password_reset_policy not set"))
+		}
+		return true, h.startSignIn(w, r, h.PasswordResetPolicy, safeReturnURL(q.Get("post_login_redirect_uri")))
+	case "/.auth/login/profile":
+		if h.ProfileEditPolicy == "" {
+			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No profile edit policy is configured.", errors.New("profile_edit_policy not set"))
+		}
+		return true, h.startSignIn(w, r, h.ProfileEditPolicy, safeReturnURL(q.Get("post_login_redirect_uri")))
+	case "/.auth/logout":
+		return true, h.logout(w, r)
+	case "/.auth/logout/done":
+		return true, renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+	case "/.auth/me":
+		return true, h.me(w, r)
+	case "/.auth/refresh":
+		return true, h.refresh(w, r)
+	}
+	return false, nil
+}
+
+// realm names the site in WWW-Authenticate.
+func (h *Handler) realm(r *http.Request) string {
+	return strings.NewReplacer(`"`, "", `\`, "").Replace(r.Host)
+}
+
+// isNavigation tells a browser navigation from an API or XHR request:
+// only a GET or HEAD that accepts HTML, is not marked as XHR and, when the
+// browser says, is a navigation, may be redirected to sign in.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// fail answers an error: through the site's handle_errors routes when it
+// has any, else with a page (or JSON for API requests) of our own.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title, message string, err error) error {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(status, err)
+	}
+	if !isNavigation(r) && r.Method != http.MethodPost {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		return json.NewEncoder(w).Encode(map[string]any{"status": status, "error": title, "message": message})
+	}
+	return renderPage(w, status, pageData{Title: title, Message: message, Link: "/.auth/login", LinkText: "Sign in again"})
+}
+
+// Cleanup implements caddy.CleanerUpper.
+func (h *Handler) Cleanup() error { return nil }
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

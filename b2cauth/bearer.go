@@ -1,0 +1,130 @@
+package b2cauth
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// maxTokenLength bounds a bearer token; B2C's are a few kilobytes.
+const maxTokenLength = 16 << 10
+
+// bearer checks an access token. Verified tokens are cached until their
+// exp, so a client that sends the same token again costs no RSA check.
+func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
+	if token == "" || len(token) > maxTokenLength || strings.Count(token, ".") != 2 {
+		return nil, errors.New("malformed bearer token")
+	}
+	now := h.now()
+	if id := h.bearerCache.get(token, now); id != nil {
+		return id, nil
+	}
+	p, _ := h.provider(tokenPolicy(token))
+	d, err := p.get(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	payload, err := h.verifyAccessToken(r.Context(), d, token)
+	var scopeErr *accessCheckError
+	if err != nil && !errors.As(err, &scopeErr) {
+		return nil, err
+	}
+	id, ok := newIdentity(payload)
+	if !ok {
+		return nil, errors.New("bearer token names no user")
+	}
+	if scopeErr != nil {
+		return id, scopeErr
+	}
+	h.bearerCache.put(token, id)
+	return id, nil
+}
+
+// tokenPolicy peeks at an unverified token's tfp or acr, to choose which
+// policy's keys and issuer verify it. The verification decides.
+func tokenPolicy(token string) string {
+	payload, err := jwtPayload(token)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		TFP string `json:"tfp"`
+		ACR string `json:"acr"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	if c.TFP != "" {
+		return c.TFP
+	}
+	return c.ACR
+}
+
+// bearerFailure answers a refused bearer token as RFC 6750 says: 401
+// invalid_token, or 403 insufficient_scope; 503 if the provider is down.
+func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, errUnavailable) {
+		return h.unavailable(w, r, err)
+	}
+	var scopeErr *accessCheckError
+	if errors.As(err, &scopeErr) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="insufficient_scope", scope="`+strings.Join(h.RequireScopes, " ")+`"`)
+		return h.fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks a required scope.", err)
+	}
+	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
+		ce.Write(zap.Error(err))
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="invalid_token"`)
+	return h.fail(w, r, http.StatusUnauthorized, "Invalid token", "The access token is not valid here.", err)
+}
+
+// identityCache remembers identities by the cookie value or token they came
+// from, until they expire. It is bounded: when full, it drops expired
+// entries, then half of the rest.
+type identityCache struct {
+	mu      sync.RWMutex
+	max     int
+	entries map[[32]byte]*identity
+}
+
+func newIdentityCache(max int) *identityCache {
+	return &identityCache{max: max, entries: make(map[[32]byte]*identity)}
+}
+
+func (c *identityCache) get(key string, now time.Time) *identity {
+	k := sha256.Sum256([]byte(key))
+	c.mu.RLock()
+	id := c.entries[k]
+	c.mu.RUnlock()
+	if id == nil || !now.Before(id.expires) {
+		return nil
+	}
+	return id
+}
+
+func (c *identityCache) put(key string, id *identity) {
+	k := sha256.Sum256([]byte(key))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		now := time.Now()
+		for k, v := range c.entries {
+			if !now.Before(v.expires) {
+				delete(c.entries, k)
+			}
+		}
+		for k := range c.entries {
+			if len(c.entries) < c.max/2 {
+				break
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.entries[k] = id
+}

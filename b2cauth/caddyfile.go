@@ -1,0 +1,168 @@
+package b2cauth
+
+import (
+	"encoding/json"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterDirective("b2c_auth", parseCaddyfile)
+	httpcaddyfile.RegisterDirectiveOrder("b2c_auth", httpcaddyfile.Before, "basic_auth")
+}
+
+// parseCaddyfile sets up the handler from a b2c_auth block. The matcher, if
+// any, does not go on the route (which would hide the /.auth endpoints and
+// the callback from requests outside it): it becomes the handler's
+// `protect`, so the handler sees every request, serves its endpoints, and
+// requires sign-in only where the matcher matches.
+//
+//	b2c_auth [<matcher>] {
+//	    tenant    <name>
+//	    authority <url>
+//	    issuer    <url>
+//	    policy                <user flow>
+//	    password_reset_policy <user flow>
+//	    profile_edit_policy   <user flow>
+//	    client_id     <id>
+//	    client_secret <secret>
+//	    scopes        <scope...>
+//	    redirect_path <path>
+//	    response_mode query|form_post
+//	    cookie_secret <secret...>
+//	    session_lifetime   <duration>
+//	    inactivity_timeout <duration>
+//	    allow <claim> <pattern...>
+//	    deny  <claim> <pattern...>
+//	    unauthenticated redirect|401|allow
+//	    audience       <aud...>
+//	    require_scopes <scope...>
+//	    easy_auth_headers
+//	}
+func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcher, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
+	handler := new(Handler)
+	if err := handler.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if matcher != nil {
+		handler.ProtectRaw = matcher
+	}
+	var warnings []caddyconfig.Warning
+	route := caddyhttp.Route{
+		HandlersRaw: []json.RawMessage{caddyconfig.JSONModuleObject(handler, "handler", "b2c_auth", &warnings)},
+	}
+	return []httpcaddyfile.ConfigValue{{Class: "route", Value: route}}, nil
+}
+
+// UnmarshalCaddyfile reads a b2c_auth block (without its matcher) and
+// checks it, so that `caddy adapt` reports configuration errors.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		one := func(dst *string) error {
+			if !d.AllArgs(dst) {
+				return d.ArgErr()
+			}
+			return nil
+		}
+		many := func(dst *[]string) error {
+			*dst = append(*dst, d.RemainingArgs()...)
+			if len(*dst) == 0 {
+				return d.ArgErr()
+			}
+			return nil
+		}
+		duration := func(dst *caddy.Duration) error {
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			v, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("%s: %v", name, err)
+			}
+			*dst = caddy.Duration(v)
+			return nil
+		}
+		var err error
+		switch name {
+		case "tenant":
+			err = one(&h.Tenant)
+		case "authority":
+			err = one(&h.Authority)
+		case "issuer":
+			err = one(&h.Issuer)
+		case "policy":
+			err = one(&h.Policy)
+		case "password_reset_policy":
+			err = one(&h.PasswordResetPolicy)
+		case "profile_edit_policy":
+			err = one(&h.ProfileEditPolicy)
+		case "client_id":
+			err = one(&h.ClientID)
+		case "client_secret":
+			err = one(&h.ClientSecret)
+		case "redirect_path":
+			err = one(&h.RedirectPath)
+		case "response_mode":
+			err = one(&h.ResponseMode)
+		case "unauthenticated":
+			err = one(&h.Unauthenticated)
+		case "scopes":
+			err = many(&h.Scopes)
+		case "cookie_secret":
+			err = many(&h.CookieSecret)
+		case "audience":
+			err = many(&h.Audience)
+		case "require_scopes":
+			err = many(&h.RequireScopes)
+		case "session_lifetime":
+			err = duration(&h.SessionLifetime)
+		case "inactivity_timeout":
+			err = duration(&h.InactivityTimeout)
+		case "allow", "deny":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("%s: want <claim> <pattern...>", name)
+			}
+			rule := Rule{Claim: args[0], Patterns: args[1:]}
+			if name == "allow" {
+				h.Allow = append(h.Allow, rule)
+			} else {
+				h.Deny = append(h.Deny, rule)
+			}
+		case "easy_auth_headers":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.EasyAuthHeaders = true
+		default:
+			return d.Errf("unknown subdirective %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := h.checkConfig(); err != nil {
+		return d.Errf("b2c_auth: %v", err)
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

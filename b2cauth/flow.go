@@ -1,0 +1,473 @@
+package b2cauth
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// A pending sign-in lives in a short-lived encrypted cookie of its own,
+// named after its state, so several tabs can sign in at once.
+const (
+	flowCookiePrefix = "b2c_flow_"
+	flowLifetime     = 10 * time.Minute
+	maxPendingFlows  = 5
+	sessionCookie    = "b2c_session"
+	flowPurpose      = "b2c_flow"
+)
+
+// flow is a pending sign-in.
+type flow struct {
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	Policy   string `json:"p"`
+	Return   string `json:"r"`
+	Created  int64  `json:"t"`
+}
+
+// statePattern is the shape of the states we make: 32 random bytes, base64url.
+var statePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+func randomString() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// secure tells whether the request came over HTTPS.
+func secure(r *http.Request) bool { return r.TLS != nil }
+
+// cookie is a cookie with every attribute set on purpose: HttpOnly, Path
+// /, Secure on HTTPS, SameSite Lax, and the __Host- prefix on HTTPS.
+func cookie(r *http.Request, name string) http.Cookie {
+	c := http.Cookie{Name: name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if secure(r) {
+		c.Name, c.Secure = "__Host-"+name, true
+	}
+	return c
+}
+
+// startSignIn begins the code flow with PKCE for a policy and sends the
+// browser to the provider.
+func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, returnURL string) error {
+	p, policy := h.provider(policy)
+	d, err := p.get(r.Context())
+	if err != nil {
+		return h.unavailable(w, r, err)
+	}
+	f := flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Policy: policy, Return: returnURL, Created: h.now().Unix()}
+	h.prunePendingFlows(w, r)
+
+	data, _ := json.Marshal(f)
+	c := cookie(r, flowCookiePrefix+f.State[:16])
+	c.Value = h.codec.seal(data, flowPurpose)
+	c.MaxAge = int(flowLifetime.Seconds())
+	if h.ResponseMode == "form_post" && secure(r) {
+		c.SameSite = http.SameSiteNoneMode // the provider POSTs back cross-site
+	}
+	http.SetCookie(w, &c)
+
+	u, err := url.Parse(d.meta.AuthorizationEndpoint)
+	if err != nil {
+		return h.unavailable(w, r, err)
+	}
+	q := u.Query() // keeps B2C's ?p=<policy>
+	q.Set("client_id", h.ClientID)
+	q.Set("response_type", "code")
+	q.Set("redirect_uri", h.redirectURI(r))
+	q.Set("scope", strings.Join(h.Scopes, " "))
+	q.Set("state", f.State)
+	q.Set("nonce", f.Nonce)
+	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(f.Verifier))
+	q.Set("code_challenge_method", "S256")
+	if h.ResponseMode == "form_post" {
+		q.Set("response_mode", "form_post")
+	}
+	u.RawQuery = q.Encode()
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return nil
+}
+
+// prunePendingFlows caps the pending sign-ins per browser: beyond the cap,
+// the oldest (and any unreadable) flow cookies are deleted.
+func (h *Handler) prunePendingFlows(w http.ResponseWriter, r *http.Request) {
+	type pending struct {
+		name    string
+		created int64
+	}
+	var flows []pending
+	for _, c := range r.Cookies() {
+		name := strings.TrimPrefix(c.Name, "__Host-")
+		if !strings.HasPrefix(name, flowCookiePrefix) {
+			continue
+		}
+		var f flow
+		if data, ok := h.codec.open(c.Value, flowPurpose); ok && json.Unmarshal(data, &f) == nil {
+			flows = append(flows, pending{name, f.Created})
+		} else {
+			flows = append(flows, pending{name, 0})
+		}
+	}
+	if len(flows) < maxPendingFlows {
+		return
+	}
+	sort.Slice(flows, func(i, j int) bool { return flows[i].created < flows[j].created })
+	for _, f := range flows[:len(flows)-maxPendingFlows+1] {
+		c := cookie(r, f.name)
+		c.MaxAge = -1
+		http.SetCookie(w, &c)
+	}
+}
+
+// redirectURI is the absolute callback URL on this site.
+func (h *Handler) redirectURI(r *http.Request) string {
+	scheme := "http"
+	if secure(r) {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + h.RedirectPath
+}
+
+// callback finishes a sign-in: it checks the state against the flow's
+// cookie, handles B2C's errors, redeems the code against the policy that
+// issued it, checks the ID token and starts the session.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
+	var params url.Values
+	switch r.Method {
+	case http.MethodGet:
+		params = r.URL.Query()
+	case http.MethodPost:
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := r.ParseForm(); err != nil {
+			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response could not be read.", err)
+		}
+		params = r.PostForm
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		return h.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback takes GET or POST.", errors.New("callback method"))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+
+	state := params.Get("state")
+	if !statePattern.MatchString(state) {
+		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
+	}
+	c, err := r.Cookie(cookie(r, flowCookiePrefix+state[:16]).Name)
+	if err != nil {
+		if r.Method == http.MethodPost && params.Get("b2c_resubmit") == "" {
+			// A cross-site form_post carries no SameSite=Lax cookie: post
+			// the same fields again from this site, where it is sent.
+			return renderResubmit(w, h.RedirectPath, params)
+		}
+		return h.fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
+	}
+	expired := cookie(r, flowCookiePrefix+state[:16])
+	expired.MaxAge = -1
+	http.SetCookie(w, &expired) // a flow is used once, whatever happens next
+
+	var f flow
+	data, ok := h.codec.open(c.Value, flowPurpose)
+	if !ok || json.Unmarshal(data, &f) != nil || subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) != 1 ||
+		h.now().Sub(time.Unix(f.Created, 0)) > flowLifetime {
+		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
+	}
+
+	if e := params.Get("error"); e != "" {
+		return h.providerErrorReply(w, r, &f, &providerError{Code: e, Description: params.Get("error_description")})
+	}
+	code := params.Get("code")
+	if code == "" || len(code) > 8192 {
+		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no code.", errors.New("callback without code"))
+	}
+
+	p, _ := h.provider(f.Policy)
+	d, err := p.get(r.Context())
+	if err != nil {
+		return h.unavailable(w, r, err)
+	}
+	tr, err := h.redeem(r.Context(), d, url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {h.redirectURI(r)},
+		"code_verifier": {f.Verifier},
+		"scope":         {strings.Join(h.Scopes, " ")},
+	})
+	if err != nil {
+		var pe *providerError
+		if errors.As(err, &pe) {
+			return h.providerErrorReply(w, r, &f, pe)
+		}
+		if errors.Is(err, errUnavailable) {
+			return h.unavailable(w, r, err)
+		}
+		h.logger.Warn("code redemption failed", zap.Error(err))
+		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be used.", err)
+	}
+	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce)
+	if err != nil {
+		h.logger.Warn("id token refused", zap.String("policy", f.Policy), zap.Error(err))
+		if errors.Is(err, errUnavailable) {
+			return h.unavailable(w, r, err)
+		}
+		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token did not pass its checks.", err)
+	}
+	s := h.newSession(tr, f.Policy)
+	id, ok := newIdentity(payload)
+	if !ok {
+		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The token names no user.", errors.New("id token without oid or sub"))
+	}
+	if err := h.writeSession(w, r, s); err != nil {
+		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The session is too large to keep in cookies.", err)
+	}
+	h.logger.Info("user signed in", zap.String("user_id", id.id), zap.String("policy", f.Policy))
+	http.Redirect(w, r, f.Return, http.StatusFound)
+	return nil
+}
+
+// providerErrorReply handles an error from the provider. AADB2C90118
+// (forgot password) starts the password reset policy; AADB2C90091 and
+// AADB2C90273 (cancelled) go back where the user started; any other is a
+// 401 page that names the code.
+func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *providerError) error {
+	code := b2cCode(pe.Description)
+	h.logger.Info("identity provider returned an error", zap.String("error", pe.Code), zap.String("code", code), zap.String("policy", f.Policy))
+	switch code {
+	case "AADB2C90118":
+		if h.PasswordResetPolicy != "" {
+			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return)
+		}
+	case "AADB2C90091", "AADB2C90273":
+		http.Redirect(w, r, f.Return, http.StatusFound)
+		return nil
+	}
+	name := code
+	if name == "" {
+		name = pe.Code
+	}
+	return renderPage(w, http.StatusUnauthorized, pageData{
+		Title: "Sign-in failed", Code: name, Message: "The identity provider refused the sign-in.",
+		Description: pe.Description, Link: "/.auth/login", LinkText: "Try again",
+	})
+}
+
+// unavailable answers 503 while the provider cannot be reached.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	h.logger.Error("identity provider unavailable", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	return h.fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)
+}
+
+// newSession makes a session from a token response.
+func (h *Handler) newSession(tr *tokenResponse, policy string) *session {
+	now := h.now()
+	s := &session{
+		IDToken: tr.IDToken, AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Policy: policy,
+		Created: now.Unix(), Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
+	}
+	if tr.AccessToken != "" {
+		s.AccessExpiry = now.Add(time.Duration(tr.ExpiresIn) * time.Second).Unix()
+	}
+	return s
+}
+
+// writeSession sets the session cookie(s).
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session) error {
+	c := cookie(r, sessionCookie)
+	c.Expires = time.Unix(s.Expires, 0)
+	return writeChunked(w, r, c, h.encodeSession(s))
+}
+
+// clearSession deletes the session cookie and its chunks.
+func clearSession(w http.ResponseWriter, r *http.Request) {
+	c := cookie(r, sessionCookie)
+	c.MaxAge = -1
+	http.SetCookie(w, &c)
+	deleteChunks(w, r, c, 1)
+}
+
+// readSession returns the request's session identity, or nil: a missing,
+// tampered, truncated, foreign or expired cookie is no session.
+func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity {
+	value := readChunked(r, cookie(r, sessionCookie).Name)
+	if value == "" {
+		return nil
+	}
+	now := h.now()
+	id := h.cache.get(value, now)
+	if id == nil {
+		s, ok := h.decodeSession(value)
+		if !ok {
+			return nil
+		}
+		payload, err := jwtPayload(s.IDToken)
+		if err != nil {
+			return nil
+		}
+		if id, ok = newIdentity(payload); !ok {
+			return nil
+		}
+		id.session, id.expires = s, time.Unix(s.Expires, 0)
+		h.cache.put(value, id)
+	}
+	s := id.session
+	if now.Unix() >= s.Expires {
+		return nil
+	}
+	if t := time.Duration(h.InactivityTimeout); t > 0 {
+		idle := now.Sub(time.Unix(s.Seen, 0))
+		if idle > t {
+			return nil
+		}
+		if idle > t/8 && w != nil { // note the activity, not on every request
+			renewed := *s
+			renewed.Seen = now.Unix()
+			if err := h.writeSession(w, r, &renewed); err != nil {
+				return nil
+			}
+		}
+	}
+	return id
+}
+
+// jwtPayload decodes a JWT's payload without checking it: only for tokens
+// this handler checked before sealing them into the session.
+func jwtPayload(token string) ([]byte, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	return base64.RawURLEncoding.DecodeString(parts[1])
+}
+
+// authenticate finds the request's user: a bearer token, else the session.
+// An error means a bearer token was presented and refused.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*identity, error) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if scheme, token, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return h.bearer(r, strings.TrimSpace(token))
+		}
+	}
+	return h.readSession(w, r), nil
+}
+
+// logout ends the session and sends the browser to the provider's
+// end_session endpoint, then back to post_logout_redirect_uri.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
+	target := safeReturnURL(r.URL.Query().Get("post_logout_redirect_uri"))
+	id := h.readSession(nil, r)
+	clearSession(w, r)
+	w.Header().Set("Cache-Control", "no-store")
+	policy := h.Policy
+	if id != nil && id.session.Policy != "" {
+		policy = id.session.Policy
+	}
+	p, _ := h.provider(policy)
+	d, err := p.get(r.Context())
+	if err != nil || d.meta.EndSessionEndpoint == "" {
+		http.Redirect(w, r, target, http.StatusFound)
+		return nil
+	}
+	u, err := url.Parse(d.meta.EndSessionEndpoint)
+	if err != nil {
+		http.Redirect(w, r, target, http.StatusFound)
+		return nil
+	}
+	scheme := "http"
+	if secure(r) {
+		scheme = "https"
+	}
+	q := u.Query()
+	q.Set("post_logout_redirect_uri", scheme+"://"+r.Host+target)
+	// B2C refuses an expired id_token_hint (AADB2C90208): send only a live one.
+	if id != nil && id.expires.After(h.now()) {
+		if payload, err := jwtPayload(id.session.IDToken); err == nil {
+			var c struct {
+				Exp int64 `json:"exp"`
+			}
+			if json.Unmarshal(payload, &c) == nil && time.Unix(c.Exp, 0).After(h.now()) {
+				q.Set("id_token_hint", id.session.IDToken)
+			}
+		}
+	}
+	u.RawQuery = q.Encode()
+	if id != nil {
+		h.logger.Info("user signed out", zap.String("user_id", id.id))
+	}
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return nil
+}
+
+// me answers /.auth/me: the user in App Service's shape, or 401.
+func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
+	id, err := h.authenticate(w, r)
+	if err != nil {
+		return h.bearerFailure(w, r, err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if id == nil {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, err := w.Write([]byte(`{"status":401,"error":"not signed in"}` + "\n"))
+		return err
+	}
+	return json.NewEncoder(w).Encode(id.me())
+}
+
+// refresh answers /.auth/refresh: it renews the session's tokens with its
+// refresh token, against the policy that issued them.
+func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-store")
+	id := h.readSession(nil, r)
+	if id == nil || id.session.RefreshToken == "" {
+		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
+	}
+	p, policy := h.provider(id.session.Policy)
+	d, err := p.get(r.Context())
+	if err != nil {
+		return h.unavailable(w, r, err)
+	}
+	tr, err := h.redeem(r.Context(), d, url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {id.session.RefreshToken},
+		"scope":         {strings.Join(h.Scopes, " ")},
+	})
+	if err != nil {
+		if errors.Is(err, errUnavailable) {
+			return h.unavailable(w, r, err)
+		}
+		h.logger.Info("token refresh refused", zap.String("user_id", id.id), zap.Error(err))
+		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The identity provider refused to renew the session.", err)
+	}
+	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, "")
+	if err != nil {
+		h.logger.Warn("refreshed id token refused", zap.Error(err))
+		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The renewed token did not pass its checks.", err)
+	}
+	if nid, ok := newIdentity(payload); !ok || nid.id != id.id {
+		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The renewed token names another user.", errors.New("refresh changed the user"))
+	}
+	s := h.newSession(tr, policy)
+	if s.RefreshToken == "" {
+		s.RefreshToken = id.session.RefreshToken
+	}
+	if err := h.writeSession(w, r, s); err != nil {
+		return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The session is too large to keep in cookies.", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

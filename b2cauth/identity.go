@@ -1,0 +1,229 @@
+package b2cauth
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// identity is a signed-in user, from a session or a bearer token, with
+// everything downstream handlers see computed once.
+type identity struct {
+	claims  map[string]any
+	values  map[string]string // placeholder name → value
+	id      string
+	session *session // nil for a bearer token
+	expires time.Time
+
+	principalOnce sync.Once
+	principal     string // X-MS-CLIENT-PRINCIPAL
+}
+
+// newIdentity builds an identity from a token's payload.
+func newIdentity(payload []byte) (*identity, bool) {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if dec.Decode(&claims) != nil {
+		return nil, false
+	}
+	id := &identity{claims: claims, values: make(map[string]string, len(claims)+3)}
+	for k, v := range claims {
+		id.values[k] = claimString(v)
+	}
+	id.id = id.values["oid"]
+	if id.id == "" {
+		id.id = id.values["sub"]
+	}
+	if id.id == "" {
+		return nil, false
+	}
+	id.values["id"] = id.id
+	if id.values["email"] == "" {
+		if first := firstString(claims["emails"]); first != "" {
+			id.values["email"] = first
+		}
+	}
+	if p := id.values["tfp"]; p != "" {
+		id.values["policy"] = p
+	} else if p := id.values["acr"]; p != "" {
+		id.values["policy"] = p
+	}
+	if exp, ok := claims["exp"].(json.Number); ok {
+		if v, err := exp.Int64(); err == nil {
+			id.expires = time.Unix(v, 0)
+		}
+	}
+	return id, true
+}
+
+// claimString is a claim as a placeholder shows it: arrays joined by commas.
+func claimString(v any) string {
+	switch t := v.(type) {
+	case string:
+		return t
+	case json.Number:
+		return t.String()
+	case bool:
+		return strconv.FormatBool(t)
+	case nil:
+		return ""
+	case []any:
+		parts := make([]string, 0, len(t))
+		for _, e := range t {
+			parts = append(parts, claimString(e))
+		}
+		return strings.Join(parts, ",")
+	default:
+		b, _ := json.Marshal(t)
+		return string(b)
+	}
+}
+
+// claimValues are a claim's values: one for a scalar, each element of an array.
+func claimValues(v any) []string {
+	if arr, ok := v.([]any); ok {
+		out := make([]string, 0, len(arr))
+		for _, e := range arr {
+			out = append(out, claimString(e))
+		}
+		return out
+	}
+	if v == nil {
+		return nil
+	}
+	return []string{claimString(v)}
+}
+
+func firstString(v any) string {
+	if vals := claimValues(v); len(vals) > 0 {
+		return vals[0]
+	}
+	return ""
+}
+
+// placeholderPrefix is the namespace of the user's placeholders.
+const placeholderPrefix = "http.auth.user."
+
+// setPlaceholders makes {http.auth.user.*} answer from the identity.
+func (id *identity) setPlaceholders(repl *caddy.Replacer) {
+	repl.Map(func(key string) (any, bool) {
+		name, ok := strings.CutPrefix(key, placeholderPrefix)
+		if !ok {
+			return nil, false
+		}
+		v, ok := id.values[name]
+		return v, ok
+	})
+}
+
+// name is the user's human-readable name for X-MS-CLIENT-PRINCIPAL-NAME:
+// the email, else the display name, else the ID.
+func (id *identity) name() string {
+	for _, k := range []string{"email", "preferred_username", "name"} {
+		if v := id.values[k]; v != "" {
+			return v
+		}
+	}
+	return id.id
+}
+
+// App Service's claim types for the principal and /.auth/me.
+const (
+	claimTypeOID      = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+	claimTypeNameID   = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"
+	claimTypeName     = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+	claimTypeRole     = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+	easyAuthProvider  = "aad"
+	headerPrincipal   = "X-Ms-Client-Principal"
+	headerTokenPrefix = "X-Ms-Token-"
+)
+
+// typVal is a claim in App Service's shape.
+type typVal struct {
+	Typ string `json:"typ"`
+	Val string `json:"val"`
+}
+
+// userClaims lists the claims as App Service does: oid and sub under their
+// schema URIs, every value a string, arrays one entry per element.
+func (id *identity) userClaims() []typVal {
+	names := make([]string, 0, len(id.claims))
+	for k := range id.claims {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	out := make([]typVal, 0, len(names))
+	for _, k := range names {
+		typ := k
+		switch k {
+		case "oid":
+			typ = claimTypeOID
+		case "sub":
+			typ = claimTypeNameID
+		}
+		for _, v := range claimValues(id.claims[k]) {
+			out = append(out, typVal{Typ: typ, Val: v})
+		}
+	}
+	return out
+}
+
+// clientPrincipal is the X-MS-CLIENT-PRINCIPAL value: standard base64 of
+// the JSON App Service sends.
+func (id *identity) clientPrincipal() string {
+	id.principalOnce.Do(func() {
+		data, _ := json.Marshal(struct {
+			AuthTyp string   `json:"auth_typ"`
+			Claims  []typVal `json:"claims"`
+			NameTyp string   `json:"name_typ"`
+			RoleTyp string   `json:"role_typ"`
+		}{easyAuthProvider, id.userClaims(), claimTypeName, claimTypeRole})
+		id.principal = base64.StdEncoding.EncodeToString(data)
+	})
+	return id.principal
+}
+
+// setEasyAuthHeaders adds App Service's identity headers to the request.
+func (id *identity) setEasyAuthHeaders(h http.Header) {
+	h.Set(headerPrincipal, id.clientPrincipal())
+	h.Set(headerPrincipal+"-Id", id.id)
+	h.Set(headerPrincipal+"-Name", id.name())
+	h.Set(headerPrincipal+"-Idp", easyAuthProvider)
+}
+
+// stripIdentityHeaders removes every client-sent X-MS-CLIENT-PRINCIPAL* and
+// X-MS-TOKEN-* header: only this handler may set them.
+func stripIdentityHeaders(h http.Header) {
+	for k := range h {
+		ck := http.CanonicalHeaderKey(k)
+		if strings.HasPrefix(ck, headerPrincipal) || strings.HasPrefix(ck, headerTokenPrefix) {
+			delete(h, k)
+		}
+	}
+}
+
+// me is the /.auth/me body: App Service's array of one provider object.
+func (id *identity) me() []map[string]any {
+	entry := map[string]any{
+		"provider_name": easyAuthProvider,
+		"user_id":       id.name(),
+		"user_claims":   id.userClaims(),
+	}
+	if s := id.session; s != nil {
+		entry["id_token"] = s.IDToken
+		if s.AccessToken != "" {
+			entry["access_token"] = s.AccessToken
+			entry["expires_on"] = time.Unix(s.AccessExpiry, 0).UTC().Format("2006-01-02T15:04:05.0000000Z")
+		}
+	}
+	return []map[string]any{entry}
+}

@@ -1,0 +1,363 @@
+package b2cauth
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/go-jose/go-jose/v4"
+	"golang.org/x/time/rate"
+)
+
+// errUnavailable marks a provider that cannot be reached now.
+var errUnavailable = errors.New("identity provider unavailable")
+
+// metadata is the part of an OpenID Connect discovery document we use.
+type metadata struct {
+	Issuer                string   `json:"issuer"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	EndSessionEndpoint    string   `json:"end_session_endpoint"`
+	JWKSURI               string   `json:"jwks_uri"`
+	SigningAlgs           []string `json:"id_token_signing_alg_values_supported"`
+}
+
+// asymmetricAlgs are the only signature algorithms ever accepted: never
+// `none`, never HMAC (whose key would be the public key).
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// provider is one policy's (or one issuer's) metadata, keys and verifiers,
+// discovered lazily and kept. While discovery fails, it is retried with
+// backoff and requests that need it fail fast.
+type provider struct {
+	metadataURL string
+	clientID    string
+	client      *http.Client
+	now         func() time.Time
+
+	mu       sync.Mutex
+	ready    *discovered
+	lastErr  error
+	retryAt  time.Time
+	backoff  time.Duration
+	fetching chan struct{}
+}
+
+// discovered is a provider once its metadata is known.
+type discovered struct {
+	meta   metadata
+	keys   *keySet
+	idTok  *oidc.IDTokenVerifier // checks aud against the client ID
+	access *oidc.IDTokenVerifier // leaves aud to the caller
+}
+
+const (
+	minBackoff = time.Second
+	maxBackoff = time.Minute
+	clockSkew  = time.Minute
+)
+
+// get returns the provider's metadata, discovering it if needed.
+func (p *provider) get(ctx context.Context) (*discovered, error) {
+	p.mu.Lock()
+	if p.ready != nil {
+		d := p.ready
+		p.mu.Unlock()
+		return d, nil
+	}
+	if wait := p.fetching; wait != nil { // someone else is fetching
+		p.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return p.result()
+	}
+	if time.Now().Before(p.retryAt) {
+		err := p.lastErr
+		p.mu.Unlock()
+		return nil, err
+	}
+	done := make(chan struct{})
+	p.fetching = done
+	p.mu.Unlock()
+
+	d, err := p.discover(ctx)
+
+	p.mu.Lock()
+	p.fetching = nil
+	if err != nil {
+		p.backoff = min(max(p.backoff*2, minBackoff), maxBackoff)
+		p.retryAt = time.Now().Add(p.backoff)
+		p.lastErr = fmt.Errorf("%w: %v", errUnavailable, err)
+	} else {
+		p.ready, p.backoff, p.lastErr = d, 0, nil
+	}
+	p.mu.Unlock()
+	close(done)
+	return p.result()
+}
+
+func (p *provider) result() (*discovered, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ready != nil {
+		return p.ready, nil
+	}
+	return nil, p.lastErr
+}
+
+// discover fetches and checks the metadata document. The issuer that tokens
+// must carry is the document's own (B2C's differs from the discovery URL).
+func (p *provider) discover(ctx context.Context) (*discovered, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var m metadata
+	if err := getJSON(ctx, p.client, p.metadataURL, &m); err != nil {
+		return nil, err
+	}
+	base, _ := url.Parse(p.metadataURL)
+	for name, v := range map[string]string{"issuer": m.Issuer, "authorization_endpoint": m.AuthorizationEndpoint, "token_endpoint": m.TokenEndpoint, "jwks_uri": m.JWKSURI} {
+		if err := checkEndpoint(v, base.Scheme); err != nil {
+			return nil, fmt.Errorf("metadata %s: %v", name, err)
+		}
+	}
+	if m.EndSessionEndpoint != "" && checkEndpoint(m.EndSessionEndpoint, base.Scheme) != nil {
+		m.EndSessionEndpoint = ""
+	}
+	var algs []string
+	for _, a := range m.SigningAlgs {
+		for _, ok := range asymmetricAlgs {
+			if a == ok {
+				algs = append(algs, a)
+			}
+		}
+	}
+	if len(algs) == 0 {
+		algs = []string{"RS256"}
+	}
+	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
+	// The verifiers' clock runs a little behind, which allows for skew on exp.
+	skewedNow := func() time.Time { return p.now().Add(-clockSkew) }
+	return &discovered{
+		meta:   m,
+		keys:   keys,
+		idTok:  oidc.NewVerifier(m.Issuer, keys, &oidc.Config{ClientID: p.clientID, SupportedSigningAlgs: algs, Now: skewedNow}),
+		access: oidc.NewVerifier(m.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: skewedNow}),
+	}, nil
+}
+
+// checkEndpoint requires an absolute https URL (http only when the metadata
+// itself came over http, as with a local emulator).
+func checkEndpoint(v, scheme string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && scheme == "http")) {
+		return fmt.Errorf("%q is not an absolute https URL", v)
+	}
+	return nil
+}
+
+// getJSON fetches a small JSON document.
+func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%s: %v", u, err)
+	}
+	return nil
+}
+
+// keySet is the provider's JWKS, kept in memory and fetched again when a
+// token names an unknown key, at most a few times a minute. Signatures are
+// checked by go-oidc (oidc.StaticKeySet), never here.
+type keySet struct {
+	url     string
+	client  *http.Client
+	algs    []string
+	limiter *rate.Limiter
+
+	mu   sync.Mutex
+	keys []jose.JSONWebKey
+}
+
+// VerifySignature implements oidc.KeySet.
+func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	algs := make([]jose.SignatureAlgorithm, len(k.algs))
+	for i, a := range k.algs {
+		algs[i] = jose.SignatureAlgorithm(a)
+	}
+	jws, err := jose.ParseSigned(jwt, algs)
+	if err != nil || len(jws.Signatures) != 1 {
+		return nil, fmt.Errorf("malformed jwt")
+	}
+	kid := jws.Signatures[0].Header.KeyID
+	pubs := k.matching(kid)
+	if len(pubs) == 0 && k.limiter.Allow() {
+		if err := k.refresh(ctx); err != nil {
+			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
+		}
+		pubs = k.matching(kid)
+	}
+	if len(pubs) == 0 {
+		return nil, fmt.Errorf("no key with kid %q", kid)
+	}
+	return (&oidc.StaticKeySet{PublicKeys: pubs}).VerifySignature(ctx, jwt)
+}
+
+// matching are the public keys a token with this kid may be signed with:
+// the key with that ID or, for a token without a kid, every key.
+func (k *keySet) matching(kid string) []crypto.PublicKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var pubs []crypto.PublicKey
+	for _, key := range k.keys {
+		if kid == "" || key.KeyID == kid {
+			pubs = append(pubs, key.Key)
+		}
+	}
+	return pubs
+}
+
+func (k *keySet) refresh(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := getJSON(ctx, k.client, k.url, &set); err != nil {
+		return err
+	}
+	var keys []jose.JSONWebKey
+	for _, raw := range set.Keys {
+		var key jose.JSONWebKey
+		if json.Unmarshal(raw, &key) != nil || !key.IsPublic() || (key.Use != "" && key.Use != "sig") {
+			continue // a key we cannot use is skipped, not fatal
+		}
+		keys = append(keys, key)
+	}
+	k.mu.Lock()
+	k.keys = keys
+	k.mu.Unlock()
+	return nil
+}
+
+// tokenResponse is a token endpoint's answer. Numbers may arrive as JSON
+// numbers or strings, as Microsoft's documents disagree.
+type tokenResponse struct {
+	IDToken          string     `json:"id_token"`
+	AccessToken      string     `json:"access_token"`
+	RefreshToken     string     `json:"refresh_token"`
+	ExpiresIn        flexNumber `json:"expires_in"`
+	Error            string     `json:"error"`
+	ErrorDescription string     `json:"error_description"`
+}
+
+// flexNumber is an integer sent as a number or as a string.
+type flexNumber int64
+
+func (n *flexNumber) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	if s == "" || s == "null" {
+		*n = 0
+		return nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("not a number: %s", b)
+	}
+	*n = flexNumber(v)
+	return nil
+}
+
+// redeem posts a grant to the token endpoint. It accepts an answer with an
+// ID token and no access token, as B2C gives when no API scope was asked.
+func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*tokenResponse, error) {
+	form.Set("client_id", h.ClientID)
+	if h.clientSecret != "" {
+		form.Set("client_secret", h.clientSecret)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.meta.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)
+	}
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		if resp.StatusCode >= 500 {
+			return nil, fmt.Errorf("%w: token endpoint: HTTP %d", errUnavailable, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("token endpoint: HTTP %d, not JSON", resp.StatusCode)
+	}
+	if tr.Error != "" || resp.StatusCode != http.StatusOK {
+		if tr.Error == "" {
+			tr.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
+		}
+		return &tr, &providerError{Code: tr.Error, Description: tr.ErrorDescription}
+	}
+	if tr.IDToken == "" {
+		return nil, errors.New("token endpoint: no id_token in the answer")
+	}
+	return &tr, nil
+}
+
+// providerError is an OAuth error from the provider, by redirect or from
+// the token endpoint.
+type providerError struct {
+	Code        string // the OAuth error
+	Description string
+}
+
+func (e *providerError) Error() string {
+	return "provider error " + e.Code + " " + b2cCode(e.Description)
+}
+
+// b2cCode extracts the AADB2C code that starts a B2C error description.
+func b2cCode(desc string) string {
+	i := strings.Index(desc, "AADB2C")
+	if i < 0 {
+		return ""
+	}
+	j := i + len("AADB2C")
+	for j < len(desc) && desc[j] >= '0' && desc[j] <= '9' {
+		j++
+	}
+	return desc[i:j]
+}

@@ -1,0 +1,130 @@
+package b2cauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// tokenClaims are the claims we check beyond what go-oidc checks.
+type tokenClaims struct {
+	Subject  string          `json:"sub"`
+	Nonce    string          `json:"nonce"`
+	IssuedAt *json.Number    `json:"iat"`
+	AZP      string          `json:"azp"`
+	Audience json.RawMessage `json:"aud"`
+	Scope    string          `json:"scp"`
+}
+
+func (c *tokenClaims) audiences() []string {
+	var one string
+	if json.Unmarshal(c.Audience, &one) == nil {
+		return []string{one}
+	}
+	var many []string
+	_ = json.Unmarshal(c.Audience, &many)
+	return many
+}
+
+// checkIssuedAt requires iat, and not in the future beyond the clock skew.
+func checkIssuedAt(iat *json.Number, now time.Time) error {
+	if iat == nil {
+		return errors.New("token has no iat")
+	}
+	v, err := iat.Float64()
+	if err != nil {
+		return errors.New("token iat is not a number")
+	}
+	if time.Unix(int64(v), 0).After(now.Add(clockSkew)) {
+		return errors.New("token iat is in the future")
+	}
+	return nil
+}
+
+// verifyIDToken checks an ID token: go-oidc checks the signature (only the
+// provider's asymmetric algorithms), iss, aud, exp and nbf; we add what it
+// leaves to its caller: the nonce (when wantNonce is not empty), iat and
+// sub present, and azp. It returns the token's payload.
+func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce string) (json.RawMessage, error) {
+	tok, err := d.idTok.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	var payload json.RawMessage
+	var c tokenClaims
+	if err := tok.Claims(&payload); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, err
+	}
+	if c.Subject == "" {
+		return nil, errors.New("id token has no sub")
+	}
+	if err := checkIssuedAt(c.IssuedAt, h.now()); err != nil {
+		return nil, err
+	}
+	if wantNonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(wantNonce)) != 1 {
+		return nil, errors.New("id token nonce does not match the sign-in")
+	}
+	if (len(c.audiences()) > 1 || c.AZP != "") && c.AZP != h.ClientID {
+		return nil, fmt.Errorf("id token azp is not this client")
+	}
+	return payload, nil
+}
+
+// accessCheckError is a bearer token that is valid but lacks a scope.
+type accessCheckError struct{ missing string }
+
+func (e *accessCheckError) Error() string { return "token lacks scope " + e.missing }
+
+// verifyAccessToken checks a bearer access token: go-oidc checks the
+// signature, iss, exp and nbf; we check aud against audience, iat when
+// present, and require_scopes against scp.
+func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
+	tok, err := d.access.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	var payload json.RawMessage
+	var c tokenClaims
+	if err := tok.Claims(&payload); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, err
+	}
+	audOK := false
+	for _, a := range c.audiences() {
+		for _, want := range h.Audience {
+			if a == want {
+				audOK = true
+			}
+		}
+	}
+	if !audOK {
+		return nil, errors.New("token audience is not accepted")
+	}
+	if c.IssuedAt != nil {
+		if err := checkIssuedAt(c.IssuedAt, h.now()); err != nil {
+			return nil, err
+		}
+	}
+	have := strings.Fields(c.Scope)
+	for _, want := range h.RequireScopes {
+		found := false
+		for _, s := range have {
+			if s == want {
+				found = true
+			}
+		}
+		if !found {
+			return payload, &accessCheckError{missing: want}
+		}
+	}
+	return payload, nil
+}

@@ -1,0 +1,335 @@
+package b2cemulator
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// authRequest is a checked authorization request.
+type authRequest struct {
+	raw             url.Values
+	policy          string
+	client          *Client
+	redirectURI     string
+	responseMode    string
+	state           string
+	nonce           string
+	scopes          []string
+	challenge       string
+	challengeMethod string
+	prompt          string
+}
+
+// authorize is the authorization endpoint: it checks the request, then
+// shows the policy's page or, with a single sign-on session, answers at once.
+// The pages post back to it, carrying the original request.
+func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) error {
+	params := r.URL.Query()
+	action := params.Get("emulator_action")
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		if err := r.ParseForm(); err != nil {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The form could not be read.")
+		}
+		var err error
+		if params, err = url.ParseQuery(r.PostForm.Get("request")); err != nil {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request parameter is malformed.")
+		}
+		action = r.PostForm.Get("action")
+	} else if r.Method != http.MethodGet {
+		return e.errorPage(w, http.StatusMethodNotAllowed, "AADB2C90083", "The authorize endpoint accepts GET and POST.")
+	}
+	req, stop := e.checkAuthRequest(w, params, rt)
+	if stop != nil {
+		return *stop
+	}
+	kind := policyKind(req.policy)
+	sso := e.ssoUser(r)
+	if req.prompt == "login" && r.Method == http.MethodGet {
+		sso = ""
+	}
+
+	switch action {
+	case "forgot":
+		return e.respondError(w, req, errForgotPassword)
+	case "cancel":
+		return e.respondError(w, req, errCancelled)
+	case "signup_view":
+		return e.page(w, req, "signup", "", nil)
+	case "signin":
+		email, password := strings.TrimSpace(r.PostForm.Get("email")), r.PostForm.Get("password")
+		u := e.state.user(email)
+		if u == nil {
+			return e.page(w, req, "signin", "We can't seem to find your account.", map[string]string{"email": email})
+		}
+		if subtle.ConstantTimeCompare([]byte(password), []byte(u.Password)) != 1 {
+			return e.page(w, req, "signin", "Your password is incorrect.", map[string]string{"email": email})
+		}
+		authTime := time.Now()
+		e.setSSO(w, r, u.Email, authTime)
+		if kind == "edit" {
+			return e.page(w, req, "edit", "", editFields(u))
+		}
+		return e.issueCode(w, req, u.Email, authTime)
+	case "signup":
+		f := r.PostForm
+		u := User{
+			Email: strings.TrimSpace(f.Get("email")), Password: f.Get("password"),
+			Name: strings.TrimSpace(f.Get("name")), GivenName: strings.TrimSpace(f.Get("given_name")), FamilyName: strings.TrimSpace(f.Get("family_name")),
+		}
+		values := map[string]string{"email": u.Email, "name": u.Name, "given_name": u.GivenName, "family_name": u.FamilyName}
+		switch {
+		case !strings.Contains(u.Email, "@") || len(u.Email) > 256:
+			return e.page(w, req, "signup", "Please enter a valid email address.", values)
+		case len(u.Password) < 8:
+			return e.page(w, req, "signup", "The password must be at least 8 characters.", values)
+		case u.Password != f.Get("password_confirm"):
+			return e.page(w, req, "signup", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
+		}
+		u.ObjectID = newGUID()
+		if !e.state.addUser(u) {
+			return e.page(w, req, "signup", "A user with the specified ID already exists. Please choose a different one.", values)
+		}
+		e.logger.Info("user signed up", zap.String("oid", u.ObjectID))
+		authTime := time.Now()
+		e.setSSO(w, r, u.Email, authTime)
+		return e.issueCode(w, req, u.Email, authTime)
+	case "reset":
+		f := r.PostForm
+		email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
+		values := map[string]string{"email": email}
+		switch {
+		case e.state.user(email) == nil:
+			return e.page(w, req, "reset", "An account could not be found for the provided user ID.", values)
+		case len(password) < 8:
+			return e.page(w, req, "reset", "The password must be at least 8 characters.", values)
+		case password != f.Get("password_confirm"):
+			return e.page(w, req, "reset", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
+		}
+		e.state.updateUser(email, func(u *User) { u.Password = password })
+		authTime := time.Now()
+		e.setSSO(w, r, email, authTime)
+		return e.issueCode(w, req, email, authTime)
+	case "edit":
+		if sso == "" {
+			return e.page(w, req, "signin", "Your session has expired. Please sign in again.", nil)
+		}
+		f := r.PostForm
+		e.state.updateUser(sso, func(u *User) {
+			u.Name = strings.TrimSpace(f.Get("name"))
+			u.GivenName = strings.TrimSpace(f.Get("given_name"))
+			u.FamilyName = strings.TrimSpace(f.Get("family_name"))
+		})
+		return e.issueCode(w, req, sso, time.Now())
+	case "":
+	default:
+		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "Unknown action.")
+	}
+
+	// A fresh request: show the policy's page, or answer from the session.
+	switch kind {
+	case "reset":
+		return e.page(w, req, "reset", "", nil)
+	case "edit":
+		if sso != "" {
+			return e.page(w, req, "edit", "", editFields(e.state.user(sso)))
+		}
+	default:
+		if sso != "" {
+			return e.issueCode(w, req, sso, time.Now())
+		}
+	}
+	if req.prompt == "none" {
+		return e.respondError(w, req, b2cError{"interaction_required", "AADB2C90077", "User does not have an existing session and request prompt parameter has a value of 'none'."})
+	}
+	return e.page(w, req, "signin", "", nil)
+}
+
+// checkAuthRequest validates the parameters. Errors about the client or
+// the redirect URI show an error page (nowhere safe to redirect to); the
+// others go back to the redirect URI. A non-nil stop is the handler's result.
+func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt route) (*authRequest, *error) {
+	stop := func(err error) (*authRequest, *error) { return nil, &err }
+	req := &authRequest{raw: q, policy: rt.policy}
+	clientID := q.Get("client_id")
+	if clientID == "" {
+		return stop(e.errorPage(w, http.StatusBadRequest, "AADB2C90008", "The request does not contain a client ID parameter."))
+	}
+	if req.client = e.client(clientID); req.client == nil {
+		return stop(e.errorPage(w, http.StatusBadRequest, "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)))
+	}
+	req.redirectURI = q.Get("redirect_uri")
+	if !contains(req.client.RedirectURIs, req.redirectURI) {
+		return stop(e.errorPage(w, http.StatusBadRequest, "AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", req.redirectURI, clientID)))
+	}
+	req.state = q.Get("state")
+	req.responseMode = q.Get("response_mode")
+	switch req.responseMode {
+	case "":
+		req.responseMode = "query"
+	case "query", "fragment", "form_post":
+	default:
+		mode := req.responseMode
+		req.responseMode = "query"
+		return stop(e.respondError(w, req, errRequest("AADB2C90014", fmt.Sprintf("The requested response mode '%s' provided in the request is not supported.", mode))))
+	}
+	if rtype := q.Get("response_type"); rtype != "code" {
+		return stop(e.respondError(w, req, b2cError{"unsupported_response_type", "AADB2C90013", fmt.Sprintf("The requested response type '%s' provided in the request is not supported.", rtype)}))
+	}
+	req.scopes = strings.Fields(q.Get("scope"))
+	if len(req.scopes) == 0 {
+		return stop(e.respondError(w, req, errRequest("AADB2C90010", "The request does not contain a scope parameter.")))
+	}
+	if !contains(req.scopes, "openid") {
+		return stop(e.respondError(w, req, errRequest("AADB2C90115", "When requesting the 'code' response_type, the scope parameter must include a resource or client ID for access tokens, and 'openid' for ID tokens. Additionally include 'offline_access' for refresh tokens.")))
+	}
+	req.nonce = q.Get("nonce")
+	req.challenge = q.Get("code_challenge")
+	req.challengeMethod = q.Get("code_challenge_method")
+	if req.challenge != "" && req.challengeMethod == "" {
+		req.challengeMethod = "plain"
+	}
+	if req.challengeMethod != "" && req.challengeMethod != "S256" && req.challengeMethod != "plain" {
+		return stop(e.respondError(w, req, errRequest("AADB2C90184", "The supplied code_challenge_method is not supported. Supported values are plain or S256")))
+	}
+	req.prompt = q.Get("prompt")
+	switch req.prompt {
+	case "", "login", "none", "consent", "select_account":
+	default:
+		return stop(e.respondError(w, req, errRequest("AADB2C90043", "The prompt included in the request contains invalid values. Expected 'none', 'login', 'consent' or 'select_account'.")))
+	}
+	return req, nil
+}
+
+// issueCode gives the client a code for the user, by the request's
+// response mode.
+func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email string, authTime time.Time) error {
+	code := newCode()
+	e.state.issue(e.state.codes, &grant{
+		clientID:        req.client.ClientID,
+		redirectURI:     req.redirectURI,
+		challenge:       req.challenge,
+		challengeMethod: req.challengeMethod,
+		policy:          req.policy,
+		nonce:           req.nonce,
+		email:           email,
+		scopes:          req.scopes,
+		authTime:        authTime,
+		expires:         time.Now().Add(5 * time.Minute),
+	}, code)
+	params := []param{{"code", code}}
+	if req.state != "" {
+		params = append(params, param{"state", req.state})
+	}
+	return e.respond(w, req, params)
+}
+
+// respondError sends an error back to the client's redirect URI.
+func (e *Emulator) respondError(w http.ResponseWriter, req *authRequest, b b2cError) error {
+	params := []param{{"error", b.err}, {"error_description", b.description()}}
+	if req.state != "" {
+		params = append(params, param{"state", req.state})
+	}
+	return e.respond(w, req, params)
+}
+
+// respond delivers parameters to the redirect URI: a 302 for query and
+// fragment, an auto-submitting form for form_post.
+func (e *Emulator) respond(w http.ResponseWriter, req *authRequest, params []param) error {
+	if req.responseMode == "form_post" {
+		return render(w, http.StatusOK, "form_post", map[string]any{"Action": req.redirectURI, "Params": params})
+	}
+	http.Redirect(w, &http.Request{Method: http.MethodGet}, withParams(req.redirectURI, req.responseMode, params), http.StatusFound)
+	return nil
+}
+
+// logout is end_session: it ends the emulator's single sign-on session and
+// sends the browser to post_logout_redirect_uri, which must be registered
+// for the client when an id_token_hint names it.
+func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) error {
+	q := r.URL.Query()
+	target := q.Get("post_logout_redirect_uri")
+	if hint := q.Get("id_token_hint"); hint != "" {
+		aud, exp, err := e.verifyOwnToken(hint)
+		if err != nil {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is invalid. Please provide another token and try again.")
+		}
+		if time.Now().After(exp) {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is expired. Please provide another token and try again.")
+		}
+		if c := e.client(aud); target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90287", fmt.Sprintf("The request contains invalid redirect URI '%s'.", target))
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: e.ssoCookieName(), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	if target == "" {
+		return render(w, http.StatusOK, "signed_out", map[string]any{"Tenant": e.Tenant})
+	}
+	if u, err := url.Parse(target); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return e.errorPage(w, http.StatusBadRequest, "AADB2C90067", fmt.Sprintf("The post logout redirect URI '%s' has an invalid format. Specify an https based URL such as 'https://example.com/return' or for native clients use the IETF native client URI 'urn:ietf:wg:oauth:2.0:oob'.", target))
+	}
+	var params []param
+	if s := q.Get("state"); s != "" {
+		params = append(params, param{"state", s})
+	}
+	dest := target
+	if len(params) > 0 {
+		dest = withParams(target, "query", params)
+	}
+	http.Redirect(w, r, dest, http.StatusFound)
+	return nil
+}
+
+// The single sign-on cookie holds the signed-in email and the time of
+// sign-in, with an HMAC.
+
+func (e *Emulator) ssoCookieName() string { return "x-ms-cpim-sso_" + e.Tenant }
+
+func (e *Emulator) setSSO(w http.ResponseWriter, r *http.Request, email string, authTime time.Time) {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + strconv.FormatInt(authTime.Unix(), 10)
+	http.SetCookie(w, &http.Cookie{
+		Name: e.ssoCookieName(), Value: payload + "." + e.ssoMAC(payload),
+		Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// ssoUser is the email of the browser's signed-in user, or "".
+func (e *Emulator) ssoUser(r *http.Request) string {
+	c, err := r.Cookie(e.ssoCookieName())
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(c.Value, '.')
+	if i < 0 || !hmac.Equal([]byte(c.Value[i+1:]), []byte(e.ssoMAC(c.Value[:i]))) {
+		return ""
+	}
+	emailPart, _, _ := strings.Cut(c.Value[:i], ".")
+	email, err := base64.RawURLEncoding.DecodeString(emailPart)
+	if err != nil || e.state.user(string(email)) == nil {
+		return ""
+	}
+	return string(email)
+}
+
+func (e *Emulator) ssoMAC(payload string) string {
+	m := hmac.New(sha256.New, e.state.ssoKey)
+	m.Write([]byte(payload))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+func editFields(u *User) map[string]string {
+	if u == nil {
+		return nil
+	}
+	return map[string]string{"email": u.Email, "name": u.Name, "given_name": u.GivenName, "family_name": u.FamilyName}
+}

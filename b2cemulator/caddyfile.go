@@ -1,0 +1,179 @@
+package b2cemulator
+
+import (
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("b2c_emulator", parseCaddyfile)
+	// Before every auth directive, so that a b2c_auth on the same site never
+	// guards the tenant's own endpoints; other paths pass through.
+	httpcaddyfile.RegisterDirectiveOrder("b2c_emulator", httpcaddyfile.After, "try_files")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	e := new(Emulator)
+	err := e.UnmarshalCaddyfile(h.Dispenser)
+	return e, err
+}
+
+// UnmarshalCaddyfile sets up the emulator from Caddyfile tokens:
+//
+//	b2c_emulator [<matcher>] {
+//	    tenant         <name>
+//	    tenant_id      <guid>
+//	    policies       <policy...>
+//	    client <client_id> [<secret>] {
+//	        redirect_uri <url...>
+//	    }
+//	    user <email> <password> {
+//	        object_id   <guid>
+//	        name        <display name>
+//	        given_name  <name>
+//	        family_name <name>
+//	        idp         <identity provider>
+//	        claim       <name> <value>
+//	    }
+//	    token_lifetime <duration>
+//	    issuer_form    tenant_id|tfp
+//	    policy_claim   tfp|acr
+//	    persist_keys
+//	    allow_remote
+//	}
+func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "tenant":
+			if !d.AllArgs(&e.Tenant) {
+				return d.ArgErr()
+			}
+		case "tenant_id":
+			if !d.AllArgs(&e.TenantID) {
+				return d.ArgErr()
+			}
+			if !guidPattern.MatchString(e.TenantID) {
+				return d.Errf("tenant_id: %q is not a GUID", e.TenantID)
+			}
+		case "policies":
+			e.Policies = d.RemainingArgs()
+			if len(e.Policies) == 0 {
+				return d.ArgErr()
+			}
+		case "client":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			c := Client{ClientID: args[0]}
+			if len(args) == 2 {
+				c.Secret = args[1]
+			}
+			for _, other := range e.Clients {
+				if other.ClientID == c.ClientID {
+					return d.Errf("client: %q is registered twice", c.ClientID)
+				}
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "redirect_uri":
+					uris := d.RemainingArgs()
+					if len(uris) == 0 {
+						return d.ArgErr()
+					}
+					c.RedirectURIs = append(c.RedirectURIs, uris...)
+				default:
+					return d.Errf("client: unknown subdirective %q", d.Val())
+				}
+			}
+			e.Clients = append(e.Clients, c)
+		case "user":
+			var u User
+			if !d.AllArgs(&u.Email, &u.Password) {
+				return d.ArgErr()
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				key := d.Val()
+				switch key {
+				case "object_id", "name", "given_name", "family_name", "idp":
+					var v string
+					if !d.AllArgs(&v) {
+						return d.ArgErr()
+					}
+					switch key {
+					case "object_id":
+						u.ObjectID = v
+					case "name":
+						u.Name = v
+					case "given_name":
+						u.GivenName = v
+					case "family_name":
+						u.FamilyName = v
+					case "idp":
+						u.IDP = v
+					}
+				case "claim":
+					var name, value string
+					if !d.AllArgs(&name, &value) {
+						return d.ArgErr()
+					}
+					if u.Claims == nil {
+						u.Claims = map[string]string{}
+					}
+					u.Claims[name] = value
+				default:
+					return d.Errf("user: unknown subdirective %q", key)
+				}
+			}
+			e.Users = append(e.Users, u)
+		case "token_lifetime":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("token_lifetime: %v", err)
+			}
+			e.TokenLifetime = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "issuer_form":
+			if !d.AllArgs(&e.IssuerForm) {
+				return d.ArgErr()
+			}
+			if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
+				return d.Errf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+			}
+		case "policy_claim":
+			if !d.AllArgs(&e.PolicyClaim) {
+				return d.ArgErr()
+			}
+			if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
+				return d.Errf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)
+			}
+		case "persist_keys":
+			e.PersistKeys = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "allow_remote":
+			e.AllowRemote = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unknown subdirective %q", d.Val())
+		}
+	}
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Emulator)(nil)

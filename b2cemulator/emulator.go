@@ -1,0 +1,437 @@
+// Package b2cemulator is a local Azure AD B2C tenant served by Caddy, for
+// development, demos and tests. It speaks B2C's protocol with B2C's formats:
+// per-policy discovery documents whose issuer holds the tenant GUID, JWKS,
+// the authorize endpoint with an HTML sign-in page, the token endpoint and
+// end_session. It is not an identity provider for production.
+package b2cemulator
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Emulator{})
+}
+
+// Emulator is an HTTP handler that serves an Azure AD B2C tenant on its own
+// site, under B2C's paths:
+//
+//	/{tenant}.onmicrosoft.com/{policy}/v2.0/.well-known/openid-configuration
+//	/{tenant}.onmicrosoft.com/{policy}/discovery/v2.0/keys
+//	/{tenant}.onmicrosoft.com/{policy}/oauth2/v2.0/authorize | token | logout
+//
+// and the same with `?p=<policy>` instead of the policy segment, or with the
+// tenant GUID instead of `{tenant}.onmicrosoft.com`. Policy names are
+// case-insensitive. Requests to any other path go to the next handler.
+//
+// A policy's kind follows its name: a name containing "reset" or "password"
+// is a password-reset flow, one containing "edit" or "profile" a
+// profile-edit flow, any other a sign-up/sign-in flow.
+//
+// `POST /{tenant}.onmicrosoft.com/emulator/rotate_keys` makes a new signing
+// key; the previous one stays published, as during a real rotation.
+//
+// It answers only loopback clients unless allow_remote is set. It is for
+// development and tests: never put it in front of real users.
+type Emulator struct {
+	// The tenant name: the emulator serves `<tenant>.onmicrosoft.com`.
+	// Default: contoso.
+	Tenant string `json:"tenant,omitempty"`
+	// The tenant GUID that appears in the issuer. Default: derived from the
+	// tenant name, so it is stable across restarts.
+	TenantID string `json:"tenant_id,omitempty"`
+	// The user flows. Default: B2C_1_susi B2C_1_reset B2C_1_edit.
+	Policies []string `json:"policies,omitempty"`
+	// The registered applications. Default: one demo client,
+	// `DemoClientID` with no secret, whose redirect URIs are the demo's.
+	Clients []Client `json:"clients,omitempty"`
+	// The accounts that exist at start ("Sign up now" adds more, in memory).
+	// Default: one demo user, whose credentials the sign-in page shows.
+	Users []User `json:"users,omitempty"`
+	// How long ID and access tokens live. Default: 1h.
+	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+	// The issuer's form: "tenant_id" (default;
+	// `<origin>/<tenant GUID>/v2.0/`) or "tfp"
+	// (`<origin>/tfp/<tenant GUID>/<policy>/v2.0/`).
+	IssuerForm string `json:"issuer_form,omitempty"`
+	// The claim that names the policy in tokens: "tfp" (default, as user
+	// flows do) or "acr" (lower-cased, as custom policies do).
+	PolicyClaim string `json:"policy_claim,omitempty"`
+	// Keep the signing keys in Caddy's storage, so a restart keeps them.
+	// Default: a new key at every start.
+	PersistKeys bool `json:"persist_keys,omitempty"`
+	// Answer clients that are not on a loopback address. Default: off.
+	AllowRemote bool `json:"allow_remote,omitempty"`
+
+	state    *tenantState
+	poolID   string
+	demoUser bool // the default user: the sign-in page shows its credentials
+	logger   *zap.Logger
+}
+
+// Client is an application registration.
+type Client struct {
+	// The application (client) ID.
+	ClientID string `json:"client_id"`
+	// The client secret; empty for a public client, which must use PKCE.
+	Secret string `json:"secret,omitempty"`
+	// The redirect URIs, matched exactly.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+}
+
+// User is a local account.
+type User struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	// The object ID (`oid` and `sub`). Default: derived from the email.
+	ObjectID   string `json:"object_id,omitempty"`
+	Name       string `json:"name,omitempty"`
+	GivenName  string `json:"given_name,omitempty"`
+	FamilyName string `json:"family_name,omitempty"`
+	// The identity provider, in the `idp` claim; none for local accounts.
+	IDP string `json:"idp,omitempty"`
+	// More claims, such as `extension_Role`.
+	Claims map[string]string `json:"claims,omitempty"`
+}
+
+// Defaults for a bare `b2c_emulator`.
+const (
+	DemoTenant       = "contoso"
+	DemoClientID     = "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
+	DemoUserEmail    = "ada@contoso.example"
+	DemoUserPassword = "Passw0rd!"
+)
+
+// DemoRedirectURIs are the demo client's redirect URIs: the demo site's
+// callback on http://localhost:8080 and on https://localhost.
+var DemoRedirectURIs = []string{
+	"http://localhost:8080/.auth/login/b2c/callback",
+	"https://localhost/.auth/login/b2c/callback",
+}
+
+// CaddyModule returns the Caddy module information.
+func (Emulator) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.b2c_emulator",
+		New: func() caddy.Module { return new(Emulator) },
+	}
+}
+
+var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// tenantPattern is what B2C accepts as a tenant name.
+var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Provision sets the defaults and takes the tenant's state from the pool,
+// so that a config reload keeps codes, sessions and signed-up users.
+func (e *Emulator) Provision(ctx caddy.Context) error {
+	e.logger = ctx.Logger()
+	if e.Tenant == "" {
+		e.Tenant = DemoTenant
+	}
+	e.Tenant = strings.ToLower(strings.TrimSuffix(e.Tenant, ".onmicrosoft.com"))
+	if e.TenantID == "" {
+		e.TenantID = derivedGUID("tenant:" + e.Tenant)
+	}
+	e.TenantID = strings.ToLower(e.TenantID)
+	if len(e.Policies) == 0 {
+		e.Policies = []string{"B2C_1_susi", "B2C_1_reset", "B2C_1_edit"}
+	}
+	if len(e.Clients) == 0 {
+		e.Clients = []Client{{ClientID: DemoClientID, RedirectURIs: DemoRedirectURIs}}
+	}
+	if len(e.Users) == 0 {
+		e.demoUser = true
+		e.Users = []User{{Email: DemoUserEmail, Password: DemoUserPassword, Name: "Ada Lovelace", GivenName: "Ada", FamilyName: "Lovelace"}}
+	}
+	for i := range e.Users {
+		if e.Users[i].ObjectID == "" {
+			e.Users[i].ObjectID = derivedGUID("user:" + e.Tenant + ":" + strings.ToLower(e.Users[i].Email))
+		}
+	}
+	if e.TokenLifetime == 0 {
+		e.TokenLifetime = caddy.Duration(time.Hour)
+	}
+	if e.IssuerForm == "" {
+		e.IssuerForm = "tenant_id"
+	}
+	if e.PolicyClaim == "" {
+		e.PolicyClaim = "tfp"
+	}
+	if err := e.validate(); err != nil {
+		return err
+	}
+
+	// One state per distinct configuration: an identical reload keeps it.
+	cfg, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(cfg)
+	e.poolID = fmt.Sprintf("%x", sum[:])
+	val, _, err := tenants.LoadOrNew(e.poolID, func() (caddy.Destructor, error) {
+		return newTenantState(ctx, e)
+	})
+	if err != nil {
+		return err
+	}
+	e.state = val.(*tenantState)
+	e.logger.Warn("b2c_emulator is a local test identity provider; it is not for production",
+		zap.String("tenant", e.Tenant+".onmicrosoft.com"),
+		zap.String("tenant_id", e.TenantID),
+		zap.Bool("allow_remote", e.AllowRemote))
+	return nil
+}
+
+// validate checks the configuration; every error names the field.
+func (e *Emulator) validate() error {
+	if !tenantPattern.MatchString(e.Tenant) {
+		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", e.Tenant)
+	}
+	if !guidPattern.MatchString(e.TenantID) {
+		return fmt.Errorf("tenant_id: %q is not a GUID", e.TenantID)
+	}
+	seen := map[string]bool{}
+	for _, p := range e.Policies {
+		if p == "" || strings.ContainsAny(p, "/?#& ") {
+			return fmt.Errorf("policies: %q is not a policy name", p)
+		}
+		if seen[strings.ToLower(p)] {
+			return fmt.Errorf("policies: %q is listed twice", p)
+		}
+		seen[strings.ToLower(p)] = true
+	}
+	clients := map[string]bool{}
+	for _, c := range e.Clients {
+		if c.ClientID == "" {
+			return fmt.Errorf("client: client_id is required")
+		}
+		if clients[c.ClientID] {
+			return fmt.Errorf("client: %q is registered twice", c.ClientID)
+		}
+		clients[c.ClientID] = true
+		for _, u := range c.RedirectURIs {
+			pu, err := url.Parse(u)
+			if err != nil || pu.Scheme == "" || pu.Host == "" || pu.Fragment != "" {
+				return fmt.Errorf("client %s: redirect_uri %q is not an absolute URL", c.ClientID, u)
+			}
+		}
+	}
+	users := map[string]bool{}
+	for _, u := range e.Users {
+		if !strings.Contains(u.Email, "@") {
+			return fmt.Errorf("user: %q is not an email address", u.Email)
+		}
+		if u.Password == "" {
+			return fmt.Errorf("user %s: password is required", u.Email)
+		}
+		if users[strings.ToLower(u.Email)] {
+			return fmt.Errorf("user: %q is defined twice", u.Email)
+		}
+		users[strings.ToLower(u.Email)] = true
+		if u.ObjectID != "" && !guidPattern.MatchString(u.ObjectID) {
+			return fmt.Errorf("user %s: object_id %q is not a GUID", u.Email, u.ObjectID)
+		}
+	}
+	if time.Duration(e.TokenLifetime) < time.Minute || time.Duration(e.TokenLifetime) > 24*time.Hour {
+		return fmt.Errorf("token_lifetime: %s is outside 1m..24h", time.Duration(e.TokenLifetime))
+	}
+	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
+		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+	}
+	if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
+		return fmt.Errorf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)
+	}
+	return nil
+}
+
+// Cleanup releases the tenant's state.
+func (e *Emulator) Cleanup() error {
+	if e.poolID != "" {
+		_, err := tenants.Delete(e.poolID)
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP answers the tenant's endpoints and passes anything else on.
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rt, ok := e.route(r)
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	if !e.AllowRemote && !isLoopback(r) {
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	switch rt.endpoint {
+	case "rotate_keys":
+		if r.Method != http.MethodPost {
+			return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
+		}
+		kid, err := e.state.rotate()
+		if err != nil {
+			return caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		e.logger.Info("signing key rotated", zap.String("kid", kid))
+		return writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
+	}
+	if rt.policy == "" {
+		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request is missing required parameter: p.")
+	}
+	switch rt.endpoint {
+	case "openid-configuration":
+		return writeJSON(w, http.StatusOK, e.discovery(r, rt))
+	case "keys":
+		return writeJSON(w, http.StatusOK, e.state.jwks())
+	case "authorize":
+		return e.authorize(w, r, rt)
+	case "token":
+		return e.token(w, r, rt)
+	case "logout":
+		return e.logout(w, r, rt)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// route is where a request goes in the tenant.
+type route struct {
+	tenantSegment string // as requested: "contoso.onmicrosoft.com" or the GUID
+	policy        string // the configured spelling; "" when unknown or missing
+	policyInPath  bool   // the path form rather than ?p=
+	tfp           bool   // under /tfp/
+	endpoint      string
+}
+
+// route maps a request path to an endpoint, or reports it is not ours.
+func (e *Emulator) route(r *http.Request) (route, bool) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	var rt route
+	if len(segs) > 0 && strings.EqualFold(segs[0], "tfp") {
+		rt.tfp = true
+		segs = segs[1:]
+	}
+	if len(segs) < 2 {
+		return rt, false
+	}
+	t := strings.ToLower(segs[0])
+	if t != e.Tenant+".onmicrosoft.com" && t != e.TenantID {
+		return rt, false
+	}
+	rt.tenantSegment = segs[0]
+	segs = segs[1:]
+	if p := e.policyNamed(segs[0]); p != "" && len(segs) > 1 {
+		rt.policy, rt.policyInPath = p, true
+		segs = segs[1:]
+	} else {
+		rt.policy = e.policyNamed(r.URL.Query().Get("p"))
+	}
+	switch strings.ToLower(strings.Join(segs, "/")) {
+	case "v2.0/.well-known/openid-configuration":
+		rt.endpoint = "openid-configuration"
+	case "discovery/v2.0/keys":
+		rt.endpoint = "keys"
+	case "oauth2/v2.0/authorize":
+		rt.endpoint = "authorize"
+	case "oauth2/v2.0/token":
+		rt.endpoint = "token"
+	case "oauth2/v2.0/logout":
+		rt.endpoint = "logout"
+	case "emulator/rotate_keys":
+		rt.endpoint = "rotate_keys"
+	default:
+		return rt, false
+	}
+	return rt, true
+}
+
+// policyNamed returns the configured spelling of a policy name, matched
+// case-insensitively, or "".
+func (e *Emulator) policyNamed(name string) string {
+	for _, p := range e.Policies {
+		if strings.EqualFold(p, name) {
+			return p
+		}
+	}
+	return ""
+}
+
+// policyKind tells what a user flow does: "susi", "reset" or "edit".
+func policyKind(policy string) string {
+	p := strings.ToLower(policy)
+	switch {
+	case strings.Contains(p, "reset") || strings.Contains(p, "password"):
+		return "reset"
+	case strings.Contains(p, "edit") || strings.Contains(p, "profile"):
+		return "edit"
+	}
+	return "susi"
+}
+
+func (e *Emulator) client(id string) *Client {
+	for i := range e.Clients {
+		if e.Clients[i].ClientID == id {
+			return &e.Clients[i]
+		}
+	}
+	return nil
+}
+
+// origin is the scheme and host the request was made to.
+func origin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// issuer is the `iss` of tokens issued for a policy.
+func (e *Emulator) issuer(r *http.Request, policy string) string {
+	if e.IssuerForm == "tfp" {
+		return origin(r) + "/tfp/" + e.TenantID + "/" + strings.ToLower(policy) + "/v2.0/"
+	}
+	return origin(r) + "/" + e.TenantID + "/v2.0/"
+}
+
+func isLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// derivedGUID makes a stable GUID-shaped identifier from a seed.
+func derivedGUID(seed string) string {
+	s := sha256.Sum256([]byte(seed))
+	s[6] = s[6]&0x0f | 0x50 // version 5 shape
+	s[8] = s[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Emulator)(nil)
+	_ caddy.CleanerUpper          = (*Emulator)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Emulator)(nil)
+)

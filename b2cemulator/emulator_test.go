@@ -1,0 +1,507 @@
+package b2cemulator_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+const (
+	tenantPath   = "/contoso.onmicrosoft.com"
+	callback     = "http://localhost:9999/cb"
+	secretClient = "11111111-2222-3333-4444-555555555555"
+	publicClient = "public-client"
+	verifier     = "verifier-verifier-verifier-verifier-verifier-0123456789"
+)
+
+// rp is a relying party driving the emulator as B2C's clients do.
+type rp struct {
+	t    *testing.T
+	base string // http://127.0.0.1:port
+	b    *testcaddy.Browser
+}
+
+func startEmulator(t *testing.T, extra string) *rp {
+	port := testcaddy.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%s {
+	b2c_emulator {
+		tenant_id 0d5a8b3c-1111-4222-8333-944455556666
+		client %s s3cret {
+			redirect_uri %s
+		}
+		client %s {
+			redirect_uri %s
+		}
+		user ada@contoso.example Passw0rd! {
+			name "Ada Lovelace"
+			given_name Ada
+			family_name Lovelace
+			claim extension_Role admin
+		}
+		%s
+	}
+	respond "not the emulator" 404
+}
+`, base, secretClient, callback, publicClient, callback, extra))
+	return &rp{t: t, base: base, b: testcaddy.NewBrowser(t)}
+}
+
+func (c *rp) policyURL(policy, path string) string {
+	return c.base + tenantPath + "/" + policy + "/" + path
+}
+
+func (c *rp) authorizeURL(policy string, q url.Values) string {
+	p := url.Values{
+		"client_id":             {secretClient},
+		"redirect_uri":          {callback},
+		"response_type":         {"code"},
+		"scope":                 {"openid offline_access"},
+		"state":                 {"st4te"},
+		"nonce":                 {"n0nce"},
+		"code_challenge":        {s256(verifier)},
+		"code_challenge_method": {"S256"},
+	}
+	for k, v := range q {
+		p[k] = v
+	}
+	return c.policyURL(policy, "oauth2/v2.0/authorize") + "?" + p.Encode()
+}
+
+func s256(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// signIn posts the sign-in form and returns the callback's parameters.
+func (c *rp) signIn(authURL, email, password string) url.Values {
+	c.t.Helper()
+	page := c.b.Get(authURL)
+	if page.StatusCode != http.StatusOK || !strings.Contains(page.Body, `id="localAccountForm"`) {
+		c.t.Fatalf("authorize: %d\n%s", page.StatusCode, page.Body)
+	}
+	resp := c.b.Submit(page, map[string]string{"email": email, "password": password})
+	return c.callbackParams(resp)
+}
+
+// callbackParams reads what the emulator sent to the redirect URI.
+func (c *rp) callbackParams(resp *testcaddy.Response) url.Values {
+	c.t.Helper()
+	if resp.StatusCode != http.StatusFound {
+		c.t.Fatalf("want a redirect to the client, got %d\n%s", resp.StatusCode, resp.Body)
+	}
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, callback+"?") {
+		c.t.Fatalf("redirect to %q, want %s?...", loc, callback)
+	}
+	q, err := url.ParseQuery(strings.TrimPrefix(loc, callback+"?"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return q
+}
+
+// redeem posts to the token endpoint and decodes the JSON answer.
+func (c *rp) redeem(policy string, form url.Values) (int, map[string]any) {
+	c.t.Helper()
+	resp, err := http.PostForm(c.policyURL(policy, "oauth2/v2.0/token"), form)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		c.t.Fatalf("token answer is not JSON: %v", err)
+	}
+	return resp.StatusCode, body
+}
+
+func codeForm(code string) url.Values {
+	return url.Values{
+		"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {callback},
+		"client_id": {secretClient}, "client_secret": {"s3cret"}, "code_verifier": {verifier},
+	}
+}
+
+// verify checks an ID token with go-oidc against the emulator's discovery
+// document and JWKS, as a relying party would.
+func (c *rp) verify(policy, rawToken, clientID string) map[string]any {
+	c.t.Helper()
+	var meta struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	getJSON(c.t, c.policyURL(policy, "v2.0/.well-known/openid-configuration"), &meta)
+	keys := oidc.NewRemoteKeySet(context.Background(), meta.JWKSURI)
+	tok, err := oidc.NewVerifier(meta.Issuer, keys, &oidc.Config{ClientID: clientID}).Verify(context.Background(), rawToken)
+	if err != nil {
+		c.t.Fatalf("ID token does not verify: %v", err)
+	}
+	var claims map[string]any
+	if err := tok.Claims(&claims); err != nil {
+		c.t.Fatal(err)
+	}
+	return claims
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", u, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func errorCode(t *testing.T, body map[string]any) string {
+	t.Helper()
+	desc, _ := body["error_description"].(string)
+	code, _, _ := strings.Cut(desc, ":")
+	if !strings.HasSuffix(desc, "\r\n") || !strings.Contains(desc, "\r\nCorrelation ID: ") || !strings.Contains(desc, "\r\nTimestamp: ") {
+		t.Errorf("error_description %q is not in B2C's format", desc)
+	}
+	return code
+}
+
+func TestDiscoveryMatchesB2CFormat(t *testing.T) {
+	c := startEmulator(t, "")
+	var fixture, pathForm, queryForm, guidForm map[string]any
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "fixtures", "b2c-openid-configuration.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &fixture); err != nil {
+		t.Fatal(err)
+	}
+	getJSON(t, c.policyURL("B2C_1_susi", "v2.0/.well-known/openid-configuration"), &pathForm)
+	getJSON(t, c.base+tenantPath+"/v2.0/.well-known/openid-configuration?p=b2c_1_SUSI", &queryForm)
+	getJSON(t, c.base+"/0d5a8b3c-1111-4222-8333-944455556666/b2c_1_susi/v2.0/.well-known/openid-configuration", &guidForm)
+
+	if got, want := keysOf(pathForm), keysOf(fixture); !reflect.DeepEqual(got, want) {
+		t.Errorf("discovery members %v, B2C's are %v", got, want)
+	}
+	for _, doc := range []map[string]any{pathForm, queryForm, guidForm} {
+		if doc["issuer"] != c.base+"/0d5a8b3c-1111-4222-8333-944455556666/v2.0/" {
+			t.Errorf("issuer %v: want the tenant GUID form with a trailing slash", doc["issuer"])
+		}
+		for _, k := range []string{"response_modes_supported", "id_token_signing_alg_values_supported", "token_endpoint_auth_methods_supported", "subject_types_supported"} {
+			if !reflect.DeepEqual(doc[k], fixture[k]) {
+				t.Errorf("%s = %v, B2C says %v", k, doc[k], fixture[k])
+			}
+		}
+	}
+	if got := pathForm["authorization_endpoint"]; got != c.base+tenantPath+"/b2c_1_susi/oauth2/v2.0/authorize" {
+		t.Errorf("path-form authorization_endpoint %v", got)
+	}
+	if got := queryForm["token_endpoint"]; got != c.base+tenantPath+"/oauth2/v2.0/token?p=b2c_1_susi" {
+		t.Errorf("?p= form token_endpoint %v", got)
+	}
+
+	var jwks struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	getJSON(t, pathForm["jwks_uri"].(string), &jwks)
+	if len(jwks.Keys) != 1 || jwks.Keys[0]["kty"] != "RSA" || jwks.Keys[0]["use"] != "sig" || jwks.Keys[0]["e"] != "AQAB" || len(jwks.Keys[0]["kid"].(string)) != 43 {
+		t.Errorf("JWKS not in B2C's shape: %v", jwks.Keys)
+	}
+	if resp, _ := http.Get(c.base + tenantPath + "/B2C_1_nope/v2.0/.well-known/openid-configuration"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown policy: %d, want the next handler's 404", resp.StatusCode)
+	}
+}
+
+func keysOf(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func TestSignInCodeAndRefresh(t *testing.T) {
+	c := startEmulator(t, "")
+	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	if q.Get("state") != "st4te" || q.Get("code") == "" {
+		t.Fatalf("callback parameters %v", q)
+	}
+	if parts := strings.Split(q.Get("code"), "."); len(parts) != 5 || parts[1] != "" {
+		t.Errorf("code %q is not in B2C's five-part shape", q.Get("code"))
+	}
+	status, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	if status != http.StatusOK {
+		t.Fatalf("token: %d %v", status, body)
+	}
+	if _, ok := body["access_token"]; ok {
+		t.Error("an access token without an API scope: B2C gives none")
+	}
+	for _, k := range []string{"id_token", "token_type", "not_before", "id_token_expires_in", "profile_info", "scope", "refresh_token", "refresh_token_expires_in"} {
+		if _, ok := body[k]; !ok {
+			t.Errorf("token answer lacks %s", k)
+		}
+	}
+	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
+	if claims["nonce"] != "n0nce" || claims["tfp"] != "B2C_1_susi" || claims["ver"] != "1.0" || claims["name"] != "Ada Lovelace" || claims["extension_Role"] != "admin" {
+		t.Errorf("claims %v", claims)
+	}
+	if emails, _ := claims["emails"].([]any); len(emails) != 1 || emails[0] != "ada@contoso.example" {
+		t.Errorf("emails %v: want an array", claims["emails"])
+	}
+	if claims["sub"] != claims["oid"] || claims["iat"] == nil || claims["auth_time"] == nil || claims["nbf"] == nil {
+		t.Errorf("standard claims missing: %v", claims)
+	}
+
+	// The code is single-use.
+	if status, body := c.redeem("B2C_1_susi", codeForm(q.Get("code"))); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Errorf("reused code: %d %v", status, body)
+	}
+
+	// Refresh, with an API scope this time giving an access token.
+	status, refreshed := c.redeem("B2C_1_susi", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {body["refresh_token"].(string)},
+		"client_id": {secretClient}, "client_secret": {"s3cret"},
+	})
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, refreshed)
+	}
+	if claims := c.verify("B2C_1_susi", refreshed["id_token"].(string), secretClient); claims["nonce"] != nil {
+		t.Errorf("a refreshed ID token carries a nonce: %v", claims)
+	}
+	// A refresh token redeemed against another policy fails as in B2C.
+	status, wrong := c.redeem("B2C_1_edit", url.Values{
+		"grant_type": {"refresh_token"}, "refresh_token": {body["refresh_token"].(string)},
+		"client_id": {secretClient}, "client_secret": {"s3cret"},
+	})
+	if status != http.StatusBadRequest || errorCode(t, wrong) != "AADB2C90088" {
+		t.Errorf("refresh at another policy: %d %v", status, wrong)
+	}
+}
+
+func TestAccessTokenForAPIScope(t *testing.T) {
+	c := startEmulator(t, "")
+	scope := "https://contoso.onmicrosoft.com/api/demo.read offline_access openid"
+	q := c.signIn(c.authorizeURL("B2C_1_susi", url.Values{"scope": {scope}}), "ada@contoso.example", "Passw0rd!")
+	status, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	if status != http.StatusOK || body["access_token"] == nil || body["expires_in"] == nil {
+		t.Fatalf("token: %d %v", status, body)
+	}
+	at := body["access_token"].(string)
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(at, ".")[1])
+	var claims map[string]any
+	_ = json.Unmarshal(payload, &claims)
+	if claims["aud"] != "api" || claims["scp"] != "demo.read" || claims["azp"] != secretClient {
+		t.Errorf("access token claims %v", claims)
+	}
+}
+
+func TestTokenEndpointRefusesMisuse(t *testing.T) {
+	c := startEmulator(t, "")
+	code := func() string {
+		c.b = testcaddy.NewBrowser(t) // no single sign-on: each code from the form
+		return c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!").Get("code")
+	}
+	cases := []struct {
+		name   string
+		policy string
+		change func(url.Values)
+		status int
+		code   string
+	}{
+		{"wrong secret", "B2C_1_susi", func(f url.Values) { f.Set("client_secret", "nope") }, 401, "AADB2C90081"},
+		{"missing secret", "B2C_1_susi", func(f url.Values) { f.Del("client_secret") }, 400, "AADB2C90079"},
+		{"missing verifier", "B2C_1_susi", func(f url.Values) { f.Del("code_verifier") }, 400, "AADB2C90183"},
+		{"wrong verifier", "B2C_1_susi", func(f url.Values) { f.Set("code_verifier", strings.Repeat("x", 50)) }, 400, "AADB2C90182"},
+		{"wrong redirect URI", "B2C_1_susi", func(f url.Values) { f.Set("redirect_uri", "http://localhost:9999/other") }, 400, "AADB2C90006"},
+		{"wrong policy", "B2C_1_edit", func(url.Values) {}, 400, "AADB2C90088"},
+		{"unknown grant type", "B2C_1_susi", func(f url.Values) { f.Set("grant_type", "password") }, 400, "AADB2C90086"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := codeForm(code())
+			tc.change(f)
+			status, body := c.redeem(tc.policy, f)
+			if status != tc.status || errorCode(t, body) != tc.code {
+				t.Errorf("got %d %v, want %d %s", status, body, tc.status, tc.code)
+			}
+		})
+	}
+	t.Run("public client without PKCE", func(t *testing.T) {
+		c.b = testcaddy.NewBrowser(t)
+		u := c.authorizeURL("B2C_1_susi", url.Values{"client_id": {publicClient}, "code_challenge": nil, "code_challenge_method": nil})
+		q := c.signIn(u, "ada@contoso.example", "Passw0rd!")
+		status, body := c.redeem("B2C_1_susi", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {callback}, "client_id": {publicClient}})
+		if status != 400 || errorCode(t, body) != "AADB2C99059" {
+			t.Errorf("got %d %v", status, body)
+		}
+	})
+	t.Run("plain PKCE", func(t *testing.T) {
+		c.b = testcaddy.NewBrowser(t)
+		u := c.authorizeURL("B2C_1_susi", url.Values{"client_id": {publicClient}, "code_challenge": {verifier}, "code_challenge_method": {"plain"}})
+		q := c.signIn(u, "ada@contoso.example", "Passw0rd!")
+		status, body := c.redeem("B2C_1_susi", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {callback}, "client_id": {publicClient}, "code_verifier": {verifier}})
+		if status != 200 {
+			t.Errorf("got %d %v", status, body)
+		}
+	})
+}
+
+func TestAuthorizeRefusesBadRequests(t *testing.T) {
+	c := startEmulator(t, "")
+	// A redirect URI that is not registered gets an error page, no redirect.
+	resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"redirect_uri": {"https://evil.example/cb"}}))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Body, "AADB2C90006") || resp.Header.Get("Location") != "" {
+		t.Errorf("unregistered redirect_uri: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"client_id": {"nobody"}})); resp.StatusCode != 400 || !strings.Contains(resp.Body, "AADB2C90018") {
+		t.Errorf("unknown client: %d", resp.StatusCode)
+	}
+	// Other errors go back to the client with B2C's lower-case encoding.
+	resp = c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"scope": {"offline_access"}}))
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "error=invalid_request&error_description=AADB2C90115%3a+") || !strings.Contains(loc, "%0d%0aCorrelation+ID%3a+") {
+		t.Errorf("scope without openid: %q", loc)
+	}
+	resp = c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"response_type": {"token"}}))
+	if q := c.callbackParams(resp); q.Get("error") != "unsupported_response_type" || q.Get("state") != "st4te" {
+		t.Errorf("response_type token: %v", q)
+	}
+	// A wrong password shows the form again with an error, never a 500.
+	page := c.b.Get(c.authorizeURL("B2C_1_susi", nil))
+	again := c.b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "wrong"})
+	if again.StatusCode != 200 || !strings.Contains(again.Body, "Your password is incorrect") {
+		t.Errorf("wrong password: %d", again.StatusCode)
+	}
+	// Non-loopback clients are refused unless allowed; here everything is loopback.
+}
+
+func TestForgotPasswordCancelAndReset(t *testing.T) {
+	c := startEmulator(t, "")
+	page := c.b.Get(c.authorizeURL("B2C_1_susi", nil))
+	q := c.callbackParams(c.b.Get(testcaddy.Link(t, page, "forgotPassword")))
+	if q.Get("error") != "access_denied" || !strings.HasPrefix(q.Get("error_description"), "AADB2C90118: The user has forgotten their password.\r\nCorrelation ID: ") {
+		t.Errorf("forgot password: %v", q)
+	}
+
+	reset := c.b.Get(c.authorizeURL("B2C_1_reset", nil))
+	q = c.callbackParams(c.b.Get(testcaddy.Link(t, reset, "cancel")))
+	if q.Get("error") != "access_denied" || !strings.HasPrefix(q.Get("error_description"), "AADB2C90091: ") || q.Get("state") != "st4te" {
+		t.Errorf("cancel: %v", q)
+	}
+
+	q = c.callbackParams(c.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassword", "password_confirm": "N3wPassword"}))
+	status, body := c.redeem("B2C_1_reset", codeForm(q.Get("code")))
+	if status != 200 {
+		t.Fatalf("token after reset: %d %v", status, body)
+	}
+	if claims := c.verify("B2C_1_reset", body["id_token"].(string), secretClient); claims["tfp"] != "B2C_1_reset" {
+		t.Errorf("reset token tfp %v", claims["tfp"])
+	}
+	// The new password works; the old one does not.
+	fresh := testcaddy.NewBrowser(t)
+	c.b = fresh
+	page = fresh.Get(c.authorizeURL("B2C_1_susi", nil))
+	if r := fresh.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}); r.StatusCode != 200 {
+		t.Errorf("old password still works: %d", r.StatusCode)
+	}
+	c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "N3wPassword")
+}
+
+func TestSignUpSSOProfileEditAndLogout(t *testing.T) {
+	c := startEmulator(t, "")
+	page := c.b.Get(c.authorizeURL("B2C_1_susi", nil))
+	signup := c.b.Get(testcaddy.Link(t, page, "createAccount"))
+	q := c.callbackParams(c.b.Submit(signup, map[string]string{
+		"email": "grace@example.org", "password": "Hopper1906", "password_confirm": "Hopper1906", "name": "Grace Hopper",
+	}))
+	_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
+	if claims["name"] != "Grace Hopper" {
+		t.Errorf("signed-up user's claims %v", claims)
+	}
+	idToken := body["id_token"].(string)
+
+	// Single sign-on: a second authorize answers at once...
+	q = c.callbackParams(c.b.Get(c.authorizeURL("B2C_1_susi", nil)))
+	if q.Get("code") == "" {
+		t.Errorf("no SSO: %v", q)
+	}
+	// ...unless prompt=login.
+	if r := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"prompt": {"login"}})); r.StatusCode != 200 {
+		t.Errorf("prompt=login skipped the form: %d", r.StatusCode)
+	}
+
+	// Profile edit changes the display name.
+	edit := c.b.Get(c.authorizeURL("B2C_1_edit", nil))
+	q = c.callbackParams(c.b.Submit(edit, map[string]string{"name": "Rear Admiral Hopper"}))
+	_, body = c.redeem("B2C_1_edit", codeForm(q.Get("code")))
+	if claims := c.verify("B2C_1_edit", body["id_token"].(string), secretClient); claims["name"] != "Rear Admiral Hopper" || claims["tfp"] != "B2C_1_edit" {
+		t.Errorf("edited claims %v", claims)
+	}
+
+	// Logout with a hint requires a registered post_logout_redirect_uri.
+	logout := c.policyURL("B2C_1_susi", "oauth2/v2.0/logout")
+	bad := c.b.Get(logout + "?" + url.Values{"id_token_hint": {idToken}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode())
+	if bad.StatusCode != 400 || !strings.Contains(bad.Body, "AADB2C90287") {
+		t.Errorf("unregistered post_logout_redirect_uri: %d", bad.StatusCode)
+	}
+	out := c.b.Get(logout + "?" + url.Values{"id_token_hint": {idToken}, "post_logout_redirect_uri": {callback}, "state": {"bye"}}.Encode())
+	if out.StatusCode != http.StatusFound || out.Header.Get("Location") != callback+"?state=bye" {
+		t.Errorf("logout: %d %q", out.StatusCode, out.Header.Get("Location"))
+	}
+	// The SSO session is gone.
+	if r := c.b.Get(c.authorizeURL("B2C_1_susi", nil)); r.StatusCode != 200 {
+		t.Errorf("still signed in after logout: %d", r.StatusCode)
+	}
+}
+
+func TestFormPostResponseMode(t *testing.T) {
+	c := startEmulator(t, "")
+	page := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"response_mode": {"form_post"}}))
+	resp := c.b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	action, fields := testcaddy.Form(t, resp.Body)
+	if resp.StatusCode != 200 || action != callback || fields.Get("state") != "st4te" || fields.Get("code") == "" {
+		t.Errorf("form_post: %d %s %v", resp.StatusCode, action, fields)
+	}
+}
+
+func TestKeyRotationAndPersistence(t *testing.T) {
+	c := startEmulator(t, "persist_keys")
+	var before, after struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	getJSON(t, c.policyURL("B2C_1_susi", "discovery/v2.0/keys"), &before)
+	resp, err := http.Post(c.base+tenantPath+"/emulator/rotate_keys", "", nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("rotate: %v %v", err, resp)
+	}
+	getJSON(t, c.policyURL("B2C_1_susi", "discovery/v2.0/keys"), &after)
+	if len(after.Keys) != 2 || after.Keys[1]["kid"] != before.Keys[0]["kid"] {
+		t.Fatalf("after rotation the new key must come first and the old stay published: %v", after.Keys)
+	}
+	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(body["id_token"].(string), ".")[0])
+	if !strings.Contains(string(header), after.Keys[0]["kid"].(string)) {
+		t.Errorf("new tokens are not signed with the new key: %s", header)
+	}
+	c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
+}

@@ -1,0 +1,266 @@
+package b2cemulator
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
+	"github.com/go-jose/go-jose/v4"
+)
+
+// tenants holds each configuration's tenant state across config reloads.
+var tenants = caddy.NewUsagePool()
+
+// tenantState is what a tenant remembers: its signing keys, its users
+// (including those who signed up), and the codes and refresh tokens it
+// has issued.
+type tenantState struct {
+	mu       sync.Mutex
+	keys     []signingKey // the last one signs
+	users    map[string]*User
+	codes    map[string]*grant
+	refresh  map[string]*grant
+	ssoKey   []byte
+	storage  certmagic.Storage
+	storeKey string
+	persist  bool
+}
+
+// signingKey is an RSA key with its B2C-style key ID.
+type signingKey struct {
+	kid string
+	nbf int64
+	key *rsa.PrivateKey
+}
+
+// grant is what a code or a refresh token stands for.
+type grant struct {
+	clientID        string
+	redirectURI     string
+	challenge       string
+	challengeMethod string
+	policy          string
+	nonce           string
+	email           string
+	scopes          []string
+	authTime        time.Time
+	expires         time.Time
+}
+
+func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
+	s := &tenantState{
+		users:    map[string]*User{},
+		codes:    map[string]*grant{},
+		refresh:  map[string]*grant{},
+		ssoKey:   make([]byte, 32),
+		storage:  ctx.Storage(),
+		storeKey: "b2c_emulator/" + e.Tenant + "/signing_keys.json",
+		persist:  e.PersistKeys,
+	}
+	for i := range e.Users {
+		u := e.Users[i]
+		s.users[strings.ToLower(u.Email)] = &u
+	}
+	if _, err := rand.Read(s.ssoKey); err != nil {
+		return nil, err
+	}
+	if s.persist {
+		if err := s.loadKeys(ctx); err != nil {
+			return nil, fmt.Errorf("loading signing keys: %w", err)
+		}
+	}
+	if len(s.keys) == 0 {
+		if _, err := s.rotate(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Destruct implements caddy.Destructor.
+func (s *tenantState) Destruct() error { return nil }
+
+// storedKey is a signing key as kept in Caddy's storage.
+type storedKey struct {
+	KID string `json:"kid"`
+	NBF int64  `json:"nbf"`
+	PEM string `json:"pem"`
+}
+
+func (s *tenantState) loadKeys(ctx caddy.Context) error {
+	data, err := s.storage.Load(ctx, s.storeKey)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var stored []storedKey
+	if err := json.Unmarshal(data, &stored); err != nil {
+		return err
+	}
+	for _, k := range stored {
+		block, _ := pem.Decode([]byte(k.PEM))
+		if block == nil {
+			return fmt.Errorf("key %s: not PEM", k.KID)
+		}
+		key, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+		if err != nil {
+			return fmt.Errorf("key %s: %w", k.KID, err)
+		}
+		s.keys = append(s.keys, signingKey{kid: k.KID, nbf: k.NBF, key: key})
+	}
+	return nil
+}
+
+// rotate makes a new signing key; the previous one stays published so that
+// tokens it signed still verify. It returns the new key's ID.
+func (s *tenantState) rotate() (string, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(key.N.Bytes())
+	k := signingKey{kid: base64.RawURLEncoding.EncodeToString(sum[:]), nbf: time.Now().Unix(), key: key}
+	s.mu.Lock()
+	s.keys = append(s.keys, k)
+	if len(s.keys) > 2 {
+		s.keys = s.keys[len(s.keys)-2:]
+	}
+	keys := append([]signingKey(nil), s.keys...)
+	s.mu.Unlock()
+	if s.persist {
+		var stored []storedKey
+		for _, k := range keys {
+			p := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k.key)})
+			stored = append(stored, storedKey{KID: k.kid, NBF: k.nbf, PEM: string(p)})
+		}
+		data, _ := json.Marshal(stored)
+		if err := s.storage.Store(caddy.ActiveContext(), s.storeKey, data); err != nil {
+			return "", fmt.Errorf("storing signing keys: %w", err)
+		}
+	}
+	return k.kid, nil
+}
+
+// current is the key that signs new tokens.
+func (s *tenantState) current() signingKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[len(s.keys)-1]
+}
+
+// jwks is the published key set, in B2C's shape.
+func (s *tenantState) jwks() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]map[string]any, 0, len(s.keys))
+	for i := len(s.keys) - 1; i >= 0; i-- {
+		k := s.keys[i]
+		keys = append(keys, map[string]any{
+			"kid": k.kid,
+			"nbf": k.nbf,
+			"use": "sig",
+			"kty": "RSA",
+			"e":   base64.RawURLEncoding.EncodeToString([]byte{1, 0, 1}),
+			"n":   base64.RawURLEncoding.EncodeToString(k.key.N.Bytes()),
+		})
+	}
+	return map[string]any{"keys": keys}
+}
+
+// publicKey finds a published key by ID.
+func (s *tenantState) publicKey(kid string) *jose.JSONWebKey {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.keys {
+		if k.kid == kid {
+			return &jose.JSONWebKey{Key: &k.key.PublicKey, KeyID: k.kid, Algorithm: "RS256"}
+		}
+	}
+	return nil
+}
+
+func (s *tenantState) user(email string) *User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[strings.ToLower(email)]
+	if u == nil {
+		return nil
+	}
+	c := *u
+	return &c
+}
+
+// addUser adds an account; it fails if the email is taken.
+func (s *tenantState) addUser(u User) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := strings.ToLower(u.Email)
+	if _, ok := s.users[key]; ok {
+		return false
+	}
+	s.users[key] = &u
+	return true
+}
+
+// updateUser changes an account in place.
+func (s *tenantState) updateUser(email string, change func(*User)) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[strings.ToLower(email)]
+	if u == nil {
+		return false
+	}
+	change(u)
+	return true
+}
+
+// issue stores a grant under a new random handle in m (codes or refresh).
+func (s *tenantState) issue(m map[string]*grant, g *grant, handle string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	for h, old := range m { // forget what has expired
+		if now.After(old.expires) {
+			delete(m, h)
+		}
+	}
+	m[handle] = g
+}
+
+// take removes and returns a code: codes are single-use, whatever the
+// outcome of the redemption.
+func (s *tenantState) takeCode(code string) *grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.codes[code]
+	delete(s.codes, code)
+	if g == nil || time.Now().After(g.expires) {
+		return nil
+	}
+	return g
+}
+
+func (s *tenantState) refreshGrant(token string) *grant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.refresh[token]
+	if g == nil || time.Now().After(g.expires) {
+		return nil
+	}
+	c := *g
+	return &c
+}

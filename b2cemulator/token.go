@@ -1,0 +1,388 @@
+package b2cemulator
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// refreshLifetime is B2C's default refresh token lifetime (14 days).
+const refreshLifetime = 14 * 24 * time.Hour
+
+// discovery is the policy's OpenID Connect metadata, in B2C's member order.
+// Its endpoints take the form the request used: the policy in the path, or
+// `?p=<policy>`.
+func (e *Emulator) discovery(r *http.Request, rt route) object {
+	base := origin(r)
+	if rt.tfp {
+		base += "/tfp"
+	}
+	base += "/" + rt.tenantSegment
+	p := strings.ToLower(rt.policy)
+	endpoint := func(path string) string {
+		if rt.policyInPath {
+			return base + "/" + p + "/" + path
+		}
+		return base + "/" + path + "?p=" + p
+	}
+	return object{
+		{"issuer", e.issuer(r, rt.policy)},
+		{"authorization_endpoint", endpoint("oauth2/v2.0/authorize")},
+		{"token_endpoint", endpoint("oauth2/v2.0/token")},
+		{"end_session_endpoint", endpoint("oauth2/v2.0/logout")},
+		{"jwks_uri", endpoint("discovery/v2.0/keys")},
+		{"response_modes_supported", []string{"query", "fragment", "form_post"}},
+		{"response_types_supported", []string{"code", "code id_token", "code token", "code id_token token", "id_token", "id_token token", "token", "token id_token"}},
+		{"scopes_supported", []string{"openid"}},
+		{"subject_types_supported", []string{"pairwise"}},
+		{"id_token_signing_alg_values_supported", []string{"RS256"}},
+		{"token_endpoint_auth_methods_supported", []string{"client_secret_post", "client_secret_basic"}},
+		{"claims_supported", []string{"oid", "emails", "name", "given_name", "family_name", "idp", "sub", "tfp", "iss", "iat", "exp", "aud", "acr", "nonce", "auth_time"}},
+	}
+}
+
+// token is the token endpoint: authorization_code and refresh_token grants.
+func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error {
+	if r.Method != http.MethodPost {
+		return tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
+	}
+	f := r.PostForm
+	clientID, secret, basic := r.BasicAuth()
+	if basic {
+		clientID, _ = url.QueryUnescape(clientID)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		clientID, secret = f.Get("client_id"), f.Get("client_secret")
+	}
+	if clientID == "" {
+		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: client_id."))
+	}
+	client := e.client(clientID)
+	if client == nil {
+		return tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
+	}
+	if client.Secret != "" {
+		if secret == "" {
+			return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
+		}
+		if subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
+			return tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client. Please correct the client_secret and try again."})
+		}
+	}
+
+	var g *grant
+	switch gt := f.Get("grant_type"); gt {
+	case "authorization_code":
+		code := f.Get("code")
+		if code == "" {
+			return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: code."))
+		}
+		g = e.state.takeCode(code)
+		if g == nil {
+			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+		}
+		if err := checkGrant(g, clientID, rt.policy); err != nil {
+			return tokenError(w, http.StatusBadRequest, *err)
+		}
+		if f.Get("redirect_uri") != g.redirectURI {
+			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", f.Get("redirect_uri"), clientID)))
+		}
+		if err := checkPKCE(g, f.Get("code_verifier"), client.Secret == ""); err != nil {
+			return tokenError(w, http.StatusBadRequest, *err)
+		}
+	case "refresh_token":
+		g = e.state.refreshGrant(f.Get("refresh_token"))
+		if g == nil {
+			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
+		}
+		if err := checkGrant(g, clientID, rt.policy); err != nil {
+			return tokenError(w, http.StatusBadRequest, *err)
+		}
+		g.nonce = "" // a refreshed ID token carries no nonce
+	case "":
+		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: grant_type."))
+	default:
+		return tokenError(w, http.StatusBadRequest, b2cError{"unsupported_grant_type", "AADB2C90086", fmt.Sprintf("The supplied grant_type [%s] is not supported.", gt)})
+	}
+
+	user := e.state.user(g.email)
+	if user == nil {
+		return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90128", "The account associated with this grant no longer exists. Please reauthenticate and try again."))
+	}
+	resp, err := e.tokenResponse(r, g, user)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// checkGrant checks that a grant is redeemed by its client at its policy.
+func checkGrant(g *grant, clientID, policy string) *b2cError {
+	if g.clientID != clientID {
+		err := errGrant("AADB2C90279", fmt.Sprintf("The provided client ID '%s' does not match the client ID that issued the grant.", clientID))
+		return &err
+	}
+	if !strings.EqualFold(g.policy, policy) {
+		err := errGrant("AADB2C90088", fmt.Sprintf("The provided grant has not been issued for this endpoint. Actual Value : %s and Expected Value : %s", policy, g.policy))
+		return &err
+	}
+	return nil
+}
+
+// checkPKCE checks the code verifier against the code's challenge. A public
+// client must have used PKCE.
+func checkPKCE(g *grant, verifier string, public bool) *b2cError {
+	if g.challenge == "" {
+		if public {
+			err := errRequest("AADB2C99059", "The supplied request must present a code_challenge. Required for single-page apps using the authorization code flow.")
+			return &err
+		}
+		return nil
+	}
+	if len(verifier) < 43 || len(verifier) > 128 {
+		err := errRequest("AADB2C90183", "The supplied code_verifier is invalid")
+		return &err
+	}
+	expected := verifier
+	if g.challengeMethod == "S256" {
+		sum := sha256.Sum256([]byte(verifier))
+		expected = base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if subtle.ConstantTimeCompare([]byte(expected), []byte(g.challenge)) != 1 {
+		err := errGrant("AADB2C90182", "The supplied code_verifier does not match associated code_challenge")
+		return &err
+	}
+	return nil
+}
+
+// tokenResponse is B2C's answer to a successful redemption. An access token
+// comes only when an API scope or the client's own ID was requested; a
+// refresh token only with offline_access.
+func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object, error) {
+	now := time.Now()
+	life := time.Duration(e.TokenLifetime)
+	idToken, err := e.sign(e.idTokenClaims(r, g, user, now))
+	if err != nil {
+		return nil, err
+	}
+	var resp object
+	if aud, scp, ok := accessAudience(g); ok {
+		at, err := e.sign(e.accessTokenClaims(r, g, user, now, aud, scp))
+		if err != nil {
+			return nil, err
+		}
+		resp = append(resp,
+			member{"access_token", at},
+			member{"id_token", idToken},
+			member{"token_type", "Bearer"},
+			member{"not_before", now.Unix()},
+			member{"expires_in", int64(life.Seconds())},
+			member{"expires_on", now.Add(life).Unix()},
+			member{"resource", aud},
+		)
+	} else {
+		resp = append(resp,
+			member{"id_token", idToken},
+			member{"token_type", "Bearer"},
+			member{"not_before", now.Unix()},
+		)
+	}
+	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", user.IDP}})
+	resp = append(resp,
+		member{"id_token_expires_in", int64(life.Seconds())},
+		member{"profile_info", base64.RawURLEncoding.EncodeToString(profile)},
+		member{"scope", strings.Join(g.scopes, " ")},
+	)
+	if contains(g.scopes, "offline_access") {
+		rt := newRefreshToken()
+		ng := *g
+		ng.expires = now.Add(refreshLifetime)
+		e.state.issue(e.state.refresh, &ng, rt)
+		resp = append(resp,
+			member{"refresh_token", rt},
+			member{"refresh_token_expires_in", int64(refreshLifetime.Seconds())},
+		)
+	}
+	return resp, nil
+}
+
+// accessAudience tells whether the grant's scopes ask for an access token,
+// and for which audience and scopes. The client's own ID gives a token for
+// the client itself; `https://<tenant>.onmicrosoft.com/<api>/<scope>` one
+// for that API.
+func accessAudience(g *grant) (aud string, scp []string, ok bool) {
+	for _, s := range g.scopes {
+		if s == g.clientID {
+			aud, ok = g.clientID, true
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme == "" {
+			continue
+		}
+		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+		if len(parts) < 2 {
+			continue
+		}
+		api := strings.Join(parts[:len(parts)-1], "/")
+		if aud == "" || aud == g.clientID {
+			aud = api
+		}
+		if api == aud {
+			scp = append(scp, parts[len(parts)-1])
+		}
+		ok = true
+	}
+	return aud, scp, ok
+}
+
+// userClaims are the claims every token carries about the user, in B2C's
+// order.
+func (e *Emulator) userClaims(u *User) object {
+	o := object{{"oid", u.ObjectID}, {"emails", []string{u.Email}}}
+	if u.Name != "" {
+		o = append(o, member{"name", u.Name})
+	}
+	if u.GivenName != "" {
+		o = append(o, member{"given_name", u.GivenName})
+	}
+	if u.FamilyName != "" {
+		o = append(o, member{"family_name", u.FamilyName})
+	}
+	if u.IDP != "" {
+		o = append(o, member{"idp", u.IDP})
+	}
+	names := make([]string, 0, len(u.Claims))
+	for k := range u.Claims {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		o = append(o, member{k, u.Claims[k]})
+	}
+	return o
+}
+
+// policyMember is the claim that names the policy: tfp as user flows
+// send it, or acr lower-cased as custom policies do.
+func (e *Emulator) policyMember(policy string) member {
+	if e.PolicyClaim == "acr" {
+		return member{"acr", strings.ToLower(policy)}
+	}
+	return member{"tfp", policy}
+}
+
+func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Time) object {
+	o := object{
+		{"exp", now.Add(time.Duration(e.TokenLifetime)).Unix()},
+		{"nbf", now.Unix()},
+		{"ver", "1.0"},
+		{"iss", e.issuer(r, g.policy)},
+		{"sub", u.ObjectID},
+		{"aud", g.clientID},
+	}
+	if g.nonce != "" {
+		o = append(o, member{"nonce", g.nonce})
+	}
+	o = append(o, member{"iat", now.Unix()}, member{"auth_time", g.authTime.Unix()})
+	o = append(o, e.userClaims(u)...)
+	return append(o, e.policyMember(g.policy))
+}
+
+func (e *Emulator) accessTokenClaims(r *http.Request, g *grant, u *User, now time.Time, aud string, scp []string) object {
+	o := object{
+		{"iss", e.issuer(r, g.policy)},
+		{"exp", now.Add(time.Duration(e.TokenLifetime)).Unix()},
+		{"nbf", now.Unix()},
+		{"aud", aud},
+	}
+	o = append(o, e.userClaims(u)...)
+	o = append(o, member{"sub", u.ObjectID}, e.policyMember(g.policy))
+	if g.nonce != "" {
+		o = append(o, member{"nonce", g.nonce})
+	}
+	if len(scp) > 0 {
+		o = append(o, member{"scp", strings.Join(scp, " ")})
+	}
+	return append(o, member{"azp", g.clientID}, member{"ver", "1.0"}, member{"iat", now.Unix()})
+}
+
+// sign makes an RS256 JWT with the current key.
+func (e *Emulator) sign(claims object) (string, error) {
+	k := e.state.current()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.kid)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: k.key}, opts)
+	if err != nil {
+		return "", err
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return jws.CompactSerialize()
+}
+
+// verifyOwnToken checks that a token was signed by this tenant and returns
+// its audience and expiry. It is used for id_token_hint.
+func (e *Emulator) verifyOwnToken(token string) (aud string, exp time.Time, err error) {
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil || len(jws.Signatures) != 1 {
+		return "", exp, errors.New("not a signed token")
+	}
+	key := e.state.publicKey(jws.Signatures[0].Header.KeyID)
+	if key == nil {
+		return "", exp, errors.New("unknown key")
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return "", exp, err
+	}
+	var c struct {
+		Aud any   `json:"aud"`
+		Exp int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return "", exp, err
+	}
+	switch a := c.Aud.(type) {
+	case string:
+		aud = a
+	case []any:
+		if len(a) > 0 {
+			aud, _ = a[0].(string)
+		}
+	}
+	return aud, time.Unix(c.Exp, 0), nil
+}
+
+// tokenError writes B2C's JSON error body.
+func tokenError(w http.ResponseWriter, status int, b b2cError) error {
+	return writeJSON(w, status, object{{"error", b.err}, {"error_description", b.description()}})
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

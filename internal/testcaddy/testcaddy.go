@@ -1,0 +1,191 @@
+// Package testcaddy runs a real Caddy in the test process and drives it
+// like a browser would: the shared support of the project's integration
+// tests. Caddy's configuration is global, so tests using it must not run in
+// parallel.
+package testcaddy
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	// The modules a test config may use.
+	_ "github.com/caddy-b2c/caddy-b2c"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Globals is the global options block every test config starts with: no
+// admin endpoint, and Caddy's storage in dir.
+func Globals(dir string) string {
+	return fmt.Sprintf("{\n\tadmin off\n\tstorage file_system %q\n\tskip_install_trust\n\tpersist_config off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", dir)
+}
+
+// Adapt turns a Caddyfile into JSON, failing the test on error.
+func Adapt(t testing.TB, caddyfile string) []byte {
+	t.Helper()
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, _, err := adapter.Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	return cfg
+}
+
+// Start loads a Caddyfile into this process's Caddy; it is stopped when the
+// test ends. Caddy has bound its listeners when Start returns.
+func Start(t testing.TB, caddyfile string) {
+	t.Helper()
+	if err := caddy.Load(Adapt(t, caddyfile), true); err != nil {
+		t.Fatalf("starting Caddy: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// Browser is an HTTP client with a cookie jar that follows redirects one
+// step at a time and sends what a browser sends on a navigation.
+type Browser struct {
+	T      testing.TB
+	Client *http.Client
+	Jar    *cookiejar.Jar
+}
+
+// NewBrowser makes a browser with an empty cookie jar.
+func NewBrowser(t testing.TB) *Browser {
+	jar, _ := cookiejar.New(nil)
+	return &Browser{T: t, Jar: jar, Client: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// Response is a fetched response with its body read.
+type Response struct {
+	*http.Response
+	Body string
+}
+
+// Do sends a request as a navigation (Accept: text/html) and reads the answer.
+func (b *Browser) Do(method, u string, form url.Values) *Response {
+	b.T.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.Client.Do(req)
+	if err != nil {
+		b.T.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return &Response{Response: resp, Body: string(data)}
+}
+
+// Get fetches a URL without following redirects.
+func (b *Browser) Get(u string) *Response { return b.Do(http.MethodGet, u, nil) }
+
+// Follow fetches a URL and follows redirects and auto-submitting forms
+// (form_post) until a page that is neither; it fails the test after 20 hops.
+func (b *Browser) Follow(u string) *Response {
+	b.T.Helper()
+	return b.FollowResponse(b.Get(u), u)
+}
+
+// FollowResponse continues from a response, as Follow does.
+func (b *Browser) FollowResponse(resp *Response, from string) *Response {
+	b.T.Helper()
+	for range 20 {
+		switch {
+		case resp.StatusCode >= 300 && resp.StatusCode < 400:
+			next, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+			if err != nil {
+				b.T.Fatalf("bad Location %q", resp.Header.Get("Location"))
+			}
+			from = next.String()
+			resp = b.Get(from)
+		case strings.Contains(resp.Body, `onload="document.forms[0].submit()"`):
+			action, fields := Form(b.T, resp.Body)
+			target, _ := resp.Request.URL.Parse(action)
+			from = target.String()
+			resp = b.Do(http.MethodPost, from, fields)
+		default:
+			return resp
+		}
+	}
+	b.T.Fatalf("too many redirects from %s", from)
+	return nil
+}
+
+var (
+	formAction = regexp.MustCompile(`<form[^>]*action="([^"]*)"`)
+	formInput  = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
+)
+
+// Form extracts the first form's action and hidden fields from a page.
+func Form(t testing.TB, page string) (string, url.Values) {
+	t.Helper()
+	m := formAction.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form in page:\n%s", page)
+	}
+	fields := url.Values{}
+	for _, in := range formInput.FindAllStringSubmatch(page, -1) {
+		fields.Add(html.UnescapeString(in[1]), html.UnescapeString(in[2]))
+	}
+	return html.UnescapeString(m[1]), fields
+}
+
+// Submit posts the page's form with extra fields, as the emulator's pages
+// expect: to the page's own URL.
+func (b *Browser) Submit(page *Response, extra map[string]string) *Response {
+	b.T.Helper()
+	_, fields := Form(b.T, page.Body)
+	for k, v := range extra {
+		fields.Set(k, v)
+	}
+	return b.Do(http.MethodPost, page.Request.URL.String(), fields)
+}
+
+// Link finds an anchor's href by its id and resolves it against the page.
+func Link(t testing.TB, page *Response, id string) string {
+	t.Helper()
+	re := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `" href="([^"]*)"`)
+	m := re.FindStringSubmatch(page.Body)
+	if m == nil {
+		t.Fatalf("no link #%s in page:\n%s", id, page.Body)
+	}
+	u, err := page.Request.URL.Parse(html.UnescapeString(m[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.String()
+}
