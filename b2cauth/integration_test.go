@@ -1,0 +1,278 @@
+package b2cauth_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+const (
+	clientID     = "9c2f4a1e-0b3d-4c5e-8f7a-6b5c4d3e2f1a"
+	cookieSecret = "q0F1c3Rvbi1ub3QtYS1yZWFsLXNlY3JldC0zMmJ5dGU="
+)
+
+// site is a Caddy running b2c_emulator on 127.0.0.1 and a site protected by
+// b2c_auth on localhost: two sites, as with real B2C.
+type site struct {
+	t       *testing.T
+	idp     string // http://127.0.0.1:port
+	base    string // http://localhost:port
+	storage string
+	config  string
+	b       *testcaddy.Browser
+}
+
+// authLines are the b2c_auth options every test site uses.
+func (s *site) authLines() string {
+	return fmt.Sprintf(`authority %s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		password_reset_policy B2C_1_reset
+		profile_edit_policy B2C_1_edit
+		client_id %s`, s.idp, clientID)
+}
+
+// newSite starts Caddy with body as the protected site's block; in body,
+// AUTH stands for authLines.
+func newSite(t *testing.T, body string) *site {
+	s := &site{t: t, storage: t.TempDir(), b: testcaddy.NewBrowser(t)}
+	s.idp = fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	s.base = fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	s.config = s.caddyfile(s.base, body)
+	testcaddy.Start(t, s.config)
+	return s
+}
+
+func (s *site) caddyfile(siteAddr, body string) string {
+	return testcaddy.Globals(s.storage) + fmt.Sprintf(`
+%s {
+	b2c_emulator {
+		client %s {
+			redirect_uri %[3]s/.auth/login/b2c/callback %[3]s/
+		}
+		user ada@contoso.example Passw0rd! {
+			name "Ada Lovelace"
+			given_name Ada
+			family_name Lovelace
+			claim extension_Role admin
+		}
+		user bob@contoso.example Passw0rd! {
+			name "Bob Builder"
+		}
+	}
+}
+%s {
+%s
+}
+`, s.idp, clientID, s.base, siteAddr, strings.ReplaceAll(body, "AUTH", s.authLines()))
+}
+
+const identityBody = `	b2c_auth {
+		AUTH
+	}
+	respond "id={http.auth.user.id} name={http.auth.user.name} email={http.auth.user.email} policy={http.auth.user.policy} role={http.auth.user.extension_Role}"`
+
+// signIn goes to path as a browser, signs in on the emulator's page and
+// returns the page it lands on.
+func (s *site) signIn(path, email string) *testcaddy.Response {
+	s.t.Helper()
+	page := s.b.Follow(s.base + path)
+	if !strings.Contains(page.Body, `id="localAccountForm"`) {
+		s.t.Fatalf("%s did not lead to the sign-in page: %d\n%s", path, page.StatusCode, page.Body)
+	}
+	return s.b.FollowResponse(s.b.Submit(page, map[string]string{"email": email, "password": "Passw0rd!"}), page.Request.URL.String())
+}
+
+func TestSignInShowsIdentityThenSignOut(t *testing.T) {
+	s := newSite(t, identityBody)
+	landed := s.signIn("/", "ada@contoso.example")
+	if landed.StatusCode != 200 || !strings.Contains(landed.Body, "name=Ada Lovelace email=ada@contoso.example policy=B2C_1_susi role=admin") {
+		t.Fatalf("after sign-in: %d %q", landed.StatusCode, landed.Body)
+	}
+	if strings.Contains(landed.Body, "id= ") {
+		t.Errorf("no user id placeholder: %q", landed.Body)
+	}
+	u, _ := url.Parse(s.base)
+	var session *http.Cookie
+	for _, c := range s.b.Jar.Cookies(u) {
+		if c.Name == "b2c_session" {
+			session = c
+		}
+		if strings.HasPrefix(c.Name, "b2c_flow_") {
+			t.Errorf("flow cookie %s left behind", c.Name)
+		}
+	}
+	if session == nil {
+		t.Fatal("no session cookie")
+	}
+
+	// Sign out: through B2C's end_session, back to /, which needs sign-in again.
+	out := s.b.Get(s.base + "/.auth/logout")
+	loc := out.Header.Get("Location")
+	if !strings.HasPrefix(loc, s.idp+"/contoso.onmicrosoft.com/b2c_1_susi/oauth2/v2.0/logout?") || !strings.Contains(loc, "id_token_hint=") {
+		t.Fatalf("logout goes to %q", loc)
+	}
+	page := s.b.FollowResponse(out, s.base+"/.auth/logout")
+	if !strings.Contains(page.Body, `id="localAccountForm"`) {
+		t.Errorf("after sign-out, / should lead to the sign-in form again: %d", page.StatusCode)
+	}
+}
+
+func TestAPIRequestsGet401NotRedirect(t *testing.T) {
+	s := newSite(t, identityBody)
+	for name, set := range map[string]func(*http.Request){
+		"json":      func(r *http.Request) { r.Header.Set("Accept", "application/json") },
+		"xhr":       func(r *http.Request) { r.Header.Set("Accept", "text/html"); r.Header.Set("X-Requested-With", "XMLHttpRequest") },
+		"fetch":     func(r *http.Request) { r.Header.Set("Accept", "text/html"); r.Header.Set("Sec-Fetch-Mode", "cors") },
+		"no accept": func(r *http.Request) {},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, s.base+"/api/x", nil)
+		set(req)
+		resp, err := s.b.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: %d %q, want 401 with WWW-Authenticate", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	resp, err := http.Post(s.base+"/form", "application/x-www-form-urlencoded", strings.NewReader("a=b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestForgotPasswordStartsResetPolicy(t *testing.T) {
+	s := newSite(t, identityBody)
+	page := s.b.Follow(s.base + "/somewhere?x=1")
+	reset := s.b.Follow(testcaddy.Link(t, page, "forgotPassword"))
+	if !strings.Contains(reset.Body, `data-view="reset"`) {
+		t.Fatalf("AADB2C90118 did not start the reset policy:\n%s", reset.Body)
+	}
+	landed := s.b.FollowResponse(s.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	if !strings.Contains(landed.Body, "policy=B2C_1_reset") || landed.Request.URL.RequestURI() != "/somewhere?x=1" {
+		t.Errorf("after reset: %s %q", landed.Request.URL, landed.Body)
+	}
+}
+
+func TestCancelReturnsWhereTheUserStarted(t *testing.T) {
+	s := newSite(t, identityBody)
+	s.signIn("/", "ada@contoso.example")
+	edit := s.b.Follow(s.base + "/.auth/login/profile?post_login_redirect_uri=/mine")
+	if !strings.Contains(edit.Body, `data-view="edit"`) {
+		t.Fatalf("profile edit page not shown:\n%s", edit.Body)
+	}
+	back := s.b.Follow(testcaddy.Link(t, edit, "cancel"))
+	if back.StatusCode != 200 || back.Request.URL.Path != "/mine" || !strings.Contains(back.Body, "name=Ada Lovelace") {
+		t.Errorf("cancel: %d at %s %q", back.StatusCode, back.Request.URL, back.Body)
+	}
+	// Editing for real changes the name the site sees.
+	edit = s.b.Follow(s.base + "/.auth/login/profile")
+	done := s.b.FollowResponse(s.b.Submit(edit, map[string]string{"name": "Countess of Lovelace"}), "")
+	if !strings.Contains(done.Body, "name=Countess of Lovelace") || !strings.Contains(done.Body, "policy=B2C_1_edit") {
+		t.Errorf("after profile edit: %q", done.Body)
+	}
+}
+
+func TestTwoTabsSignInAtOnce(t *testing.T) {
+	s := newSite(t, identityBody)
+	tab1 := s.b.Follow(s.base + "/one")
+	tab2 := s.b.Follow(s.base + "/two")
+	done2 := s.b.FollowResponse(s.b.Submit(tab2, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), "")
+	done1 := s.b.FollowResponse(s.b.Submit(tab1, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), "")
+	if done1.Request.URL.Path != "/one" || done2.Request.URL.Path != "/two" || !strings.Contains(done1.Body, "name=Ada") || !strings.Contains(done2.Body, "name=Ada") {
+		t.Errorf("two tabs: %s %q / %s %q", done1.Request.URL, done1.Body, done2.Request.URL, done2.Body)
+	}
+}
+
+func TestFormPost(t *testing.T) {
+	s := newSite(t, strings.Replace(identityBody, "AUTH", "AUTH\n\t\tresponse_mode form_post", 1))
+	landed := s.signIn("/fp", "bob@contoso.example")
+	if landed.Request.URL.Path != "/fp" || !strings.Contains(landed.Body, "name=Bob Builder") {
+		t.Errorf("form_post sign-in: %s %q", landed.Request.URL, landed.Body)
+	}
+}
+
+func TestSessionSurvivesRestart(t *testing.T) {
+	s := newSite(t, identityBody)
+	s.signIn("/", "ada@contoso.example")
+	// Stop Caddy and start it again with the same storage: the cookie key is
+	// kept there, so the session still opens.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.Start(t, s.config)
+	page := s.b.Get(s.base + "/")
+	if page.StatusCode != 200 || !strings.Contains(page.Body, "name=Ada Lovelace") {
+		t.Errorf("after restart: %d %q", page.StatusCode, page.Body)
+	}
+}
+
+// TestMain lets this test binary also run as a second Caddy process: with
+// B2C_TEST_CADDYFILE set, it loads that Caddyfile, says "ready" and serves
+// until its standard input closes.
+func TestMain(m *testing.M) {
+	if path := os.Getenv("B2C_TEST_CADDYFILE"); path != "" {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			t := &testing.T{}
+			err = caddy.Load(testcaddy.Adapt(t, string(data)), true)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		_ = caddy.Stop()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestTwoProcessesShareSessionsThroughStorage(t *testing.T) {
+	s := newSite(t, identityBody)
+	s.signIn("/", "ada@contoso.example")
+
+	// A second Caddy process, another port, the same storage and no
+	// cookie_secret: it must open the first one's session.
+	port := testcaddy.FreePort(t)
+	other := fmt.Sprintf("http://localhost:%d", port)
+	cfg := testcaddy.Globals(s.storage) + fmt.Sprintf("%s {\n%s\n}\n", other, strings.ReplaceAll(identityBody, "AUTH", s.authLines()))
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "B2C_TEST_CADDYFILE="+path)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		t.Fatalf("second Caddy did not start: %q %v", line, err)
+	}
+	// Cookies are per host, not per port: the browser sends the session.
+	page := s.b.Get(other + "/")
+	if page.StatusCode != 200 || !strings.Contains(page.Body, "name=Ada Lovelace") {
+		t.Errorf("second process: %d %q", page.StatusCode, page.Body)
+	}
+}
