@@ -41,8 +41,9 @@ func init() {
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
 //
-// client_id, client_secret and cookie_secret take {env.*} and {file.*}
-// placeholders, resolved when the config is loaded.
+// tenant, authority, issuer, client_id, client_secret and cookie_secret
+// take {env.*} and {file.*} placeholders, resolved when the config is
+// loaded; an unset one is an error that names the field.
 type Handler struct {
 	// The B2C tenant name: contoso means
 	// https://contoso.b2clogin.com/contoso.onmicrosoft.com.
@@ -138,9 +139,6 @@ const (
 // first request that needs it.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
-	if err := h.checkConfig(); err != nil {
-		return err
-	}
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)
@@ -150,7 +148,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return out, nil
 	}
 	var err error
-	if h.ClientID, err = resolve("client_id", h.ClientID); err != nil {
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"client_id", &h.ClientID}} {
+		if *f.v, err = resolve(f.name, *f.v); err != nil {
+			return err
+		}
+	}
+	if err := h.checkConfig(); err != nil {
 		return err
 	}
 	if h.ClientSecret != "" {
@@ -244,11 +250,11 @@ func (h *Handler) checkConfig() error {
 	case n > 1:
 		return errors.New("tenant, authority, issuer: give only one")
 	}
-	if h.Tenant != "" && !validTenant(h.Tenant) {
+	if h.Tenant != "" && !hasPlaceholder(h.Tenant) && !validTenant(h.Tenant) {
 		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", h.Tenant)
 	}
 	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer} {
-		if v == "" {
+		if v == "" || hasPlaceholder(v) {
 			continue
 		}
 		u, err := url.Parse(v)
@@ -279,8 +285,8 @@ func (h *Handler) checkConfig() error {
 		return fmt.Errorf("response_mode: %q is neither query nor form_post", h.ResponseMode)
 	}
 	for i, s := range h.CookieSecret {
-		if strings.Contains(s, "{") {
-			continue // a placeholder, checked once resolved
+		if hasPlaceholder(s) {
+			continue // checked once resolved
 		}
 		if _, err := decodeCookieSecret(s); err != nil {
 			return fmt.Errorf("cookie_secret: secret %d %v (want base64 of 32 bytes)", i+1, err)
@@ -304,6 +310,10 @@ func (h *Handler) checkConfig() error {
 	}
 	return nil
 }
+
+// hasPlaceholder tells whether a value holds a {placeholder}, which only
+// Provision resolves.
+func hasPlaceholder(v string) bool { return strings.Contains(v, "{") }
 
 func validTenant(t string) bool {
 	if t == "" || len(t) > 63 {

@@ -130,8 +130,11 @@ func TestSignInShowsIdentityThenSignOut(t *testing.T) {
 func TestAPIRequestsGet401NotRedirect(t *testing.T) {
 	s := newSite(t, identityBody)
 	for name, set := range map[string]func(*http.Request){
-		"json":      func(r *http.Request) { r.Header.Set("Accept", "application/json") },
-		"xhr":       func(r *http.Request) { r.Header.Set("Accept", "text/html"); r.Header.Set("X-Requested-With", "XMLHttpRequest") },
+		"json": func(r *http.Request) { r.Header.Set("Accept", "application/json") },
+		"xhr": func(r *http.Request) {
+			r.Header.Set("Accept", "text/html")
+			r.Header.Set("X-Requested-With", "XMLHttpRequest")
+		},
 		"fetch":     func(r *http.Request) { r.Header.Set("Accept", "text/html"); r.Header.Set("Sec-Fetch-Mode", "cors") },
 		"no accept": func(r *http.Request) {},
 	} {

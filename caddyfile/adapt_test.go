@@ -1,0 +1,90 @@
+// Package caddyfile holds the Caddyfile adapt fixtures. Each .caddyfiletest
+// is a Caddyfile, a line of ten dashes, then the JSON it must adapt to or,
+// for a config that must be refused, a line `error: <text>` naming what the
+// error must contain. Every runnable Caddyfile in examples/ must adapt too.
+package caddyfile
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	_ "github.com/caddy-b2c/caddy-b2c"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func adapt(src string) (string, error) {
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), nil)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, out, "", "\t"); err != nil {
+		return "", err
+	}
+	return buf.String(), nil
+}
+
+func TestAdaptFixtures(t *testing.T) {
+	files, _ := filepath.Glob("*.caddyfiletest")
+	if len(files) == 0 {
+		t.Fatal("no .caddyfiletest files")
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(f, ".caddyfiletest"), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src, want, ok := strings.Cut(string(data), "\n----------\n")
+			if !ok {
+				t.Fatal("no line of ten dashes")
+			}
+			want = strings.TrimSpace(want)
+			got, err := adapt(src)
+			if wantErr, isErr := strings.CutPrefix(want, "error: "); isErr {
+				if err == nil || !strings.Contains(err.Error(), wantErr) {
+					t.Fatalf("want an error containing %q, got %v", wantErr, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("adapt: %v", err)
+			}
+			if got != want {
+				if os.Getenv("UPDATE_ADAPT") != "" {
+					_ = os.WriteFile(f, []byte(src+"\n----------\n"+got+"\n"), 0o644)
+					return
+				}
+				t.Errorf("adapted JSON differs (UPDATE_ADAPT=1 rewrites it).\ngot:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestExamplesAdapt(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.Caddyfile")
+	if len(files) < 7 {
+		t.Fatalf("only %d examples", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(string(data), "#") {
+				t.Error("an example starts with a comment saying what it is for")
+			}
+			if _, err := adapt(string(data)); err != nil {
+				t.Fatalf("%s does not adapt: %v", f, err)
+			}
+		})
+	}
+}
