@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// chromium finds Debian's Chromium. Under CI it must be there; elsewhere the
+// test is skipped without it, saying so.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("CI=true but no Chromium found: install Debian's chromium package")
+	}
+	t.Skip("Chromium is not installed (apt-get install chromium); the real-browser test needs it")
+	return ""
+}
+
+// TestBrowserSignInAndOut signs in through the emulator's HTML page in a
+// headless Chromium, as a person would, sees the protected page with the
+// user's name and claims, signs out and is sent to sign in again. It runs
+// with both response modes: query, and form_post (a cross-site POST from
+// 127.0.0.1 to localhost, where the SameSite=Lax flow cookie is not sent).
+func TestBrowserSignInAndOut(t *testing.T) {
+	exe := chromium(t)
+	for _, mode := range []string{"query", "form_post"} {
+		t.Run(mode, func(t *testing.T) {
+			sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
+			if err := Start(sitePort, idpPort, t.TempDir(), mode); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = caddy.Stop() })
+
+			opts := append(chromedp.DefaultExecAllocatorOptions[:],
+				chromedp.ExecPath(exe),
+				chromedp.NoSandbox,
+				chromedp.DisableGPU,
+				chromedp.Flag("disable-quic", true),
+				chromedp.Flag("disable-background-networking", true),
+				chromedp.Flag("disable-component-update", true),
+				chromedp.Flag("disable-sync", true),
+				chromedp.UserDataDir(t.TempDir()),
+			)
+			allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+			defer cancelAlloc()
+			ctx, cancel := chromedp.NewContext(allocCtx)
+			defer cancel()
+			ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+			defer cancelTimeout()
+
+			site := "http://localhost:" + itoa(sitePort)
+			var name, email, claims, url string
+			err := chromedp.Run(ctx,
+				chromedp.Navigate(site+"/"),
+				chromedp.WaitVisible(`#email`, chromedp.ByID),
+				chromedp.Location(&url),
+			)
+			if err != nil {
+				t.Fatalf("opening the site: %v", err)
+			}
+			if !strings.Contains(url, "127.0.0.1:"+itoa(idpPort)) || !strings.Contains(url, "/oauth2/v2.0/authorize") {
+				t.Fatalf("not sent to the provider's sign-in page: %s", url)
+			}
+			err = chromedp.Run(ctx,
+				chromedp.SendKeys(`#email`, "ada@contoso.example", chromedp.ByID),
+				chromedp.SendKeys(`#password`, "Passw0rd!", chromedp.ByID),
+				chromedp.Click(`#next`, chromedp.ByID),
+				chromedp.WaitVisible(`#user-name`, chromedp.ByID),
+				chromedp.Text(`#user-name`, &name, chromedp.ByID),
+				chromedp.Text(`#email`, &email, chromedp.ByID),
+				chromedp.Text(`#claims`, &claims, chromedp.ByID),
+				chromedp.Location(&url),
+			)
+			if err != nil {
+				t.Fatalf("signing in: %v", err)
+			}
+			if name != "Ada Lovelace" || email != "ada@contoso.example" || url != site+"/" {
+				t.Errorf("protected page shows name %q email %q at %s", name, email, url)
+			}
+			for _, claim := range []string{"oid", "emails", "tfp", "B2C_1_susi", "given_name"} {
+				if !strings.Contains(claims, claim) {
+					t.Errorf("claims table lacks %s:\n%s", claim, claims)
+				}
+			}
+
+			err = chromedp.Run(ctx,
+				chromedp.Click(`#signout`, chromedp.ByID),
+				chromedp.WaitVisible(`#password`, chromedp.ByID),
+				chromedp.Location(&url),
+			)
+			if err != nil {
+				t.Fatalf("signing out: %v", err)
+			}
+			if !strings.Contains(url, "/oauth2/v2.0/authorize") {
+				t.Errorf("after sign-out, not asked to sign in again: %s", url)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,107 @@
+// Command demo runs a Caddy with the plugin: a static site on
+// http://localhost:8080 protected by b2c_auth, signing in against
+// b2c_emulator on http://127.0.0.1:9000. No Azure tenant needed.
+//
+//	go run ./examples/demo
+package main
+
+import (
+	"embed"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	_ "github.com/caddy-b2c/caddy-b2c"
+	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+//go:embed site
+var site embed.FS
+
+// Config is the demo's Caddyfile: the emulator on 127.0.0.1:idpPort (so the
+// provider is another site than the app, as with real B2C) and the protected
+// site on localhost:sitePort, served from root. responseMode is query or
+// form_post.
+func Config(sitePort, idpPort int, root, storage, responseMode string) string {
+	siteURL := fmt.Sprintf("http://localhost:%d", sitePort)
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %[5]q
+}
+
+# The local B2C tenant: the demo user and the demo app, registered for this site.
+http://127.0.0.1:%[2]d {
+	b2c_emulator {
+		client %[6]s {
+			redirect_uri %[1]s/.auth/login/b2c/callback %[1]s/
+		}
+	}
+}
+
+# The protected static site.
+%[1]s {
+	b2c_auth {
+		authority http://127.0.0.1:%[2]d/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		password_reset_policy B2C_1_reset
+		profile_edit_policy B2C_1_edit
+		client_id %[6]s
+		response_mode %[3]s
+	}
+	root * %[4]q
+	templates
+	file_server
+}
+`, siteURL, idpPort, responseMode, root, storage, b2cemulator.DemoClientID)
+}
+
+// Start writes the site to dir and starts Caddy with the demo config.
+func Start(sitePort, idpPort int, dir, responseMode string) error {
+	root := filepath.Join(dir, "site")
+	sub, _ := fs.Sub(site, "site")
+	if err := os.CopyFS(root, sub); err != nil && !os.IsExist(err) {
+		return err
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(Config(sitePort, idpPort, root, filepath.Join(dir, "storage"), responseMode)), nil)
+	if err != nil {
+		return err
+	}
+	return caddy.Load(cfg, true)
+}
+
+func main() {
+	sitePort := flag.Int("port", 8080, "port of the protected site on localhost")
+	idpPort := flag.Int("idp-port", 9000, "port of the emulated B2C tenant on 127.0.0.1")
+	mode := flag.String("response-mode", "query", "query or form_post")
+	flag.Parse()
+
+	dir, err := os.MkdirTemp("", "caddy-b2c-demo-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	if err := Start(*sitePort, *idpPort, dir, *mode); err != nil {
+		log.Fatalf("starting the demo: %v", err)
+	}
+	fmt.Printf("\ncaddy-b2c demo is running.\n\n  Open http://localhost:%d and sign in as %s / %s\n  (the emulated B2C tenant is at http://127.0.0.1:%d)\n\nPress Ctrl-C to stop.\n\n",
+		*sitePort, b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, *idpPort)
+
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
+	<-stop
+	fmt.Println("stopping")
+	if err := caddy.Stop(); err != nil {
+		log.Print(err)
+	}
+}
