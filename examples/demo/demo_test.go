@@ -45,6 +45,13 @@ func TestBrowserSignInAndOut(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = caddy.Stop() })
 
+			// Chromium's helpers may still write to their profile as the
+			// browser exits, so it is removed best-effort, not by t.TempDir.
+			profile, err := os.MkdirTemp("", "b2c-chromium-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.RemoveAll(profile) })
 			opts := append(chromedp.DefaultExecAllocatorOptions[:],
 				chromedp.ExecPath(exe),
 				chromedp.NoSandbox,
@@ -53,7 +60,7 @@ func TestBrowserSignInAndOut(t *testing.T) {
 				chromedp.Flag("disable-background-networking", true),
 				chromedp.Flag("disable-component-update", true),
 				chromedp.Flag("disable-sync", true),
-				chromedp.UserDataDir(t.TempDir()),
+				chromedp.UserDataDir(profile),
 			)
 			allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 			defer cancelAlloc()
@@ -64,7 +71,7 @@ func TestBrowserSignInAndOut(t *testing.T) {
 
 			site := "http://localhost:" + itoa(sitePort)
 			var name, email, claims, url string
-			err := chromedp.Run(ctx,
+			err = chromedp.Run(ctx,
 				chromedp.Navigate(site+"/"),
 				chromedp.WaitVisible(`#email`, chromedp.ByID),
 				chromedp.Location(&url),
