@@ -228,7 +228,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.providers = map[string]*provider{}
 	for _, p := range h.policies() {
-		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, client: h.httpClient, now: h.now}
+		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, client: h.httpClient, now: func() time.Time { return h.now() }}
 	}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)

@@ -1,7 +1,6 @@
 package b2cauth
 
 import (
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -84,23 +83,23 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	return h.fail(w, r, http.StatusUnauthorized, "Invalid token", "The access token is not valid here.", err)
 }
 
-// identityCache remembers identities by the cookie value or token they came
-// from, until they expire. It is bounded: when full, it drops expired
+// identityCache remembers identities by the exact cookie value or token
+// they came from (compared whole, so no collision can pass one user off as
+// another), until they expire. It is bounded: when full, it drops expired
 // entries, then half of the rest.
 type identityCache struct {
 	mu      sync.RWMutex
 	max     int
-	entries map[[32]byte]*identity
+	entries map[string]*identity
 }
 
 func newIdentityCache(max int) *identityCache {
-	return &identityCache{max: max, entries: make(map[[32]byte]*identity)}
+	return &identityCache{max: max, entries: make(map[string]*identity)}
 }
 
 func (c *identityCache) get(key string, now time.Time) *identity {
-	k := sha256.Sum256([]byte(key))
 	c.mu.RLock()
-	id := c.entries[k]
+	id := c.entries[key]
 	c.mu.RUnlock()
 	if id == nil || !now.Before(id.expires) {
 		return nil
@@ -109,7 +108,6 @@ func (c *identityCache) get(key string, now time.Time) *identity {
 }
 
 func (c *identityCache) put(key string, id *identity) {
-	k := sha256.Sum256([]byte(key))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= c.max {
@@ -126,5 +124,5 @@ func (c *identityCache) put(key string, id *identity) {
 			delete(c.entries, k)
 		}
 	}
-	c.entries[k] = id
+	c.entries[key] = id
 }

@@ -1,0 +1,179 @@
+package b2cauth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// accessClaims are an access token's claims that pass every check.
+func accessClaims(p *hostile) map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"iss": p.issuer, "aud": testClient, "sub": "user-1", "oid": "user-1", "azp": "spa-client",
+		"exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "iat": now.Unix(),
+		"scp": "demo.read demo.write", "tfp": "B2C_1_susi", "emails": []string{"ada@contoso.example"},
+	}
+}
+
+func apiRequest(auth string) *http.Request {
+	req := httptest.NewRequest("GET", "/api/items", nil)
+	req.Header.Set("Accept", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	return req
+}
+
+func TestBearerTokens(t *testing.T) {
+	h, p, good := setup(t, func(h *Handler) { h.RequireScopes = []string{"demo.read"} })
+	evil := newSigner(t, "good")
+	with := func(change func(map[string]any)) map[string]any {
+		c := accessClaims(p)
+		change(c)
+		return c
+	}
+	valid := good.sign(t, accessClaims(p))
+
+	res := serve(h, apiRequest("Bearer "+valid))
+	if !res.reachedNext {
+		t.Fatalf("valid token refused: %d %s", res.Code, res.Body)
+	}
+	if id, _ := res.repl.GetString("http.auth.user.id"); id != "user-1" {
+		t.Errorf("{http.auth.user.id} = %q", id)
+	}
+	if scp, _ := res.repl.GetString("http.auth.user.scp"); scp != "demo.read demo.write" {
+		t.Errorf("{http.auth.user.scp} = %q", scp)
+	}
+
+	cases := []struct {
+		name   string
+		header string
+		status int
+		errStr string
+	}{
+		{"wrong audience", "Bearer " + good.sign(t, with(func(c map[string]any) { c["aud"] = "other-api" })), 401, `error="invalid_token"`},
+		{"missing scope", "Bearer " + good.sign(t, with(func(c map[string]any) { c["scp"] = "demo.write" })), 403, `error="insufficient_scope"`},
+		{"expired", "Bearer " + good.sign(t, with(func(c map[string]any) { c["exp"] = time.Now().Add(-2 * time.Hour).Unix() })), 401, `error="invalid_token"`},
+		{"bad signature", "Bearer " + evil.sign(t, accessClaims(p)), 401, `error="invalid_token"`},
+		{"alg none", "Bearer " + unsigned(map[string]any{"alg": "none", "kid": "good"}, accessClaims(p), ""), 401, `error="invalid_token"`},
+		{"hmac with the public key", "Bearer " + hmacWithPublicKey(t, good, accessClaims(p)), 401, `error="invalid_token"`},
+		{"another issuer", "Bearer " + good.sign(t, with(func(c map[string]any) { c["iss"] = "https://login.evil.example/v2.0/" })), 401, `error="invalid_token"`},
+		{"garbage", "Bearer garbage", 401, `error="invalid_token"`},
+		{"garbage with dots", "Bearer a.b.c", 401, `error="invalid_token"`},
+		{"empty", "Bearer ", 401, `error="invalid_token"`},
+		{"huge", "Bearer " + strings.Repeat("a", 100_000) + ".b.c", 401, `error="invalid_token"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := serve(h, apiRequest(tc.header))
+			if res.reachedNext || res.Code != tc.status || !strings.Contains(res.Header().Get("WWW-Authenticate"), tc.errStr) {
+				t.Errorf("got %d %q, want %d %s", res.Code, res.Header().Get("WWW-Authenticate"), tc.status, tc.errStr)
+			}
+			if res.Header().Get("Location") != "" {
+				t.Error("an API request was redirected")
+			}
+		})
+	}
+}
+
+func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
+	for _, mode := range []string{"signed out, unauthenticated allow", "signed in", "signed in, easy_auth_headers"} {
+		t.Run(mode, func(t *testing.T) {
+			h, p, s := setup(t, func(h *Handler) {
+				h.Unauthenticated = "allow"
+				h.EasyAuthHeaders = strings.Contains(mode, "easy_auth")
+			})
+			req := httptest.NewRequest("GET", "/", nil)
+			if strings.HasPrefix(mode, "signed in") {
+				req.Header.Set("Authorization", "Bearer "+s.sign(t, accessClaims(p)))
+			}
+			for _, h := range []string{"X-MS-CLIENT-PRINCIPAL", "x-ms-client-principal-id", "X-Ms-Client-Principal-Name", "X-MS-CLIENT-PRINCIPAL-IDP", "X-MS-TOKEN-AAD-ID-TOKEN"} {
+				req.Header.Set(h, "attacker")
+			}
+			res := serve(h, req)
+			if !res.reachedNext {
+				t.Fatalf("%d", res.Code)
+			}
+			for k, v := range res.upstream {
+				if strings.HasPrefix(strings.ToLower(k), "x-ms-") && v[0] == "attacker" {
+					t.Errorf("spoofed %s reached upstream", k)
+				}
+			}
+			if h.EasyAuthHeaders {
+				if res.upstream.Get("X-MS-CLIENT-PRINCIPAL-ID") != "user-1" || res.upstream.Get("X-MS-CLIENT-PRINCIPAL-NAME") != "ada@contoso.example" || res.upstream.Get("X-MS-CLIENT-PRINCIPAL-IDP") != "aad" {
+					t.Errorf("Easy Auth headers: %v", res.upstream)
+				}
+				raw, err := base64.StdEncoding.DecodeString(res.upstream.Get("X-MS-CLIENT-PRINCIPAL"))
+				var principal struct {
+					AuthTyp string `json:"auth_typ"`
+					Claims  []struct{ Typ, Val string }
+					NameTyp string `json:"name_typ"`
+					RoleTyp string `json:"role_typ"`
+				}
+				if err != nil || json.Unmarshal(raw, &principal) != nil || principal.AuthTyp != "aad" || !strings.HasSuffix(principal.NameTyp, "/claims/name") {
+					t.Fatalf("X-MS-CLIENT-PRINCIPAL %q", raw)
+				}
+				found := false
+				for _, c := range principal.Claims {
+					if c.Typ == claimTypeOID && c.Val == "user-1" {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("oid not mapped to %s: %s", claimTypeOID, raw)
+				}
+			}
+		})
+	}
+}
+
+func TestAuthMe(t *testing.T) {
+	h, p, s := setup(t, nil)
+	res := serve(h, httptest.NewRequest("GET", "/.auth/me", nil))
+	if res.Code != http.StatusUnauthorized {
+		t.Errorf("signed out /.auth/me: %d", res.Code)
+	}
+	cookies := signedIn(t, h, p, s, nil)
+	res = serve(h, withCookies(httptest.NewRequest("GET", "/.auth/me", nil), cookies))
+	var me []struct {
+		ProviderName string                      `json:"provider_name"`
+		UserID       string                      `json:"user_id"`
+		IDToken      string                      `json:"id_token"`
+		UserClaims   []struct{ Typ, Val string } `json:"user_claims"`
+	}
+	if err := json.Unmarshal(res.Body.Bytes(), &me); err != nil || len(me) != 1 {
+		t.Fatalf("/.auth/me: %d %s", res.Code, res.Body)
+	}
+	if me[0].ProviderName != "aad" || me[0].UserID != "ada@contoso.example" || me[0].IDToken == "" || len(me[0].UserClaims) < 5 {
+		t.Errorf("/.auth/me %+v", me[0])
+	}
+}
+
+func TestRulesAcrossBlocks(t *testing.T) {
+	_, p, s := setup(t, nil)
+	admin := newTestHandler(t, p, func(h *Handler) {
+		h.Allow = []Rule{{Claim: "extension_Role", Patterns: []string{"admin"}}}
+	})
+	for _, tc := range []struct {
+		role   string
+		accept string
+		status int
+	}{{"admin", "text/html", 200}, {"reader", "text/html", 403}, {"reader", "application/json", 403}} {
+		claims := accessClaims(p)
+		claims["extension_Role"] = tc.role
+		req := apiRequest("Bearer " + s.sign(t, claims))
+		req.Header.Set("Accept", tc.accept)
+		res := serve(admin, req)
+		if res.Code != tc.status {
+			t.Errorf("role %s: %d, want %d", tc.role, res.Code, tc.status)
+		}
+		if tc.status == 403 && tc.accept == "application/json" && !strings.HasPrefix(res.Header().Get("Content-Type"), "application/json") {
+			t.Errorf("403 for an API request is not JSON: %q", res.Header().Get("Content-Type"))
+		}
+	}
+}

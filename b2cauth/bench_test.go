@@ -1,0 +1,93 @@
+package b2cauth
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// discard is a ResponseWriter that keeps nothing.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+// bench runs one prepared request through the handler b.N times; next reads
+// the user's id placeholder, as an access log would.
+func bench(b *testing.B, h *Handler, req *http.Request) {
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if id, _ := repl.GetString("http.auth.user.id"); id == "" {
+			b.Fatal("no user id")
+		}
+		return nil
+	})
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		repl := caddy.NewReplacer()
+		r := req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+		clear(w.h)
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthenticatedRequest: a browser request with a session cookie,
+// through to placeholders the next handler reads.
+func BenchmarkAuthenticatedRequest(b *testing.B) {
+	h, p, s := setup(b, nil)
+	req := withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil))
+	bench(b, h, req)
+}
+
+// BenchmarkUnauthenticatedRedirect: a browser request without a session,
+// redirected to the provider with a new flow cookie.
+func BenchmarkUnauthenticatedRedirect(b *testing.B) {
+	h, _, _ := setup(b, nil)
+	req := navigation("GET", "/page")
+	serve(h, req) // discover once
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		clear(w.h)
+		if err := h.ServeHTTP(w, req, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBearerCached: an API request with an access token verified before.
+func BenchmarkBearerCached(b *testing.B) {
+	h, p, s := setup(b, nil)
+	req := apiRequest("Bearer " + s.sign(b, accessClaims(p)))
+	serve(h, req)
+	bench(b, h, req)
+}
+
+// BenchmarkBearerFirstTime: an access token seen for the first time (RSA
+// signature check and claims), the cache emptied before each request.
+func BenchmarkBearerFirstTime(b *testing.B) {
+	h, p, s := setup(b, nil)
+	req := apiRequest("Bearer " + s.sign(b, accessClaims(p)))
+	serve(h, req)
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		h.bearerCache = newIdentityCache(16)
+		repl := caddy.NewReplacer()
+		r := req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+		if err := h.ServeHTTP(w, r, next); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
