@@ -26,7 +26,7 @@ import (
 )
 
 // FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,7 +43,7 @@ func Globals(dir string) string {
 }
 
 // Adapt turns a Caddyfile into JSON, failing the test on error.
-func Adapt(t testing.TB, caddyfile string) []byte {
+func Adapt(t TB, caddyfile string) []byte {
 	t.Helper()
 	adapter := caddyconfig.GetAdapter("caddyfile")
 	cfg, _, err := adapter.Adapt([]byte(caddyfile), nil)
@@ -63,16 +63,24 @@ func Start(t testing.TB, caddyfile string) {
 	t.Cleanup(func() { _ = caddy.Stop() })
 }
 
+// TB is the part of testing.TB a Browser needs, so that programs (the load
+// test) can drive one too.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // Browser is an HTTP client with a cookie jar that follows redirects one
 // step at a time and sends what a browser sends on a navigation.
 type Browser struct {
-	T      testing.TB
+	T      TB
 	Client *http.Client
 	Jar    *cookiejar.Jar
 }
 
 // NewBrowser makes a browser with an empty cookie jar.
-func NewBrowser(t testing.TB) *Browser {
+func NewBrowser(t TB) *Browser {
 	jar, _ := cookiejar.New(nil)
 	return &Browser{T: t, Jar: jar, Client: &http.Client{
 		Jar:           jar,
@@ -151,7 +159,7 @@ var (
 )
 
 // Form extracts the first form's action and hidden fields from a page.
-func Form(t testing.TB, page string) (string, url.Values) {
+func Form(t TB, page string) (string, url.Values) {
 	t.Helper()
 	m := formAction.FindStringSubmatch(page)
 	if m == nil {
@@ -176,7 +184,7 @@ func (b *Browser) Submit(page *Response, extra map[string]string) *Response {
 }
 
 // Link finds an anchor's href by its id and resolves it against the page.
-func Link(t testing.TB, page *Response, id string) string {
+func Link(t TB, page *Response, id string) string {
 	t.Helper()
 	re := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `" href="([^"]*)"`)
 	m := re.FindStringSubmatch(page.Body)

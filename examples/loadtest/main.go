@@ -1,0 +1,159 @@
+// Command loadtest compares, in one run, the same Caddy with and without
+// b2c_auth: two sites in one process answer the same `respond`, one of them
+// behind b2c_auth with a signed-in session (and, third, a bearer token). It
+// sends the same bounded load to each, in alternating rounds so that the
+// noise of a shared machine falls on both, and reports throughput ratios.
+//
+//	go run ./examples/loadtest [-requests 20000] [-concurrency 8] [-rounds 3]
+//
+// Everything runs on 127.0.0.1; the load is bounded in count and time.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// fatal lets the load test drive testcaddy's browser.
+type fatal struct{}
+
+func (fatal) Helper()                      {}
+func (fatal) Fatal(args ...any)            { log.Fatal(args...) }
+func (fatal) Fatalf(f string, args ...any) { log.Fatalf(f, args...) }
+
+func main() {
+	requests := flag.Int("requests", 20000, "requests per site per round")
+	concurrency := flag.Int("concurrency", 8, "concurrent clients")
+	rounds := flag.Int("rounds", 3, "alternating rounds")
+	flag.Parse()
+
+	dir, _ := os.MkdirTemp("", "b2c-load-")
+	defer os.RemoveAll(dir)
+	t := fatal{}
+	idp, plain, protected := testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)
+	clientID := "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
+	cfg := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %q
+	log default {
+		level ERROR
+	}
+}
+http://127.0.0.1:%d {
+	b2c_emulator {
+		client %s {
+			redirect_uri http://localhost:%d/.auth/login/b2c/callback
+		}
+	}
+}
+http://localhost:%d {
+	respond "hello {http.auth.user.name}"
+}
+http://localhost:%d {
+	b2c_auth {
+		authority http://127.0.0.1:%d/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %s
+		scopes openid offline_access %s
+	}
+	respond "hello {http.auth.user.name}"
+}
+`, dir, idp, clientID, protected, plain, protected, idp, clientID, clientID)
+	if err := caddy.Load(testcaddy.Adapt(t, cfg), true); err != nil {
+		log.Fatal(err)
+	}
+	defer caddy.Stop()
+
+	// Sign in once, as a browser, and keep the session cookie and the
+	// access token (the client ID as a scope gives one).
+	b := testcaddy.NewBrowser(t)
+	site := fmt.Sprintf("http://localhost:%d", protected)
+	page := b.Follow(site + "/")
+	landed := b.FollowResponse(b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), "")
+	if !strings.Contains(landed.Body, "hello Ada") {
+		log.Fatalf("sign-in failed: %d %s", landed.StatusCode, landed.Body)
+	}
+	u, _ := url.Parse(site)
+	var cookie strings.Builder
+	for _, c := range b.Jar.Cookies(u) {
+		fmt.Fprintf(&cookie, "%s=%s; ", c.Name, c.Value)
+	}
+	me := b.Get(site + "/.auth/me")
+	var who []struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(me.Body), &who); err != nil || len(who) == 0 || who[0].AccessToken == "" {
+		log.Fatalf("no access token in /.auth/me: %s", me.Body)
+	}
+
+	targets := []struct {
+		name, url, header, value string
+	}{
+		{"without plugin", fmt.Sprintf("http://localhost:%d/", plain), "", ""},
+		{"b2c_auth, session cookie", site + "/", "Cookie", cookie.String()},
+		{"b2c_auth, bearer token", site + "/", "Authorization", "Bearer " + who[0].AccessToken},
+	}
+	totals := make([]time.Duration, len(targets))
+	for r := range *rounds {
+		for i, tg := range targets {
+			d := load(tg.url, tg.header, tg.value, *requests, *concurrency)
+			totals[i] += d
+			fmt.Printf("round %d  %-26s %8.0f req/s\n", r+1, tg.name, float64(*requests)/d.Seconds())
+		}
+	}
+	base := float64(*requests**rounds) / totals[0].Seconds()
+	fmt.Println()
+	for i, tg := range targets {
+		rps := float64(*requests**rounds) / totals[i].Seconds()
+		fmt.Printf("%-26s %8.0f req/s  ratio to without plugin: %.2f\n", tg.name, rps, rps/base)
+	}
+}
+
+// load sends n GET requests with c workers and returns the time taken; any
+// answer other than 200 with the user's name is fatal.
+func load(target, header, value string, n, c int) time.Duration {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c}, Timeout: 10 * time.Second}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(2 * time.Minute)
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) && time.Now().Before(deadline) {
+				req, _ := http.NewRequest(http.MethodGet, target, nil)
+				req.Header.Set("Accept", "text/html")
+				if header != "" {
+					req.Header.Set(header, value)
+				}
+				resp, err := client.Do(req)
+				if err != nil {
+					log.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello") {
+					log.Fatalf("%s: %d %s", target, resp.StatusCode, body)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
