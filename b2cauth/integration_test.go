@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
@@ -277,5 +278,33 @@ func TestTwoProcessesShareSessionsThroughStorage(t *testing.T) {
 	page := s.b.Get(other + "/")
 	if page.StatusCode != 200 || !strings.Contains(page.Body, "name=Ada Lovelace") {
 		t.Errorf("second process: %d %q", page.StatusCode, page.Body)
+	}
+}
+
+// TestIssuerModeWithAnotherProvider signs in, in issuer mode, against
+// mockoidc: an OpenID provider written by someone else, so that our plugin
+// and our emulator cannot agree on a mistake here.
+func TestIssuerModeWithAnotherProvider(t *testing.T) {
+	m, err := mockoidc.Run()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MOCKOIDC_SECRET", m.ClientSecret)
+	t.Cleanup(func() { _ = m.Shutdown() })
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%s {
+	b2c_auth {
+		issuer %s
+		client_id %s
+		client_secret {env.MOCKOIDC_SECRET}
+	}
+	respond "id={http.auth.user.id} email={http.auth.user.email}"
+}
+`, base, m.Issuer(), m.ClientID))
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(base + "/x")
+	if page.StatusCode != 200 || page.Body != "id=1234567890 email=jane.doe@example.com" || page.Request.URL.Path != "/x" {
+		t.Errorf("issuer mode: %d %s %q", page.StatusCode, page.Request.URL, page.Body)
 	}
 }

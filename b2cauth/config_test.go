@@ -1,0 +1,55 @@
+package b2cauth
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func provision(t *testing.T, h *Handler) error {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	return h.Provision(ctx)
+}
+
+func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
+	t.Setenv("B2C_TEST_SECRET", "sup3r-s3cret-value")
+	t.Setenv("B2C_TEST_SHORT_KEY", "c2hvcnQ=")
+	base := func() *Handler {
+		return &Handler{Tenant: "contoso", Policy: "B2C_1_susi", ClientID: "app", CookieSecret: []string{testCookieSecret}}
+	}
+	cases := map[string]struct {
+		change func(*Handler)
+		want   string
+	}{
+		"unset env":          {func(h *Handler) { h.ClientSecret = "{env.B2C_TEST_UNSET_VAR}" }, "client_secret:"},
+		"unset client_id":    {func(h *Handler) { h.ClientID = "{env.B2C_TEST_UNSET_VAR}" }, "client_id:"},
+		"short cookie key":   {func(h *Handler) { h.CookieSecret = []string{"{env.B2C_TEST_SHORT_KEY}"} }, "cookie_secret: secret 1 is 5 bytes"},
+		"two providers":      {func(h *Handler) { h.Issuer = "https://login.example.com" }, "give only one"},
+		"bad authority":      {func(h *Handler) { h.Tenant, h.Authority = "", "ftp://x" }, "authority:"},
+		"policy with issuer": {func(h *Handler) { h.Tenant, h.Issuer = "", "https://login.example.com" }, "issuer mode has no policies"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := base()
+			tc.change(h)
+			err := provision(t, h)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error with %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "sup3r") {
+				t.Errorf("the error shows a secret: %v", err)
+			}
+		})
+	}
+	h := base()
+	h.ClientSecret = "{env.B2C_TEST_SECRET}"
+	if err := provision(t, h); err != nil || h.clientSecret != "sup3r-s3cret-value" {
+		t.Errorf("env placeholder not resolved: %v", err)
+	}
+	if h.ClientSecret != "{env.B2C_TEST_SECRET}" {
+		t.Error("the configured value should stay the placeholder")
+	}
+}
