@@ -128,6 +128,9 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// strippedVar marks a request whose client-sent identity headers are gone.
+const strippedVar = "b2c_auth.identity_headers_stripped"
+
 // Defaults.
 const (
 	DefaultRedirectPath    = "/.auth/login/b2c/callback"
@@ -369,7 +372,12 @@ func (h *Handler) provider(policy string) (*provider, string) {
 // ServeHTTP answers the /.auth endpoints and the callback, and otherwise
 // lets through only signed-in users that the rules admit.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	stripIdentityHeaders(r.Header)
+	// Client-sent identity headers go, once per request: a later b2c_auth
+	// in the chain must not remove what an earlier one set.
+	if caddyhttp.GetVar(r.Context(), strippedVar) == nil {
+		stripIdentityHeaders(r.Header)
+		caddyhttp.SetVar(r.Context(), strippedVar, true)
+	}
 
 	switch p := r.URL.Path; {
 	case p == h.RedirectPath:

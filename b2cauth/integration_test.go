@@ -2,8 +2,11 @@ package b2cauth_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -306,5 +309,120 @@ func TestIssuerModeWithAnotherProvider(t *testing.T) {
 	page := b.Follow(base + "/x")
 	if page.StatusCode != 200 || page.Body != "id=1234567890 email=jane.doe@example.com" || page.Request.URL.Path != "/x" {
 		t.Errorf("issuer mode: %d %s %q", page.StatusCode, page.Request.URL, page.Body)
+	}
+}
+
+// echoUpstream is an app behind reverse_proxy that answers with the
+// request headers it received, as JSON.
+func echoUpstream(t *testing.T) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(r.Header)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func upstreamHeaders(t *testing.T, r *testcaddy.Response) http.Header {
+	t.Helper()
+	var h http.Header
+	if r.StatusCode != 200 || json.Unmarshal([]byte(r.Body), &h) != nil {
+		t.Fatalf("upstream not reached: %d %s", r.StatusCode, r.Body)
+	}
+	return h
+}
+
+// TestIdentityReachesUpstream: a browser session and an access token both
+// reach the app behind reverse_proxy with the user's identity; spoofed
+// identity headers never do; /admin/* admits only admins, with one sign-in.
+func TestIdentityReachesUpstream(t *testing.T) {
+	up := echoUpstream(t)
+	s := &site{t: t, storage: t.TempDir(), b: testcaddy.NewBrowser(t)}
+	s.idp = fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	s.base = fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	open := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	s.config = s.caddyfile(s.base, fmt.Sprintf(`	b2c_auth {
+		AUTH
+		scopes openid offline_access %[1]s
+		easy_auth_headers
+	}
+	b2c_auth /admin/* {
+		AUTH
+		allow extension_Role admin
+	}
+	request_header X-User-Email {http.auth.user.email}
+	reverse_proxy %[2]s`, clientID, up)) + fmt.Sprintf(`
+%s {
+	b2c_auth {
+		%s
+		unauthenticated allow
+	}
+	reverse_proxy %s
+}
+`, open, s.authLines(), up)
+	testcaddy.Start(t, s.config)
+
+	spoof := func(req *http.Request) {
+		req.Header.Set("X-MS-CLIENT-PRINCIPAL-ID", "attacker")
+		req.Header.Set("X-MS-CLIENT-PRINCIPAL", "YXR0YWNrZXI=")
+		req.Header.Set("X-MS-TOKEN-AAD-ID-TOKEN", "forged")
+	}
+	get := func(b *testcaddy.Browser, u string, set func(*http.Request)) *testcaddy.Response {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("Accept", "text/html")
+		set(req)
+		resp, err := b.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return &testcaddy.Response{Response: resp, Body: string(body)}
+	}
+
+	// Signed out, anonymous allowed: spoofed headers are stripped.
+	h := upstreamHeaders(t, get(testcaddy.NewBrowser(t), open+"/", spoof))
+	for k := range h {
+		if strings.HasPrefix(strings.ToLower(k), "x-ms-") {
+			t.Errorf("signed out: %s reached the upstream", k)
+		}
+	}
+
+	// A browser session, with spoofed headers: the real identity wins.
+	s.signIn("/", "ada@contoso.example")
+	h = upstreamHeaders(t, get(s.b, s.base+"/app", spoof))
+	adaID := h.Get("X-Ms-Client-Principal-Id")
+	if adaID == "" || adaID == "attacker" || h.Get("X-User-Email") != "ada@contoso.example" || h.Get("X-Ms-Token-Aad-Id-Token") != "" || h.Get("X-Ms-Client-Principal-Name") != "ada@contoso.example" {
+		t.Errorf("session identity upstream: %v", h)
+	}
+	// The admin part admits Ada.
+	if r := get(s.b, s.base+"/admin/panel", func(*http.Request) {}); r.StatusCode != 200 {
+		t.Errorf("admin /admin/panel: %d", r.StatusCode)
+	}
+
+	// An access token from the session (the client ID was asked as a scope).
+	me := s.b.Get(s.base + "/.auth/me")
+	var who []struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(me.Body), &who); err != nil || len(who) != 1 || who[0].AccessToken == "" {
+		t.Fatalf("/.auth/me: %s", me.Body)
+	}
+	h = upstreamHeaders(t, get(testcaddy.NewBrowser(t), s.base+"/api", func(r *http.Request) {
+		spoof(r)
+		r.Header.Set("Accept", "application/json")
+		r.Header.Set("Authorization", "Bearer "+who[0].AccessToken)
+	}))
+	if h.Get("X-Ms-Client-Principal-Id") != adaID {
+		t.Errorf("bearer identity upstream: %v", h)
+	}
+
+	// Bob is signed in but not an admin: / works, /admin/* is refused.
+	s.b = testcaddy.NewBrowser(t)
+	s.signIn("/", "bob@contoso.example")
+	if r := get(s.b, s.base+"/page", func(*http.Request) {}); r.StatusCode != 200 {
+		t.Errorf("bob /page: %d", r.StatusCode)
+	}
+	if r := get(s.b, s.base+"/admin/panel", func(*http.Request) {}); r.StatusCode != http.StatusForbidden {
+		t.Errorf("bob /admin/panel: %d, want 403", r.StatusCode)
 	}
 }
