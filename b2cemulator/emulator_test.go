@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,8 +16,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
 
@@ -504,4 +508,56 @@ func TestKeyRotationAndPersistence(t *testing.T) {
 		t.Errorf("new tokens are not signed with the new key: %s", header)
 	}
 	c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
+}
+
+func TestPersistedKeysSurviveRestart(t *testing.T) {
+	storage := t.TempDir()
+	port := testcaddy.FreePort(t)
+	cfg := testcaddy.Globals(storage) + fmt.Sprintf("http://127.0.0.1:%d {\n\tb2c_emulator {\n\t\tpersist_keys\n\t}\n}\n", port)
+	kid := func() string {
+		var jwks struct {
+			Keys []map[string]any `json:"keys"`
+		}
+		getJSON(t, fmt.Sprintf("http://127.0.0.1:%d%s/B2C_1_susi/discovery/v2.0/keys", port, tenantPath), &jwks)
+		return jwks.Keys[0]["kid"].(string)
+	}
+	testcaddy.Start(t, cfg)
+	first := kid()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	testcaddy.Start(t, cfg)
+	if got := kid(); got != first {
+		t.Errorf("after restart the key is %s, was %s", got, first)
+	}
+}
+
+func TestOnlyLoopbackClients(t *testing.T) {
+	e := &b2cemulator.Emulator{}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := e.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Cleanup()
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(299); return nil })
+	for addr, want := range map[string]int{"203.0.113.5:4000": http.StatusForbidden, "127.0.0.1:4000": http.StatusOK, "[::1]:4000": http.StatusOK} {
+		req := httptest.NewRequest("GET", tenantPath+"/B2C_1_susi/v2.0/.well-known/openid-configuration", nil)
+		req.RemoteAddr = addr
+		rec := httptest.NewRecorder()
+		err := e.ServeHTTP(rec, req, next)
+		status := rec.Code
+		if he, ok := err.(caddyhttp.HandlerError); ok {
+			status = he.StatusCode
+		}
+		if status != want {
+			t.Errorf("%s: %d, want %d", addr, status, want)
+		}
+	}
+	// Paths that are not the tenant's go to the next handler.
+	rec := httptest.NewRecorder()
+	_ = e.ServeHTTP(rec, httptest.NewRequest("GET", "/elsewhere", nil), next)
+	if rec.Code != 299 {
+		t.Errorf("other path: %d", rec.Code)
+	}
 }

@@ -65,7 +65,6 @@ func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 		codes:    map[string]*grant{},
 		refresh:  map[string]*grant{},
 		ssoKey:   make([]byte, 32),
-		storage:  ctx.Storage(),
 		storeKey: "b2c_emulator/" + e.Tenant + "/signing_keys.json",
 		persist:  e.PersistKeys,
 	}
@@ -77,6 +76,7 @@ func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 		return nil, err
 	}
 	if s.persist {
+		s.storage = ctx.Storage()
 		if err := s.loadKeys(ctx); err != nil {
 			return nil, fmt.Errorf("loading signing keys: %w", err)
 		}
