@@ -473,12 +473,13 @@ func isNavigation(r *http.Request) bool {
 }
 
 // fail answers an error: through the site's handle_errors routes when it
-// has any, else with a page (or JSON for API requests) of our own.
+// has any, else with a page of our own (JSON for clients that do not accept
+// HTML).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title, message string, err error) error {
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		return caddyhttp.Error(status, err)
 	}
-	if !isNavigation(r) && r.Method != http.MethodPost {
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
@@ -487,12 +488,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title
 	return renderPage(w, status, pageData{Title: title, Message: message, Link: "/.auth/login", LinkText: "Sign in again"})
 }
 
-// Cleanup implements caddy.CleanerUpper.
-func (h *Handler) Cleanup() error { return nil }
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
-	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -97,8 +97,14 @@ func (s *site) signIn(path, email string) *testcaddy.Response {
 }
 
 func TestSignInShowsIdentityThenSignOut(t *testing.T) {
-	s := newSite(t, identityBody)
+	accessLog := filepath.Join(t.TempDir(), "access.log")
+	s := newSite(t, identityBody+fmt.Sprintf("\n\tlog {\n\t\toutput file %q\n\t}", accessLog))
 	landed := s.signIn("/", "ada@contoso.example")
+	// Caddy's access log names the user.
+	logged, err := os.ReadFile(accessLog)
+	if err != nil || !strings.Contains(string(logged), `"user_id":"`+strings.Split(strings.TrimPrefix(landed.Body, "id="), " ")[0]+`"`) {
+		t.Errorf("access log without user_id: %v\n%s", err, logged)
+	}
 	if landed.StatusCode != 200 || !strings.Contains(landed.Body, "name=Ada Lovelace email=ada@contoso.example policy=B2C_1_susi role=admin") {
 		t.Fatalf("after sign-in: %d %q", landed.StatusCode, landed.Body)
 	}
