@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
 )
 
 // tokenClaims are the claims we check beyond what go-oidc checks.
@@ -45,21 +47,31 @@ func checkIssuedAt(iat *json.Number, now time.Time) error {
 	return nil
 }
 
+// verified runs go-oidc's checks and returns the payload and the claims we
+// check on top.
+func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (json.RawMessage, *tokenClaims, error) {
+	tok, err := v.Verify(ctx, raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	var payload json.RawMessage
+	if err := tok.Claims(&payload); err != nil {
+		return nil, nil, err
+	}
+	var c tokenClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, nil, err
+	}
+	return payload, &c, nil
+}
+
 // verifyIDToken checks an ID token: go-oidc checks the signature (only the
 // provider's asymmetric algorithms), iss, aud, exp and nbf; we add what it
 // leaves to its caller: the nonce (when wantNonce is not empty), iat and
 // sub present, and azp. It returns the token's payload.
 func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce string) (json.RawMessage, error) {
-	tok, err := d.idTok.Verify(ctx, raw)
+	payload, c, err := verified(ctx, d.idTok, raw)
 	if err != nil {
-		return nil, err
-	}
-	var payload json.RawMessage
-	var c tokenClaims
-	if err := tok.Claims(&payload); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, err
 	}
 	if c.Subject == "" {
@@ -86,16 +98,8 @@ func (e *accessCheckError) Error() string { return "token lacks scope " + e.miss
 // signature, iss, exp and nbf; we check aud against audience, iat when
 // present, and require_scopes against scp.
 func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
-	tok, err := d.access.Verify(ctx, raw)
+	payload, c, err := verified(ctx, d.access, raw)
 	if err != nil {
-		return nil, err
-	}
-	var payload json.RawMessage
-	var c tokenClaims
-	if err := tok.Claims(&payload); err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(payload, &c); err != nil {
 		return nil, err
 	}
 	audOK := false
