@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -268,7 +269,12 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 // unavailable answers 503 while the provider cannot be reached.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
 	h.logger.Error("identity provider unavailable", zap.Error(err))
-	w.Header().Set("Retry-After", "5")
+	retry := 5 * time.Second
+	var ue *unavailableError
+	if errors.As(err, &ue) {
+		retry = max(time.Until(ue.retryAt), time.Second)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	return h.fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)
 }
 

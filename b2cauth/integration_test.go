@@ -7,12 +7,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/oauth2-proxy/mockoidc"
@@ -430,5 +434,65 @@ func TestIdentityReachesUpstream(t *testing.T) {
 	}
 	if r := get(s.b, s.base+"/admin/panel", func(*http.Request) {}); r.StatusCode != http.StatusForbidden {
 		t.Errorf("bob /admin/panel: %d, want 403", r.StatusCode)
+	}
+}
+
+func TestRefreshRenewsTheSession(t *testing.T) {
+	s := newSite(t, identityBody)
+	if r := s.b.Get(s.base + "/.auth/refresh"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("refresh signed out: %d", r.StatusCode)
+	}
+	s.signIn("/", "ada@contoso.example")
+	u, _ := url.Parse(s.base)
+	before := s.b.Jar.Cookies(u)
+	r := s.b.Get(s.base + "/.auth/refresh")
+	if r.StatusCode != http.StatusNoContent {
+		t.Fatalf("refresh: %d %s", r.StatusCode, r.Body)
+	}
+	after := s.b.Jar.Cookies(u)
+	if len(after) == 0 || len(before) == 0 || after[0].Value == before[0].Value {
+		t.Error("refresh did not renew the session cookie")
+	}
+	if page := s.b.Get(s.base + "/"); !strings.Contains(page.Body, "name=Ada Lovelace") {
+		t.Errorf("after refresh: %d %q", page.StatusCode, page.Body)
+	}
+}
+
+// TestProviderDownAtStartThenBack: Caddy starts while the provider is
+// unreachable, answers 503 with Retry-After meanwhile, and signs users in
+// once it is back, by itself.
+func TestProviderDownAtStartThenBack(t *testing.T) {
+	s := &site{t: t, storage: t.TempDir(), b: testcaddy.NewBrowser(t)}
+	s.idp = fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	s.base = fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	target, _ := url.Parse(s.idp)
+	var up atomic.Bool
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "provider down", http.StatusBadGateway)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	// b2c_auth reaches the emulator only through the gate.
+	body := strings.Replace(identityBody, "AUTH", strings.Replace(s.authLines(), s.idp, gate.URL, 1), 1)
+	s.config = s.caddyfile(s.base, body)
+	testcaddy.Start(t, s.config)
+
+	r := s.b.Get(s.base + "/")
+	if r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("provider down: %d, want 503", r.StatusCode)
+	}
+	retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	if err != nil || retry < 1 || retry > 60 {
+		t.Fatalf("Retry-After %q", r.Header.Get("Retry-After"))
+	}
+	up.Store(true)
+	// A client that honours Retry-After gets in.
+	<-time.After(time.Duration(retry) * time.Second)
+	if page := s.signIn("/", "ada@contoso.example"); !strings.Contains(page.Body, "name=Ada Lovelace") {
+		t.Errorf("after the provider came back: %d %q", page.StatusCode, page.Body)
 	}
 }

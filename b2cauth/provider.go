@@ -22,6 +22,15 @@ import (
 // errUnavailable marks a provider that cannot be reached now.
 var errUnavailable = errors.New("identity provider unavailable")
 
+// unavailableError is a failed discovery, with when it will be tried again.
+type unavailableError struct {
+	err     error
+	retryAt time.Time
+}
+
+func (e *unavailableError) Error() string { return errUnavailable.Error() + ": " + e.err.Error() }
+func (e *unavailableError) Unwrap() error { return errUnavailable }
+
 // metadata is the part of an OpenID Connect discovery document we use.
 type metadata struct {
 	Issuer                string   `json:"issuer"`
@@ -100,7 +109,7 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 	if err != nil {
 		p.backoff = min(max(p.backoff*2, minBackoff), maxBackoff)
 		p.retryAt = time.Now().Add(p.backoff)
-		p.lastErr = fmt.Errorf("%w: %v", errUnavailable, err)
+		p.lastErr = &unavailableError{err: err, retryAt: p.retryAt}
 	} else {
 		p.ready, p.backoff, p.lastErr = d, 0, nil
 	}

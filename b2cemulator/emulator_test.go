@@ -561,3 +561,35 @@ func TestOnlyLoopbackClients(t *testing.T) {
 		t.Errorf("other path: %d", rec.Code)
 	}
 }
+
+// TestCustomPolicyShapes: issuer_form tfp and policy_claim acr give what
+// custom policies issue, and client_secret_basic authenticates the client.
+func TestCustomPolicyShapesAndBasicAuth(t *testing.T) {
+	c := startEmulator(t, "issuer_form tfp\n\t\tpolicy_claim acr")
+	var meta map[string]any
+	getJSON(t, c.policyURL("B2C_1_susi", "v2.0/.well-known/openid-configuration"), &meta)
+	if meta["issuer"] != c.base+"/tfp/0d5a8b3c-1111-4222-8333-944455556666/b2c_1_susi/v2.0/" {
+		t.Errorf("tfp issuer %v", meta["issuer"])
+	}
+	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	form := codeForm(q.Get("code"))
+	form.Del("client_id")
+	form.Del("client_secret")
+	req, _ := http.NewRequest("POST", c.policyURL("B2C_1_susi", "oauth2/v2.0/token"), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(secretClient), url.QueryEscape("s3cret"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("client_secret_basic: %d %v", resp.StatusCode, body)
+	}
+	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
+	if claims["acr"] != "b2c_1_susi" || claims["tfp"] != nil {
+		t.Errorf("custom policy claims: acr %v tfp %v", claims["acr"], claims["tfp"])
+	}
+}
