@@ -257,3 +257,35 @@ func TestProviderDownAnswers503ThenRecovers(t *testing.T) {
 		t.Errorf("after recovery: %d", res.Code)
 	}
 }
+
+// TestPendingFlowsAreCapped: a page that starts sign-ins in a loop cannot
+// pile up flow cookies in the browser; the oldest go first.
+func TestPendingFlowsAreCapped(t *testing.T) {
+	p := newHostile(t)
+	h := newTestHandler(t, p, nil)
+	jar := map[string]*http.Cookie{}
+	var first string
+	for i := range 8 {
+		req := navigation("GET", "/")
+		for _, c := range jar {
+			req.AddCookie(c)
+		}
+		res := serve(h, req)
+		for _, c := range res.Result().Cookies() {
+			if c.MaxAge < 0 {
+				delete(jar, c.Name)
+			} else {
+				jar[c.Name] = c
+				if i == 0 {
+					first = c.Name
+				}
+			}
+		}
+	}
+	if len(jar) != maxPendingFlows {
+		t.Errorf("%d pending flow cookies, want the cap %d", len(jar), maxPendingFlows)
+	}
+	if _, ok := jar[first]; ok {
+		t.Error("the oldest flow was kept")
+	}
+}

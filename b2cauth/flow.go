@@ -35,7 +35,7 @@ type flow struct {
 	Verifier string `json:"v"`
 	Policy   string `json:"p"`
 	Return   string `json:"r"`
-	Created  int64  `json:"t"`
+	Created  int64  `json:"t"` // Unix nanoseconds, to order a browser's flows
 }
 
 // statePattern is the shape of the states we make: 32 random bytes, base64url.
@@ -70,7 +70,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, re
 	if err != nil {
 		return h.unavailable(w, r, err)
 	}
-	f := flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Policy: policy, Return: returnURL, Created: h.now().Unix()}
+	f := flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Policy: policy, Return: returnURL, Created: h.now().UnixNano()}
 	h.prunePendingFlows(w, r)
 
 	data, _ := json.Marshal(f)
@@ -184,7 +184,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	var f flow
 	data, ok := h.codec.open(c.Value, flowPurpose)
 	if !ok || json.Unmarshal(data, &f) != nil || subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) != 1 ||
-		h.now().Sub(time.Unix(f.Created, 0)) > flowLifetime {
+		h.now().Sub(time.Unix(0, f.Created)) > flowLifetime {
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
 	}
 
