@@ -104,7 +104,9 @@ http://localhost:%d {
 	targets := []struct {
 		name, url, header, value string
 	}{
-		{"without plugin", fmt.Sprintf("http://localhost:%d/", plain), "", ""},
+		// The same cookie goes to the site without the plugin, so that only
+		// the plugin's work differs.
+		{"without plugin", fmt.Sprintf("http://localhost:%d/", plain), "Cookie", cookie.String()},
 		{"b2c_auth, session cookie", site + "/", "Cookie", cookie.String()},
 		{"b2c_auth, bearer token", site + "/", "Authorization", "Bearer " + who[0].AccessToken},
 	}
