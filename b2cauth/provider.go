@@ -221,7 +221,7 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	for i, a := range k.algs {
 		algs[i] = jose.SignatureAlgorithm(a)
 	}
-	jws, err := jose.ParseSigned(jwt, algs)
+	jws, err := jose.ParseSignedCompact(jwt, algs)
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, fmt.Errorf("malformed jwt")
 	}

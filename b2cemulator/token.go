@@ -343,7 +343,7 @@ func (e *Emulator) sign(claims object) (string, error) {
 // verifyOwnToken checks that a token was signed by this tenant and returns
 // its audience and expiry. It is used for id_token_hint.
 func (e *Emulator) verifyOwnToken(token string) (aud string, exp time.Time, err error) {
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil || len(jws.Signatures) != 1 {
 		return "", exp, errors.New("not a signed token")
 	}
