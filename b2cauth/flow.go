@@ -283,7 +283,7 @@ func (h *Handler) newSession(tr *tokenResponse, policy string) *session {
 	now := h.now()
 	s := &session{
 		IDToken: tr.IDToken, AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Policy: policy,
-		Created: now.Unix(), Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
+		Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
 	}
 	if tr.AccessToken != "" {
 		s.AccessExpiry = now.Add(time.Duration(tr.ExpiresIn) * time.Second).Unix()
@@ -384,12 +384,11 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 	p, _ := h.provider(policy)
 	d, err := p.get(r.Context())
-	if err != nil || d.meta.EndSessionEndpoint == "" {
-		http.Redirect(w, r, target, http.StatusFound)
-		return nil
+	var u *url.URL
+	if err == nil && d.meta.EndSessionEndpoint != "" {
+		u, err = url.Parse(d.meta.EndSessionEndpoint)
 	}
-	u, err := url.Parse(d.meta.EndSessionEndpoint)
-	if err != nil {
+	if u == nil || err != nil { // no end_session to go through: straight back
 		http.Redirect(w, r, target, http.StatusFound)
 		return nil
 	}
@@ -400,14 +399,9 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	q := u.Query()
 	q.Set("post_logout_redirect_uri", scheme+"://"+r.Host+target)
 	// B2C refuses an expired id_token_hint (AADB2C90208): send only a live one.
-	if id != nil && id.expires.After(h.now()) {
-		if payload, err := jwtPayload(id.session.IDToken); err == nil {
-			var c struct {
-				Exp int64 `json:"exp"`
-			}
-			if json.Unmarshal(payload, &c) == nil && time.Unix(c.Exp, 0).After(h.now()) {
-				q.Set("id_token_hint", id.session.IDToken)
-			}
+	if id != nil {
+		if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now()) {
+			q.Set("id_token_hint", id.session.IDToken)
 		}
 	}
 	u.RawQuery = q.Encode()

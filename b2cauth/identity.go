@@ -20,8 +20,8 @@ type identity struct {
 	claims  map[string]any
 	values  map[string]string // placeholder name → value
 	id      string
-	session *session // nil for a bearer token
-	expires time.Time
+	session *session  // nil for a bearer token
+	expires time.Time // when caches forget it: the token's exp, or the session's end
 
 	principalOnce sync.Once
 	principal     string // X-MS-CLIENT-PRINCIPAL

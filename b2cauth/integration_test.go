@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/oauth2-proxy/mockoidc"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
@@ -245,9 +246,12 @@ func TestSessionSurvivesRestart(t *testing.T) {
 func TestMain(m *testing.M) {
 	if path := os.Getenv("B2C_TEST_CADDYFILE"); path != "" {
 		data, err := os.ReadFile(path)
+		var cfg []byte
 		if err == nil {
-			t := &testing.T{}
-			err = caddy.Load(testcaddy.Adapt(t, string(data)), true)
+			cfg, _, err = caddyconfig.GetAdapter("caddyfile").Adapt(data, nil)
+		}
+		if err == nil {
+			err = caddy.Load(cfg, true)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -132,7 +132,6 @@ type session struct {
 	AccessExpiry int64  `json:"ae,omitempty"`
 	RefreshToken string `json:"rt,omitempty"`
 	Policy       string `json:"p,omitempty"` // the policy that issued the tokens
-	Created      int64  `json:"c"`
 	Expires      int64  `json:"e"`
 	Seen         int64  `json:"s"` // last activity, for inactivity_timeout
 }

@@ -487,7 +487,7 @@ func TestFormPostResponseMode(t *testing.T) {
 	}
 }
 
-func TestKeyRotationAndPersistence(t *testing.T) {
+func TestKeyRotationWithPersistedKeys(t *testing.T) {
 	c := startEmulator(t, "persist_keys")
 	var before, after struct {
 		Keys []map[string]any `json:"keys"`

@@ -31,8 +31,7 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 	if e.demoUser && view == "signin" {
 		data["DemoEmail"], data["DemoPassword"] = DemoUserEmail, DemoUserPassword
 	}
-	status := http.StatusOK
-	return render(w, status, "page", data)
+	return render(w, http.StatusOK, "page", data)
 }
 
 // errorPage is B2C's page for a request it cannot send back: it names the
