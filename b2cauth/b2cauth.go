@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
 
@@ -28,8 +29,13 @@ func init() {
 // come back with an encrypted session cookie; API clients may present a
 // B2C access token as `Authorization: Bearer`. It serves, on every request
 // it sees, the endpoints `/.auth/login` (with `/.auth/login/reset` and
-// `/.auth/login/profile`), the redirect path, `/.auth/logout`, `/.auth/me`
-// and `/.auth/refresh`.
+// `/.auth/login/profile`), the redirect path, `/.auth/logout` (with
+// `?everywhere=1` and `/.auth/logout/frontchannel`), `/.auth/me` and
+// `/.auth/refresh`.
+//
+// Sessions are cookies, but a sign-out is recorded in Caddy's storage, so
+// every Caddy sharing that storage refuses the session within
+// revocation_sync.
 //
 // For a signed-in user it sets these placeholders:
 //
@@ -102,6 +108,15 @@ type Handler struct {
 	// headers for upstream handlers.
 	EasyAuthHeaders bool `json:"easy_auth_headers,omitempty"`
 
+	// How often sign-outs recorded by other instances are read from
+	// Caddy's storage. Default: 10s.
+	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
+	// The site's public origin (https://www.example.com), for redirect URIs
+	// when Caddy sits behind a proxy that terminates TLS. Default: the
+	// request's scheme and host, or X-Forwarded-Proto and X-Forwarded-Host
+	// when the request comes from one of the server's trusted_proxies.
+	PublicURL string `json:"public_url,omitempty"`
+
 	// Which requests must be signed in; the others only get the user's
 	// placeholders when there is one. Default: every request. (The
 	// Caddyfile puts the directive's matcher here, so the /.auth endpoints
@@ -117,6 +132,9 @@ type Handler struct {
 	now            func() time.Time
 	cache          *identityCache
 	bearerCache    *identityCache
+	revocations    *revocations
+	revocationKey  string            // in revocationPool
+	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
 }
 
@@ -154,7 +172,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"client_id", &h.ClientID}} {
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
 		if *f.v, err = resolve(f.name, *f.v); err != nil {
 			return err
 		}
@@ -179,8 +197,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		keys = append(keys, k)
 	}
+	if h.storage == nil {
+		h.storage = ctx.Storage()
+	}
 	if len(keys) == 0 {
-		k, err := storedCookieKey(ctx, ctx.Storage())
+		k, err := storedCookieKey(ctx, h.storage)
 		if err != nil {
 			return fmt.Errorf("cookie_secret: none given, and the key in Caddy's storage could not be loaded or made: %v", err)
 		}
@@ -235,7 +256,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
+
+	if h.RevocationSync == 0 {
+		h.RevocationSync = caddy.Duration(DefaultRevocationSync)
+	}
+	if h.revocations, h.revocationKey, err = loadRevocations(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
+		return fmt.Errorf("revocation_sync: %v", err)
+	}
 	return nil
+}
+
+// Cleanup releases the shared revocation list; the last user stops its sync.
+func (h *Handler) Cleanup() error {
+	if h.revocationKey == "" {
+		return nil
+	}
+	_, err := revocationPool.Delete(h.revocationKey)
+	return err
 }
 
 // checkConfig checks the configuration as written; every error names the
@@ -256,7 +293,7 @@ func (h *Handler) checkConfig() error {
 	if h.Tenant != "" && !hasPlaceholder(h.Tenant) && !validTenant(h.Tenant) {
 		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", h.Tenant)
 	}
-	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer} {
+	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer, "public_url": h.PublicURL} {
 		if v == "" || hasPlaceholder(v) {
 			continue
 		}
@@ -300,6 +337,12 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.InactivityTimeout < 0 || (h.InactivityTimeout > 0 && time.Duration(h.InactivityTimeout) < time.Minute) {
 		return errors.New("inactivity_timeout: must be at least 1m")
+	}
+	if h.RevocationSync < 0 || (h.RevocationSync > 0 && time.Duration(h.RevocationSync) < time.Second) {
+		return errors.New("revocation_sync: must be at least 1s")
+	}
+	if u, err := url.Parse(h.PublicURL); h.PublicURL != "" && err == nil && strings.Trim(u.Path, "/") != "" {
+		return fmt.Errorf("public_url: %q must be an origin, without a path", h.PublicURL)
 	}
 	switch h.Unauthenticated {
 	case "", "redirect", "401", "allow":
@@ -441,8 +484,8 @@ func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool
 		return true, h.startSignIn(w, r, h.ProfileEditPolicy, safeReturnURL(q.Get("post_login_redirect_uri")))
 	case "/.auth/logout":
 		return true, h.logout(w, r)
-	case "/.auth/logout/done":
-		return true, renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+	case frontChannelPath:
+		return true, h.frontChannelLogout(w, r)
 	case "/.auth/me":
 		return true, h.me(w, r)
 	case "/.auth/refresh":
@@ -491,5 +534,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

@@ -6,11 +6,14 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/certmagic"
 )
 
 func provision(t *testing.T, h *Handler) error {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
+	h.storage = &certmagic.FileStorage{Path: t.TempDir()}
+	t.Cleanup(func() { _ = h.Cleanup() })
 	return h.Provision(ctx)
 }
 

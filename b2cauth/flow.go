@@ -1,11 +1,13 @@
 package b2cauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -137,11 +140,42 @@ func (h *Handler) prunePendingFlows(w http.ResponseWriter, r *http.Request) {
 
 // redirectURI is the absolute callback URL on this site.
 func (h *Handler) redirectURI(r *http.Request) string {
-	scheme := "http"
+	return h.origin(r) + h.RedirectPath
+}
+
+// origin is the site's public scheme://host: public_url when set; else
+// X-Forwarded-Proto and X-Forwarded-Host when the request comes from one
+// of the server's trusted_proxies (a load balancer that terminates TLS);
+// else the request's own.
+func (h *Handler) origin(r *http.Request) string {
+	if h.PublicURL != "" {
+		return strings.TrimSuffix(h.PublicURL, "/")
+	}
+	scheme, host := "http", r.Host
 	if secure(r) {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + h.RedirectPath
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		if p := firstForwarded(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
+			scheme = p
+		}
+		if fh := firstForwarded(r.Header.Get("X-Forwarded-Host")); fh != "" && validHost(fh) {
+			host = fh
+		}
+	}
+	return scheme + "://" + host
+}
+
+// firstForwarded is the first (client-side) value of a forwarded header.
+func firstForwarded(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+// validHost accepts a host[:port] with no path, user info or spaces.
+func validHost(h string) bool {
+	u, err := url.Parse("http://" + h)
+	return err == nil && u.Host == h && u.User == nil && u.Path == "" && len(h) <= 255
 }
 
 // callback finishes a sign-in: it checks the state against the flow's
@@ -164,16 +198,30 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 
-	state := params.Get("state")
-	if !statePattern.MatchString(state) {
-		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
+	state, providerErr := params.Get("state"), params.Get("error")
+	if params.Get("code") == "" && providerErr == "" {
+		// Not an answer to a sign-in: the provider's return from end_session.
+		return h.logoutReturn(w, r, state)
 	}
-	c, err := r.Cookie(cookie(r, flowCookiePrefix+state[:16]).Name)
-	if err != nil {
+	var c *http.Cookie
+	if statePattern.MatchString(state) {
+		c, _ = r.Cookie(cookie(r, flowCookiePrefix+state[:16]).Name)
+	}
+	if c == nil {
 		if r.Method == http.MethodPost && params.Get("b2c_resubmit") == "" {
 			// A cross-site form_post carries no SameSite=Lax cookie: post
 			// the same fields again from this site, where it is sent.
 			return renderResubmit(w, h.RedirectPath, params)
+		}
+		if providerErr != "" {
+			// B2C sends some errors (AADB2C90006, a redirect URI that is not
+			// registered) without the state: show the error, trust nothing.
+			pe := &providerError{Code: providerErr, Description: params.Get("error_description")}
+			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", b2cCode(pe.Description)))
+			return providerErrorPage(w, pe)
+		}
+		if !statePattern.MatchString(state) {
+			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
 		}
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
 	}
@@ -188,8 +236,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
 	}
 
-	if e := params.Get("error"); e != "" {
-		return h.providerErrorReply(w, r, &f, &providerError{Code: e, Description: params.Get("error_description")})
+	if providerErr != "" {
+		return h.providerErrorReply(w, r, &f, &providerError{Code: providerErr, Description: params.Get("error_description")})
 	}
 	code := params.Get("code")
 	if code == "" || len(code) > 8192 {
@@ -235,6 +283,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if err := h.writeSession(w, r, s); err != nil {
 		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The session is too large to keep in cookies.", err)
 	}
+	if sid := id.values["sid"]; validSID(sid) {
+		if err := h.revocations.recordSignIn(r.Context(), sid, time.Unix(s.Expires, 0)); err != nil {
+			h.logger.Warn("could not record the sign-in for front-channel logout", zap.String("user_id", id.id), zap.Error(err))
+		}
+	}
 	h.logger.Info("user signed in", zap.String("user_id", id.id), zap.String("policy", f.Policy))
 	http.Redirect(w, r, f.Return, http.StatusFound)
 	return nil
@@ -256,7 +309,13 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 		http.Redirect(w, r, f.Return, http.StatusFound)
 		return nil
 	}
-	name := code
+	return providerErrorPage(w, pe)
+}
+
+// providerErrorPage is the 401 page that names a provider's error code and
+// shows its description, HTML-escaped.
+func providerErrorPage(w http.ResponseWriter, pe *providerError) error {
+	name := b2cCode(pe.Description)
 	if name == "" {
 		name = pe.Code
 	}
@@ -282,6 +341,7 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 func (h *Handler) newSession(tr *tokenResponse, policy string) *session {
 	now := h.now()
 	s := &session{
+		ID: randomString(), Issued: now.UnixMilli(),
 		IDToken: tr.IDToken, AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Policy: policy,
 		Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
 	}
@@ -334,6 +394,15 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 	if now.Unix() >= s.Expires {
 		return nil
 	}
+	if h.revocations.revoked(s.ID, id.id, id.values["sid"], s.Issued) {
+		if ce := h.logger.Check(zap.InfoLevel, "signed-out session refused"); ce != nil {
+			ce.Write(zap.String("user_id", id.id))
+		}
+		if w != nil {
+			clearSession(w, r)
+		}
+		return nil
+	}
 	if t := time.Duration(h.InactivityTimeout); t > 0 {
 		idle := now.Sub(time.Unix(s.Seen, 0))
 		if idle > t {
@@ -371,47 +440,6 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*identit
 	return h.readSession(w, r), nil
 }
 
-// logout ends the session and sends the browser to the provider's
-// end_session endpoint, then back to post_logout_redirect_uri.
-func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
-	target := safeReturnURL(r.URL.Query().Get("post_logout_redirect_uri"))
-	id := h.readSession(nil, r)
-	clearSession(w, r)
-	w.Header().Set("Cache-Control", "no-store")
-	policy := h.Policy
-	if id != nil && id.session.Policy != "" {
-		policy = id.session.Policy
-	}
-	p, _ := h.provider(policy)
-	d, err := p.get(r.Context())
-	var u *url.URL
-	if err == nil && d.meta.EndSessionEndpoint != "" {
-		u, err = url.Parse(d.meta.EndSessionEndpoint)
-	}
-	if u == nil || err != nil { // no end_session to go through: straight back
-		http.Redirect(w, r, target, http.StatusFound)
-		return nil
-	}
-	scheme := "http"
-	if secure(r) {
-		scheme = "https"
-	}
-	q := u.Query()
-	q.Set("post_logout_redirect_uri", scheme+"://"+r.Host+target)
-	// B2C refuses an expired id_token_hint (AADB2C90208): send only a live one.
-	if id != nil {
-		if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now()) {
-			q.Set("id_token_hint", id.session.IDToken)
-		}
-	}
-	u.RawQuery = q.Encode()
-	if id != nil {
-		h.logger.Info("user signed out", zap.String("user_id", id.id))
-	}
-	http.Redirect(w, r, u.String(), http.StatusFound)
-	return nil
-}
-
 // me answers /.auth/me: the user in App Service's shape, or 401.
 func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 	id, err := h.authenticate(w, r)
@@ -436,16 +464,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	if id == nil || id.session.RefreshToken == "" {
 		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
 	}
-	p, policy := h.provider(id.session.Policy)
-	d, err := p.get(r.Context())
-	if err != nil {
-		return h.unavailable(w, r, err)
-	}
-	tr, err := h.redeem(r.Context(), d, url.Values{
-		"grant_type":    {"refresh_token"},
-		"refresh_token": {id.session.RefreshToken},
-		"scope":         {strings.Join(h.Scopes, " ")},
-	})
+	s, err := h.renew(r.Context(), id)
 	if err != nil {
 		if errors.Is(err, errUnavailable) {
 			return h.unavailable(w, r, err)
@@ -453,21 +472,41 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("token refresh refused", zap.String("user_id", id.id), zap.Error(err))
 		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The identity provider refused to renew the session.", err)
 	}
-	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, "")
-	if err != nil {
-		h.logger.Warn("refreshed id token refused", zap.Error(err))
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The renewed token did not pass its checks.", err)
-	}
-	if nid, ok := newIdentity(payload); !ok || nid.id != id.id {
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The renewed token names another user.", errors.New("refresh changed the user"))
-	}
-	s := h.newSession(tr, policy)
-	if s.RefreshToken == "" {
-		s.RefreshToken = id.session.RefreshToken
-	}
 	if err := h.writeSession(w, r, s); err != nil {
 		return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The session is too large to keep in cookies.", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// renew redeems a session's refresh token against the policy that issued
+// it and returns the same session with the new tokens. The new ID token
+// must pass every check and name the same user.
+func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
+	p, policy := h.provider(id.session.Policy)
+	d, err := p.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := h.redeem(ctx, d, url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {id.session.RefreshToken},
+		"scope":         {strings.Join(h.Scopes, " ")},
+	})
+	if err != nil {
+		return nil, err
+	}
+	payload, err := h.verifyIDToken(ctx, d, tr.IDToken, "")
+	if err != nil {
+		return nil, fmt.Errorf("renewed id token refused: %w", err)
+	}
+	if nid, ok := newIdentity(payload); !ok || nid.id != id.id {
+		return nil, errors.New("the renewed token names another user")
+	}
+	s := h.newSession(tr, policy)
+	s.ID, s.Issued, s.Expires = id.session.ID, id.session.Issued, id.session.Expires // the same session, renewed
+	if s.RefreshToken == "" {
+		s.RefreshToken = id.session.RefreshToken
+	}
+	return s, nil
 }

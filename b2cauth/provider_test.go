@@ -17,6 +17,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -151,11 +152,15 @@ func newTestHandler(t testing.TB, p *hostile, change func(*Handler)) *Handler {
 		change(h)
 	}
 	h.httpClient = p.srv.Client()
+	if h.storage == nil {
+		h.storage = &certmagic.FileStorage{Path: t.TempDir()}
+	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = h.Cleanup() })
 	return h
 }
 

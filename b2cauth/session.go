@@ -125,8 +125,11 @@ func storedCookieKey(ctx context.Context, storage certmagic.Storage) ([]byte, er
 	return k, nil
 }
 
-// session is what the session cookie holds. There is no server-side state.
+// session is what the session cookie holds. There is no server-side state
+// per session: only sign-outs are kept, in storage (see revocation.go).
 type session struct {
+	ID           string `json:"id"`           // random: what a sign-out revokes
+	Issued       int64  `json:"is"`           // sign-in time, Unix ms: "everywhere" revokes sessions issued before it
 	IDToken      string `json:"it"`           // its payload gives the claims
 	AccessToken  string `json:"at,omitempty"` // when the provider gave one
 	AccessExpiry int64  `json:"ae,omitempty"`
@@ -228,7 +231,7 @@ func (h *Handler) decodeSession(value string) (*session, bool) {
 		return nil, false
 	}
 	var s session
-	if json.Unmarshal(plain, &s) != nil || s.IDToken == "" {
+	if json.Unmarshal(plain, &s) != nil || s.IDToken == "" || s.ID == "" {
 		return nil, false
 	}
 	return &s, true

@@ -1,0 +1,212 @@
+package b2cauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// A sign-out on its way through the provider's end_session lives in a
+// short-lived encrypted cookie named after its state, as a sign-in does: the
+// provider sends the browser back to the redirect path (the one URI the app
+// registration needs) with that state, and the cookie says where to go next.
+const (
+	logoutCookiePrefix = "b2c_logout_"
+	logoutPurpose      = "b2c_logout"
+	frontChannelPath   = "/.auth/logout/frontchannel"
+)
+
+// pendingLogout is a sign-out waiting for the provider's return.
+type pendingLogout struct {
+	State   string `json:"s"`
+	Return  string `json:"r"`
+	Created int64  `json:"t"` // Unix seconds
+}
+
+// logout ends the session here and on every instance sharing the storage
+// (with ?everywhere=1, every session of the user issued until now), then
+// sends the browser through the provider's end_session and, by the redirect
+// path, on to post_logout_redirect_uri.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	target := safeReturnURL(q.Get("post_logout_redirect_uri"))
+	everywhere := q.Get("everywhere") == "1" || q.Get("everywhere") == "true"
+	w.Header().Set("Cache-Control", "no-store")
+	if everywhere && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		// Another site may sign a user out here, but not out of every device.
+		return h.fail(w, r, http.StatusForbidden, "Sign-out refused", "Signing out everywhere must start from this site.", errors.New("cross-site sign-out everywhere"))
+	}
+
+	id := h.readSession(nil, r)
+	clearSession(w, r)
+	if id != nil {
+		if err := h.revoke(r.Context(), id, everywhere); err != nil {
+			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
+			if everywhere {
+				return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out incomplete", "You are signed out in this browser, but your other sessions could not be ended. Try again in a moment.", err)
+			}
+		}
+		h.logger.Info("user signed out", zap.String("user_id", id.id), zap.Bool("everywhere", everywhere))
+	}
+
+	policy := h.Policy
+	if id != nil && id.session.Policy != "" {
+		policy = id.session.Policy
+	}
+	p, _ := h.provider(policy)
+	d, err := p.get(r.Context())
+	var u *url.URL
+	if err == nil && d.meta.EndSessionEndpoint != "" {
+		u, err = url.Parse(d.meta.EndSessionEndpoint)
+	}
+	if u == nil || err != nil { // no end_session to go through: straight back
+		http.Redirect(w, r, target, http.StatusFound)
+		return nil
+	}
+
+	pl := pendingLogout{State: randomString(), Return: target, Created: h.now().Unix()}
+	data, _ := json.Marshal(pl)
+	c := cookie(r, logoutCookiePrefix+pl.State[:16])
+	c.Value = h.codec.seal(data, logoutPurpose)
+	c.MaxAge = int(flowLifetime.Seconds())
+	http.SetCookie(w, &c)
+
+	params := u.Query() // keeps B2C's ?p=<policy>
+	params.Set("post_logout_redirect_uri", h.redirectURI(r))
+	params.Set("state", pl.State)
+	// With application-scoped SSO, B2C ends its session only for a known
+	// client: always say which.
+	params.Set("client_id", h.ClientID)
+	if hint := h.logoutHint(r.Context(), id); hint != "" {
+		params.Set("id_token_hint", hint)
+	}
+	u.RawQuery = params.Encode()
+	http.Redirect(w, r, u.String(), http.StatusFound)
+	return nil
+}
+
+// logoutHint is a live ID token for end_session's id_token_hint, or "".
+// B2C refuses an expired hint (AADB2C90208), and tenants that require one
+// refuse a logout without it (AADB2C90272); ID tokens live an hour and
+// sessions eight, so an expired one is renewed first when it can be.
+func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
+	if id == nil {
+		return ""
+	}
+	if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now().Add(clockSkew)) {
+		return id.session.IDToken
+	}
+	if id.session.RefreshToken == "" {
+		return ""
+	}
+	s, err := h.renew(ctx, id)
+	if err != nil {
+		h.logger.Info("could not renew the ID token for sign-out", zap.String("user_id", id.id), zap.Error(err))
+		return ""
+	}
+	return s.IDToken
+}
+
+// revoke records the sign-out of a session, or of every session of its user
+// issued until now, for every instance that shares the storage.
+func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool) error {
+	entries := []revocation{{Kind: revokeSession, Value: id.session.ID, Expires: id.session.Expires}}
+	if everywhere {
+		now := h.now()
+		entries = append(entries, revocation{
+			Kind: revokeUser, Value: id.id, Before: now.UnixMilli() + 1,
+			Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(),
+		})
+	}
+	return h.revocations.add(ctx, entries...)
+}
+
+// logoutReturn is the provider's return from end_session to the redirect
+// path: on to where the sign-out was asked to lead, or a signed-out page.
+func (h *Handler) logoutReturn(w http.ResponseWriter, r *http.Request, state string) error {
+	w.Header().Set("Cache-Control", "no-store")
+	if statePattern.MatchString(state) {
+		base := cookie(r, logoutCookiePrefix+state[:16])
+		if c, err := r.Cookie(base.Name); err == nil {
+			base.MaxAge = -1
+			http.SetCookie(w, &base)
+			var pl pendingLogout
+			data, ok := h.codec.open(c.Value, logoutPurpose)
+			if ok && json.Unmarshal(data, &pl) == nil && subtle.ConstantTimeCompare([]byte(pl.State), []byte(state)) == 1 &&
+				h.now().Sub(time.Unix(pl.Created, 0)) <= flowLifetime {
+				http.Redirect(w, r, safeReturnURL(pl.Return), http.StatusFound)
+				return nil
+			}
+		}
+	}
+	return renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+}
+
+// frontChannelLogout is what the provider loads, in a hidden iframe of its
+// sign-out page, to end this site's sessions of a provider session: GET
+// with `sid` (and `iss`, which Entra ID leaves out). The iframe is
+// cross-site, so no session cookie arrives: the sessions are revoked in
+// storage by their ID token's `sid`. Only a sid that signed in here is
+// revoked, so made-up ones write nothing.
+func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Cache-Control", "no-cache, no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		return h.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Front-channel logout takes GET.", errors.New("front-channel logout method"))
+	}
+	q := r.URL.Query()
+	sid, iss := q.Get("sid"), q.Get("iss")
+	if !validSID(sid) {
+		return h.fail(w, r, http.StatusBadRequest, "Sign-out failed", "Front-channel logout needs the session's sid.", errors.New("front-channel logout without a valid sid"))
+	}
+	if iss != "" {
+		ok, err := h.isOurIssuer(r.Context(), iss)
+		if err != nil {
+			return h.unavailable(w, r, err)
+		}
+		if !ok {
+			h.logger.Warn("front-channel logout from another issuer refused")
+			return h.fail(w, r, http.StatusBadRequest, "Sign-out failed", "The issuer is not this site's identity provider.", errors.New("front-channel logout iss mismatch"))
+		}
+	}
+	known, err := h.revocations.knownSignIn(r.Context(), sid)
+	if err != nil {
+		h.logger.Error("front-channel logout: storage unavailable", zap.Error(err))
+		return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out failed", "The sign-out could not be recorded. Try again.", err)
+	}
+	if !known {
+		return h.fail(w, r, http.StatusNotFound, "Sign-out failed", "No session here has this sid.", errors.New("front-channel logout for an unknown sid"))
+	}
+	entry := revocation{Kind: revokeSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
+	if err := h.revocations.add(r.Context(), entry); err != nil {
+		h.logger.Error("front-channel logout not recorded in storage", zap.Error(err))
+		return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out failed", "The sign-out could not be recorded. Try again.", err)
+	}
+	clearSession(w, r) // in case the browser sent it after all
+	h.logger.Info("front-channel logout")
+	return renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+}
+
+// isOurIssuer tells whether iss is the issuer of one of the configured
+// policies (or of the issuer), discovering them if needed.
+func (h *Handler) isOurIssuer(ctx context.Context, iss string) (bool, error) {
+	var lastErr error
+	for _, p := range h.providers {
+		d, err := p.get(ctx)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
+			return true, nil
+		}
+	}
+	return false, lastErr
+}
