@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,9 +53,9 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		return *stop
 	}
 	kind := policyKind(req.policy)
-	sso := e.ssoUser(r)
+	sso, sid := e.ssoUser(r, req.client.ClientID)
 	if req.prompt == "login" && r.Method == http.MethodGet {
-		sso = ""
+		sso, sid = "", ""
 	}
 
 	switch action {
@@ -76,11 +75,11 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			return e.page(w, req, "signin", "Your password is incorrect.", map[string]string{"email": email})
 		}
 		authTime := time.Now()
-		e.setSSO(w, r, u.Email, authTime)
+		sid := e.setSSO(w, r, req.client.ClientID, u.Email, authTime)
 		if kind == "edit" {
 			return e.page(w, req, "edit", "", editFields(u))
 		}
-		return e.issueCode(w, req, u.Email, authTime)
+		return e.issueCode(w, req, u.Email, sid, authTime)
 	case "signup":
 		f := r.PostForm
 		u := User{
@@ -102,8 +101,8 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 		e.logger.Info("user signed up", zap.String("oid", u.ObjectID))
 		authTime := time.Now()
-		e.setSSO(w, r, u.Email, authTime)
-		return e.issueCode(w, req, u.Email, authTime)
+		sid := e.setSSO(w, r, req.client.ClientID, u.Email, authTime)
+		return e.issueCode(w, req, u.Email, sid, authTime)
 	case "reset":
 		f := r.PostForm
 		email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
@@ -118,8 +117,8 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 		e.state.updateUser(email, func(u *User) { u.Password = password })
 		authTime := time.Now()
-		e.setSSO(w, r, email, authTime)
-		return e.issueCode(w, req, email, authTime)
+		sid := e.setSSO(w, r, req.client.ClientID, email, authTime)
+		return e.issueCode(w, req, email, sid, authTime)
 	case "edit":
 		if sso == "" {
 			return e.page(w, req, "signin", "Your session has expired. Please sign in again.", nil)
@@ -130,7 +129,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			u.GivenName = strings.TrimSpace(f.Get("given_name"))
 			u.FamilyName = strings.TrimSpace(f.Get("family_name"))
 		})
-		return e.issueCode(w, req, sso, time.Now())
+		return e.issueCode(w, req, sso, sid, time.Now())
 	case "":
 	default:
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "Unknown action.")
@@ -146,7 +145,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 	default:
 		if sso != "" {
-			return e.issueCode(w, req, sso, time.Now())
+			return e.issueCode(w, req, sso, sid, time.Now())
 		}
 	}
 	if req.prompt == "none" {
@@ -213,7 +212,8 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 
 // issueCode gives the client a code for the user, by the request's
 // response mode.
-func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email string, authTime time.Time) error {
+func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid string, authTime time.Time) error {
+	e.state.signedInTo(sid, req.client.ClientID)
 	code := newCode()
 	e.state.issue(e.state.codes, &grant{
 		clientID:        req.client.ClientID,
@@ -223,6 +223,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email stri
 		policy:          req.policy,
 		nonce:           req.nonce,
 		email:           email,
+		sid:             sid,
 		scopes:          req.scopes,
 		authTime:        authTime,
 		expires:         time.Now().Add(5 * time.Minute),
@@ -253,13 +254,20 @@ func (e *Emulator) respond(w http.ResponseWriter, req *authRequest, params []par
 	return nil
 }
 
-// logout is end_session: it ends the emulator's single sign-on session and
-// sends the browser to post_logout_redirect_uri, which must be registered
-// for the client when an id_token_hint names it.
+// logout is end_session, following B2C's documented rules: with a valid
+// id_token_hint, post_logout_redirect_uri must be one of the hint's
+// application's redirect URIs; without one, any URI is followed, unless the
+// user flow requires the hint (AADB2C90272). A refused request leaves the
+// single sign-on session as it was. A successful one ends it and loads the
+// front-channel logout URL of every other application it signed in to, in
+// hidden iframes, before going on.
 func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) error {
 	q := r.URL.Query()
 	target := q.Get("post_logout_redirect_uri")
-	if hint := q.Get("id_token_hint"); hint != "" {
+	clientID := q.Get("client_id")
+	hint := q.Get("id_token_hint")
+	switch {
+	case hint != "":
 		aud, exp, err := e.verifyOwnToken(hint)
 		if err != nil {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is invalid. Please provide another token and try again.")
@@ -270,55 +278,83 @@ func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) erro
 		if c := e.client(aud); target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90287", fmt.Sprintf("The request contains invalid redirect URI '%s'.", target))
 		}
+		clientID = aud
+	case e.LogoutRequiresIDToken:
+		return e.errorPage(w, http.StatusBadRequest, "AADB2C90272", "The id_token_hint parameter has not been specified in the request. Please provide token and try again.")
 	}
-	http.SetCookie(w, &http.Cookie{Name: e.ssoCookieName(), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	if target == "" {
+	if target != "" {
+		if u, err := url.Parse(target); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90067", fmt.Sprintf("The post logout redirect URI '%s' has an invalid format. Specify an https based URL such as 'https://example.com/return' or for native clients use the IETF native client URI 'urn:ietf:wg:oauth:2.0:oob'.", target))
+		}
+	}
+
+	// With application-scoped sessions, only a named application's ends.
+	var frames []string
+	if e.SSOScope == "tenant" || clientID != "" {
+		if _, sid := e.ssoUser(r, clientID); sid != "" {
+			for _, id := range e.state.endSession(sid) {
+				if c := e.client(id); c != nil && id != clientID && c.FrontChannelLogoutURI != "" {
+					frames = append(frames, withParams(c.FrontChannelLogoutURI, "query", []param{{"iss", e.issuer(r, rt.policy)}, {"sid", sid}}))
+				}
+			}
+		}
+		http.SetCookie(w, &http.Cookie{Name: e.ssoCookieName(clientID), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	}
+
+	dest := ""
+	if target != "" {
+		dest = target
+		if s := q.Get("state"); s != "" {
+			dest = withParams(target, "query", []param{{"state", s}})
+		}
+	}
+	if len(frames) > 0 {
+		return render(w, http.StatusOK, "front_channel", map[string]any{"Tenant": e.Tenant, "Frames": frames, "Next": dest})
+	}
+	if dest == "" {
 		return render(w, http.StatusOK, "signed_out", map[string]any{"Tenant": e.Tenant})
-	}
-	if u, err := url.Parse(target); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return e.errorPage(w, http.StatusBadRequest, "AADB2C90067", fmt.Sprintf("The post logout redirect URI '%s' has an invalid format. Specify an https based URL such as 'https://example.com/return' or for native clients use the IETF native client URI 'urn:ietf:wg:oauth:2.0:oob'.", target))
-	}
-	var params []param
-	if s := q.Get("state"); s != "" {
-		params = append(params, param{"state", s})
-	}
-	dest := target
-	if len(params) > 0 {
-		dest = withParams(target, "query", params)
 	}
 	http.Redirect(w, r, dest, http.StatusFound)
 	return nil
 }
 
-// The single sign-on cookie holds the signed-in email and the time of
-// sign-in, with an HMAC.
+// The single sign-on cookie holds the session's sid with an HMAC; the
+// session itself is kept in memory. With sso_scope application, each
+// application has a cookie of its own.
 
-func (e *Emulator) ssoCookieName() string { return "x-ms-cpim-sso_" + e.Tenant }
-
-func (e *Emulator) setSSO(w http.ResponseWriter, r *http.Request, email string, authTime time.Time) {
-	payload := base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + strconv.FormatInt(authTime.Unix(), 10)
-	http.SetCookie(w, &http.Cookie{
-		Name: e.ssoCookieName(), Value: payload + "." + e.ssoMAC(payload),
-		Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
-	})
+func (e *Emulator) ssoCookieName(clientID string) string {
+	if e.SSOScope == "application" {
+		return "x-ms-cpim-sso_" + e.Tenant + "_" + clientID
+	}
+	return "x-ms-cpim-sso_" + e.Tenant
 }
 
-// ssoUser is the email of the browser's signed-in user, or "".
-func (e *Emulator) ssoUser(r *http.Request) string {
-	c, err := r.Cookie(e.ssoCookieName())
+// setSSO starts a single sign-on session and returns its sid.
+func (e *Emulator) setSSO(w http.ResponseWriter, r *http.Request, clientID, email string, authTime time.Time) string {
+	sid := e.state.newSession(email, authTime)
+	http.SetCookie(w, &http.Cookie{
+		Name: e.ssoCookieName(clientID), Value: sid + "." + e.ssoMAC(sid),
+		Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+	})
+	return sid
+}
+
+// ssoUser is the email and sid of the browser's signed-in user, or "".
+func (e *Emulator) ssoUser(r *http.Request, clientID string) (email, sid string) {
+	c, err := r.Cookie(e.ssoCookieName(clientID))
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	i := strings.LastIndexByte(c.Value, '.')
 	if i < 0 || !hmac.Equal([]byte(c.Value[i+1:]), []byte(e.ssoMAC(c.Value[:i]))) {
-		return ""
+		return "", ""
 	}
-	emailPart, _, _ := strings.Cut(c.Value[:i], ".")
-	email, err := base64.RawURLEncoding.DecodeString(emailPart)
-	if err != nil || e.state.user(string(email)) == nil {
-		return ""
+	sid = c.Value[:i]
+	email, _, ok := e.state.session(sid)
+	if !ok || e.state.user(email) == nil {
+		return "", ""
 	}
-	return string(email)
+	return email, sid
 }
 
 func (e *Emulator) ssoMAC(payload string) string {

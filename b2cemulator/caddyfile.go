@@ -88,6 +88,10 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						return d.ArgErr()
 					}
 					c.RedirectURIs = append(c.RedirectURIs, uris...)
+				case "front_channel_logout_uri":
+					if !d.AllArgs(&c.FrontChannelLogoutURI) {
+						return d.ArgErr()
+					}
 				default:
 					return d.Errf("client: unknown subdirective %q", d.Val())
 				}
@@ -163,10 +167,18 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-		case "allow_remote":
-			e.AllowRemote = true
+		case "allow_remote", "sid_claim", "logout_requires_id_token":
+			flag := map[string]*bool{"allow_remote": &e.AllowRemote, "sid_claim": &e.SIDClaim, "logout_requires_id_token": &e.LogoutRequiresIDToken}[d.Val()]
+			*flag = true
 			if d.NextArg() {
 				return d.ArgErr()
+			}
+		case "sso_scope":
+			if !d.AllArgs(&e.SSOScope) {
+				return d.ArgErr()
+			}
+			if e.SSOScope != "tenant" && e.SSOScope != "application" {
+				return d.Errf("sso_scope: %q is neither tenant nor application", e.SSOScope)
 			}
 		default:
 			return d.Errf("unknown subdirective %q", d.Val())

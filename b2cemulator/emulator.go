@@ -75,6 +75,19 @@ type Emulator struct {
 	// Answer clients that are not on a loopback address. Default: off.
 	AllowRemote bool `json:"allow_remote,omitempty"`
 
+	// Put the single sign-on session's ID in ID tokens as `sid`, which
+	// front-channel logout then sends (Entra ID does; B2C user flows do
+	// not). Default: off.
+	SIDClaim bool `json:"sid_claim,omitempty"`
+	// The user flows' "Require ID Token in logout requests": end_session
+	// refuses a request without id_token_hint (AADB2C90272). Default: off.
+	LogoutRequiresIDToken bool `json:"logout_requires_id_token,omitempty"`
+	// The "Single sign-on configuration": "tenant" (default) shares one
+	// session between every application; "application" keeps one per
+	// application, and end_session then ends it only when the request
+	// names the application (client_id or id_token_hint).
+	SSOScope string `json:"sso_scope,omitempty"`
+
 	state    *tenantState
 	poolID   string
 	demoUser bool // the default user: the sign-in page shows its credentials
@@ -89,6 +102,10 @@ type Client struct {
 	Secret string `json:"secret,omitempty"`
 	// The redirect URIs, matched exactly.
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
+	// The front-channel logout URL: end_session loads it in a hidden
+	// iframe, with `iss` and `sid`, for each other application the user
+	// signed in to during the single sign-on session.
+	FrontChannelLogoutURI string `json:"front_channel_logout_uri,omitempty"`
 }
 
 // User is a local account.
@@ -170,6 +187,9 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	if e.PolicyClaim == "" {
 		e.PolicyClaim = "tfp"
 	}
+	if e.SSOScope == "" {
+		e.SSOScope = "tenant"
+	}
 	if err := e.validate(); err != nil {
 		return err
 	}
@@ -228,6 +248,12 @@ func (e *Emulator) validate() error {
 				return fmt.Errorf("client %s: redirect_uri %q is not an absolute URL", c.ClientID, u)
 			}
 		}
+		if u := c.FrontChannelLogoutURI; u != "" {
+			pu, err := url.Parse(u)
+			if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || pu.Fragment != "" {
+				return fmt.Errorf("client %s: front_channel_logout_uri %q is not an absolute http(s) URL", c.ClientID, u)
+			}
+		}
 	}
 	users := map[string]bool{}
 	for _, u := range e.Users {
@@ -250,6 +276,9 @@ func (e *Emulator) validate() error {
 	}
 	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+	}
+	if e.SSOScope != "tenant" && e.SSOScope != "application" {
+		return fmt.Errorf("sso_scope: %q is neither tenant nor application", e.SSOScope)
 	}
 	if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
 		return fmt.Errorf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)

@@ -120,6 +120,12 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 {{define "signed_out"}}{{template "head" "Signed out"}}
 <div class="box"><h1>You have signed out.</h1><p>You are signed out of {{.Tenant}}.onmicrosoft.com.</p></div></body></html>{{end}}
 
+{{define "front_channel"}}{{template "head" "Signing out"}}
+<div class="box"><h1>Signing out</h1><p>You are being signed out of {{.Tenant}}.onmicrosoft.com and its applications.</p>
+{{range .Frames}}<iframe class="front-channel-logout" src="{{.}}" style="display:none" title="sign-out"></iframe>
+{{end}}{{if .Next}}<p><a id="continue" href="{{.Next}}">Continue</a></p>
+<script>window.addEventListener("load", function () { location.replace(document.getElementById("continue").href) })</script>{{end}}</div></body></html>{{end}}
+
 {{define "form_post"}}<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Working...</title></head>
 <body onload="document.forms[0].submit()">

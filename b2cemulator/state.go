@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,7 @@ type tenantState struct {
 	users    map[string]*User
 	codes    map[string]*grant
 	refresh  map[string]*grant
+	sessions map[string]*ssoSession // single sign-on sessions by sid
 	ssoKey   []byte
 	storage  certmagic.Storage
 	storeKey string
@@ -54,6 +56,7 @@ type grant struct {
 	policy          string
 	nonce           string
 	email           string
+	sid             string // the single sign-on session
 	scopes          []string
 	authTime        time.Time
 	expires         time.Time
@@ -64,6 +67,7 @@ func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 		users:    map[string]*User{},
 		codes:    map[string]*grant{},
 		refresh:  map[string]*grant{},
+		sessions: map[string]*ssoSession{},
 		ssoKey:   make([]byte, 32),
 		storeKey: "b2c_emulator/" + e.Tenant + "/signing_keys.json",
 		persist:  e.PersistKeys,
@@ -87,6 +91,63 @@ func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 		}
 	}
 	return s, nil
+}
+
+// ssoSession is a browser's single sign-on session: who, since when, and
+// which applications it signed in to (for front-channel logout).
+type ssoSession struct {
+	email    string
+	authTime time.Time
+	clients  []string
+}
+
+// ssoLifetime is B2C's default web app session lifetime (1440 minutes).
+const ssoLifetime = 24 * time.Hour
+
+// newSession starts a single sign-on session and returns its sid.
+func (s *tenantState) newSession(email string, authTime time.Time) string {
+	sid := newGUID()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, old := range s.sessions { // forget what has expired
+		if time.Since(old.authTime) > ssoLifetime {
+			delete(s.sessions, id)
+		}
+	}
+	s.sessions[sid] = &ssoSession{email: email, authTime: authTime}
+	return sid
+}
+
+// session returns a live session's email and auth time.
+func (s *tenantState) session(sid string) (string, time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[sid]
+	if ss == nil || time.Since(ss.authTime) > ssoLifetime {
+		return "", time.Time{}, false
+	}
+	return ss.email, ss.authTime, true
+}
+
+// signedInTo notes that a session signed in to an application.
+func (s *tenantState) signedInTo(sid, clientID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.sessions[sid]; ss != nil && !slices.Contains(ss.clients, clientID) {
+		ss.clients = append(ss.clients, clientID)
+	}
+}
+
+// endSession ends a session and returns the applications it signed in to.
+func (s *tenantState) endSession(sid string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[sid]
+	delete(s.sessions, sid)
+	if ss == nil {
+		return nil
+	}
+	return ss.clients
 }
 
 // Destruct implements caddy.Destructor.

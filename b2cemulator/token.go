@@ -299,6 +299,9 @@ func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Ti
 		o = append(o, member{"nonce", g.nonce})
 	}
 	o = append(o, member{"iat", now.Unix()}, member{"auth_time", g.authTime.Unix()})
+	if e.SIDClaim && g.sid != "" {
+		o = append(o, member{"sid", g.sid})
+	}
 	o = append(o, e.userClaims(u)...)
 	return append(o, e.policyMember(g.policy))
 }

@@ -1,0 +1,272 @@
+package b2cauth
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
+)
+
+// opens tells whether the cookies open a session: the request reaches the
+// next handler instead of being sent to sign in.
+func opens(h *Handler, cookies []*http.Cookie) bool {
+	return serve(h, withCookies(navigation("GET", "/page"), cookies)).reachedNext
+}
+
+func logoutWith(h *Handler, query string, cookies []*http.Cookie) result {
+	return serve(h, withCookies(navigation("GET", "/.auth/logout"+query), cookies))
+}
+
+func TestSignOutRevokesACopiedCookie(t *testing.T) {
+	h, p, s := setup(t, nil)
+	cookies := signedIn(t, h, p, s, nil)
+	if !opens(h, cookies) {
+		t.Fatal("the fresh session does not open")
+	}
+	res := logoutWith(h, "?post_logout_redirect_uri=/bye", cookies)
+	loc, _ := url.Parse(res.Header().Get("Location"))
+	q := loc.Query()
+	if res.Code != http.StatusFound || loc.Path != "/contoso.onmicrosoft.com/oauth2/v2.0/logout" || q.Get("p") != "B2C_1_susi" {
+		t.Fatalf("logout: %d %s", res.Code, loc)
+	}
+	// One registered redirect URI: sign-out comes back through the callback.
+	if q.Get("post_logout_redirect_uri") != "http://example.com"+DefaultRedirectPath || q.Get("client_id") != testClient ||
+		q.Get("id_token_hint") == "" || !statePattern.MatchString(q.Get("state")) {
+		t.Errorf("end_session parameters: %v", q)
+	}
+	// The attack: a copy of the cookie (another tab, a proxy, a thief) is
+	// replayed after sign-out. It must not open the site.
+	if opens(h, cookies) {
+		t.Error("the session cookie still opens the site after sign-out")
+	}
+	// The provider returns to the callback with the state; the browser goes
+	// on to post_logout_redirect_uri.
+	var logoutCookie *http.Cookie
+	for _, c := range res.Result().Cookies() {
+		if strings.HasPrefix(c.Name, logoutCookiePrefix) && c.MaxAge > 0 {
+			logoutCookie = c
+		}
+	}
+	back := serve(h, callbackRequest(q.Get("state"), logoutCookie, nil))
+	if back.Code != http.StatusFound || back.Header().Get("Location") != "/bye" {
+		t.Errorf("return from end_session: %d %q", back.Code, back.Header().Get("Location"))
+	}
+	// Without its cookie (another browser), the return is a plain page.
+	if other := serve(h, callbackRequest(q.Get("state"), nil, nil)); other.Code != http.StatusOK || !strings.Contains(other.Body.String(), "signed out") {
+		t.Errorf("return without its cookie: %d", other.Code)
+	}
+}
+
+func TestSignOutEverywhere(t *testing.T) {
+	h, p, s := setup(t, nil)
+	laptop := signedIn(t, h, p, s, nil)
+	phone := signedIn(t, h, p, s, nil)
+	bob := signedIn(t, h, p, s, func(c map[string]any) { c["oid"], c["sub"] = "user-2", "user-2" })
+
+	// Another site may not sign the user out of every device.
+	crossSite := withCookies(navigation("GET", "/.auth/logout?everywhere=1"), phone)
+	crossSite.Header.Set("Sec-Fetch-Site", "cross-site")
+	if res := serve(h, crossSite); res.Code != http.StatusForbidden || !opens(h, laptop) || !opens(h, phone) {
+		t.Fatalf("cross-site sign-out everywhere: %d", res.Code)
+	}
+
+	logoutWith(h, "?everywhere=1", phone)
+	if opens(h, laptop) || opens(h, phone) {
+		t.Error("the user's other session survives sign-out everywhere")
+	}
+	if !opens(h, bob) {
+		t.Error("another user's session was ended")
+	}
+	if again := signedIn(t, h, p, s, nil); !opens(h, again) {
+		t.Error("a sign-in after sign-out everywhere does not open")
+	}
+}
+
+// unnamedStorage is a file storage without String, so that two handlers on
+// the same directory get two revocation lists, as two processes would.
+type unnamedStorage struct{ certmagic.Storage }
+
+func TestRevocationsReachAnotherInstance(t *testing.T) {
+	dir := t.TempDir()
+	h1, p, s := setup(t, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
+	h2 := newTestHandler(t, p, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
+	if h1.revocations == h2.revocations {
+		t.Fatal("the two instances share a revocation list")
+	}
+	cookies := signedIn(t, h1, p, s, nil)
+	if !opens(h2, cookies) {
+		t.Fatal("the second instance does not open the session")
+	}
+	logoutWith(h1, "", cookies)
+	h2.revocations.sync(context.Background()) // what the next revocation_sync does
+	if opens(h2, cookies) {
+		t.Error("the second instance still opens a session signed out on the first")
+	}
+
+	// Entries expire with the sessions they cover, and are deleted.
+	keys, _ := h1.storage.List(context.Background(), revocationDir, false)
+	if len(keys) != 1 {
+		t.Fatalf("revocations in storage: %v", keys)
+	}
+	var e revocation
+	data, _ := h1.storage.Load(context.Background(), keys[0])
+	_ = json.Unmarshal(data, &e)
+	e.Expires = time.Now().Add(-time.Second).Unix()
+	data, _ = json.Marshal(e)
+	_ = h1.storage.Store(context.Background(), keys[0], data)
+	h3 := newTestHandler(t, p, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
+	h3.revocations.sync(context.Background())
+	if keys, _ := h1.storage.List(context.Background(), revocationDir, false); len(keys) != 0 {
+		t.Errorf("an expired revocation stays in storage: %v", keys)
+	}
+
+	// A damaged or foreign entry in the directory revokes nothing and breaks nothing.
+	other := signedIn(t, h1, p, s, nil)
+	_ = os.WriteFile(filepath.Join(dir, revocationDir, "session_garbage"), []byte("{not json"), 0o600)
+	h3.revocations.sync(context.Background())
+	if !opens(h3, other) {
+		t.Error("a damaged entry revoked a session")
+	}
+}
+
+// tokenReply makes the hostile token endpoint answer with these tokens.
+func tokenReply(p *hostile, idToken, refreshToken string) {
+	body, _ := json.Marshal(map[string]any{"id_token": idToken, "refresh_token": refreshToken, "token_type": "Bearer"})
+	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(body), 200 })
+}
+
+func TestSignOutRenewsAnExpiredIDTokenForTheHint(t *testing.T) {
+	h, p, s := setup(t, nil)
+	state, nonce, fc := pendingFlow(t, h, "/")
+	tokenReply(p, s.sign(t, goodClaims(p, nonce)), "rt-1")
+	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
+	var cookies []*http.Cookie
+	for _, c := range res.Result().Cookies() {
+		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
+			cookies = append(cookies, c)
+		}
+	}
+	// Two hours later the ID token has expired; B2C would refuse it as a
+	// hint (AADB2C90208), so the sign-out renews it first.
+	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	renewed := goodClaims(p, "")
+	delete(renewed, "nonce")
+	renewed["exp"] = time.Now().Add(3 * time.Hour).Unix()
+	fresh := s.sign(t, renewed)
+	tokenReply(p, fresh, "rt-2")
+	out := logoutWith(h, "", cookies)
+	loc, _ := url.Parse(out.Header().Get("Location"))
+	if hint := loc.Query().Get("id_token_hint"); hint != fresh {
+		t.Errorf("id_token_hint is not the renewed token (%d chars)", len(hint))
+	}
+	// Without a refresh token that works, no expired hint is sent.
+	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = `{"error":"invalid_grant","error_description":"AADB2C90129: revoked"}`, 400 })
+	h.now = time.Now
+	cookies = signedIn(t, h, p, s, nil)
+	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	out = logoutWith(h, "", cookies)
+	loc, _ = url.Parse(out.Header().Get("Location"))
+	if loc.Query().Has("id_token_hint") {
+		t.Error("an expired id_token_hint was sent")
+	}
+}
+
+func TestFrontChannelLogout(t *testing.T) {
+	h, p, s := setup(t, nil)
+	cookies := signedIn(t, h, p, s, func(c map[string]any) { c["sid"] = "0a1b2c3d-provider-session" })
+	other := signedIn(t, h, p, s, func(c map[string]any) { c["sid"] = "another-provider-session" })
+	frontChannel := func(method, query string) int {
+		return serve(h, navigation(method, frontChannelPath+query)).Code
+	}
+	// Bad input revokes nothing.
+	for name, tc := range map[string]struct {
+		method, query string
+		want          int
+	}{
+		"no sid":      {"GET", "", http.StatusBadRequest},
+		"empty sid":   {"GET", "?sid=", http.StatusBadRequest},
+		"huge sid":    {"GET", "?sid=" + strings.Repeat("a", 5000), http.StatusBadRequest},
+		"control":     {"GET", "?sid=a%00b", http.StatusBadRequest},
+		"unknown sid": {"GET", "?sid=never-signed-in-here", http.StatusNotFound},
+		"forged iss":  {"GET", "?sid=0a1b2c3d-provider-session&iss=" + url.QueryEscape("https://evil.example/v2.0/"), http.StatusBadRequest},
+		"post":        {"POST", "?sid=0a1b2c3d-provider-session", http.StatusMethodNotAllowed},
+	} {
+		if got := frontChannel(tc.method, tc.query); got != tc.want {
+			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		}
+	}
+	if !opens(h, cookies) || !opens(h, other) {
+		t.Fatal("bad front-channel requests revoked a session")
+	}
+	if keys, _ := h.storage.List(context.Background(), revocationDir, false); len(keys) != 0 {
+		t.Errorf("bad front-channel requests wrote revocations: %v", keys)
+	}
+
+	// The provider's iframe: cross-site, so no cookie; sid and iss only.
+	res := serve(h, navigation("GET", frontChannelPath+"?sid=0a1b2c3d-provider-session&iss="+url.QueryEscape(p.issuer)))
+	if res.Code != http.StatusOK || !strings.Contains(res.Header().Get("Cache-Control"), "no-store") {
+		t.Fatalf("front-channel logout: %d %q", res.Code, res.Header().Get("Cache-Control"))
+	}
+	if opens(h, cookies) {
+		t.Error("the session survives the provider's front-channel logout")
+	}
+	if !opens(h, other) {
+		t.Error("another provider session was ended")
+	}
+	// Entra ID sends no iss.
+	if code := frontChannel("GET", "?sid=another-provider-session"); code != http.StatusOK || opens(h, other) {
+		t.Errorf("front-channel logout without iss: %d", code)
+	}
+}
+
+func TestRedirectURIBehindAProxy(t *testing.T) {
+	redirectURI := func(h *Handler, trusted bool, header http.Header) string {
+		req := navigation("GET", "/page")
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: trusted})
+		res := serve(h, req.WithContext(ctx))
+		loc, _ := url.Parse(res.Header().Get("Location"))
+		return loc.Query().Get("redirect_uri")
+	}
+	forwarded := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com"}}
+	h, _, _ := setup(t, nil)
+	if got := redirectURI(h, true, forwarded); got != "https://www.example.com"+DefaultRedirectPath {
+		t.Errorf("from a trusted proxy: %s", got)
+	}
+	// The attack: a client that is not a trusted proxy forges the headers to
+	// have the code sent to its own host.
+	if got := redirectURI(h, false, forwarded); got != "http://example.com"+DefaultRedirectPath {
+		t.Errorf("from an untrusted client: %s", got)
+	}
+	if got := redirectURI(h, true, http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+DefaultRedirectPath {
+		t.Errorf("malformed X-Forwarded-Host: %s", got)
+	}
+	pinned, _, _ := setup(t, func(h *Handler) { h.PublicURL = "https://login.example.org" })
+	if got := redirectURI(pinned, true, forwarded); got != "https://login.example.org"+DefaultRedirectPath {
+		t.Errorf("with public_url: %s", got)
+	}
+}
+
+func TestProviderErrorWithoutStateIsShown(t *testing.T) {
+	h, _, _ := setup(t, nil)
+	// B2C sends AADB2C90006 to another registered redirect URI, without state.
+	q := url.Values{"error": {"redirect_uri_mismatch"}, "error_description": {"AADB2C90006: The redirect URI 'http://x/cb' provided in the request is not registered for the client id 'c'.\r\nCorrelation ID: 447ce08a\r\nTimestamp: 2020-04-25 17:09:08Z\r\n<script>"}}
+	res := serve(h, navigation("GET", DefaultRedirectPath+"?"+q.Encode()))
+	body := res.Body.String()
+	if res.Code != http.StatusUnauthorized || !strings.Contains(body, "AADB2C90006") || strings.Contains(body, "state mismatch") || strings.Contains(body, "<script>") {
+		t.Errorf("error without state: %d\n%s", res.Code, body)
+	}
+	if res.reachedNext || res.cookie(sessionCookie) != nil {
+		t.Error("an error without state did something more than show itself")
+	}
+}
