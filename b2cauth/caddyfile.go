@@ -42,6 +42,8 @@ func init() {
 //	    audience       <aud...>
 //	    require_scopes <scope...>
 //	    easy_auth_headers
+//	    revocation_sync <duration>
+//	    public_url <origin>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
@@ -135,6 +137,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = duration(&h.SessionLifetime)
 		case "inactivity_timeout":
 			err = duration(&h.InactivityTimeout)
+		case "revocation_sync":
+			err = duration(&h.RevocationSync)
+		case "public_url":
+			err = one(&h.PublicURL)
 		case "allow", "deny":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

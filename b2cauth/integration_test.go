@@ -66,7 +66,7 @@ func (s *site) caddyfile(siteAddr, body string) string {
 %s {
 	b2c_emulator {
 		client %s {
-			redirect_uri %[3]s/.auth/login/b2c/callback %[3]s/
+			redirect_uri %[3]s/.auth/login/b2c/callback
 		}
 		user ada@contoso.example Passw0rd! {
 			name "Ada Lovelace"
@@ -271,11 +271,30 @@ func TestTwoProcessesShareSessionsThroughStorage(t *testing.T) {
 
 	// A second Caddy process, another port, the same storage and no
 	// cookie_secret: it must open the first one's session.
-	port := testcaddy.FreePort(t)
-	other := fmt.Sprintf("http://localhost:%d", port)
-	cfg := testcaddy.Globals(s.storage) + fmt.Sprintf("%s {\n%s\n}\n", other, strings.ReplaceAll(identityBody, "AUTH", s.authLines()))
+	other := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	body := strings.ReplaceAll(identityBody, "AUTH", s.authLines()+"\n\t\trevocation_sync 1s")
+	startOtherCaddy(t, testcaddy.Globals(s.storage)+fmt.Sprintf("%s {\n%s\n}\n", other, body))
+	// Cookies are per host, not per port: the browser sends the session.
+	page := s.b.Get(other + "/")
+	if page.StatusCode != 200 || !strings.Contains(page.Body, "name=Ada Lovelace") {
+		t.Errorf("second process: %d %q", page.StatusCode, page.Body)
+	}
+
+	// Sign out on the first: a copy of the cookie is refused by the second
+	// within its revocation_sync.
+	replay := s.b.Copy(s.base)
+	s.b.Follow(s.base + "/.auth/logout")
+	if !refusedWithin(replay, other+"/", 5*time.Second) {
+		t.Error("the second process still opens a session signed out on the first")
+	}
+}
+
+// startOtherCaddy runs a Caddyfile in a second Caddy process (this test
+// binary, see TestMain) until the test ends.
+func startOtherCaddy(t *testing.T, caddyfile string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -291,10 +310,22 @@ func TestTwoProcessesShareSessionsThroughStorage(t *testing.T) {
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("second Caddy did not start: %q %v", line, err)
 	}
-	// Cookies are per host, not per port: the browser sends the session.
-	page := s.b.Get(other + "/")
-	if page.StatusCode != 200 || !strings.Contains(page.Body, "name=Ada Lovelace") {
-		t.Errorf("second process: %d %q", page.StatusCode, page.Body)
+}
+
+// refusedWithin tells whether a browser's session to u stops opening (u
+// redirects to sign in) before the time is up.
+func refusedWithin(b *testcaddy.Browser, u string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b.Get(u).StatusCode == http.StatusFound {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
 	}
 }
 

@@ -88,6 +88,19 @@ func NewBrowser(t TB) *Browser {
 	}}
 }
 
+// Copy is another browser holding copies of the cookies this one sends to
+// u: a second tab, or an attacker who took them.
+func (b *Browser) Copy(u string) *Browser {
+	b.T.Helper()
+	target, err := url.Parse(u)
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	c := NewBrowser(b.T)
+	c.Jar.SetCookies(target, b.Jar.Cookies(target))
+	return c
+}
+
 // Response is a fetched response with its body read.
 type Response struct {
 	*http.Response

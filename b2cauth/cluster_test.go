@@ -1,0 +1,105 @@
+package b2cauth_test
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+
+	// Caddy storage in Redis, as a cluster would share it.
+	_ "github.com/pberkel/caddy-storage-redis"
+)
+
+// startRedis runs Debian's redis-server on a loopback port until the test
+// ends and returns its address. Outside CI it skips when redis-server is
+// missing; under CI=true it must run.
+func startRedis(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is required under CI (apt-get install redis-server)")
+		}
+		t.Skip("redis-server not installed (apt-get install redis-server); CI runs this test")
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
+	_, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() {
+		if strings.Contains(lines.Text(), "Ready to accept connections") {
+			go func() { // keep draining its log
+				for lines.Scan() {
+				}
+			}()
+			return addr
+		}
+	}
+	t.Fatalf("redis-server did not start: %v", lines.Err())
+	return ""
+}
+
+// TestTwoInstancesShareRedis runs two Caddy processes that share a real
+// Redis through caddy-storage-redis, as a cluster behind a load balancer:
+// a sign-in on one opens the other, and a sign-out on one is honoured by
+// the other within revocation_sync.
+func TestTwoInstancesShareRedis(t *testing.T) {
+	redis := startRedis(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	one := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	two := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := fmt.Sprintf("{\n\tadmin off\n\tstorage redis {\n\t\taddress %s\n\t}\n\tskip_install_trust\n\tpersist_config off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", redis)
+	site := func(addr string) string {
+		return fmt.Sprintf(`%s {
+	b2c_auth {
+		authority %s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %s
+		revocation_sync 1s
+	}
+	respond "name={http.auth.user.name}"
+}
+`, addr, idp, clientID)
+	}
+	emulator := fmt.Sprintf(`%s {
+	b2c_emulator {
+		client %s {
+			redirect_uri %s/.auth/login/b2c/callback %s/.auth/login/b2c/callback
+		}
+	}
+}
+`, idp, clientID, one, two)
+	testcaddy.Start(t, globals+emulator+site(one))
+	startOtherCaddy(t, globals+site(two))
+
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(one + "/")
+	landed := b.FollowResponse(b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), "")
+	if !strings.Contains(landed.Body, "name=Ada Lovelace") {
+		t.Fatalf("sign-in on the first instance: %d %q", landed.StatusCode, landed.Body)
+	}
+	if other := b.Get(two + "/"); other.StatusCode != 200 || !strings.Contains(other.Body, "name=Ada Lovelace") {
+		t.Fatalf("the second instance does not open the session: %d %q", other.StatusCode, other.Body)
+	}
+
+	// A copy of the cookie, then sign-out on the second instance: the first
+	// refuses the copy within its revocation_sync (1s).
+	replay := b.Copy(one)
+	start := time.Now()
+	b.Follow(two + "/.auth/logout")
+	if !refusedWithin(replay, one+"/", 5*time.Second) {
+		t.Fatal("the first instance still opens a session signed out on the second")
+	}
+	t.Logf("revocation seen by the other instance after %s", time.Since(start).Round(10*time.Millisecond))
+}
