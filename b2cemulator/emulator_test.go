@@ -6,12 +6,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -591,5 +593,93 @@ func TestCustomPolicyShapesAndBasicAuth(t *testing.T) {
 	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
 	if claims["acr"] != "b2c_1_susi" || claims["tfp"] != nil {
 		t.Errorf("custom policy claims: acr %v tfp %v", claims["acr"], claims["tfp"])
+	}
+}
+
+// signedInSSO signs in once and returns an ID token of the secret client.
+func (c *rp) signedInSSO() string {
+	c.t.Helper()
+	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	return body["id_token"].(string)
+}
+
+// stillSignedIn tells whether the browser's SSO session answers authorize.
+func (c *rp) stillSignedIn() bool {
+	return c.b.Get(c.authorizeURL("B2C_1_susi", nil)).StatusCode == http.StatusFound
+}
+
+// TestEndSessionFollowsB2CRules: the rules of B2C's "Send a sign-out
+// request" (openid-connect article) and of its session behaviour settings.
+func TestEndSessionFollowsB2CRules(t *testing.T) {
+	logout := func(c *rp, q url.Values) *testcaddy.Response {
+		return c.b.Get(c.policyURL("B2C_1_susi", "oauth2/v2.0/logout") + "?" + q.Encode())
+	}
+	t.Run("no hint: any post_logout_redirect_uri is followed", func(t *testing.T) {
+		c := startEmulator(t, "")
+		c.signedInSSO()
+		out := logout(c, url.Values{"post_logout_redirect_uri": {"https://elsewhere.example/bye"}, "state": {"s1"}})
+		if out.StatusCode != http.StatusFound || out.Header.Get("Location") != "https://elsewhere.example/bye?state=s1" || c.stillSignedIn() {
+			t.Errorf("logout without hint: %d %q", out.StatusCode, out.Header.Get("Location"))
+		}
+	})
+	t.Run("refused logouts keep the session", func(t *testing.T) {
+		c := startEmulator(t, "")
+		hint := c.signedInSSO()
+		out := logout(c, url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {"https://evil.example/"}})
+		if out.StatusCode != http.StatusBadRequest || !c.stillSignedIn() {
+			t.Errorf("refused logout: %d, signed in %v", out.StatusCode, c.stillSignedIn())
+		}
+	})
+	t.Run("require ID token in logout requests", func(t *testing.T) {
+		c := startEmulator(t, "logout_requires_id_token")
+		hint := c.signedInSSO()
+		out := logout(c, url.Values{"post_logout_redirect_uri": {callback}})
+		if out.StatusCode != http.StatusBadRequest || !strings.Contains(out.Body, "AADB2C90272") || !c.stillSignedIn() {
+			t.Errorf("logout without hint: %d", out.StatusCode)
+		}
+		out = logout(c, url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {callback}})
+		if out.StatusCode != http.StatusFound || c.stillSignedIn() {
+			t.Errorf("logout with hint: %d", out.StatusCode)
+		}
+	})
+	t.Run("application-scoped SSO needs client_id", func(t *testing.T) {
+		c := startEmulator(t, "sso_scope application")
+		c.signedInSSO()
+		logout(c, url.Values{"post_logout_redirect_uri": {callback}})
+		if !c.stillSignedIn() {
+			t.Error("an anonymous logout ended an application-scoped session")
+		}
+		logout(c, url.Values{"post_logout_redirect_uri": {callback}, "client_id": {secretClient}})
+		if c.stillSignedIn() {
+			t.Error("a logout naming the application kept its session")
+		}
+	})
+}
+
+// TestFrontChannelLogoutFrames: with sid_claim, ID tokens carry the SSO
+// session's sid, and end_session loads the front-channel logout URL of every
+// other application of the session with iss and sid.
+func TestFrontChannelLogoutFrames(t *testing.T) {
+	c := startEmulator(t, "sid_claim\n\t\tclient other-app {\n\t\t\tredirect_uri "+callback+"\n\t\t\tfront_channel_logout_uri https://other.example/signout?x=1\n\t\t}")
+	hint := c.signedInSSO()
+	claims := c.verify("B2C_1_susi", hint, secretClient)
+	sid, _ := claims["sid"].(string)
+	if sid == "" {
+		t.Fatalf("no sid claim: %v", claims)
+	}
+	// The other application signs in silently through SSO.
+	q := url.Values{"client_id": {"other-app"}}
+	if r := c.b.Get(c.authorizeURL("B2C_1_susi", q)); r.StatusCode != http.StatusFound {
+		t.Fatalf("SSO for the other app: %d", r.StatusCode)
+	}
+	out := c.b.Get(c.policyURL("B2C_1_susi", "oauth2/v2.0/logout") + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {callback}}.Encode())
+	m := regexp.MustCompile(`<iframe class="front-channel-logout" src="([^"]*)"`).FindStringSubmatch(out.Body)
+	if out.StatusCode != http.StatusOK || m == nil || !strings.Contains(out.Body, `id="continue" href="`+callback+`"`) {
+		t.Fatalf("front-channel page: %d\n%s", out.StatusCode, out.Body)
+	}
+	src, _ := url.Parse(html.UnescapeString(m[1]))
+	if q := src.Query(); src.Host != "other.example" || q.Get("x") != "1" || q.Get("iss") != claims["iss"] || q.Get("sid") != sid {
+		t.Errorf("front-channel URL %s", src)
 	}
 }
