@@ -168,7 +168,9 @@ func TestSignOutRenewsAnExpiredIDTokenForTheHint(t *testing.T) {
 		t.Errorf("id_token_hint is not the renewed token (%d chars)", len(hint))
 	}
 	// Without a refresh token that works, no expired hint is sent.
-	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = `{"error":"invalid_grant","error_description":"AADB2C90129: revoked"}`, 400 })
+	p.set(func(p *hostile) {
+		p.tokenReply, p.tokenCode = `{"error":"invalid_grant","error_description":"AADB2C90129: revoked"}`, 400
+	})
 	h.now = time.Now
 	cookies = signedIn(t, h, p, s, nil)
 	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }

@@ -44,7 +44,7 @@ func Config(sitePort, idpPort int, root, storage, responseMode string) string {
 http://127.0.0.1:%[2]d {
 	b2c_emulator {
 		client %[6]s {
-			redirect_uri %[1]s/.auth/login/b2c/callback %[1]s/
+			redirect_uri %[1]s/.auth/login/b2c/callback
 		}
 	}
 }
