@@ -302,6 +302,9 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query", field, v)
 		}
 	}
+	if u, err := url.Parse(h.Authority); h.Authority != "" && err == nil && strings.EqualFold(u.Hostname(), "login.microsoftonline.com") {
+		return fmt.Errorf("authority: login.microsoftonline.com stopped serving B2C on 2020-12-04; use https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com (or the tenant directive)")
+	}
 	if h.Issuer == "" && h.Policy == "" {
 		return errors.New("policy: required with tenant or authority")
 	}

@@ -275,10 +275,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		}
 		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token did not pass its checks.", err)
 	}
+	if h.PasswordResetPolicy != "" && strings.EqualFold(f.Policy, h.PasswordResetPolicy) && !strings.EqualFold(f.Policy, h.Policy) {
+		// A reset flow's tokens lack the sign-in flow's claims (emails,
+		// name, extension_*): continue with a sign-in, silent thanks to
+		// B2C's single sign-on, and make that the session.
+		h.logger.Info("password reset done; signing in", zap.String("policy", h.Policy))
+		return h.startSignIn(w, r, h.Policy, f.Return)
+	}
 	s := h.newSession(tr, f.Policy)
 	id, ok := newIdentity(payload)
 	if !ok {
-		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The token names no user.", errors.New("id token without oid or sub"))
+		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
+		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
 	}
 	if err := h.writeSession(w, r, s); err != nil {
 		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The session is too large to keep in cookies.", err)
@@ -294,9 +302,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 }
 
 // providerErrorReply handles an error from the provider. AADB2C90118
-// (forgot password) starts the password reset policy; AADB2C90091 and
-// AADB2C90273 (cancelled) go back where the user started; any other is a
-// 401 page that names the code.
+// (forgot password) starts the password reset policy; AADB2C90091, and
+// AADB2C90273 with access_denied (cancelled at a social provider), go back
+// where the user started; any other (AADB2C90273 with server_error is a
+// social provider that failed) is a 401 page that names the code.
 func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *providerError) error {
 	code := b2cCode(pe.Description)
 	h.logger.Info("identity provider returned an error", zap.String("error", pe.Code), zap.String("code", code), zap.String("policy", f.Policy))
@@ -306,8 +315,10 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return)
 		}
 	case "AADB2C90091", "AADB2C90273":
-		http.Redirect(w, r, f.Return, http.StatusFound)
-		return nil
+		if code == "AADB2C90091" || pe.Code == "access_denied" {
+			http.Redirect(w, r, f.Return, http.StatusFound)
+			return nil
+		}
 	}
 	return providerErrorPage(w, pe)
 }
@@ -470,6 +481,12 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 			return h.unavailable(w, r, err)
 		}
 		h.logger.Info("token refresh refused", zap.String("user_id", id.id), zap.Error(err))
+		if grantRefused(err) {
+			// The provider no longer backs the session (AADB2C90129 revoked,
+			// 90080 expired, 90128 account deleted): end it here too.
+			h.endRefusedSession(w, r, id)
+			return h.fail(w, r, http.StatusUnauthorized, "Signed out", "The identity provider ended this session. Sign in again.", err)
+		}
 		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The identity provider refused to renew the session.", err)
 	}
 	if err := h.writeSession(w, r, s); err != nil {
@@ -509,4 +526,20 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 		s.RefreshToken = id.session.RefreshToken
 	}
 	return s, nil
+}
+
+// grantRefused tells whether the provider refused a refresh token for good
+// (invalid_grant), as opposed to a passing failure.
+func grantRefused(err error) bool {
+	var pe *providerError
+	return errors.As(err, &pe) && pe.Code == "invalid_grant"
+}
+
+// endRefusedSession ends a session whose refresh token the provider
+// refused: the cookie goes, and so does every copy of it.
+func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity) {
+	clearSession(w, r)
+	if err := h.revoke(r.Context(), id, false); err != nil {
+		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
+	}
 }

@@ -27,7 +27,13 @@ type identity struct {
 	principal     string // X-MS-CLIENT-PRINCIPAL
 }
 
-// newIdentity builds an identity from a token's payload.
+// notSupportedSubject is the `sub` of B2C user flows set to the legacy
+// "Subject: Not supported": the same for every user.
+const notSupportedSubject = "Not supported currently. Use oid claim."
+
+// newIdentity builds an identity from a token's payload. It refuses a
+// token that names no user, or only the constant notSupportedSubject (every
+// user would share one ID).
 func newIdentity(payload []byte) (*identity, bool) {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
@@ -40,7 +46,7 @@ func newIdentity(payload []byte) (*identity, bool) {
 		id.values[k] = claimString(v)
 	}
 	id.id = id.values["oid"]
-	if id.id == "" {
+	if id.id == "" && id.values["sub"] != notSupportedSubject {
 		id.id = id.values["sub"]
 	}
 	if id.id == "" {

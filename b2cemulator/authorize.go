@@ -116,6 +116,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			return e.page(w, req, "reset", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
 		}
 		e.state.updateUser(email, func(u *User) { u.Password = password })
+		e.state.revokeRefreshTokens(email) // as B2C does: AADB2C90129 from now on
 		authTime := time.Now()
 		sid := e.setSSO(w, r, req.client.ClientID, email, authTime)
 		return e.issueCode(w, req, email, sid, authTime)
@@ -226,7 +227,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 		sid:             sid,
 		scopes:          req.scopes,
 		authTime:        authTime,
-		expires:         time.Now().Add(5 * time.Minute),
+		expires:         time.Now().Add(10 * time.Minute), // B2C: codes live 10 minutes
 	}, code)
 	params := []param{{"code", code}}
 	if req.state != "" {

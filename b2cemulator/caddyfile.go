@@ -173,6 +173,22 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
+		case "subject":
+			if !d.AllArgs(&e.Subject) {
+				return d.ArgErr()
+			}
+			if e.Subject != "object_id" && e.Subject != "not_supported" {
+				return d.Errf("subject: %q is neither object_id nor not_supported", e.Subject)
+			}
+		case "policy_claims":
+			args := d.RemainingArgs()
+			if len(args) < 2 {
+				return d.Errf("policy_claims: want <policy> <claim...>")
+			}
+			if e.PolicyClaims == nil {
+				e.PolicyClaims = map[string][]string{}
+			}
+			e.PolicyClaims[args[0]] = append(e.PolicyClaims[args[0]], args[1:]...)
 		case "sso_scope":
 			if !d.AllArgs(&e.SSOScope) {
 				return d.ArgErr()

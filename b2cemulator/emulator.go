@@ -87,6 +87,13 @@ type Emulator struct {
 	// application, and end_session then ends it only when the request
 	// names the application (client_id or id_token_hint).
 	SSOScope string `json:"sso_scope,omitempty"`
+	// The claims each user flow is set to return ("Application claims"),
+	// by policy name. Default: every claim for sign-in and profile flows,
+	// only `oid` for password reset flows.
+	PolicyClaims map[string][]string `json:"policy_claims,omitempty"`
+	// The `sub` claim: "object_id" (default) or "not_supported", the legacy
+	// setting whose `sub` is the same constant for every user.
+	Subject string `json:"subject,omitempty"`
 
 	state    *tenantState
 	poolID   string
@@ -190,6 +197,9 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	if e.SSOScope == "" {
 		e.SSOScope = "tenant"
 	}
+	if e.Subject == "" {
+		e.Subject = "object_id"
+	}
 	if err := e.validate(); err != nil {
 		return err
 	}
@@ -276,6 +286,14 @@ func (e *Emulator) validate() error {
 	}
 	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+	}
+	if e.Subject != "object_id" && e.Subject != "not_supported" {
+		return fmt.Errorf("subject: %q is neither object_id nor not_supported", e.Subject)
+	}
+	for p := range e.PolicyClaims {
+		if e.policyNamed(p) == "" {
+			return fmt.Errorf("policy_claims: %q is not one of the policies", p)
+		}
 	}
 	if e.SSOScope != "tenant" && e.SSOScope != "application" {
 		return fmt.Errorf("sso_scope: %q is neither tenant nor application", e.SSOScope)

@@ -294,8 +294,8 @@ func (s *tenantState) issue(m map[string]*grant, g *grant, handle string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	for h, old := range m { // forget what has expired
-		if now.After(old.expires) {
+	for h, old := range m { // forget what expired long ago (an expired refresh token still answers AADB2C90080 for a day)
+		if now.After(old.expires.Add(24 * time.Hour)) {
 			delete(m, h)
 		}
 	}
@@ -315,13 +315,29 @@ func (s *tenantState) takeCode(code string) *grant {
 	return g
 }
 
-func (s *tenantState) refreshGrant(token string) *grant {
+// refreshGrant returns a copy of a refresh token's grant; expired tells a
+// token past its lifetime from an unknown or revoked one.
+func (s *tenantState) refreshGrant(token string) (g *grant, expired bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	g := s.refresh[token]
-	if g == nil || time.Now().After(g.expires) {
-		return nil
+	if g = s.refresh[token]; g == nil {
+		return nil, false
+	}
+	if time.Now().After(g.expires) {
+		return nil, true
 	}
 	c := *g
-	return &c
+	return &c, false
+}
+
+// revokeRefreshTokens revokes every refresh token of a user, as B2C does
+// when the password changes.
+func (s *tenantState) revokeRefreshTokens(email string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, g := range s.refresh {
+		if strings.EqualFold(g.email, email) {
+			delete(s.refresh, t)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package b2cemulator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -105,7 +107,11 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 			return tokenError(w, http.StatusBadRequest, *err)
 		}
 	case "refresh_token":
-		g = e.state.refreshGrant(f.Get("refresh_token"))
+		var expired bool
+		g, expired = e.state.refreshGrant(f.Get("refresh_token"))
+		if expired {
+			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+		}
 		if g == nil {
 			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
 		}
@@ -201,7 +207,7 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 			member{"not_before", now.Unix()},
 		)
 	}
-	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", user.IDP}})
+	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", cmp.Or(user.IDP, "LocalAccount")}})
 	resp = append(resp,
 		member{"id_token_expires_in", int64(life.Seconds())},
 		member{"profile_info", base64.RawURLEncoding.EncodeToString(profile)},
@@ -250,21 +256,15 @@ func accessAudience(g *grant) (aud string, scp []string, ok bool) {
 	return aud, scp, ok
 }
 
-// userClaims are the claims every token carries about the user, in B2C's
-// order.
-func (e *Emulator) userClaims(u *User) object {
-	o := object{{"oid", u.ObjectID}, {"emails", []string{u.Email}}}
-	if u.Name != "" {
-		o = append(o, member{"name", u.Name})
-	}
-	if u.GivenName != "" {
-		o = append(o, member{"given_name", u.GivenName})
-	}
-	if u.FamilyName != "" {
-		o = append(o, member{"family_name", u.FamilyName})
-	}
-	if u.IDP != "" {
-		o = append(o, member{"idp", u.IDP})
+// userClaims are the claims a policy's tokens carry about the user, in
+// B2C's order: those its user flow is set to return (policy_claims), by
+// default all of them, and only `oid` for a password reset flow.
+func (e *Emulator) userClaims(u *User, policy string) object {
+	all := object{{"oid", u.ObjectID}, {"emails", []string{u.Email}}}
+	for _, m := range []member{{"name", u.Name}, {"given_name", u.GivenName}, {"family_name", u.FamilyName}, {"idp", u.IDP}} {
+		if m.value.(string) != "" {
+			all = append(all, m)
+		}
 	}
 	names := make([]string, 0, len(u.Claims))
 	for k := range u.Claims {
@@ -272,9 +272,41 @@ func (e *Emulator) userClaims(u *User) object {
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		o = append(o, member{k, u.Claims[k]})
+		all = append(all, member{k, u.Claims[k]})
+	}
+	wanted, set := e.policyClaims(policy)
+	if !set {
+		return all
+	}
+	var o object
+	for _, m := range all {
+		if slices.Contains(wanted, m.name) {
+			o = append(o, m)
+		}
 	}
 	return o
+}
+
+// policyClaims are the claims a policy is set to return, if limited.
+func (e *Emulator) policyClaims(policy string) ([]string, bool) {
+	for p, claims := range e.PolicyClaims {
+		if strings.EqualFold(p, policy) {
+			return claims, true
+		}
+	}
+	if policyKind(policy) == "reset" {
+		return []string{"oid"}, true
+	}
+	return nil, false
+}
+
+// subject is the `sub` claim: the object ID, or the constant of the legacy
+// "Subject: Not supported" setting.
+func (e *Emulator) subject(u *User) string {
+	if e.Subject == "not_supported" {
+		return "Not supported currently. Use oid claim."
+	}
+	return u.ObjectID
 }
 
 // policyMember is the claim that names the policy: tfp as user flows
@@ -292,7 +324,7 @@ func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Ti
 		{"nbf", now.Unix()},
 		{"ver", "1.0"},
 		{"iss", e.issuer(r, g.policy)},
-		{"sub", u.ObjectID},
+		{"sub", e.subject(u)},
 		{"aud", g.clientID},
 	}
 	if g.nonce != "" {
@@ -302,7 +334,7 @@ func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Ti
 	if e.SIDClaim && g.sid != "" {
 		o = append(o, member{"sid", g.sid})
 	}
-	o = append(o, e.userClaims(u)...)
+	o = append(o, e.userClaims(u, g.policy)...)
 	return append(o, e.policyMember(g.policy))
 }
 
@@ -313,8 +345,8 @@ func (e *Emulator) accessTokenClaims(r *http.Request, g *grant, u *User, now tim
 		{"nbf", now.Unix()},
 		{"aud", aud},
 	}
-	o = append(o, e.userClaims(u)...)
-	o = append(o, member{"sub", u.ObjectID}, e.policyMember(g.policy))
+	o = append(o, e.userClaims(u, g.policy)...)
+	o = append(o, member{"sub", e.subject(u)}, e.policyMember(g.policy))
 	if g.nonce != "" {
 		o = append(o, member{"nonce", g.nonce})
 	}
