@@ -63,6 +63,10 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		return e.respondError(w, req, errForgotPassword)
 	case "cancel":
 		return e.respondError(w, req, errCancelled)
+	case "idp_cancel":
+		return e.respondError(w, req, errSocialCancelled)
+	case "idp_failure":
+		return e.respondError(w, req, errSocialFailed)
 	case "signup_view":
 		return e.page(w, req, "signup", "", nil)
 	case "signin":
@@ -170,7 +174,14 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 	}
 	req.redirectURI = q.Get("redirect_uri")
 	if !contains(req.client.RedirectURIs, req.redirectURI) {
-		return stop(e.errorPage(w, http.StatusBadRequest, "AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", req.redirectURI, clientID)))
+		if len(req.client.RedirectURIs) == 0 {
+			return stop(e.errorPage(w, http.StatusBadRequest, "AADB2C90007", fmt.Sprintf("The application associated with client ID '%s' has no registered redirect URIs.", clientID)))
+		}
+		// As B2C does: the error goes to the application's first registered
+		// redirect URI, with error=redirect_uri_mismatch and no state.
+		mismatch := b2cError{"redirect_uri_mismatch", "AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client id '%s'.", req.redirectURI, clientID)}
+		req.redirectURI, req.responseMode = req.client.RedirectURIs[0], "query"
+		return stop(e.respondError(w, req, mismatch))
 	}
 	req.state = q.Get("state")
 	req.responseMode = q.Get("response_mode")

@@ -335,6 +335,13 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		e.logger.Info("signing key rotated", zap.String("kid", kid))
 		return writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
 	}
+	if rt.unknownPolicy != "" {
+		b := errRequest("AADB2C90022", fmt.Sprintf("Unable to return metadata for the policy '%s' in tenant '%s.onmicrosoft.com'.", rt.unknownPolicy, e.Tenant))
+		if rt.endpoint == "authorize" || rt.endpoint == "logout" {
+			return e.errorPage(w, http.StatusBadRequest, b.code, b.msg)
+		}
+		return tokenError(w, http.StatusBadRequest, b)
+	}
 	if rt.policy == "" {
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request is missing required parameter: p.")
 	}
@@ -360,6 +367,7 @@ type route struct {
 	policyInPath  bool   // the path form rather than ?p=
 	tfp           bool   // under /tfp/
 	endpoint      string
+	unknownPolicy string // a policy named in the request that does not exist
 }
 
 // route maps a request path to an endpoint, or reports it is not ours.
@@ -382,8 +390,13 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 	if p := e.policyNamed(segs[0]); p != "" && len(segs) > 1 {
 		rt.policy, rt.policyInPath = p, true
 		segs = segs[1:]
-	} else {
-		rt.policy = e.policyNamed(r.URL.Query().Get("p"))
+	} else if p := r.URL.Query().Get("p"); p != "" {
+		if rt.policy = e.policyNamed(p); rt.policy == "" {
+			rt.unknownPolicy = p
+		}
+	} else if len(segs) > 2 && strings.EqualFold(segs[1], "v2.0") || len(segs) > 3 && (strings.EqualFold(segs[1], "oauth2") || strings.EqualFold(segs[1], "discovery")) {
+		rt.unknownPolicy = segs[0] // the path form with a policy that does not exist
+		segs = segs[1:]
 	}
 	switch strings.ToLower(strings.Join(segs, "/")) {
 	case "v2.0/.well-known/openid-configuration":

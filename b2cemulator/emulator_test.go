@@ -231,8 +231,20 @@ func TestDiscoveryMatchesB2CFormat(t *testing.T) {
 	if len(jwks.Keys) != 1 || jwks.Keys[0]["kty"] != "RSA" || jwks.Keys[0]["use"] != "sig" || jwks.Keys[0]["e"] != "AQAB" || len(jwks.Keys[0]["kid"].(string)) != 43 {
 		t.Errorf("JWKS not in B2C's shape: %v", jwks.Keys)
 	}
-	if resp, _ := http.Get(c.base + tenantPath + "/B2C_1_nope/v2.0/.well-known/openid-configuration"); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("unknown policy: %d, want the next handler's 404", resp.StatusCode)
+	// An unknown policy is B2C's AADB2C90022, in the path form and the ?p= form.
+	for _, u := range []string{tenantPath + "/B2C_1_nope/v2.0/.well-known/openid-configuration", tenantPath + "/v2.0/.well-known/openid-configuration?p=B2C_1_nope"} {
+		var body map[string]any
+		resp, err := http.Get(c.base + u)
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+		}
+		if err != nil || resp.StatusCode != http.StatusBadRequest || errorCode(t, body) != "AADB2C90022" {
+			t.Errorf("unknown policy %s: %v %v", u, err, body)
+		}
+	}
+	if resp, _ := http.Get(c.base + tenantPath + "/somewhere/else"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a path that is not B2C's: %d, want the next handler's 404", resp.StatusCode)
 	}
 }
 
@@ -373,16 +385,17 @@ func TestTokenEndpointRefusesMisuse(t *testing.T) {
 
 func TestAuthorizeRefusesBadRequests(t *testing.T) {
 	c := startEmulator(t, "")
-	// A redirect URI that is not registered gets an error page, no redirect.
-	resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"redirect_uri": {"https://evil.example/cb"}}))
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(resp.Body, "AADB2C90006") || resp.Header.Get("Location") != "" {
-		t.Errorf("unregistered redirect_uri: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	// A redirect URI that is not registered: as B2C does, the error goes to
+	// the client's registered redirect URI, without the state.
+	q := c.callbackParams(c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"redirect_uri": {"https://evil.example/cb"}})))
+	if q.Get("error") != "redirect_uri_mismatch" || !strings.HasPrefix(q.Get("error_description"), "AADB2C90006: ") || q.Has("state") {
+		t.Errorf("unregistered redirect_uri: %v", q)
 	}
 	if resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"client_id": {"nobody"}})); resp.StatusCode != 400 || !strings.Contains(resp.Body, "AADB2C90018") {
 		t.Errorf("unknown client: %d", resp.StatusCode)
 	}
 	// Other errors go back to the client with B2C's lower-case encoding.
-	resp = c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"scope": {"offline_access"}}))
+	resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"scope": {"offline_access"}}))
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "error=invalid_request&error_description=AADB2C90115%3a+") || !strings.Contains(loc, "%0d%0aCorrelation+ID%3a+") {
 		t.Errorf("scope without openid: %q", loc)
 	}

@@ -18,15 +18,17 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 	}
 	q := raw.Encode()
 	data := map[string]any{
-		"View":      view,
-		"Tenant":    e.Tenant,
-		"Policy":    req.policy,
-		"Request":   q,
-		"Error":     message,
-		"Values":    values,
-		"ForgotURL": "?" + q + "&emulator_action=forgot",
-		"CancelURL": "?" + q + "&emulator_action=cancel",
-		"SignupURL": "?" + q + "&emulator_action=signup_view",
+		"View":             view,
+		"Tenant":           e.Tenant,
+		"Policy":           req.policy,
+		"Request":          q,
+		"Error":            message,
+		"Values":           values,
+		"ForgotURL":        "?" + q + "&emulator_action=forgot",
+		"CancelURL":        "?" + q + "&emulator_action=cancel",
+		"SignupURL":        "?" + q + "&emulator_action=signup_view",
+		"SocialCancelURL":  "?" + q + "&emulator_action=idp_cancel",
+		"SocialFailureURL": "?" + q + "&emulator_action=idp_failure",
 	}
 	if e.demoUser && view == "signin" {
 		data["DemoEmail"], data["DemoPassword"] = DemoUserEmail, DemoUserPassword
@@ -85,6 +87,7 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 <div class="links"><a id="forgotPassword" href="{{.ForgotURL}}">Forgot your password?</a></div>
 <button type="submit" id="next">Sign in</button>
 <div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>
+<div class="links">Social account (emulated): <a id="socialCancel" href="{{.SocialCancelURL}}">cancel at the provider</a> · <a id="socialFailure" href="{{.SocialFailureURL}}">provider fails</a></div>
 {{else if eq .View "signup"}}
 <input type="hidden" name="action" value="signup">
 <label for="email">Email Address</label><input type="email" id="email" name="email" value="{{index .Values "email"}}" required>

@@ -35,6 +35,10 @@ func errGrant(code, msg string) b2cError { return b2cError{"invalid_grant", code
 var (
 	errForgotPassword = errAccess("AADB2C90118", "The user has forgotten their password.")
 	errCancelled      = errAccess("AADB2C90091", "The user has cancelled entering self-asserted information.")
+	// AADB2C90273 is both a cancel at a social provider (access_denied)
+	// and a social provider's bad answer (server_error); see b2c-errors.md.
+	errSocialCancelled = errAccess("AADB2C90273", "An invalid response was received : 'Error: access_denied, Error Description: The user has denied access to the scope requested by the client application.'")
+	errSocialFailed    = b2cError{"server_error", "AADB2C90273", "An invalid response was received : 'Error: invalid_request,Error Description: response_mode is invalid.'"}
 )
 
 // param is one parameter of a redirect, kept in order.
