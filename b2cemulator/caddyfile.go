@@ -88,6 +88,10 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						return d.ArgErr()
 					}
 					c.RedirectURIs = append(c.RedirectURIs, uris...)
+				case "platform":
+					if !d.AllArgs(&c.Platform) {
+						return d.ArgErr()
+					}
 				case "front_channel_logout_uri":
 					if !d.AllArgs(&c.FrontChannelLogoutURI) {
 						return d.ArgErr()

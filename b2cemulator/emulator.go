@@ -105,8 +105,14 @@ type Emulator struct {
 type Client struct {
 	// The application (client) ID.
 	ClientID string `json:"client_id"`
-	// The client secret; empty for a public client, which must use PKCE.
+	// The client secret. A web app redeems codes with it (without it, B2C
+	// answers AADB2C90079); single-page and native apps have none.
 	Secret string `json:"secret,omitempty"`
+	// The platform of the registration: "web" (a confidential client; the
+	// default when there is a secret), "spa" (public; PKCE required; the
+	// token endpoint answers its origins' cross-origin requests) or
+	// "native" (mobile and desktop: public; the default without a secret).
+	Platform string `json:"platform,omitempty"`
 	// The redirect URIs, matched exactly.
 	RedirectURIs []string `json:"redirect_uris,omitempty"`
 	// The front-channel logout URL: end_session loads it in a hidden
@@ -175,6 +181,14 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	}
 	if len(e.Clients) == 0 {
 		e.Clients = []Client{{ClientID: DemoClientID, RedirectURIs: DemoRedirectURIs}}
+	}
+	for i := range e.Clients {
+		if c := &e.Clients[i]; c.Platform == "" {
+			c.Platform = "native"
+			if c.Secret != "" {
+				c.Platform = "web"
+			}
+		}
 	}
 	if len(e.Users) == 0 {
 		e.demoUser = true
@@ -258,6 +272,14 @@ func (e *Emulator) validate() error {
 				return fmt.Errorf("client %s: redirect_uri %q is not an absolute URL", c.ClientID, u)
 			}
 		}
+		switch {
+		case c.Platform == "web" && c.Secret == "":
+			return fmt.Errorf("client %s: platform web needs a secret (a web app is a confidential client)", c.ClientID)
+		case (c.Platform == "spa" || c.Platform == "native") && c.Secret != "":
+			return fmt.Errorf("client %s: platform %s is a public client and has no secret", c.ClientID, c.Platform)
+		case c.Platform != "web" && c.Platform != "spa" && c.Platform != "native":
+			return fmt.Errorf("client %s: platform %q is not web, spa or native", c.ClientID, c.Platform)
+		}
 		if u := c.FrontChannelLogoutURI; u != "" {
 			pu, err := url.Parse(u)
 			if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || pu.Fragment != "" {
@@ -323,6 +345,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if e.cors(w, r, rt) {
+		return nil // a preflight, answered
+	}
 	switch rt.endpoint {
 	case "rotate_keys":
 		if r.Method != http.MethodPost {
@@ -495,3 +520,51 @@ var (
 	_ caddy.CleanerUpper          = (*Emulator)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Emulator)(nil)
 )
+
+// cors answers browsers' cross-origin requests as B2C does for single-page
+// apps: metadata and keys are readable by any origin; the token endpoint by
+// the origins of the spa registrations' redirect URIs. It reports whether
+// it answered a preflight.
+func (e *Emulator) cors(w http.ResponseWriter, r *http.Request, rt route) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	h := w.Header()
+	switch rt.endpoint {
+	case "openid-configuration", "keys":
+		h.Set("Access-Control-Allow-Origin", "*")
+	case "token":
+		if !e.spaOrigin(origin) {
+			return false
+		}
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Add("Vary", "Origin")
+	default:
+		return false
+	}
+	if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return true
+	}
+	return false
+}
+
+// spaOrigin tells whether an origin is that of a single-page app's
+// redirect URI.
+func (e *Emulator) spaOrigin(origin string) bool {
+	for _, c := range e.Clients {
+		if c.Platform != "spa" {
+			continue
+		}
+		for _, u := range c.RedirectURIs {
+			if pu, err := url.Parse(u); err == nil && strings.EqualFold(pu.Scheme+"://"+pu.Host, origin) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -52,7 +52,11 @@ func startEmulator(t *testing.T, extra string) *rp {
 			redirect_uri %s
 		}
 		client %s {
+			platform spa
 			redirect_uri %s
+		}
+		client native-app {
+			redirect_uri %[3]s
 		}
 		user ada@contoso.example Passw0rd! {
 			name "Ada Lovelace"
@@ -60,7 +64,7 @@ func startEmulator(t *testing.T, extra string) *rp {
 			family_name Lovelace
 			claim extension_Role admin
 		}
-		%s
+		%[6]s
 	}
 	respond "not the emulator" 404
 }
@@ -363,7 +367,16 @@ func TestTokenEndpointRefusesMisuse(t *testing.T) {
 			}
 		})
 	}
-	t.Run("public client without PKCE", func(t *testing.T) {
+	t.Run("native app without PKCE", func(t *testing.T) {
+		c.b = testcaddy.NewBrowser(t)
+		u := c.authorizeURL("B2C_1_susi", url.Values{"client_id": {"native-app"}, "code_challenge": nil, "code_challenge_method": nil})
+		q := c.signIn(u, "ada@contoso.example", "Passw0rd!")
+		status, body := c.redeem("B2C_1_susi", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {callback}, "client_id": {"native-app"}})
+		if status != 200 || body["id_token"] == nil {
+			t.Errorf("got %d %v", status, body)
+		}
+	})
+	t.Run("single-page app without PKCE", func(t *testing.T) {
 		c.b = testcaddy.NewBrowser(t)
 		u := c.authorizeURL("B2C_1_susi", url.Values{"client_id": {publicClient}, "code_challenge": nil, "code_challenge_method": nil})
 		q := c.signIn(u, "ada@contoso.example", "Passw0rd!")
@@ -694,5 +707,39 @@ func TestFrontChannelLogoutFrames(t *testing.T) {
 	src, _ := url.Parse(html.UnescapeString(m[1]))
 	if q := src.Query(); src.Host != "other.example" || q.Get("x") != "1" || q.Get("iss") != claims["iss"] || q.Get("sid") != sid {
 		t.Errorf("front-channel URL %s", src)
+	}
+}
+
+// TestSinglePageAppCORS: a single-page app redeems its code from the
+// browser, so the token endpoint answers its origin's cross-origin
+// requests, and no other origin's.
+func TestSinglePageAppCORS(t *testing.T) {
+	c := startEmulator(t, "")
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, c.policyURL("B2C_1_susi", "oauth2/v2.0/token"), nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := preflight("http://localhost:9999"); resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:9999" {
+		t.Errorf("the SPA's origin: %d %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if resp := preflight("https://evil.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("another origin may call the token endpoint: %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.policyURL("B2C_1_susi", "v2.0/.well-known/openid-configuration"), nil)
+	req.Header.Set("Origin", "https://app.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("metadata CORS: %q", resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 }

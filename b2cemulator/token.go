@@ -77,7 +77,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 	if client == nil {
 		return tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
 	}
-	if client.Secret != "" {
+	if client.Platform == "web" {
 		if secret == "" {
 			return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
 		}
@@ -103,7 +103,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		if f.Get("redirect_uri") != g.redirectURI {
 			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", f.Get("redirect_uri"), clientID)))
 		}
-		if err := checkPKCE(g, f.Get("code_verifier"), client.Secret == ""); err != nil {
+		if err := checkPKCE(g, f.Get("code_verifier"), client.Platform == "spa"); err != nil {
 			return tokenError(w, http.StatusBadRequest, *err)
 		}
 	case "refresh_token":
@@ -149,11 +149,11 @@ func checkGrant(g *grant, clientID, policy string) *b2cError {
 	return nil
 }
 
-// checkPKCE checks the code verifier against the code's challenge. A public
-// client must have used PKCE.
-func checkPKCE(g *grant, verifier string, public bool) *b2cError {
+// checkPKCE checks the code verifier against the code's challenge. A
+// single-page app must have sent one.
+func checkPKCE(g *grant, verifier string, spa bool) *b2cError {
 	if g.challenge == "" {
-		if public {
+		if spa {
 			err := errRequest("AADB2C99059", "The supplied request must present a code_challenge. Required for single-page apps using the authorization code flow.")
 			return &err
 		}
