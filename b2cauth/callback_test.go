@@ -152,6 +152,40 @@ func TestKeyRotationIsPickedUp(t *testing.T) {
 	}
 }
 
+// TestRemovedKeyStopsBeingTrusted: a key the provider no longer publishes
+// (a leaked key, withdrawn) is refused once the keys are a day old, even
+// though no token ever named an unknown kid.
+func TestRemovedKeyStopsBeingTrusted(t *testing.T) {
+	p := newHostile(t)
+	leaked, next := newSigner(t, "leaked"), newSigner(t, "next")
+	p.set(func(p *hostile) { p.keys = []jose.JSONWebKey{leaked.jwk(), next.jwk()} })
+	h := newTestHandler(t, p, nil)
+	clock := time.Now()
+	h.now = func() time.Time { return clock }
+	signIn := func(s signer) int {
+		state, nonce, fc := pendingFlow(t, h, "/")
+		claims := goodClaims(p, nonce)
+		claims["iat"], claims["nbf"], claims["exp"] = clock.Unix(), clock.Unix(), clock.Add(time.Hour).Unix()
+		redeemWith(p, s.sign(t, claims))
+		return serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}})).Code
+	}
+	if code := signIn(leaked); code != http.StatusFound {
+		t.Fatalf("before withdrawal: %d", code)
+	}
+	p.set(func(p *hostile) { p.keys = []jose.JSONWebKey{next.jwk()} })
+	clock = clock.Add(maxAge - time.Hour)
+	if code := signIn(leaked); code != http.StatusFound {
+		t.Errorf("within a day, the known keys are used without fetching: %d", code)
+	}
+	clock = clock.Add(2 * time.Hour)
+	if code := signIn(leaked); code != http.StatusUnauthorized {
+		t.Errorf("a day later, the withdrawn key still signs users in: %d", code)
+	}
+	if code := signIn(next); code != http.StatusFound {
+		t.Errorf("the published key: %d", code)
+	}
+}
+
 func TestHostileCallbacks(t *testing.T) {
 	p := newHostile(t)
 	h := newTestHandler(t, p, nil)

@@ -110,7 +110,7 @@ func TestDiscoveryOfRealDocuments(t *testing.T) {
 			if strings.Contains(m.AuthorizationEndpoint, "?p=") {
 				h, _, _ := setup(t, nil)
 				prov, _ := h.provider(h.Policy)
-				prov.ready = &discovered{meta: m}
+				prov.ready, prov.renewAfter = &discovered{meta: m}, time.Now().Add(time.Hour)
 				res := serve(h, navigation("GET", "/"))
 				loc := res.Header().Get("Location")
 				if !strings.HasPrefix(loc, strings.Split(m.AuthorizationEndpoint, "?")[0]+"?") || strings.Count(loc, "?") != 1 || !strings.Contains(loc, "p=b2c_1") {

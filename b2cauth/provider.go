@@ -54,12 +54,14 @@ type provider struct {
 	client      *http.Client
 	now         func() time.Time
 
-	mu       sync.Mutex
-	ready    *discovered
-	lastErr  error
-	retryAt  time.Time
-	backoff  time.Duration
-	fetching chan struct{}
+	mu         sync.Mutex
+	ready      *discovered
+	lastErr    error
+	retryAt    time.Time
+	backoff    time.Duration
+	fetching   chan struct{}
+	renewing   bool      // a request is fetching fresh metadata for ready
+	renewAfter time.Time // when ready is old enough to be fetched again
 }
 
 // discovered is a provider once its metadata is known.
@@ -74,6 +76,10 @@ const (
 	minBackoff = time.Second
 	maxBackoff = time.Minute
 	clockSkew  = time.Minute
+	// maxAge is how long metadata and keys are used before being fetched
+	// again (Microsoft: check the keys every 24 hours), so that a key the
+	// provider removed stops being trusted.
+	maxAge = 24 * time.Hour
 )
 
 // get returns the provider's metadata, discovering it if needed.
@@ -81,6 +87,23 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 	p.mu.Lock()
 	if p.ready != nil {
 		d := p.ready
+		if p.renewing || p.now().Before(p.renewAfter) {
+			p.mu.Unlock()
+			return d, nil
+		}
+		// Old metadata: this request fetches it again; others meanwhile,
+		// and everyone if it fails, keep using what is known.
+		p.renewing = true
+		p.mu.Unlock()
+		fresh, err := p.discover(ctx)
+		p.mu.Lock()
+		p.renewing = false
+		if err == nil {
+			p.ready, d = fresh, fresh
+			p.renewAfter = p.now().Add(maxAge)
+		} else {
+			p.renewAfter = p.now().Add(maxBackoff)
+		}
 		p.mu.Unlock()
 		return d, nil
 	}
@@ -112,6 +135,7 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 		p.lastErr = &unavailableError{err: err, retryAt: p.retryAt}
 	} else {
 		p.ready, p.backoff, p.lastErr = d, 0, nil
+		p.renewAfter = p.now().Add(maxAge)
 	}
 	p.mu.Unlock()
 	close(done)
@@ -156,7 +180,7 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	if len(algs) == 0 {
 		algs = []string{"RS256"}
 	}
-	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
+	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, now: p.now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
 	// The verifiers' clock runs a little behind, which allows for skew on exp.
 	skewedNow := func() time.Time { return p.now().Add(-clockSkew) }
 	return &discovered{
@@ -203,16 +227,19 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 }
 
 // keySet is the provider's JWKS, kept in memory and fetched again when a
-// token names an unknown key, at most a few times a minute. Signatures are
-// checked by go-oidc (oidc.StaticKeySet), never here.
+// token names an unknown key (at most a few times a minute) and once it is
+// a day old (so a removed key stops being trusted). Signatures are checked
+// by go-oidc (oidc.StaticKeySet), never here.
 type keySet struct {
 	url     string
 	client  *http.Client
 	algs    []string
+	now     func() time.Time
 	limiter *rate.Limiter
 
-	mu   sync.Mutex
-	keys []jose.JSONWebKey
+	mu      sync.Mutex
+	keys    []jose.JSONWebKey
+	fetched time.Time
 }
 
 // VerifySignature implements oidc.KeySet.
@@ -226,6 +253,11 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 		return nil, fmt.Errorf("malformed jwt")
 	}
 	kid := jws.Signatures[0].Header.KeyID
+	if k.stale() {
+		if err := k.refresh(ctx); err != nil && len(k.matching(kid)) == 0 {
+			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
+		}
+	}
 	pubs := k.matching(kid)
 	if len(pubs) == 0 && k.limiter.Allow() {
 		if err := k.refresh(ctx); err != nil {
@@ -253,6 +285,15 @@ func (k *keySet) matching(kid string) []crypto.PublicKey {
 	return pubs
 }
 
+// stale tells whether the keys were fetched over maxAge ago (or never) and
+// may be fetched again now.
+func (k *keySet) stale() bool {
+	k.mu.Lock()
+	old := !k.fetched.IsZero() && k.now().Sub(k.fetched) > maxAge
+	k.mu.Unlock()
+	return old && k.limiter.Allow()
+}
+
 func (k *keySet) refresh(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -271,7 +312,7 @@ func (k *keySet) refresh(ctx context.Context) error {
 		keys = append(keys, key)
 	}
 	k.mu.Lock()
-	k.keys = keys
+	k.keys, k.fetched = keys, k.now()
 	k.mu.Unlock()
 	return nil
 }
