@@ -486,7 +486,7 @@ func origin(r *http.Request) string {
 // issuer is the `iss` of tokens issued for a policy.
 func (e *Emulator) issuer(r *http.Request, policy string) string {
 	if e.IssuerForm == "tfp" {
-		return origin(r) + "/tfp/" + e.TenantID + "/" + strings.ToLower(policy) + "/v2.0/"
+		return origin(r) + "/tfp/" + e.TenantID + "/" + policy + "/v2.0/" // the policy's own casing
 	}
 	return origin(r) + "/" + e.TenantID + "/v2.0/"
 }

@@ -21,6 +21,10 @@ import (
 // refreshLifetime is B2C's default refresh token lifetime (14 days).
 const refreshLifetime = 14 * 24 * time.Hour
 
+// spaRefreshLifetime is a single-page app's refresh token lifetime, always
+// 24 hours (tokens-overview).
+const spaRefreshLifetime = 24 * time.Hour
+
 // discovery is the policy's OpenID Connect metadata, in B2C's member order.
 // Its endpoints take the form the request used: the policy in the path, or
 // `?p=<policy>`.
@@ -214,13 +218,17 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		member{"scope", strings.Join(g.scopes, " ")},
 	)
 	if contains(g.scopes, "offline_access") {
+		lifetime := refreshLifetime
+		if c := e.client(g.clientID); c != nil && c.Platform == "spa" {
+			lifetime = spaRefreshLifetime
+		}
 		rt := newRefreshToken()
 		ng := *g
-		ng.expires = now.Add(refreshLifetime)
+		ng.expires = now.Add(lifetime)
 		e.state.issue(e.state.refresh, &ng, rt)
 		resp = append(resp,
 			member{"refresh_token", rt},
-			member{"refresh_token_expires_in", int64(refreshLifetime.Seconds())},
+			member{"refresh_token_expires_in", int64(lifetime.Seconds())},
 		)
 	}
 	return resp, nil
