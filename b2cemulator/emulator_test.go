@@ -596,7 +596,7 @@ func TestCustomPolicyShapesAndBasicAuth(t *testing.T) {
 	c := startEmulator(t, "issuer_form tfp\n\t\tpolicy_claim acr")
 	var meta map[string]any
 	getJSON(t, c.policyURL("B2C_1_susi", "v2.0/.well-known/openid-configuration"), &meta)
-	if meta["issuer"] != c.base+"/tfp/0d5a8b3c-1111-4222-8333-944455556666/B2C_1_susi/v2.0/" // the policy keeps its case {
+	if meta["issuer"] != c.base+"/tfp/0d5a8b3c-1111-4222-8333-944455556666/B2C_1_susi/v2.0/" {
 		t.Errorf("tfp issuer %v", meta["issuer"])
 	}
 	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
