@@ -107,6 +107,10 @@ type Handler struct {
 	// Set App Service's X-MS-CLIENT-PRINCIPAL, -ID, -NAME and -IDP request
 	// headers for upstream handlers.
 	EasyAuthHeaders bool `json:"easy_auth_headers,omitempty"`
+	// Let the social provider's access token that a user flow may pass
+	// through (the idp_access_token claim) reach placeholders, headers and
+	// /.auth/me. Default: it is removed.
+	ExposeIDPAccessToken bool `json:"expose_idp_access_token,omitempty"`
 
 	// How often sign-outs recorded by other instances are read from
 	// Caddy's storage. Default: 10s.

@@ -34,7 +34,7 @@ func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	if err != nil && !errors.As(err, &scopeErr) {
 		return nil, err
 	}
-	id, ok := newIdentity(payload)
+	id, ok := h.identity(payload)
 	if !ok {
 		return nil, errors.New("bearer token names no user")
 	}

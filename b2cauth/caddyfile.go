@@ -42,6 +42,7 @@ func init() {
 //	    audience       <aud...>
 //	    require_scopes <scope...>
 //	    easy_auth_headers
+//	    expose_idp_access_token
 //	    revocation_sync <duration>
 //	    public_url <origin>
 //	}
@@ -152,11 +153,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			} else {
 				h.Deny = append(h.Deny, rule)
 			}
-		case "easy_auth_headers":
+		case "easy_auth_headers", "expose_idp_access_token":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			h.EasyAuthHeaders = true
+			*map[string]*bool{"easy_auth_headers": &h.EasyAuthHeaders, "expose_idp_access_token": &h.ExposeIDPAccessToken}[name] = true
 		default:
 			return d.Errf("unknown subdirective %q", name)
 		}

@@ -56,7 +56,7 @@ func TestRealB2CTokensVerify(t *testing.T) {
 			}
 			verify := func(token string) error {
 				if fx.Kind == "id_token" {
-					_, err := h.verifyIDToken(context.Background(), d, token, c.Nonce)
+					_, err := h.verifyIDToken(context.Background(), d, token, c.Nonce, "")
 					return err
 				}
 				_, err := h.verifyAccessToken(context.Background(), d, token)
@@ -80,6 +80,44 @@ func TestRealB2CTokensVerify(t *testing.T) {
 	}
 	if n != 4 {
 		t.Errorf("%d signed tokens in the fixture, want 4", n)
+	}
+}
+
+// TestRealAtHash: the real ID token's at_hash matches the access token
+// issued with it, and refuses another one (a swapped access token).
+func TestRealAtHash(t *testing.T) {
+	var tokens map[string]json.RawMessage
+	readFixture(t, "b2c-signed-tokens.json", &tokens)
+	jwt := func(name string) string {
+		var fx struct {
+			JWT string `json:"jwt"`
+		}
+		_ = json.Unmarshal(tokens[name], &fx)
+		return fx.JWT
+	}
+	var jwks jose.JSONWebKeySet
+	readFixture(t, "b2c-jwks.json", &jwks)
+	idToken := jwt("dtjacdemo_id_token_2024")
+	payload, _ := jwtPayload(idToken)
+	var c struct {
+		Iss, Aud, Nonce string
+		Iat             int64
+	}
+	_ = json.Unmarshal(payload, &c)
+	p := newHostile(t)
+	p.set(func(p *hostile) { p.issuer, p.keys = c.Iss, jwks.Keys })
+	h := newTestHandler(t, p, func(h *Handler) { h.ClientID = c.Aud })
+	h.now = func() time.Time { return time.Unix(c.Iat+60, 0) }
+	prov, _ := h.provider(h.Policy)
+	d, err := prov.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("dtjacdemo_access_token_2024")); err != nil {
+		t.Errorf("the access token issued with the ID token: %v", err)
+	}
+	if _, err := h.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("fabrikamb2c_access_token_2020")); err == nil {
+		t.Error("another access token passes the at_hash check")
 	}
 }
 

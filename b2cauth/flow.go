@@ -267,7 +267,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Warn("code redemption failed", zap.Error(err))
 		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be used.", err)
 	}
-	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce)
+	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce, tr.AccessToken)
 	if err != nil {
 		h.logger.Warn("id token refused", zap.String("policy", f.Policy), zap.Error(err))
 		if errors.Is(err, errUnavailable) {
@@ -283,7 +283,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return h.startSignIn(w, r, h.Policy, f.Return)
 	}
 	s := h.newSession(tr, f.Policy)
-	id, ok := newIdentity(payload)
+	id, ok := h.identity(payload)
 	if !ok {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
 		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
@@ -395,7 +395,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 		if err != nil {
 			return nil
 		}
-		if id, ok = newIdentity(payload); !ok {
+		if id, ok = h.identity(payload); !ok {
 			return nil
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
@@ -513,11 +513,11 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	payload, err := h.verifyIDToken(ctx, d, tr.IDToken, "")
+	payload, err := h.verifyIDToken(ctx, d, tr.IDToken, "", tr.AccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("renewed id token refused: %w", err)
 	}
-	if nid, ok := newIdentity(payload); !ok || nid.id != id.id {
+	if nid, ok := h.identity(payload); !ok || nid.id != id.id {
 		return nil, errors.New("the renewed token names another user")
 	}
 	s := h.newSession(tr, policy)

@@ -31,6 +31,22 @@ type identity struct {
 // "Subject: Not supported": the same for every user.
 const notSupportedSubject = "Not supported currently. Use oid claim."
 
+// idpAccessTokenClaim is the social provider's own access token, which a
+// B2C user flow can pass through in its tokens: a credential, kept out of
+// placeholders, headers and /.auth/me unless expose_idp_access_token.
+const idpAccessTokenClaim = "idp_access_token"
+
+// identity builds the identity of a checked token's payload, without the
+// social provider's access token unless the configuration lets it through.
+func (h *Handler) identity(payload []byte) (*identity, bool) {
+	id, ok := newIdentity(payload)
+	if ok && !h.ExposeIDPAccessToken {
+		delete(id.claims, idpAccessTokenClaim)
+		delete(id.values, idpAccessTokenClaim)
+	}
+	return id, ok
+}
+
 // newIdentity builds an identity from a token's payload. It refuses a
 // token that names no user, or only the constant notSupportedSubject (every
 // user would share one ID).

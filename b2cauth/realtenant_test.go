@@ -1,6 +1,7 @@
 package b2cauth_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -106,5 +107,62 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	}
 	if r := b.Get(base + "/"); r.StatusCode != http.StatusOK {
 		t.Errorf("the new session does not open: %d", r.StatusCode)
+	}
+}
+
+// TestIDPAccessTokenStaysInside: a user flow may pass the social
+// provider's own access token through (idp_access_token). It is a
+// credential for another service: it reaches no placeholder, header or
+// /.auth/me unless expose_idp_access_token says so.
+func TestIDPAccessTokenStaysInside(t *testing.T) {
+	for _, expose := range []bool{false, true} {
+		t.Run(fmt.Sprint("expose=", expose), func(t *testing.T) {
+			idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+			base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+			option := ""
+			if expose {
+				option = "expose_idp_access_token"
+			}
+			testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		at_hash
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+		user sam@contoso.example Passw0rd! {
+			name "Sam Social"
+			idp facebook.com
+		}
+		policy_claims B2C_1_susi oid emails name idp idp_access_token
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+		scopes openid offline_access %[3]s
+		easy_auth_headers
+		%[4]s
+	}
+	respond "idp={http.auth.user.idp} token={http.auth.user.idp_access_token} principal={http.request.header.X-MS-CLIENT-PRINCIPAL}"
+}
+`, idp, base, clientID, option))
+			b := testcaddy.NewBrowser(t)
+			page := b.Follow(base + "/")
+			landed := b.FollowResponse(b.Submit(page, map[string]string{"email": "sam@contoso.example", "password": "Passw0rd!"}), "")
+			if !strings.Contains(landed.Body, "idp=facebook.com") {
+				t.Fatalf("sign-in (with at_hash checked): %d %q", landed.StatusCode, landed.Body)
+			}
+			me := b.Get(base + "/.auth/me")
+			inside := strings.Contains(landed.Body, "token=EAA") || strings.Contains(me.Body, "idp_access_token")
+			principal := landed.Body[strings.Index(landed.Body, "principal=")+len("principal="):]
+			decoded, _ := base64.StdEncoding.DecodeString(principal)
+			inside = inside || strings.Contains(string(decoded), "idp_access_token")
+			if inside != expose {
+				t.Errorf("idp_access_token reached the app: %v, want %v\n%s\n%s", inside, expose, landed.Body, me.Body)
+			}
+		})
 	}
 }

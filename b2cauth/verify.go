@@ -49,30 +49,36 @@ func checkIssuedAt(iat *json.Number, now time.Time) error {
 
 // verified runs go-oidc's checks and returns the payload and the claims we
 // check on top.
-func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (json.RawMessage, *tokenClaims, error) {
+func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.IDToken, json.RawMessage, *tokenClaims, error) {
 	tok, err := v.Verify(ctx, raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var payload json.RawMessage
 	if err := tok.Claims(&payload); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var c tokenClaims
 	if err := json.Unmarshal(payload, &c); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return payload, &c, nil
+	return tok, payload, &c, nil
 }
 
 // verifyIDToken checks an ID token: go-oidc checks the signature (only the
-// provider's asymmetric algorithms), iss, aud, exp and nbf; we add what it
-// leaves to its caller: the nonce (when wantNonce is not empty), iat and
-// sub present, and azp. It returns the token's payload.
-func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce string) (json.RawMessage, error) {
-	payload, c, err := verified(ctx, d.idTok, raw)
+// provider's asymmetric algorithms), iss, aud, exp and nbf, and at_hash
+// against the access token that came with it, when both are there; we add
+// what it leaves to its caller: the nonce (when wantNonce is not empty),
+// iat and sub present, and azp. It returns the token's payload.
+func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, accessToken string) (json.RawMessage, error) {
+	tok, payload, c, err := verified(ctx, d.idTok, raw)
 	if err != nil {
 		return nil, err
+	}
+	if tok.AccessTokenHash != "" && accessToken != "" {
+		if err := tok.VerifyAccessToken(accessToken); err != nil {
+			return nil, fmt.Errorf("the access token does not match the id token's at_hash: %w", err)
+		}
 	}
 	if c.Subject == "" {
 		return nil, errors.New("id token has no sub")
@@ -98,7 +104,7 @@ func (e *accessCheckError) Error() string { return "token lacks scope " + e.miss
 // signature, iss, exp and nbf; we check aud against audience, iat when
 // present, and require_scopes against scp.
 func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
-	payload, c, err := verified(ctx, d.access, raw)
+	_, payload, c, err := verified(ctx, d.access, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -171,8 +171,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-		case "allow_remote", "sid_claim", "logout_requires_id_token":
-			flag := map[string]*bool{"allow_remote": &e.AllowRemote, "sid_claim": &e.SIDClaim, "logout_requires_id_token": &e.LogoutRequiresIDToken}[d.Val()]
+		case "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash":
+			flag := map[string]*bool{"allow_remote": &e.AllowRemote, "sid_claim": &e.SIDClaim, "logout_requires_id_token": &e.LogoutRequiresIDToken, "at_hash": &e.AtHash}[d.Val()]
 			*flag = true
 			if d.NextArg() {
 				return d.ArgErr()

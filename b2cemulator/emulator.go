@@ -91,6 +91,9 @@ type Emulator struct {
 	// by policy name. Default: every claim for sign-in and profile flows,
 	// only `oid` for password reset flows.
 	PolicyClaims map[string][]string `json:"policy_claims,omitempty"`
+	// Put at_hash (the access token's hash) in ID tokens that come with an
+	// access token. Default: off.
+	AtHash bool `json:"at_hash,omitempty"`
 	// The `sub` claim: "object_id" (default) or "not_supported", the legacy
 	// setting whose `sub` is the same constant for every user.
 	Subject string `json:"subject,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,16 +186,20 @@ func checkPKCE(g *grant, verifier string, spa bool) *b2cError {
 func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object, error) {
 	now := time.Now()
 	life := time.Duration(e.TokenLifetime)
-	idToken, err := e.sign(e.idTokenClaims(r, g, user, now))
+	var at string
+	aud, scp, hasAccess := accessAudience(g)
+	if hasAccess {
+		var err error
+		if at, err = e.sign(e.accessTokenClaims(r, g, user, now, aud, scp)); err != nil {
+			return nil, err
+		}
+	}
+	idToken, err := e.sign(e.idTokenClaims(r, g, user, now, at))
 	if err != nil {
 		return nil, err
 	}
 	var resp object
-	if aud, scp, ok := accessAudience(g); ok {
-		at, err := e.sign(e.accessTokenClaims(r, g, user, now, aud, scp))
-		if err != nil {
-			return nil, err
-		}
+	if hasAccess {
 		resp = append(resp,
 			member{"access_token", at},
 			member{"id_token", idToken},
@@ -286,6 +291,11 @@ func (e *Emulator) userClaims(u *User, policy string) object {
 	if !set {
 		return all
 	}
+	if u.IDP != "" && slices.Contains(wanted, "idp_access_token") {
+		// The social provider's access token, passed through as B2C's
+		// "Identity Provider Access Token" claim does.
+		all = append(all, member{"idp_access_token", "EAA" + hex.EncodeToString(randomBytes(24))})
+	}
 	var o object
 	for _, m := range all {
 		if slices.Contains(wanted, m.name) {
@@ -326,7 +336,7 @@ func (e *Emulator) policyMember(policy string) member {
 	return member{"tfp", policy}
 }
 
-func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Time) object {
+func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Time, accessToken string) object {
 	o := object{
 		{"exp", now.Add(time.Duration(e.TokenLifetime)).Unix()},
 		{"nbf", now.Unix()},
@@ -337,6 +347,11 @@ func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Ti
 	}
 	if g.nonce != "" {
 		o = append(o, member{"nonce", g.nonce})
+	}
+	if e.AtHash && accessToken != "" {
+		// at_hash: the left half of the access token's SHA-256, base64url.
+		sum := sha256.Sum256([]byte(accessToken))
+		o = append(o, member{"at_hash", base64.RawURLEncoding.EncodeToString(sum[:16])})
 	}
 	o = append(o, member{"iat", now.Unix()}, member{"auth_time", g.authTime.Unix()})
 	if e.SIDClaim && g.sid != "" {
