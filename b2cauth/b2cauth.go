@@ -47,8 +47,8 @@ func init() {
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
 //
-// tenant, authority, issuer, client_id, client_secret and cookie_secret
-// take {env.*} and {file.*} placeholders, resolved when the config is
+// tenant, authority, issuer, client_id, client_secret, cookie_secret,
+// audience and public_url take {env.*} and {file.*} placeholders, resolved when the config is
 // loaded; an unset one is an error that names the field.
 type Handler struct {
 	// The B2C tenant name: contoso means
@@ -229,6 +229,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.SessionLifetime == 0 {
 		h.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
+	}
+	for i, a := range h.Audience {
+		if h.Audience[i], err = resolve("audience", a); err != nil {
+			return err
+		}
 	}
 	if len(h.Audience) == 0 {
 		h.Audience = []string{h.ClientID}

@@ -29,6 +29,7 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	}{
 		"unset env":          {func(h *Handler) { h.ClientSecret = "{env.B2C_TEST_UNSET_VAR}" }, "client_secret:"},
 		"unset client_id":    {func(h *Handler) { h.ClientID = "{env.B2C_TEST_UNSET_VAR}" }, "client_id:"},
+		"unset audience":     {func(h *Handler) { h.Audience = []string{"{env.B2C_TEST_UNSET_VAR}"} }, "audience:"},
 		"short cookie key":   {func(h *Handler) { h.CookieSecret = []string{"{env.B2C_TEST_SHORT_KEY}"} }, "cookie_secret: secret 1 is 5 bytes"},
 		"two providers":      {func(h *Handler) { h.Issuer = "https://login.example.com" }, "give only one"},
 		"bad authority":      {func(h *Handler) { h.Tenant, h.Authority = "", "ftp://x" }, "authority:"},
@@ -51,6 +52,17 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	h.ClientSecret = "{env.B2C_TEST_SECRET}"
 	if err := provision(t, h); err != nil || h.clientSecret != "sup3r-s3cret-value" {
 		t.Errorf("env placeholder not resolved: %v", err)
+	}
+	t.Setenv("B2C_TEST_API_CLIENT", "api-client-id")
+	h = base()
+	h.Audience = []string{"{env.B2C_TEST_API_CLIENT}"}
+	if err := provision(t, h); err != nil || h.Audience[0] != "api-client-id" {
+		t.Errorf("audience placeholder not resolved: %v %v", err, h.Audience)
+	}
+	h = base()
+	h.ClientSecret = "{env.B2C_TEST_SECRET}"
+	if err := provision(t, h); err != nil {
+		t.Fatal(err)
 	}
 	if h.ClientSecret != "{env.B2C_TEST_SECRET}" {
 		t.Error("the configured value should stay the placeholder")

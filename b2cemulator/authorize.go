@@ -201,6 +201,15 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 	if len(req.scopes) == 0 {
 		return stop(e.respondError(w, req, errRequest("AADB2C90010", "The request does not contain a scope parameter.")))
 	}
+	for _, sc := range req.scopes {
+		switch {
+		case sc == "openid" || sc == "offline_access" || sc == "profile" || sc == "email" || sc == clientID:
+		default:
+			if api, _ := e.apiScope(sc); api == nil {
+				return stop(e.respondError(w, req, errRequest("AADB2C90117", fmt.Sprintf("The scope '%s' provided in the request is not supported.", sc))))
+			}
+		}
+	}
 	if !contains(req.scopes, "openid") {
 		return stop(e.respondError(w, req, errRequest("AADB2C90115", "When requesting the 'code' response_type, the scope parameter must include a resource or client ID for access tokens, and 'openid' for ID tokens. Additionally include 'offline_access' for refresh tokens.")))
 	}

@@ -101,6 +101,25 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Clients = append(e.Clients, c)
+		case "api":
+			a := API{}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("api: want <app id uri> [<client id>]")
+			}
+			a.AppIDURI = args[0]
+			if len(args) == 2 {
+				a.ClientID = args[1]
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "scopes":
+					a.Scopes = append(a.Scopes, d.RemainingArgs()...)
+				default:
+					return d.Errf("api: unknown subdirective %q", d.Val())
+				}
+			}
+			e.APIs = append(e.APIs, a)
 		case "user":
 			var u User
 			if !d.AllArgs(&u.Email, &u.Password) {

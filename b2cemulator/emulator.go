@@ -57,6 +57,10 @@ type Emulator struct {
 	// The registered applications. Default: one demo client,
 	// `DemoClientID` with no secret, whose redirect URIs are the demo's.
 	Clients []Client `json:"clients,omitempty"`
+	// The web APIs that expose scopes (App registrations → Expose an API).
+	// Default: one, https://<tenant>.onmicrosoft.com/api with demo.read
+	// and demo.write.
+	APIs []API `json:"apis,omitempty"`
 	// The accounts that exist at start ("Sign up now" adds more, in memory).
 	// Default: one demo user, whose credentials the sign-in page shows.
 	Users []User `json:"users,omitempty"`
@@ -124,6 +128,15 @@ type Client struct {
 	FrontChannelLogoutURI string `json:"front_channel_logout_uri,omitempty"`
 }
 
+// API is a web API registration: its App ID URI, its application (client)
+// ID, which its access tokens carry as `aud`, and the scopes it exposes. A
+// scope `<App ID URI>/<scope>` in a request asks for a token for it.
+type API struct {
+	AppIDURI string   `json:"app_id_uri"`
+	ClientID string   `json:"client_id,omitempty"` // default: derived from the App ID URI
+	Scopes   []string `json:"scopes"`
+}
+
 // User is a local account.
 type User struct {
 	Email    string `json:"email"`
@@ -184,6 +197,14 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	}
 	if len(e.Clients) == 0 {
 		e.Clients = []Client{{ClientID: DemoClientID, RedirectURIs: DemoRedirectURIs}}
+	}
+	if len(e.APIs) == 0 {
+		e.APIs = []API{{AppIDURI: "https://" + e.Tenant + ".onmicrosoft.com/api", Scopes: []string{"demo.read", "demo.write"}}}
+	}
+	for i := range e.APIs {
+		if a := &e.APIs[i]; a.ClientID == "" {
+			a.ClientID = derivedGUID("api:" + e.Tenant + ":" + a.AppIDURI)
+		}
 	}
 	for i := range e.Clients {
 		if c := &e.Clients[i]; c.Platform == "" {
@@ -288,6 +309,14 @@ func (e *Emulator) validate() error {
 			if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || pu.Fragment != "" {
 				return fmt.Errorf("client %s: front_channel_logout_uri %q is not an absolute http(s) URL", c.ClientID, u)
 			}
+		}
+	}
+	for _, a := range e.APIs {
+		if u, err := url.Parse(a.AppIDURI); err != nil || u.Scheme == "" || u.Host == "" || strings.HasSuffix(a.AppIDURI, "/") {
+			return fmt.Errorf("api: %q is not an App ID URI (https://<tenant>.onmicrosoft.com/<name>)", a.AppIDURI)
+		}
+		if len(a.Scopes) == 0 {
+			return fmt.Errorf("api %s: scopes are required", a.AppIDURI)
 		}
 	}
 	users := map[string]bool{}

@@ -320,10 +320,13 @@ func TestSignInCodeAndRefresh(t *testing.T) {
 }
 
 func TestAccessTokenForAPIScope(t *testing.T) {
-	c := startEmulator(t, "")
-	scope := "https://contoso.onmicrosoft.com/api/demo.read offline_access openid"
+	const apiClient = "a0b1c2d3-0000-4000-8000-00000000a0a1"
+	c := startEmulator(t, "api https://contoso.onmicrosoft.com/tasks "+apiClient+" {\n\t\t\tscopes tasks.read\n\t\t}")
+	scope := "https://contoso.onmicrosoft.com/tasks/tasks.read offline_access openid"
 	q := c.signIn(c.authorizeURL("B2C_1_susi", url.Values{"scope": {scope}}), "ada@contoso.example", "Passw0rd!")
-	status, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	form := codeForm(q.Get("code"))
+	form.Set("client_info", "1") // as MSAL sends it
+	status, body := c.redeem("B2C_1_susi", form)
 	if status != http.StatusOK || body["access_token"] == nil || body["expires_in"] == nil {
 		t.Fatalf("token: %d %v", status, body)
 	}
@@ -331,8 +334,21 @@ func TestAccessTokenForAPIScope(t *testing.T) {
 	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(at, ".")[1])
 	var claims map[string]any
 	_ = json.Unmarshal(payload, &claims)
-	if claims["aud"] != "api" || claims["scp"] != "demo.read" || claims["azp"] != secretClient {
-		t.Errorf("access token claims %v", claims)
+	// As B2C: the audience is the API application's client ID, not its URI.
+	if claims["aud"] != apiClient || claims["scp"] != "tasks.read" || claims["azp"] != secretClient || body["resource"] != apiClient {
+		t.Errorf("access token claims %v, resource %v", claims, body["resource"])
+	}
+	// client_info, from which MSAL makes the account ID.
+	raw, _ := base64.RawURLEncoding.DecodeString(fmt.Sprint(body["client_info"]))
+	var info map[string]string
+	if json.Unmarshal(raw, &info) != nil || info["uid"] != claims["oid"].(string)+"-b2c_1_susi" || info["utid"] != "0d5a8b3c-1111-4222-8333-944455556666" {
+		t.Errorf("client_info %q", raw)
+	}
+	// A scope that no API exposes: AADB2C90117, back to the client.
+	c.b = testcaddy.NewBrowser(t)
+	resp := c.b.Get(c.authorizeURL("B2C_1_susi", url.Values{"scope": {"openid https://contoso.onmicrosoft.com/tasks/tasks.delete"}}))
+	if q := c.callbackParams(resp); !strings.HasPrefix(q.Get("error_description"), "AADB2C90117: ") {
+		t.Errorf("unexposed scope: %v", q)
 	}
 }
 

@@ -187,7 +187,7 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 	now := time.Now()
 	life := time.Duration(e.TokenLifetime)
 	var at string
-	aud, scp, hasAccess := accessAudience(g)
+	aud, scp, hasAccess := e.accessAudience(g)
 	if hasAccess {
 		var err error
 		if at, err = e.sign(e.accessTokenClaims(r, g, user, now, aud, scp)); err != nil {
@@ -216,6 +216,11 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 			member{"not_before", now.Unix()},
 		)
 	}
+	if r.PostForm.Get("client_info") == "1" {
+		// What MSAL builds its account ID from: <oid>-<policy>.<tenant id>.
+		info, _ := json.Marshal(object{{"uid", user.ObjectID + "-" + strings.ToLower(g.policy)}, {"utid", e.TenantID}})
+		resp = append(resp, member{"client_info", base64.RawURLEncoding.EncodeToString(info)})
+	}
 	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", cmp.Or(user.IDP, "LocalAccount")}})
 	resp = append(resp,
 		member{"id_token_expires_in", int64(life.Seconds())},
@@ -240,33 +245,43 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 }
 
 // accessAudience tells whether the grant's scopes ask for an access token,
-// and for which audience and scopes. The client's own ID gives a token for
-// the client itself; `https://<tenant>.onmicrosoft.com/<api>/<scope>` one
-// for that API.
-func accessAudience(g *grant) (aud string, scp []string, ok bool) {
+// and for which audience and scopes: the client's own ID gives a token for
+// the client itself; `<App ID URI>/<scope>` one for that API, whose client
+// ID is the audience, as B2C does. (checkScopes refused any other scope.)
+func (e *Emulator) accessAudience(g *grant) (aud string, scp []string, ok bool) {
 	for _, s := range g.scopes {
 		if s == g.clientID {
-			aud, ok = g.clientID, true
+			if aud == "" {
+				aud = g.clientID
+			}
+			ok = true
 			continue
 		}
-		u, err := url.Parse(s)
-		if err != nil || u.Scheme == "" {
-			continue
+		if api, scope := e.apiScope(s); api != nil {
+			if aud == "" || aud == g.clientID {
+				aud = api.ClientID
+			}
+			if api.ClientID == aud {
+				scp = append(scp, scope)
+			}
+			ok = true
 		}
-		parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-		if len(parts) < 2 {
-			continue
-		}
-		api := strings.Join(parts[:len(parts)-1], "/")
-		if aud == "" || aud == g.clientID {
-			aud = api
-		}
-		if api == aud {
-			scp = append(scp, parts[len(parts)-1])
-		}
-		ok = true
 	}
 	return aud, scp, ok
+}
+
+// apiScope finds the API that exposes a scope `<App ID URI>/<scope>`.
+func (e *Emulator) apiScope(s string) (*API, string) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return nil, ""
+	}
+	for k := range e.APIs {
+		if a := &e.APIs[k]; strings.EqualFold(a.AppIDURI, s[:i]) && slices.Contains(a.Scopes, s[i+1:]) {
+			return a, s[i+1:]
+		}
+	}
+	return nil, ""
 }
 
 // userClaims are the claims a policy's tokens carry about the user, in
