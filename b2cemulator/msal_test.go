@@ -1,0 +1,218 @@
+package b2cemulator_test
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// Microsoft's own client libraries, which nobody here wrote, sign in
+// against the emulator as against a B2C custom domain: over HTTPS (MSAL
+// refuses http authorities), with validate_authority=False (Python) or
+// knownAuthorities (Node).
+
+const (
+	msalClient = "5c0ffee5-1111-4222-8333-944455550001"
+	msalSecret = "msal-s3cret"
+	msalAPI    = "a0b1c2d3-0000-4000-8000-00000000a0a1"
+	msalReturn = "http://localhost:9999/msal"
+)
+
+// needClient finds a client program, or skips outside CI and fails under it.
+func needClient(t *testing.T, what, install string, path ...string) {
+	t.Helper()
+	for _, p := range path {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is required under CI (%s): %v", what, install, err)
+			}
+			t.Skipf("%s not installed (%s); CI runs this test", what, install)
+		}
+	}
+}
+
+// httpsEmulator starts the emulator on HTTPS, with a certificate from a
+// CA made for the test, and returns its origin, the CA's file and a client
+// that trusts it.
+func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
+	dir := t.TempDir()
+	caFile, certFile, keyFile := testCA(t, dir)
+	port := testcaddy.FreePort(t)
+	origin = fmt.Sprintf("https://127.0.0.1:%d", port)
+	testcaddy.Start(t, testcaddy.Globals(dir)+fmt.Sprintf(`
+%s {
+	tls %s %s
+	b2c_emulator {
+		tenant_id 0d5a8b3c-1111-4222-8333-944455556666
+		client %s %s {
+			redirect_uri %s
+		}
+		api https://contoso.onmicrosoft.com/tasks %s {
+			scopes tasks.read
+		}
+		user ada@contoso.example Passw0rd! {
+			name "Ada Lovelace"
+		}
+	}
+}
+`, origin, certFile, keyFile, msalClient, msalSecret, msalReturn, msalAPI))
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	return origin, caFile, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// testCA writes a CA and a certificate it signed for 127.0.0.1.
+func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	write := func(name, kind string, der []byte) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "caddy-b2c test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(leafKey)
+	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", leafDER), write("key.pem", "PRIVATE KEY", keyDER)
+}
+
+// msalResult is what the client scripts print at the end.
+type msalResult struct {
+	Error            string         `json:"error"`
+	ErrorDescription string         `json:"error_description"`
+	IDTokenClaims    map[string]any `json:"id_token_claims"`
+	AccessToken      string         `json:"access_token"`
+	HomeAccountID    string         `json:"home_account_id"`
+}
+
+// runMSAL runs a client script: it prints the authorize URL, the test signs
+// in there like a browser, hands the script the redirect URL, and returns
+// what the library made of it.
+func runMSAL(t *testing.T, cmd *exec.Cmd, browser *http.Client) msalResult {
+	t.Helper()
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	lines.Buffer(make([]byte, 1<<20), 1<<20)
+	var start struct {
+		AuthURI string `json:"auth_uri"`
+	}
+	if !lines.Scan() || json.Unmarshal(lines.Bytes(), &start) != nil || start.AuthURI == "" {
+		t.Fatalf("no authorize URL from the client: %q %v", lines.Text(), lines.Err())
+	}
+
+	b := testcaddy.NewBrowser(t)
+	b.Client.Transport = browser.Transport
+	page := b.Get(start.AuthURI)
+	if !strings.Contains(page.Body, `id="localAccountForm"`) {
+		t.Fatalf("authorize URL %s: %d\n%s", start.AuthURI, page.StatusCode, page.Body)
+	}
+	done := b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	back := done.Header.Get("Location")
+	if !strings.HasPrefix(back, msalReturn+"?") {
+		t.Fatalf("the emulator sent the browser to %q", back)
+	}
+	_, _ = io.WriteString(stdin, back+"\n")
+	var res msalResult
+	if !lines.Scan() || json.Unmarshal(lines.Bytes(), &res) != nil {
+		t.Fatalf("no result from the client: %q %v", lines.Text(), lines.Err())
+	}
+	return res
+}
+
+// checkMSALResult asserts what a B2C app gets from MSAL: no error, the
+// user's claims, an access token for the API (its client ID as aud), and
+// an account ID built from client_info.
+func checkMSALResult(t *testing.T, res msalResult) {
+	t.Helper()
+	if res.Error != "" {
+		t.Fatalf("MSAL error %s: %s", res.Error, res.ErrorDescription)
+	}
+	oid, _ := res.IDTokenClaims["oid"].(string)
+	if oid == "" || res.IDTokenClaims["name"] != "Ada Lovelace" || res.IDTokenClaims["tfp"] != "B2C_1_susi" {
+		t.Errorf("ID token claims %v", res.IDTokenClaims)
+	}
+	parts := strings.Split(res.AccessToken, ".")
+	var at map[string]any
+	if len(parts) == 3 {
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		_ = json.Unmarshal(payload, &at)
+	}
+	if at["aud"] != msalAPI || at["scp"] != "tasks.read" {
+		t.Errorf("access token claims %v", at)
+	}
+	// MSAL's account ID is <uid>.<utid> from client_info: for B2C
+	// <oid>-<policy>.<tenant id>. Without client_info it falls back to sub.
+	if want := oid + "-b2c_1_susi.0d5a8b3c-1111-4222-8333-944455556666"; res.HomeAccountID != want {
+		t.Errorf("account ID %q, want %q (from client_info)", res.HomeAccountID, want)
+	}
+}
+
+func TestMSALPython(t *testing.T) {
+	needClient(t, "python3-msal", "apt-get install python3-msal", "/usr/lib/python3/dist-packages/msal")
+	origin, ca, client := httpsEmulator(t)
+	cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "testdata", "msal", "msal_python.py"),
+		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, msalReturn, "https://contoso.onmicrosoft.com/tasks/tasks.read")
+	cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+ca)
+	checkMSALResult(t, runMSAL(t, cmd, client))
+}
+
+func TestMSALNode(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "msal")
+	needClient(t, "@azure/msal-node", "cd testdata/msal && npm ci", filepath.Join(dir, "node_modules", "@azure", "msal-node"))
+	origin, ca, client := httpsEmulator(t)
+	cmd := exec.Command("node", "msal_node.mjs",
+		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, msalReturn, "openid offline_access https://contoso.onmicrosoft.com/tasks/tasks.read")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
+	checkMSALResult(t, runMSAL(t, cmd, client))
+}

@@ -1,0 +1,26 @@
+// Signs in with Microsoft's MSAL for Node (@azure/msal-node, from npm)
+// against a B2C authority, driven by a Go test: prints {"auth_uri": ...},
+// reads the redirect URL the browser ended at, prints what MSAL made of it.
+import { ConfidentialClientApplication, CryptoProvider } from "@azure/msal-node";
+import { createInterface } from "node:readline";
+
+const [authority, clientId, clientSecret, redirectUri, scopes] = process.argv.slice(2);
+const app = new ConfidentialClientApplication({
+  auth: { clientId, clientSecret, authority, knownAuthorities: [new URL(authority).host] },
+});
+const { verifier, challenge } = await new CryptoProvider().generatePkceCodes();
+const request = { scopes: scopes.split(" "), redirectUri };
+const authUri = await app.getAuthCodeUrl({ ...request, codeChallenge: challenge, codeChallengeMethod: "S256", state: "msal-node-state" });
+console.log(JSON.stringify({ auth_uri: authUri }));
+
+const lines = createInterface({ input: process.stdin });
+const redirected = new URL((await lines[Symbol.asyncIterator]().next()).value);
+lines.close();
+let out;
+try {
+  const result = await app.acquireTokenByCode({ ...request, code: redirected.searchParams.get("code"), codeVerifier: verifier });
+  out = { id_token_claims: result.idTokenClaims, access_token: result.accessToken, home_account_id: result.account?.homeAccountId };
+} catch (e) {
+  out = { error: e.errorCode || String(e), error_description: e.errorMessage || e.message };
+}
+console.log(JSON.stringify(out));

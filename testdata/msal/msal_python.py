@@ -1,0 +1,26 @@
+"""Signs in with Microsoft's MSAL for Python (Debian's python3-msal) against
+a B2C authority, driven by a Go test: prints {"auth_uri": ...}, reads the
+redirect URL the browser ended at, prints what MSAL made of it."""
+import json
+import sys
+from urllib.parse import parse_qs, urlparse
+
+import msal
+
+authority, client_id, secret, redirect_uri, scopes = sys.argv[1:6]
+app = msal.ConfidentialClientApplication(
+    client_id, authority=authority, client_credential=secret, validate_authority=False)
+flow = app.initiate_auth_code_flow(scopes.split(), redirect_uri=redirect_uri)
+print(json.dumps({"auth_uri": flow["auth_uri"]}), flush=True)
+
+redirected = sys.stdin.readline().strip()
+params = {k: v[0] for k, v in parse_qs(urlparse(redirected).query).items()}
+result = app.acquire_token_by_auth_code_flow(flow, params)
+accounts = app.get_accounts()
+print(json.dumps({
+    "error": result.get("error"),
+    "error_description": result.get("error_description"),
+    "id_token_claims": result.get("id_token_claims"),
+    "access_token": result.get("access_token"),
+    "home_account_id": accounts[0]["home_account_id"] if accounts else None,
+}), flush=True)
