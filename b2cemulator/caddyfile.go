@@ -159,15 +159,16 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Users = append(e.Users, u)
-		case "token_lifetime":
+		case "token_lifetime", "refresh_token_lifetime":
+			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
 			}
 			dur, err := caddy.ParseDuration(d.Val())
 			if err != nil {
-				return d.Errf("token_lifetime: %v", err)
+				return d.Errf("%s: %v", name, err)
 			}
-			e.TokenLifetime = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime}[name] = caddy.Duration(dur)
 			if d.NextArg() {
 				return d.ArgErr()
 			}

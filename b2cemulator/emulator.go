@@ -66,6 +66,10 @@ type Emulator struct {
 	Users []User `json:"users,omitempty"`
 	// How long ID and access tokens live. Default: 1h.
 	TokenLifetime caddy.Duration `json:"token_lifetime,omitempty"`
+	// How long a refresh token may be redeemed (B2C's "Refresh token
+	// lifetime"); after it, AADB2C90080. Single-page apps' live 24h
+	// whatever this says. Default: 14 days.
+	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
 	// The issuer's form: "tenant_id" (default;
 	// `<origin>/<tenant GUID>/v2.0/`) or "tfp"
 	// (`<origin>/tfp/<tenant GUID>/<policy>/v2.0/`).
@@ -226,6 +230,9 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	if e.TokenLifetime == 0 {
 		e.TokenLifetime = caddy.Duration(time.Hour)
 	}
+	if e.RefreshTokenLifetime == 0 {
+		e.RefreshTokenLifetime = caddy.Duration(DefaultRefreshTokenLifetime)
+	}
 	if e.IssuerForm == "" {
 		e.IssuerForm = "tenant_id"
 	}
@@ -337,6 +344,9 @@ func (e *Emulator) validate() error {
 	}
 	if time.Duration(e.TokenLifetime) < time.Minute || time.Duration(e.TokenLifetime) > 24*time.Hour {
 		return fmt.Errorf("token_lifetime: %s is outside 1m..24h", time.Duration(e.TokenLifetime))
+	}
+	if e.RefreshTokenLifetime < caddy.Duration(time.Second) || time.Duration(e.RefreshTokenLifetime) > 90*24*time.Hour {
+		return fmt.Errorf("refresh_token_lifetime: %s is outside 1s..90 days", time.Duration(e.RefreshTokenLifetime))
 	}
 	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -757,5 +758,63 @@ func TestSinglePageAppCORS(t *testing.T) {
 	resp.Body.Close()
 	if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("metadata CORS: %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+// TestRefreshTokensExpireAndAreRevokedByAReset: B2C's refresh token
+// failures, which a relying party must treat as "signed out": AADB2C90080
+// past the refresh token lifetime, AADB2C90129 after a password reset.
+func TestRefreshTokensExpireAndAreRevokedByAReset(t *testing.T) {
+	refresh := func(c *rp, rt string) (int, map[string]any) {
+		return c.redeem("B2C_1_susi", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {secretClient}, "client_secret": {"s3cret"}, "scope": {"openid offline_access"}})
+	}
+	signedIn := func(c *rp) string {
+		q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+		_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+		return body["refresh_token"].(string)
+	}
+
+	c := startEmulator(t, "refresh_token_lifetime 1s")
+	rt := signedIn(c)
+	if status, body := refresh(c, rt); status != http.StatusOK || body["refresh_token"] == rt {
+		t.Fatalf("a fresh refresh token: %d, rotated %v", status, body["refresh_token"] != rt)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		status, body := refresh(c, rt)
+		if status == http.StatusBadRequest && errorCode(t, body) == "AADB2C90080" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("past its lifetime: %d %v, want AADB2C90080", status, body)
+		}
+		<-tick.C
+	}
+
+	c = startEmulator(t, "")
+	rt = signedIn(c)
+	reset := c.b.Get(c.authorizeURL("B2C_1_reset", nil))
+	c.callbackParams(c.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}))
+	if status, body := refresh(c, rt); status != http.StatusBadRequest || errorCode(t, body) != "AADB2C90129" {
+		t.Errorf("after a password reset: %d %v, want AADB2C90129", status, body)
+	}
+}
+
+// TestWebAppsHaveASecret: a Web registration is a confidential client.
+func TestWebAppsHaveASecret(t *testing.T) {
+	for name, c := range map[string]b2cemulator.Client{
+		"web without secret": {ClientID: "a", Platform: "web"},
+		"spa with secret":    {ClientID: "b", Platform: "spa", Secret: "x"},
+		"unknown platform":   {ClientID: "c", Platform: "tv"},
+	} {
+		e := &b2cemulator.Emulator{Clients: []b2cemulator.Client{c}}
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := e.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "platform") {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

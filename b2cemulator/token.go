@@ -19,8 +19,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
-// refreshLifetime is B2C's default refresh token lifetime (14 days).
-const refreshLifetime = 14 * 24 * time.Hour
+// DefaultRefreshTokenLifetime is B2C's default refresh token lifetime (14 days).
+const DefaultRefreshTokenLifetime = 14 * 24 * time.Hour
 
 // spaRefreshLifetime is a single-page app's refresh token lifetime, always
 // 24 hours (tokens-overview).
@@ -228,7 +228,7 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		member{"scope", strings.Join(g.scopes, " ")},
 	)
 	if contains(g.scopes, "offline_access") {
-		lifetime := refreshLifetime
+		lifetime := time.Duration(e.RefreshTokenLifetime)
 		if c := e.client(g.clientID); c != nil && c.Platform == "spa" {
 			lifetime = spaRefreshLifetime
 		}
