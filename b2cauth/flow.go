@@ -1,13 +1,11 @@
 package b2cauth
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -465,81 +463,4 @@ func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return json.NewEncoder(w).Encode(id.me())
-}
-
-// refresh answers /.auth/refresh: it renews the session's tokens with its
-// refresh token, against the policy that issued them.
-func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
-	w.Header().Set("Cache-Control", "no-store")
-	id := h.readSession(nil, r)
-	if id == nil || id.session.RefreshToken == "" {
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
-	}
-	s, err := h.renew(r.Context(), id)
-	if err != nil {
-		if errors.Is(err, errUnavailable) {
-			return h.unavailable(w, r, err)
-		}
-		h.logger.Info("token refresh refused", zap.String("user_id", id.id), zap.Error(err))
-		if grantRefused(err) {
-			// The provider no longer backs the session (AADB2C90129 revoked,
-			// 90080 expired, 90128 account deleted): end it here too.
-			h.endRefusedSession(w, r, id)
-			return h.fail(w, r, http.StatusUnauthorized, "Signed out", "The identity provider ended this session. Sign in again.", err)
-		}
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The identity provider refused to renew the session.", err)
-	}
-	if err := h.writeSession(w, r, s); err != nil {
-		return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The session is too large to keep in cookies.", err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// renew redeems a session's refresh token against the policy that issued
-// it and returns the same session with the new tokens. The new ID token
-// must pass every check and name the same user.
-func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
-	p, policy := h.provider(id.session.Policy)
-	d, err := p.get(ctx)
-	if err != nil {
-		return nil, err
-	}
-	tr, err := h.redeem(ctx, d, url.Values{
-		"grant_type":    {"refresh_token"},
-		"refresh_token": {id.session.RefreshToken},
-		"scope":         {strings.Join(h.Scopes, " ")},
-	})
-	if err != nil {
-		return nil, err
-	}
-	payload, err := h.verifyIDToken(ctx, d, tr.IDToken, "", tr.AccessToken)
-	if err != nil {
-		return nil, fmt.Errorf("renewed id token refused: %w", err)
-	}
-	if nid, ok := h.identity(payload); !ok || nid.id != id.id {
-		return nil, errors.New("the renewed token names another user")
-	}
-	s := h.newSession(tr, policy)
-	s.ID, s.Issued, s.Expires = id.session.ID, id.session.Issued, id.session.Expires // the same session, renewed
-	if s.RefreshToken == "" {
-		s.RefreshToken = id.session.RefreshToken
-	}
-	return s, nil
-}
-
-// grantRefused tells whether the provider refused a refresh token for good
-// (invalid_grant), as opposed to a passing failure.
-func grantRefused(err error) bool {
-	var pe *providerError
-	return errors.As(err, &pe) && pe.Code == "invalid_grant"
-}
-
-// endRefusedSession ends a session whose refresh token the provider
-// refused: the cookie goes, and so does every copy of it.
-func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity) {
-	clearSession(w, r)
-	if err := h.revoke(r.Context(), id, false); err != nil {
-		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
-	}
 }

@@ -146,8 +146,11 @@ func (h *Handler) logoutReturn(w http.ResponseWriter, r *http.Request, state str
 			}
 		}
 	}
-	return renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+	return renderPage(w, http.StatusOK, signedOutPage)
 }
+
+// signedOutPage says the user has signed out.
+var signedOutPage = pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"}
 
 // frontChannelLogout is what the provider loads, in a hidden iframe of its
 // sign-out page, to end this site's sessions of a provider session: GET
@@ -191,7 +194,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 	}
 	clearSession(w, r) // in case the browser sent it after all
 	h.logger.Info("front-channel logout")
-	return renderPage(w, http.StatusOK, pageData{Title: "Signed out", Message: "You have signed out.", Link: "/", LinkText: "Home"})
+	return renderPage(w, http.StatusOK, signedOutPage)
 }
 
 // isOurIssuer tells whether iss is the issuer of one of the configured
