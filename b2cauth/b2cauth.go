@@ -72,7 +72,9 @@ type Handler struct {
 
 	// The application (client) ID. Required.
 	ClientID string `json:"client_id,omitempty"`
-	// The client secret. Without it the client is public and relies on PKCE.
+	// The client secret. A Web app registration needs it (B2C answers
+	// AADB2C90079 without it); a mobile and desktop registration is a
+	// public client, without one, and relies on PKCE.
 	ClientSecret string `json:"client_secret,omitempty"`
 	// The scopes asked for. Default: openid offline_access with B2C;
 	// openid profile email with issuer.
