@@ -61,6 +61,14 @@ type Handler struct {
 	// Any OpenID Connect issuer; the metadata is at
 	// <issuer>/.well-known/openid-configuration. No policies.
 	Issuer string `json:"issuer,omitempty"`
+	// A Microsoft Entra External ID tenant: its subdomain (contoso means
+	// https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0) or its
+	// tenant ID. No policies.
+	ExternalID string `json:"external_id,omitempty"`
+	// With a multi-tenant Entra ID issuer (…/organizations/v2.0 or
+	// …/common/v2.0): the tenant IDs whose users are admitted, or * for
+	// any. Each token's iss must be the issuer of its own tid.
+	Tenants []string `json:"tenants,omitempty"`
 
 	// The sign-up/sign-in user flow. Required with tenant or authority.
 	Policy string `json:"policy,omitempty"`
@@ -178,7 +186,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
 		if *f.v, err = resolve(f.name, *f.v); err != nil {
 			return err
 		}
@@ -224,9 +232,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.ResponseMode = "query"
 	}
 	if len(h.Scopes) == 0 {
-		h.Scopes = []string{"openid", "offline_access"}
-		if h.Issuer != "" {
+		switch {
+		case h.Issuer != "":
 			h.Scopes = []string{"openid", "profile", "email"}
+		case h.ExternalID != "":
+			h.Scopes = []string{"openid", "profile", "email", "offline_access"}
+		default:
+			h.Scopes = []string{"openid", "offline_access"}
 		}
 	}
 	if h.SessionLifetime == 0 {
@@ -258,12 +270,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	// A session is bound to its provider and client: another configuration's
 	// cookie, even sealed with the same key, does not open here.
-	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ClientID))
+	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ExternalID + "|" + h.ClientID))
 	h.sessionPurpose = "b2c_session|" + hex.EncodeToString(sum[:8])
 
 	h.providers = map[string]*provider{}
 	for _, p := range h.policies() {
-		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, client: h.httpClient, now: func() time.Time { return h.now() }}
+		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
 	}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
@@ -290,19 +302,30 @@ func (h *Handler) Cleanup() error {
 // field. The Caddyfile parser runs it too, so `caddy adapt` reports them.
 func (h *Handler) checkConfig() error {
 	n := 0
-	for _, v := range []string{h.Tenant, h.Authority, h.Issuer} {
+	for _, v := range []string{h.Tenant, h.Authority, h.Issuer, h.ExternalID} {
 		if v != "" {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		return errors.New("tenant, authority or issuer: one is required")
+		return errors.New("tenant, authority, issuer or external_id: one is required")
 	case n > 1:
-		return errors.New("tenant, authority, issuer: give only one")
+		return errors.New("tenant, authority, issuer, external_id: give only one")
 	}
 	if h.Tenant != "" && !hasPlaceholder(h.Tenant) && !validTenant(h.Tenant) {
 		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", h.Tenant)
+	}
+	if h.ExternalID != "" && !hasPlaceholder(h.ExternalID) && !validTenant(h.ExternalID) {
+		return fmt.Errorf("external_id: %q is neither a tenant subdomain (contoso for contoso.ciamlogin.com) nor a tenant ID", h.ExternalID)
+	}
+	for _, t := range h.Tenants {
+		if t != "*" && !hasPlaceholder(t) && !guidPattern.MatchString(strings.ToLower(t)) {
+			return fmt.Errorf("tenants: %q is neither a tenant ID (GUID) nor *", t)
+		}
+	}
+	if h.Issuer != "" && !hasPlaceholder(h.Issuer) && multiTenantIssuer(h.Issuer) && len(h.Tenants) == 0 {
+		return errors.New("tenants: required with a multi-tenant issuer (organizations or common): list the tenant IDs to admit, or *")
 	}
 	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer, "public_url": h.PublicURL} {
 		if v == "" || hasPlaceholder(v) {
@@ -316,11 +339,12 @@ func (h *Handler) checkConfig() error {
 	if u, err := url.Parse(h.Authority); h.Authority != "" && err == nil && strings.EqualFold(u.Hostname(), "login.microsoftonline.com") {
 		return fmt.Errorf("authority: login.microsoftonline.com stopped serving B2C on 2020-12-04; use https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com (or the tenant directive)")
 	}
-	if h.Issuer == "" && h.Policy == "" {
+	noPolicies := h.Issuer != "" || h.ExternalID != ""
+	if !noPolicies && h.Policy == "" {
 		return errors.New("policy: required with tenant or authority")
 	}
-	if h.Issuer != "" && (h.Policy != "" || h.PasswordResetPolicy != "" || h.ProfileEditPolicy != "") {
-		return errors.New("policy: issuer mode has no policies")
+	if noPolicies && (h.Policy != "" || h.PasswordResetPolicy != "" || h.ProfileEditPolicy != "") {
+		return errors.New("policy: issuer and external_id have no policies (user flows are chosen by the application registration)")
 	}
 	for field, v := range map[string]string{"policy": h.Policy, "password_reset_policy": h.PasswordResetPolicy, "profile_edit_policy": h.ProfileEditPolicy} {
 		if strings.ContainsAny(v, "/?#&% ") {
@@ -387,9 +411,10 @@ func validTenant(t string) bool {
 	return true
 }
 
-// policies lists the configured user flows; [""] in issuer mode.
+// policies lists the configured user flows; [""] with issuer or
+// external_id, which have none.
 func (h *Handler) policies() []string {
-	if h.Issuer != "" {
+	if h.Issuer != "" || h.ExternalID != "" {
 		return []string{""}
 	}
 	out := []string{h.Policy}
@@ -406,6 +431,14 @@ func (h *Handler) metadataURL(policy string) string {
 	switch {
 	case h.Issuer != "":
 		return strings.TrimSuffix(h.Issuer, "/") + "/.well-known/openid-configuration"
+	case h.ExternalID != "":
+		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or
+		// name.onmicrosoft.com>/v2.0; a tenant ID is also its host label.
+		t := strings.ToLower(h.ExternalID)
+		if guidPattern.MatchString(t) {
+			return "https://" + t + ".ciamlogin.com/" + t + "/v2.0/.well-known/openid-configuration"
+		}
+		return "https://" + t + ".ciamlogin.com/" + t + ".onmicrosoft.com/v2.0/.well-known/openid-configuration"
 	case h.Tenant != "":
 		t := strings.ToLower(h.Tenant)
 		return "https://" + t + ".b2clogin.com/" + t + ".onmicrosoft.com/" + policy + "/v2.0/.well-known/openid-configuration"
@@ -420,8 +453,8 @@ func (h *Handler) provider(policy string) (*provider, string) {
 	if p, ok := h.providers[strings.ToLower(policy)]; ok {
 		return p, policy
 	}
-	if h.Issuer != "" {
-		return h.providers[""], ""
+	if p, ok := h.providers[""]; ok {
+		return p, ""
 	}
 	return h.providers[strings.ToLower(h.Policy)], h.Policy
 }

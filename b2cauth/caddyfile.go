@@ -25,6 +25,8 @@ func init() {
 //	    tenant    <name>
 //	    authority <url>
 //	    issuer    <url>
+//	    external_id <tenant subdomain or ID>
+//	    tenants <tenant ID...>|*
 //	    policy                <user flow>
 //	    password_reset_policy <user flow>
 //	    profile_edit_policy   <user flow>
@@ -110,6 +112,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = one(&h.Authority)
 		case "issuer":
 			err = one(&h.Issuer)
+		case "external_id":
+			err = one(&h.ExternalID)
+		case "tenants":
+			err = many(&h.Tenants)
 		case "policy":
 			err = one(&h.Policy)
 		case "password_reset_policy":

@@ -33,7 +33,7 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 		"short cookie key":   {func(h *Handler) { h.CookieSecret = []string{"{env.B2C_TEST_SHORT_KEY}"} }, "cookie_secret: secret 1 is 5 bytes"},
 		"two providers":      {func(h *Handler) { h.Issuer = "https://login.example.com" }, "give only one"},
 		"bad authority":      {func(h *Handler) { h.Tenant, h.Authority = "", "ftp://x" }, "authority:"},
-		"policy with issuer": {func(h *Handler) { h.Tenant, h.Issuer = "", "https://login.example.com" }, "issuer mode has no policies"},
+		"policy with issuer": {func(h *Handler) { h.Tenant, h.Issuer = "", "https://login.example.com" }, "issuer and external_id have no policies"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -271,6 +271,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, errUnavailable) {
 			return h.unavailable(w, r, err)
 		}
+		var te *tenantError
+		if errors.As(err, &te) {
+			return h.fail(w, r, http.StatusForbidden, "Access denied", "Accounts of your organization are not admitted to this site.", err)
+		}
 		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token did not pass its checks.", err)
 	}
 	if h.PasswordResetPolicy != "" && strings.EqualFold(f.Policy, h.PasswordResetPolicy) && !strings.EqualFold(f.Policy, h.Policy) {
@@ -301,8 +305,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 
 // providerErrorReply handles an error from the provider. AADB2C90118
 // (forgot password) starts the password reset policy; AADB2C90091, and
-// AADB2C90273 with access_denied (cancelled at a social provider), go back
-// where the user started; any other (AADB2C90273 with server_error is a
+// AADB2C90273 or AADSTS65004 with access_denied (cancelled at a social
+// provider, consent declined), go back where the user started; any other (AADB2C90273 with server_error is a
 // social provider that failed) is a 401 page that names the code.
 func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *providerError) error {
 	code := b2cCode(pe.Description)
@@ -312,7 +316,8 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 		if h.PasswordResetPolicy != "" {
 			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return)
 		}
-	case "AADB2C90091", "AADB2C90273":
+	case "AADB2C90091", "AADB2C90273", "AADSTS65004":
+		// AADSTS65004: the user declined to consent (Entra ID, External ID).
 		if code == "AADB2C90091" || pe.Code == "access_denied" {
 			http.Redirect(w, r, f.Return, http.StatusFound)
 			return nil

@@ -51,6 +51,7 @@ var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 type provider struct {
 	metadataURL string
 	clientID    string
+	tenants     []string // admitted tenants, for a template issuer
 	client      *http.Client
 	now         func() time.Time
 
@@ -66,10 +67,9 @@ type provider struct {
 
 // discovered is a provider once its metadata is known.
 type discovered struct {
-	meta   metadata
-	keys   *keySet
-	idTok  *oidc.IDTokenVerifier // checks aud against the client ID
-	access *oidc.IDTokenVerifier // leaves aud to the caller
+	meta      metadata
+	keys      *keySet
+	verifiers *issuerVerifiers
 }
 
 const (
@@ -183,12 +183,21 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, now: p.now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
 	// The verifiers' clock runs a little behind, which allows for skew on exp.
 	skewedNow := func() time.Time { return p.now().Add(-clockSkew) }
-	return &discovered{
-		meta:   m,
-		keys:   keys,
-		idTok:  oidc.NewVerifier(m.Issuer, keys, &oidc.Config{ClientID: p.clientID, SupportedSigningAlgs: algs, Now: skewedNow}),
-		access: oidc.NewVerifier(m.Issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: skewedNow}),
-	}, nil
+	v := &issuerVerifiers{tenants: p.tenants, byTenant: map[string]*verifierPair{}, make: func(issuer string) *verifierPair {
+		return &verifierPair{
+			id:     oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: p.clientID, SupportedSigningAlgs: algs, Now: skewedNow}),
+			access: oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: skewedNow}),
+		}
+	}}
+	if strings.Contains(m.Issuer, tenantPlaceholder) {
+		if len(p.tenants) == 0 {
+			return nil, fmt.Errorf("metadata issuer %q is a multi-tenant template: set tenants (tenant IDs, or *)", m.Issuer)
+		}
+		v.template = m.Issuer
+	} else {
+		v.fixed = v.make(m.Issuer)
+	}
+	return &discovered{meta: m, keys: keys, verifiers: v}, nil
 }
 
 // checkEndpoint requires an absolute https URL (http only when the metadata
@@ -399,15 +408,21 @@ func (e *providerError) Error() string {
 	return "provider error " + e.Code + " " + b2cCode(e.Description)
 }
 
-// b2cCode extracts the AADB2C code that starts a B2C error description.
+// b2cCode extracts the code that starts a Microsoft error description:
+// AADB2C… from B2C, AADSTS… from Entra ID and External ID.
 func b2cCode(desc string) string {
-	i := strings.Index(desc, "AADB2C")
-	if i < 0 {
-		return ""
+	for _, prefix := range []string{"AADB2C", "AADSTS"} {
+		i := strings.Index(desc, prefix)
+		if i < 0 {
+			continue
+		}
+		j := i + len(prefix)
+		for j < len(desc) && desc[j] >= '0' && desc[j] <= '9' {
+			j++
+		}
+		if j > i+len(prefix) {
+			return desc[i:j]
+		}
 	}
-	j := i + len("AADB2C")
-	for j < len(desc) && desc[j] >= '0' && desc[j] <= '9' {
-		j++
-	}
-	return desc[i:j]
+	return ""
 }

@@ -71,7 +71,11 @@ func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.I
 // what it leaves to its caller: the nonce (when wantNonce is not empty),
 // iat and sub present, and azp. It returns the token's payload.
 func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, accessToken string) (json.RawMessage, error) {
-	tok, payload, c, err := verified(ctx, d.idTok, raw)
+	v, err := d.verifiers.forToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	tok, payload, c, err := verified(ctx, v.id, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +108,11 @@ func (e *accessCheckError) Error() string { return "token lacks scope " + e.miss
 // signature, iss, exp and nbf; we check aud against audience, iat when
 // present, and require_scopes against scp.
 func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
-	_, payload, c, err := verified(ctx, d.access, raw)
+	v, err := d.verifiers.forToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	_, payload, c, err := verified(ctx, v.access, raw)
 	if err != nil {
 		return nil, err
 	}

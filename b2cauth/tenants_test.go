@@ -1,0 +1,122 @@
+package b2cauth
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+const (
+	tenantA = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tenantB = "9188040d-6c67-4c5b-b112-36a304b66dad"
+)
+
+// multiTenant is a handler on a multi-tenant Entra ID issuer
+// (organizations) whose metadata issuer is the {tenantid} template.
+func multiTenant(t *testing.T, tenants ...string) (*Handler, *hostile, signer) {
+	return multiTenantAt(t, "/organizations/v2.0", tenants...)
+}
+
+func multiTenantAt(t *testing.T, path string, tenants ...string) (*Handler, *hostile, signer) {
+	p := newHostile(t)
+	s := newSigner(t, "entra")
+	p.set(func(p *hostile) {
+		p.keys = append(p.keys, s.jwk())
+		p.issuer = "https://login.microsoftonline.com/{tenantid}/v2.0"
+	})
+	h := newTestHandler(t, p, func(h *Handler) {
+		h.Authority, h.Policy, h.PasswordResetPolicy = "", "", ""
+		h.Issuer, h.Tenants = p.srv.URL+path, tenants
+	})
+	return h, p, s
+}
+
+// entraSignIn signs in with an ID token of the given tid and iss and returns
+// the callback's status and body.
+func entraSignIn(t *testing.T, h *Handler, p *hostile, s signer, tid, iss string) (int, string) {
+	state, nonce, fc := pendingFlow(t, h, "/")
+	claims := goodClaims(p, nonce)
+	claims["iss"], claims["ver"] = iss, "2.0"
+	delete(claims, "tfp")
+	if tid != "" {
+		claims["tid"] = tid
+	}
+	redeemWith(p, s.sign(t, claims))
+	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
+	return res.Code, res.Body.String()
+}
+
+func issuerOf(tid string) string { return "https://login.microsoftonline.com/" + tid + "/v2.0" }
+
+func TestMultiTenantIssuer(t *testing.T) {
+	h, p, s := multiTenant(t, tenantA)
+	if code, body := entraSignIn(t, h, p, s, tenantA, issuerOf(tenantA)); code != http.StatusFound {
+		t.Fatalf("a user of an admitted tenant: %d %s", code, body)
+	}
+	// Another tenant's user: refused with a page that says why.
+	if code, body := entraSignIn(t, h, p, s, tenantB, issuerOf(tenantB)); code != http.StatusForbidden || !strings.Contains(body, "not admitted") {
+		t.Errorf("a user of another tenant: %d %s", code, body)
+	}
+	// The attacks on the template: a token whose iss is another tenant's
+	// while its tid is admitted, a token with no tid, a tid that is not a
+	// tenant ID (it would be pasted into the expected issuer).
+	for name, tc := range map[string]struct{ tid, iss string }{
+		"iss of another tenant, admitted tid": {tenantA, issuerOf(tenantB)},
+		"no tid":                              {"", issuerOf(tenantA)},
+		"tid not a GUID":                      {"x/../" + tenantA, issuerOf(tenantA)},
+		"iss is the template itself":          {tenantA, "https://login.microsoftonline.com/{tenantid}/v2.0"},
+	} {
+		if code, _ := entraSignIn(t, h, p, s, tc.tid, tc.iss); code != http.StatusUnauthorized && code != http.StatusForbidden {
+			t.Errorf("%s: %d, want a refusal", name, code)
+		}
+	}
+	// tenants * admits any tenant, still with its own issuer only.
+	any, p2, s2 := multiTenant(t, "*")
+	if code, _ := entraSignIn(t, any, p2, s2, tenantB, issuerOf(tenantB)); code != http.StatusFound {
+		t.Errorf("tenants *: %d", code)
+	}
+	if code, _ := entraSignIn(t, any, p2, s2, tenantB, issuerOf(tenantA)); code == http.StatusFound {
+		t.Error("tenants *: a token with another tenant's iss signs in")
+	}
+}
+
+func TestTemplateIssuerNeedsTenants(t *testing.T) {
+	// A template issuer behind a URL that does not look multi-tenant (so no
+	// config error): discovery refuses it rather than accept any tenant.
+	h, _, _ := multiTenantAt(t, "/entra-proxy/v2.0")
+	res := serve(h, navigation("GET", "/"))
+	if res.Code != http.StatusServiceUnavailable {
+		t.Errorf("template issuer without tenants: %d", res.Code)
+	}
+}
+
+func TestExternalIDMetadataURL(t *testing.T) {
+	for tenant, want := range map[string]string{
+		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or name.onmicrosoft.com>/v2.0.
+		"contoso":                              "https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+		"CBF2E3D3-AF81-40DD-A396-AAE11D2C6B3F": "https://cbf2e3d3-af81-40dd-a396-aae11d2c6b3f.ciamlogin.com/cbf2e3d3-af81-40dd-a396-aae11d2c6b3f/v2.0/.well-known/openid-configuration",
+	} {
+		h := &Handler{ExternalID: tenant}
+		if got := h.metadataURL(""); got != want {
+			t.Errorf("external_id %s: %s, want %s", tenant, got, want)
+		}
+	}
+}
+
+func TestAADSTSErrors(t *testing.T) {
+	h, _, _ := setup(t, nil)
+	reply := func(e, desc string) result {
+		state, _, fc := pendingFlow(t, h, "/where?x=1")
+		return serve(h, callbackRequest(state, fc, url.Values{"error": {e}, "error_description": {desc}}))
+	}
+	// Declined consent is a cancel: back where the user started.
+	if res := reply("access_denied", "AADSTS65004: User declined to consent to access the app.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2025-01-01 00:00:00Z"); res.Code != http.StatusFound || res.Header().Get("Location") != "/where?x=1" {
+		t.Errorf("AADSTS65004: %d %q", res.Code, res.Header().Get("Location"))
+	}
+	// Any other AADSTS code is a page that names it.
+	res := reply("invalid_request", "AADSTS50011: The redirect URI 'x' specified in the request does not match the redirect URIs configured for the application.")
+	if res.Code != http.StatusUnauthorized || !strings.Contains(res.Body.String(), "AADSTS50011") {
+		t.Errorf("AADSTS50011: %d %s", res.Code, res.Body)
+	}
+}
