@@ -60,6 +60,11 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 
 	switch action {
 	case "forgot":
+		if e.entra() {
+			// The identity platform resets passwords inside the sign-in
+			// pages, and the sign-in then goes on: no error for the app.
+			return e.page(w, req, "reset", "", nil)
+		}
 		return e.respondError(w, req, errForgotPassword)
 	case "cancel":
 		return e.respondError(w, req, errCancelled)
@@ -77,6 +82,9 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 		if subtle.ConstantTimeCompare([]byte(password), []byte(u.Password)) != 1 {
 			return e.page(w, req, "signin", "Your password is incorrect.", map[string]string{"email": email})
+		}
+		if e.entra() && !rt.multiTenant && e.userTenant(u) != rt.tenantID {
+			return e.page(w, req, "signin", "AADSTS50020: User account '"+u.Email+"' from identity provider does not exist in tenant '"+rt.tenantID+"'.", map[string]string{"email": email})
 		}
 		authTime := time.Now()
 		sid := e.setSSO(w, r, req.client.ClientID, u.Email, authTime)
@@ -258,6 +266,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 
 // respondError sends an error back to the client's redirect URI.
 func (e *Emulator) respondError(w http.ResponseWriter, req *authRequest, b b2cError) error {
+	b = e.localize(b)
 	params := []param{{"error", b.err}, {"error_description", b.description()}}
 	if req.state != "" {
 		params = append(params, param{"state", req.state})

@@ -128,7 +128,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			for nesting := d.Nesting(); d.NextBlock(nesting); {
 				key := d.Val()
 				switch key {
-				case "object_id", "name", "given_name", "family_name", "idp":
+				case "object_id", "name", "given_name", "family_name", "idp", "tenant_id":
 					var v string
 					if !d.AllArgs(&v) {
 						return d.ArgErr()
@@ -144,6 +144,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						u.FamilyName = v
 					case "idp":
 						u.IDP = v
+					case "tenant_id":
+						u.TenantID = v
 					}
 				case "claim":
 					var name, value string
@@ -213,6 +215,18 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				e.PolicyClaims = map[string][]string{}
 			}
 			e.PolicyClaims[args[0]] = append(e.PolicyClaims[args[0]], args[1:]...)
+		case "flavor":
+			if !d.AllArgs(&e.Flavor) {
+				return d.ArgErr()
+			}
+			if e.Flavor != FlavorB2C && e.Flavor != FlavorExternalID && e.Flavor != FlavorEntraID {
+				return d.Errf("flavor: %q is not b2c, external_id or entra_id", e.Flavor)
+			}
+		case "multi_tenant":
+			e.MultiTenant = true
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "sso_scope":
 			if !d.AllArgs(&e.SSOScope) {
 				return d.ArgErr()

@@ -80,6 +80,15 @@ type Emulator struct {
 	// Keep the signing keys in Caddy's storage, so a restart keeps them.
 	// Default: a new key at every start.
 	PersistKeys bool `json:"persist_keys,omitempty"`
+	// Which platform to speak: "b2c" (default), "external_id" (Microsoft
+	// Entra External ID) or "entra_id" (Entra ID, the workforce platform).
+	// Both of the latter have no user flows in their URLs and speak the
+	// Microsoft identity platform's v2.0 formats and AADSTS errors.
+	Flavor string `json:"flavor,omitempty"`
+	// With entra_id: also serve the multi-tenant organizations and common
+	// endpoints, whose metadata issuer is the {tenantid} template, for
+	// users of several tenants (User.TenantID). Default: off.
+	MultiTenant bool `json:"multi_tenant,omitempty"`
 	// Answer clients that are not on a loopback address. Default: off.
 	AllowRemote bool `json:"allow_remote,omitempty"`
 
@@ -152,6 +161,9 @@ type User struct {
 	FamilyName string `json:"family_name,omitempty"`
 	// The identity provider, in the `idp` claim; none for local accounts.
 	IDP string `json:"idp,omitempty"`
+	// The user's tenant, for a multi-tenant entra_id. Default: the
+	// emulator's tenant_id.
+	TenantID string `json:"tenant_id,omitempty"`
 	// More claims, such as `extension_Role`.
 	Claims map[string]string `json:"claims,omitempty"`
 }
@@ -196,7 +208,16 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 		e.TenantID = derivedGUID("tenant:" + e.Tenant)
 	}
 	e.TenantID = strings.ToLower(e.TenantID)
-	if len(e.Policies) == 0 {
+	if e.Flavor == "" {
+		e.Flavor = FlavorB2C
+	}
+	if e.Flavor != FlavorB2C && len(e.Policies) > 0 {
+		return fmt.Errorf("policies: flavor %s has no user flows in its URLs", e.Flavor)
+	}
+	switch {
+	case e.Flavor != FlavorB2C:
+		e.Policies = []string{entraPolicy}
+	case len(e.Policies) == 0:
 		e.Policies = []string{"B2C_1_susi", "B2C_1_reset", "B2C_1_edit"}
 	}
 	if len(e.Clients) == 0 {
@@ -359,6 +380,17 @@ func (e *Emulator) validate() error {
 			return fmt.Errorf("policy_claims: %q is not one of the policies", p)
 		}
 	}
+	if e.Flavor != FlavorB2C && e.Flavor != FlavorExternalID && e.Flavor != FlavorEntraID {
+		return fmt.Errorf("flavor: %q is not b2c, external_id or entra_id", e.Flavor)
+	}
+	if e.MultiTenant && e.Flavor != FlavorEntraID {
+		return fmt.Errorf("multi_tenant: only with flavor entra_id")
+	}
+	for _, u := range e.Users {
+		if u.TenantID != "" && !guidPattern.MatchString(u.TenantID) {
+			return fmt.Errorf("user %s: tenant_id %q is not a GUID", u.Email, u.TenantID)
+		}
+	}
 	if e.SSOScope != "tenant" && e.SSOScope != "application" {
 		return fmt.Errorf("sso_scope: %q is neither tenant nor application", e.SSOScope)
 	}
@@ -407,13 +439,16 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		if rt.endpoint == "authorize" || rt.endpoint == "logout" {
 			return e.errorPage(w, http.StatusBadRequest, b.code, b.msg)
 		}
-		return tokenError(w, http.StatusBadRequest, b)
+		return e.tokenError(w, http.StatusBadRequest, b)
 	}
 	if rt.policy == "" {
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request is missing required parameter: p.")
 	}
 	switch rt.endpoint {
 	case "openid-configuration":
+		if e.entra() {
+			return writeJSON(w, http.StatusOK, e.discoveryEntra(r, rt))
+		}
 		return writeJSON(w, http.StatusOK, e.discovery(r, rt))
 	case "keys":
 		return writeJSON(w, http.StatusOK, e.state.jwks())
@@ -435,6 +470,8 @@ type route struct {
 	tfp           bool   // under /tfp/
 	endpoint      string
 	unknownPolicy string // a policy named in the request that does not exist
+	tenantID      string // entra flavors: the tenant of a tenant-specific endpoint
+	multiTenant   bool   // entra_id: the organizations or common endpoint
 }
 
 // route maps a request path to an endpoint, or reports it is not ours.
@@ -447,6 +484,12 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 	}
 	if len(segs) < 2 {
 		return rt, false
+	}
+	if e.entra() {
+		if rt.tfp {
+			return rt, false
+		}
+		return e.routeEntra(segs)
 	}
 	t := strings.ToLower(segs[0])
 	if t != e.Tenant+".onmicrosoft.com" && t != e.TenantID {

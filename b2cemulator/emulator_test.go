@@ -74,6 +74,9 @@ func startEmulator(t *testing.T, extra string) *rp {
 }
 
 func (c *rp) policyURL(policy, path string) string {
+	if policy == "" { // External ID and Entra ID: no user flow in the path
+		return c.base + tenantPath + "/" + path
+	}
 	return c.base + tenantPath + "/" + policy + "/" + path
 }
 

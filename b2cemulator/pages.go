@@ -21,6 +21,7 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 		"View":             view,
 		"Tenant":           e.Tenant,
 		"Policy":           req.policy,
+		"Flavor":           e.Flavor,
 		"Request":          q,
 		"Error":            message,
 		"Values":           values,
@@ -39,8 +40,8 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 // errorPage is B2C's page for a request it cannot send back: it names the
 // code and shows the message.
 func (e *Emulator) errorPage(w http.ResponseWriter, status int, code, msg string) error {
-	b := b2cError{code: code, msg: msg}
-	return render(w, status, "error", map[string]any{"Code": code, "Description": b.description()})
+	b := e.localize(b2cError{code: code, msg: msg})
+	return render(w, status, "error", map[string]any{"Code": b.code, "Description": b.description()})
 }
 
 func render(w http.ResponseWriter, status int, name string, data any) error {
@@ -86,8 +87,8 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 <label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
 <div class="links"><a id="forgotPassword" href="{{.ForgotURL}}">Forgot your password?</a></div>
 <button type="submit" id="next">Sign in</button>
-<div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>
-<div class="links">Social account (emulated): <a id="socialCancel" href="{{.SocialCancelURL}}">cancel at the provider</a> · <a id="socialFailure" href="{{.SocialFailureURL}}">provider fails</a></div>
+{{if ne .Flavor "entra_id"}}<div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>{{end}}
+{{if eq .Flavor "b2c"}}<div class="links">Social account (emulated): <a id="socialCancel" href="{{.SocialCancelURL}}">cancel at the provider</a> · <a id="socialFailure" href="{{.SocialFailureURL}}">provider fails</a></div>{{end}}
 {{else if eq .View "signup"}}
 <input type="hidden" name="action" value="signup">
 <label for="email">Email Address</label><input type="email" id="email" name="email" value="{{index .Values "email"}}" required>

@@ -15,15 +15,19 @@ import (
 // description that starts with an AADB2C code.
 type b2cError struct {
 	err  string // OAuth error: access_denied, invalid_grant, ...
-	code string // AADB2C90118, ...
+	code string // AADB2C90118, ... (AADSTS… once localized)
 	msg  string
 }
 
 // description is B2C's error_description: the code and message, then
-// Correlation ID and Timestamp lines, every line ending in CRLF.
+// Correlation ID and Timestamp lines, every line ending in CRLF; or the
+// identity platform's, with a Trace ID line and no final CRLF.
 func (b b2cError) description() string {
-	return b.code + ": " + b.msg + "\r\nCorrelation ID: " + newGUID() +
-		"\r\nTimestamp: " + time.Now().UTC().Format("2006-01-02 15:04:05Z") + "\r\n"
+	stamp := time.Now().UTC().Format("2006-01-02 15:04:05Z")
+	if strings.HasPrefix(b.code, "AADSTS") {
+		return b.code + ": " + b.msg + "\r\nTrace ID: " + newGUID() + "\r\nCorrelation ID: " + newGUID() + "\r\nTimestamp: " + stamp
+	}
+	return b.code + ": " + b.msg + "\r\nCorrelation ID: " + newGUID() + "\r\nTimestamp: " + stamp + "\r\n"
 }
 
 func errAccess(code, msg string) b2cError { return b2cError{"access_denied", code, msg} }

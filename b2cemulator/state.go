@@ -150,6 +150,18 @@ func (s *tenantState) endSession(sid string) []string {
 	return ss.clients
 }
 
+// hasTenant tells whether a user belongs to the tenant ID.
+func (s *tenantState) hasTenant(tid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		if strings.EqualFold(u.TenantID, tid) {
+			return true
+		}
+	}
+	return false
+}
+
 // Destruct implements caddy.Destructor.
 func (s *tenantState) Destruct() error { return nil }
 

@@ -61,11 +61,11 @@ func (e *Emulator) discovery(r *http.Request, rt route) object {
 // token is the token endpoint: authorization_code and refresh_token grants.
 func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error {
 	if r.Method != http.MethodPost {
-		return tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
+		return e.tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
+		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
 	}
 	f := r.PostForm
 	clientID, secret, basic := r.BasicAuth()
@@ -76,18 +76,18 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		clientID, secret = f.Get("client_id"), f.Get("client_secret")
 	}
 	if clientID == "" {
-		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: client_id."))
+		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: client_id."))
 	}
 	client := e.client(clientID)
 	if client == nil {
-		return tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
+		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
 	}
 	if client.Platform == "web" {
 		if secret == "" {
-			return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
+			return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
 		}
 		if subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
-			return tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client. Please correct the client_secret and try again."})
+			return e.tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client. Please correct the client_secret and try again."})
 		}
 	}
 
@@ -96,43 +96,43 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 	case "authorization_code":
 		code := f.Get("code")
 		if code == "" {
-			return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: code."))
+			return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: code."))
 		}
 		g = e.state.takeCode(code)
 		if g == nil {
-			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
-			return tokenError(w, http.StatusBadRequest, *err)
+			return e.tokenError(w, http.StatusBadRequest, *err)
 		}
 		if f.Get("redirect_uri") != g.redirectURI {
-			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", f.Get("redirect_uri"), clientID)))
+			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90006", fmt.Sprintf("The redirect URI '%s' provided in the request is not registered for the client ID '%s'.", f.Get("redirect_uri"), clientID)))
 		}
 		if err := checkPKCE(g, f.Get("code_verifier"), client.Platform == "spa"); err != nil {
-			return tokenError(w, http.StatusBadRequest, *err)
+			return e.tokenError(w, http.StatusBadRequest, *err)
 		}
 	case "refresh_token":
 		var expired bool
 		g, expired = e.state.refreshGrant(f.Get("refresh_token"))
 		if expired {
-			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
 		}
 		if g == nil {
-			return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
+			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
-			return tokenError(w, http.StatusBadRequest, *err)
+			return e.tokenError(w, http.StatusBadRequest, *err)
 		}
 		g.nonce = "" // a refreshed ID token carries no nonce
 	case "":
-		return tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: grant_type."))
+		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request is missing required parameter: grant_type."))
 	default:
-		return tokenError(w, http.StatusBadRequest, b2cError{"unsupported_grant_type", "AADB2C90086", fmt.Sprintf("The supplied grant_type [%s] is not supported.", gt)})
+		return e.tokenError(w, http.StatusBadRequest, b2cError{"unsupported_grant_type", "AADB2C90086", fmt.Sprintf("The supplied grant_type [%s] is not supported.", gt)})
 	}
 
 	user := e.state.user(g.email)
 	if user == nil {
-		return tokenError(w, http.StatusBadRequest, errGrant("AADB2C90128", "The account associated with this grant no longer exists. Please reauthenticate and try again."))
+		return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90128", "The account associated with this grant no longer exists. Please reauthenticate and try again."))
 	}
 	resp, err := e.tokenResponse(r, g, user)
 	if err != nil {
@@ -186,15 +186,28 @@ func checkPKCE(g *grant, verifier string, spa bool) *b2cError {
 func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object, error) {
 	now := time.Now()
 	life := time.Duration(e.TokenLifetime)
-	var at string
+	var at, atHash string
 	aud, scp, hasAccess := e.accessAudience(g)
 	if hasAccess {
+		claims := e.accessTokenClaims(r, g, user, now, aud, scp)
+		if e.entra() {
+			claims = e.entraAccessTokenClaims(r, g, user, now, aud, scp)
+		}
 		var err error
-		if at, err = e.sign(e.accessTokenClaims(r, g, user, now, aud, scp)); err != nil {
+		if at, err = e.sign(claims); err != nil {
 			return nil, err
 		}
+		if e.AtHash {
+			// at_hash: the left half of the access token's SHA-256, base64url.
+			sum := sha256.Sum256([]byte(at))
+			atHash = base64.RawURLEncoding.EncodeToString(sum[:16])
+		}
 	}
-	idToken, err := e.sign(e.idTokenClaims(r, g, user, now, at))
+	claims := e.idTokenClaims(r, g, user, now, atHash)
+	if e.entra() {
+		claims = e.entraIDTokenClaims(r, g, user, now, atHash)
+	}
+	idToken, err := e.sign(claims)
 	if err != nil {
 		return nil, err
 	}
@@ -219,6 +232,9 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 	if r.PostForm.Get("client_info") == "1" {
 		// What MSAL builds its account ID from: <oid>-<policy>.<tenant id>.
 		info, _ := json.Marshal(object{{"uid", user.ObjectID + "-" + strings.ToLower(g.policy)}, {"utid", e.TenantID}})
+		if e.entra() {
+			info, _ = json.Marshal(object{{"uid", user.ObjectID}, {"utid", e.userTenant(user)}})
+		}
 		resp = append(resp, member{"client_info", base64.RawURLEncoding.EncodeToString(info)})
 	}
 	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", cmp.Or(user.IDP, "LocalAccount")}})
@@ -351,7 +367,7 @@ func (e *Emulator) policyMember(policy string) member {
 	return member{"tfp", policy}
 }
 
-func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Time, accessToken string) object {
+func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Time, atHash string) object {
 	o := object{
 		{"exp", now.Add(time.Duration(e.TokenLifetime)).Unix()},
 		{"nbf", now.Unix()},
@@ -363,10 +379,8 @@ func (e *Emulator) idTokenClaims(r *http.Request, g *grant, u *User, now time.Ti
 	if g.nonce != "" {
 		o = append(o, member{"nonce", g.nonce})
 	}
-	if e.AtHash && accessToken != "" {
-		// at_hash: the left half of the access token's SHA-256, base64url.
-		sum := sha256.Sum256([]byte(accessToken))
-		o = append(o, member{"at_hash", base64.RawURLEncoding.EncodeToString(sum[:16])})
+	if atHash != "" {
+		o = append(o, member{"at_hash", atHash})
 	}
 	o = append(o, member{"iat", now.Unix()}, member{"auth_time", g.authTime.Unix()})
 	if e.SIDClaim && g.sid != "" {
@@ -447,8 +461,19 @@ func (e *Emulator) verifyOwnToken(token string) (aud string, exp time.Time, err 
 }
 
 // tokenError writes B2C's JSON error body.
-func tokenError(w http.ResponseWriter, status int, b b2cError) error {
-	return writeJSON(w, status, object{{"error", b.err}, {"error_description", b.description()}})
+// tokenError is the token endpoint's error answer: B2C's two members, or
+// the identity platform's with error_codes, timestamp and IDs.
+func (e *Emulator) tokenError(w http.ResponseWriter, status int, b b2cError) error {
+	b = e.localize(b)
+	o := object{{"error", b.err}, {"error_description", b.description()}}
+	if strings.HasPrefix(b.code, "AADSTS") {
+		o = append(o,
+			member{"error_codes", []int64{stsErrorNumber(b.code)}},
+			member{"timestamp", time.Now().UTC().Format("2006-01-02 15:04:05Z")},
+			member{"trace_id", newGUID()},
+			member{"correlation_id", newGUID()})
+	}
+	return writeJSON(w, status, o)
 }
 
 func contains(list []string, s string) bool {

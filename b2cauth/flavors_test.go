@@ -1,0 +1,117 @@
+package b2cauth_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+const (
+	emulatorTenantID = "0d5a8b3c-1111-4222-8333-944455556666"
+	otherTenantID    = "9188040d-6c67-4c5b-b112-36a304b66dad"
+)
+
+// flavorSite runs the emulator in a flavor and a site signing in with it
+// through the issuer mode, as a Caddy user of External ID or Entra ID does.
+func flavorSite(t *testing.T, emulator, auth string) (base string, b *testcaddy.Browser) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base = fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		tenant_id %[4]s
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+		user ada@contoso.example Passw0rd! {
+			name "Ada Lovelace"
+		}
+		%[5]s
+	}
+}
+%[2]s {
+	b2c_auth {
+		client_id %[3]s
+		%[6]s
+	}
+	respond "id={http.auth.user.id} name={http.auth.user.name} email={http.auth.user.email} tid={http.auth.user.tid} ver={http.auth.user.ver}"
+}
+`, idp, base, clientID, emulatorTenantID, emulator, strings.ReplaceAll(auth, "IDP", idp)))
+	return base, testcaddy.NewBrowser(t)
+}
+
+func signInAs(t *testing.T, b *testcaddy.Browser, u, email string) *testcaddy.Response {
+	t.Helper()
+	page := b.Follow(u)
+	if !strings.Contains(page.Body, `id="localAccountForm"`) {
+		t.Fatalf("%s did not lead to the sign-in page: %d\n%s", u, page.StatusCode, page.Body)
+	}
+	return b.FollowResponse(b.Submit(page, map[string]string{"email": email, "password": "Passw0rd!"}), "")
+}
+
+// TestFlavors: for External ID and Entra ID, sign-in through the
+// emulator's pages, the placeholders (tid included), /.auth/me, refresh and
+// sign-out, with b2c_auth in issuer mode: the metadata's issuer (the tenant
+// ID form) differs from the discovery URL (the tenant name form).
+func TestFlavors(t *testing.T) {
+	for _, flavor := range []string{"external_id", "entra_id"} {
+		t.Run(flavor, func(t *testing.T) {
+			base, b := flavorSite(t, "flavor "+flavor,
+				"issuer IDP/contoso.onmicrosoft.com/v2.0\n\t\tscopes openid profile email offline_access")
+			landed := signInAs(t, b, base+"/x", "ada@contoso.example")
+			want := "name=Ada Lovelace email=ada@contoso.example tid=" + emulatorTenantID + " ver=2.0"
+			if landed.StatusCode != 200 || !strings.Contains(landed.Body, want) || strings.Contains(landed.Body, "id= ") {
+				t.Fatalf("after sign-in: %d %q, want %q", landed.StatusCode, landed.Body, want)
+			}
+			if me := b.Get(base + "/.auth/me"); me.StatusCode != 200 || !strings.Contains(me.Body, `"tid","val":"`+emulatorTenantID) {
+				t.Errorf("/.auth/me: %d %s", me.StatusCode, me.Body)
+			}
+			if r := b.Do(http.MethodPost, base+"/.auth/refresh", nil); r.StatusCode != http.StatusNoContent {
+				t.Errorf("refresh: %d %s", r.StatusCode, r.Body)
+			}
+			old := b.Copy(base)
+			out := b.Follow(base + "/.auth/logout?post_logout_redirect_uri=/bye")
+			if !strings.Contains(out.Body, `id="localAccountForm"`) {
+				t.Errorf("after sign-out, /bye should lead to the sign-in page: %d", out.StatusCode)
+			}
+			if r := old.Get(base + "/x"); r.StatusCode != http.StatusFound {
+				t.Errorf("the signed-out cookie still opens the site: %d", r.StatusCode)
+			}
+		})
+	}
+}
+
+// TestExternalIDPasswordResetInsideSignIn: External ID resets a password
+// inside its sign-in pages and the sign-in goes on; the app sees no error.
+func TestExternalIDPasswordResetInsideSignIn(t *testing.T) {
+	base, b := flavorSite(t, "flavor external_id", "issuer IDP/contoso.onmicrosoft.com/v2.0")
+	page := b.Follow(base + "/x")
+	reset := b.Get(testcaddy.Link(t, page, "forgotPassword"))
+	if !strings.Contains(reset.Body, `data-view="reset"`) {
+		t.Fatalf("no reset page: %d\n%s", reset.StatusCode, reset.Body)
+	}
+	landed := b.FollowResponse(b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	if landed.Request.URL.Path != "/x" || !strings.Contains(landed.Body, "name=Ada Lovelace") {
+		t.Errorf("after the reset: %s %q", landed.Request.URL, landed.Body)
+	}
+}
+
+// TestEntraIDMultiTenant: an app registered as multi-tenant, on the
+// organizations endpoint, admits users of the tenants it lists and no
+// others.
+func TestEntraIDMultiTenant(t *testing.T) {
+	base, b := flavorSite(t, fmt.Sprintf("flavor entra_id\n\t\tmulti_tenant\n\t\tuser eve@fabrikam.example Passw0rd! {\n\t\t\tname Eve\n\t\t\ttenant_id %s\n\t\t}", otherTenantID),
+		"issuer IDP/organizations/v2.0\n\t\ttenants "+emulatorTenantID)
+	landed := signInAs(t, b, base+"/", "ada@contoso.example")
+	if !strings.Contains(landed.Body, "tid="+emulatorTenantID) {
+		t.Fatalf("a user of the admitted tenant: %d %q", landed.StatusCode, landed.Body)
+	}
+	eve := testcaddy.NewBrowser(t)
+	refused := signInAs(t, eve, base+"/", "eve@fabrikam.example")
+	if refused.StatusCode != http.StatusForbidden || !strings.Contains(refused.Body, "not admitted") {
+		t.Errorf("a user of another tenant: %d %q", refused.StatusCode, refused.Body)
+	}
+}

@@ -1,0 +1,67 @@
+package b2cemulator_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestIdentityPlatformFlavors: External ID and Entra ID speak the
+// Microsoft identity platform v2.0: no user flows in the URLs, an issuer
+// with the tenant ID that differs from the discovery URL, v2.0 tokens
+// (tid, preferred_username, a pairwise sub, no tfp or emails array), and
+// AADSTS errors.
+func TestIdentityPlatformFlavors(t *testing.T) {
+	const tid = "0d5a8b3c-1111-4222-8333-944455556666"
+	for _, flavor := range []string{"external_id", "entra_id"} {
+		t.Run(flavor, func(t *testing.T) {
+			c := startEmulator(t, "flavor "+flavor)
+			var meta map[string]any
+			getJSON(t, c.policyURL("", "v2.0/.well-known/openid-configuration"), &meta)
+			if meta["issuer"] != c.base+"/"+tid+"/v2.0" || meta["authorization_endpoint"] != c.base+tenantPath+"/oauth2/v2.0/authorize" || meta["jwks_uri"] != c.base+tenantPath+"/discovery/v2.0/keys" {
+				t.Errorf("metadata %v", meta)
+			}
+			if resp, _ := http.Get(c.policyURL("B2C_1_susi", "v2.0/.well-known/openid-configuration")); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("a B2C user-flow path answers in flavor %s: %d", flavor, resp.StatusCode)
+			}
+
+			q := c.signIn(c.authorizeURL("", url.Values{"scope": {"openid profile email offline_access"}}), "ada@contoso.example", "Passw0rd!")
+			status, body := c.redeem("", codeForm(q.Get("code")))
+			if status != http.StatusOK {
+				t.Fatalf("token: %d %v", status, body)
+			}
+			claims := c.verify("", body["id_token"].(string), secretClient)
+			if claims["ver"] != "2.0" || claims["tid"] != tid || claims["preferred_username"] != "ada@contoso.example" || claims["email"] != "ada@contoso.example" ||
+				claims["oid"] == nil || claims["sub"] == claims["oid"] || claims["tfp"] != nil || claims["emails"] != nil {
+				t.Errorf("v2.0 ID token claims %v", claims)
+			}
+
+			// Errors carry AADSTS codes in the identity platform's format.
+			resp := c.b.Get(c.authorizeURL("", url.Values{"scope": {"openid https://contoso.onmicrosoft.com/nobody/x"}}))
+			d := c.callbackParams(resp).Get("error_description")
+			if !strings.HasPrefix(d, "AADSTS70011: ") || !strings.Contains(d, "\r\nTrace ID: ") {
+				t.Errorf("authorize error %q", d)
+			}
+			status, body = c.redeem("", codeForm("not-a-code"))
+			codes, _ := json.Marshal(body["error_codes"])
+			if status != http.StatusBadRequest || !strings.HasPrefix(body["error_description"].(string), "AADSTS70008: ") || string(codes) != "[70008]" || body["trace_id"] == nil {
+				t.Errorf("token error %d %v", status, body)
+			}
+		})
+	}
+}
+
+// TestEntraMultiTenantMetadata: the organizations and common endpoints
+// announce the {tenantid} template issuer, as Entra ID's do.
+func TestEntraMultiTenantMetadata(t *testing.T) {
+	c := startEmulator(t, "flavor entra_id\n\t\tmulti_tenant")
+	for _, seg := range []string{"organizations", "common"} {
+		var meta map[string]any
+		getJSON(t, c.base+"/"+seg+"/v2.0/.well-known/openid-configuration", &meta)
+		if meta["issuer"] != c.base+"/{tenantid}/v2.0" || meta["token_endpoint"] != c.base+"/"+seg+"/oauth2/v2.0/token" {
+			t.Errorf("%s metadata %v", seg, meta)
+		}
+	}
+}
