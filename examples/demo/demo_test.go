@@ -34,13 +34,21 @@ func chromium(t *testing.T) string {
 // headless Chromium, as a person would, sees the protected page with the
 // user's name and claims, signs out and is sent to sign in again. It runs
 // with both response modes: query, and form_post (a cross-site POST from
-// 127.0.0.1 to localhost, where the SameSite=Lax flow cookie is not sent).
+// 127.0.0.1 to localhost, where the SameSite=Lax flow cookie is not sent),
+// and against the emulator speaking Entra External ID.
 func TestBrowserSignInAndOut(t *testing.T) {
 	exe := chromium(t)
-	for _, mode := range []string{"query", "form_post"} {
-		t.Run(mode, func(t *testing.T) {
+	for _, tc := range []struct {
+		mode, flavor string
+		claims       []string // some of the claims the page must list
+	}{
+		{"query", "b2c", []string{"oid", "emails", "tfp", "B2C_1_susi", "given_name"}},
+		{"form_post", "b2c", []string{"oid", "emails", "tfp", "B2C_1_susi", "given_name"}},
+		{"query", "external_id", []string{"oid", "tid", "preferred_username", "ver"}},
+	} {
+		t.Run(tc.mode+"_"+tc.flavor, func(t *testing.T) {
 			sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
-			if err := Start(sitePort, idpPort, t.TempDir(), mode); err != nil {
+			if err := Start(sitePort, idpPort, t.TempDir(), tc.mode, tc.flavor); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = caddy.Stop() })
@@ -98,7 +106,7 @@ func TestBrowserSignInAndOut(t *testing.T) {
 			if name != "Ada Lovelace" || email != "ada@contoso.example" || url != site+"/" {
 				t.Errorf("protected page shows name %q email %q at %s", name, email, url)
 			}
-			for _, claim := range []string{"oid", "emails", "tfp", "B2C_1_susi", "given_name"} {
+			for _, claim := range tc.claims {
 				if !strings.Contains(claims, claim) {
 					t.Errorf("claims table lacks %s:\n%s", claim, claims)
 				}
