@@ -42,13 +42,15 @@ func init() {
 //	{http.auth.user.id}       oid, else sub
 //	{http.auth.user.<claim>}  every claim; arrays joined by commas
 //	{http.auth.user.email}    email, else emails[0]
-//	{http.auth.user.policy}   the user flow, from tfp or acr
+//	{http.auth.user.policy}   the user flow, from tfp or acr (B2C)
+//	{http.auth.user.tid}      the tenant ID (External ID, Entra ID)
 //
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
 //
-// tenant, authority, issuer, client_id, client_secret, cookie_secret,
-// audience and public_url take {env.*} and {file.*} placeholders, resolved when the config is
+// tenant, authority, issuer, external_id, tenants, client_id,
+// client_secret, cookie_secret, audience and public_url take {env.*} and
+// {file.*} placeholders, resolved when the config is
 // loaded; an unset one is an error that names the field.
 type Handler struct {
 	// The B2C tenant name: contoso means
@@ -188,6 +190,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		v    *string
 	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
 		if *f.v, err = resolve(f.name, *f.v); err != nil {
+			return err
+		}
+	}
+	for i, t := range h.Tenants {
+		if h.Tenants[i], err = resolve("tenants", t); err != nil {
 			return err
 		}
 	}
