@@ -116,6 +116,12 @@ type Handler struct {
 	Audience []string `json:"audience,omitempty"`
 	// Scopes a bearer token must carry in `scp`.
 	RequireScopes []string `json:"require_scopes,omitempty"`
+	// Other issuers whose bearer access tokens are accepted too: the other
+	// host during a B2C custom-domain migration, or Entra ID's v1.0 access
+	// tokens (iss https://sts.windows.net/<tenant ID>/, an api:// audience
+	// that audience must list), which an API gets unless its manifest sets
+	// accessTokenAcceptedVersion to 2.
+	AdditionalIssuers []AdditionalIssuer `json:"additional_issuers,omitempty"`
 	// Set App Service's X-MS-CLIENT-PRINCIPAL, -ID, -NAME and -IDP request
 	// headers for upstream handlers.
 	EasyAuthHeaders bool `json:"easy_auth_headers,omitempty"`
@@ -139,6 +145,7 @@ type Handler struct {
 	// stay reachable.)
 	ProtectRaw caddy.ModuleMap `json:"protect,omitempty" caddy:"namespace=http.matchers"`
 
+	extraIssuers   []*provider // AdditionalIssuers, discovered lazily
 	protect        caddyhttp.MatcherSet
 	clientSecret   string
 	codec          *codec
@@ -152,6 +159,14 @@ type Handler struct {
 	revocationKey  string            // in revocationPool
 	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
+}
+
+// AdditionalIssuer is another issuer of accepted bearer tokens: its
+// metadata URL, or its issuer and JWKS URL.
+type AdditionalIssuer struct {
+	Metadata string `json:"metadata,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
+	JWKSURI  string `json:"jwks_uri,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -284,6 +299,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, p := range h.policies() {
 		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
 	}
+	for _, a := range h.AdditionalIssuers {
+		p := &provider{metadataURL: a.Metadata, clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
+		if a.Metadata == "" {
+			p.static = &metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
+		}
+		h.extraIssuers = append(h.extraIssuers, p)
+	}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
 
@@ -393,6 +415,19 @@ func (h *Handler) checkConfig() error {
 	case "", "redirect", "401", "allow":
 	default:
 		return fmt.Errorf("unauthenticated: %q is not redirect, 401 or allow", h.Unauthenticated)
+	}
+	for i, a := range h.AdditionalIssuers {
+		switch {
+		case a.Metadata != "" && (a.Issuer != "" || a.JWKSURI != ""):
+			return fmt.Errorf("additional_issuers %d: give its metadata URL, or its issuer and jwks_uri, not both", i+1)
+		case a.Metadata == "" && (a.Issuer == "" || a.JWKSURI == ""):
+			return fmt.Errorf("additional_issuers %d: needs a metadata URL, or an issuer and a jwks_uri", i+1)
+		}
+		for _, u := range []string{a.Metadata, a.Issuer, a.JWKSURI} {
+			if pu, err := url.Parse(u); u != "" && (err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "") {
+				return fmt.Errorf("additional_issuers %d: %q is not an absolute http(s) URL", i+1, u)
+			}
+		}
 	}
 	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
 		if r.Claim == "" || len(r.Patterns) == 0 {

@@ -29,6 +29,15 @@ func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	if iss := tokenIssuer(token); iss != d.meta.Issuer && d.verifiers.template == "" {
+		// Perhaps one of additional_issuers; its keys and issuer decide.
+		for _, ap := range h.extraIssuers {
+			if ad, err := ap.get(r.Context()); err == nil && ad.meta.Issuer == iss {
+				d = ad
+				break
+			}
+		}
+	}
 	payload, err := h.verifyAccessToken(r.Context(), d, token)
 	var scopeErr *accessCheckError
 	if err != nil && !errors.As(err, &scopeErr) {
@@ -43,6 +52,21 @@ func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	}
 	h.bearerCache.put(token, id)
 	return id, nil
+}
+
+// tokenIssuer peeks at an unverified token's iss, to choose which issuer's
+// keys verify it. The verification decides.
+func tokenIssuer(token string) string {
+	payload, err := jwtPayload(token)
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Iss any `json:"iss"`
+	}
+	_ = json.Unmarshal(payload, &c)
+	iss, _ := c.Iss.(string)
+	return iss
 }
 
 // tokenPolicy peeks at an unverified token's tfp or acr, to choose which

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // accessClaims are an access token's claims that pass every check.
@@ -175,5 +177,49 @@ func TestRulesAcrossBlocks(t *testing.T) {
 		if tc.status == 403 && tc.accept == "application/json" && !strings.HasPrefix(res.Header().Get("Content-Type"), "application/json") {
 			t.Errorf("403 for an API request is not JSON: %q", res.Header().Get("Content-Type"))
 		}
+	}
+}
+
+// TestAdditionalIssuers: bearer tokens of another issuer (here Entra ID's
+// v1.0 access tokens, iss https://sts.windows.net/<tid>/ and an api://
+// audience) are accepted when listed, with that issuer's own keys only.
+func TestAdditionalIssuers(t *testing.T) {
+	v1 := newHostile(t)
+	v1Key := newSigner(t, "v1-key")
+	v1.set(func(p *hostile) {
+		p.issuer = "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/"
+		p.keys = []jose.JSONWebKey{v1Key.jwk()}
+	})
+	v1Token := func(s signer) string {
+		c := accessClaims(v1)
+		c["aud"], c["ver"] = "api://tasks", "1.0"
+		delete(c, "tfp")
+		return s.sign(t, c)
+	}
+	without, p, mainKey := setup(t, func(h *Handler) { h.Audience = []string{testClient, "api://tasks"} })
+	if res := serve(without, apiRequest("Bearer "+v1Token(v1Key))); res.reachedNext {
+		t.Fatal("a token of an issuer that is not listed was accepted")
+	}
+	for name, extra := range map[string]AdditionalIssuer{
+		"metadata":        {Metadata: v1.srv.URL + "/contoso.onmicrosoft.com/B2C_1_susi/v2.0/.well-known/openid-configuration"},
+		"issuer and keys": {Issuer: "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/", JWKSURI: v1.srv.URL + "/keys"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newTestHandler(t, p, func(h *Handler) {
+				h.Audience = []string{testClient, "api://tasks"}
+				h.AdditionalIssuers = []AdditionalIssuer{extra}
+			})
+			if res := serve(h, apiRequest("Bearer "+v1Token(v1Key))); !res.reachedNext {
+				t.Errorf("the additional issuer's token: %d %s", res.Code, res.Body)
+			}
+			// Claiming the additional issuer is not enough: its keys decide.
+			if res := serve(h, apiRequest("Bearer "+v1Token(mainKey))); res.reachedNext {
+				t.Error("a token with the additional issuer's iss, signed by another key, was accepted")
+			}
+			// The main issuer's tokens still work.
+			if res := serve(h, apiRequest("Bearer "+mainKey.sign(t, accessClaims(p)))); !res.reachedNext {
+				t.Errorf("the main issuer's token: %d", res.Code)
+			}
+		})
 	}
 }

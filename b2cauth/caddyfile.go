@@ -43,6 +43,7 @@ func init() {
 //	    unauthenticated redirect|401|allow
 //	    audience       <aud...>
 //	    require_scopes <scope...>
+//	    additional_issuer <metadata URL> | <issuer> <jwks URL>
 //	    easy_auth_headers
 //	    expose_idp_access_token
 //	    revocation_sync <duration>
@@ -140,6 +141,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = many(&h.Audience)
 		case "require_scopes":
 			err = many(&h.RequireScopes)
+		case "additional_issuer":
+			args := d.RemainingArgs()
+			switch len(args) {
+			case 1:
+				h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Metadata: args[0]})
+			case 2:
+				h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Issuer: args[0], JWKSURI: args[1]})
+			default:
+				return d.Errf("additional_issuer: want <metadata URL>, or <issuer> <jwks URL>")
+			}
 		case "session_lifetime":
 			err = duration(&h.SessionLifetime)
 		case "inactivity_timeout":

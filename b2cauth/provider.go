@@ -50,6 +50,7 @@ var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 // backoff and requests that need it fail fast.
 type provider struct {
 	metadataURL string
+	static      *metadata // an issuer given with its keys: nothing to discover
 	clientID    string
 	tenants     []string // admitted tenants, for a template issuer
 	client      *http.Client
@@ -157,12 +158,17 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var m metadata
-	if err := getJSON(ctx, p.client, p.metadataURL, &m); err != nil {
+	required := map[string]*string{"issuer": &m.Issuer, "authorization_endpoint": &m.AuthorizationEndpoint, "token_endpoint": &m.TokenEndpoint, "jwks_uri": &m.JWKSURI}
+	source := p.metadataURL
+	if p.static != nil {
+		m, source = *p.static, p.static.JWKSURI // both configured by hand
+		required = map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI}
+	} else if err := getJSON(ctx, p.client, p.metadataURL, &m); err != nil {
 		return nil, err
 	}
-	base, _ := url.Parse(p.metadataURL)
-	for name, v := range map[string]string{"issuer": m.Issuer, "authorization_endpoint": m.AuthorizationEndpoint, "token_endpoint": m.TokenEndpoint, "jwks_uri": m.JWKSURI} {
-		if err := checkEndpoint(v, base.Scheme); err != nil {
+	base, _ := url.Parse(source)
+	for name, v := range required {
+		if err := checkEndpoint(*v, base.Scheme); err != nil {
 			return nil, fmt.Errorf("metadata %s: %v", name, err)
 		}
 	}
