@@ -285,7 +285,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return h.startSignIn(w, r, h.Policy, f.Return)
 	}
 	s := h.newSession(tr, f.Policy)
-	id, ok := h.identity(payload)
+	s.UserInfo = h.userInfo(r.Context(), d, tr, payload)
+	id, ok := h.identity(withUserInfo(payload, s.UserInfo))
 	if !ok {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
 		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
@@ -398,7 +399,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 		if err != nil {
 			return nil
 		}
-		if id, ok = h.identity(payload); !ok {
+		if id, ok = h.identity(withUserInfo(payload, s.UserInfo)); !ok {
 			return nil
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)

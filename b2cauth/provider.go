@@ -37,6 +37,7 @@ type metadata struct {
 	AuthorizationEndpoint string   `json:"authorization_endpoint"`
 	TokenEndpoint         string   `json:"token_endpoint"`
 	EndSessionEndpoint    string   `json:"end_session_endpoint"`
+	UserInfoEndpoint      string   `json:"userinfo_endpoint"`
 	JWKSURI               string   `json:"jwks_uri"`
 	SigningAlgs           []string `json:"id_token_signing_alg_values_supported"`
 }
@@ -174,6 +175,9 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	}
 	if m.EndSessionEndpoint != "" && checkEndpoint(m.EndSessionEndpoint, base.Scheme) != nil {
 		m.EndSessionEndpoint = ""
+	}
+	if m.UserInfoEndpoint != "" && checkEndpoint(m.UserInfoEndpoint, base.Scheme) != nil {
+		m.UserInfoEndpoint = ""
 	}
 	var algs []string
 	for _, a := range m.SigningAlgs {

@@ -66,6 +66,9 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 	}
 	s := h.newSession(tr, policy)
 	s.ID, s.Issued, s.Expires = id.session.ID, id.session.Issued, id.session.Expires // the same session, renewed
+	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
+		s.UserInfo = id.session.UserInfo
+	}
 	if s.RefreshToken == "" {
 		s.RefreshToken = id.session.RefreshToken
 	}

@@ -135,8 +135,10 @@ type session struct {
 	AccessExpiry int64  `json:"ae,omitempty"`
 	RefreshToken string `json:"rt,omitempty"`
 	Policy       string `json:"p,omitempty"` // the policy that issued the tokens
-	Expires      int64  `json:"e"`
-	Seen         int64  `json:"s"` // last activity, for inactivity_timeout
+	// Claims that only the UserInfo endpoint gave (the ID token lacked them).
+	UserInfo map[string]any `json:"u,omitempty"`
+	Expires  int64          `json:"e"`
+	Seen     int64          `json:"s"` // last activity, for inactivity_timeout
 }
 
 // Cookie chunking: browsers drop cookies over about 4 KB, so a long value

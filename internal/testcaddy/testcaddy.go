@@ -153,7 +153,7 @@ func (b *Browser) FollowResponse(resp *Response, from string) *Response {
 			}
 			from = next.String()
 			resp = b.Get(from)
-		case strings.Contains(resp.Body, `onload="document.forms[0].submit()"`):
+		case strings.Contains(resp.Body, `document.forms[0].submit()"`): // an auto-submitting form (form_post)
 			action, fields := Form(b.T, resp.Body)
 			target, _ := resp.Request.URL.Parse(action)
 			from = target.String()
@@ -168,7 +168,7 @@ func (b *Browser) FollowResponse(resp *Response, from string) *Response {
 
 var (
 	formAction = regexp.MustCompile(`<form[^>]*action="([^"]*)"`)
-	formInput  = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)">`)
+	formInput  = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)"\s*/?>`)
 )
 
 // Form extracts the first form's action and hidden fields from a page.

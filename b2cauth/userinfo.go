@@ -1,0 +1,121 @@
+package b2cauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Some providers (zitadel, many generic OPs) put the profile and email in
+// the UserInfo response, not in the ID token. When the scopes asked for
+// promise claims the ID token lacks, they are fetched once at sign-in (and
+// at refresh) with the access token, checked to name the same `sub`, and
+// kept in the session.
+
+// promisedClaims are the claims a scope promises: name for profile, email
+// for email.
+var promisedClaims = map[string]string{"profile": "name", "email": "email"}
+
+// needsUserInfo tells whether the ID token lacks a claim the scopes promise.
+func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bool {
+	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" {
+		return false
+	}
+	var claims map[string]json.RawMessage
+	if json.Unmarshal(payload, &claims) != nil {
+		return false
+	}
+	for scope, claim := range promisedClaims {
+		if _, has := claims[claim]; !has && slices.Contains(h.Scopes, scope) {
+			return true
+		}
+	}
+	return false
+}
+
+// userInfo is the UserInfo claims to keep in a new session, or nil when
+// none are needed or they cannot be had (the sign-in goes on without them).
+func (h *Handler) userInfo(ctx context.Context, d *discovered, tr *tokenResponse, payload []byte) map[string]any {
+	if !h.needsUserInfo(d, tr, payload) {
+		return nil
+	}
+	extra, err := h.fetchUserInfo(ctx, d, tr.AccessToken, payload)
+	if err != nil {
+		h.logger.Warn("userinfo claims not used", zap.Error(err))
+		return nil
+	}
+	return extra
+}
+
+// fetchUserInfo gets the UserInfo claims the ID token lacks. Their sub must
+// be the ID token's (OpenID Connect Core 5.3.2); no claim of the ID token
+// is replaced.
+func (h *Handler) fetchUserInfo(ctx context.Context, d *discovered, accessToken string, payload []byte) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.meta.UserInfoEndpoint, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.httpClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: userinfo: %v", errUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("userinfo: HTTP %d", resp.StatusCode)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	var info, idClaims map[string]any
+	if err := json.Unmarshal(body, &info); err != nil {
+		return nil, errors.New("userinfo: not a JSON object (signed or encrypted UserInfo is not supported)")
+	}
+	_ = json.Unmarshal(payload, &idClaims)
+	if sub, _ := info["sub"].(string); sub == "" || sub != idClaims["sub"] {
+		return nil, errors.New("userinfo: sub is not the ID token's")
+	}
+	extra := map[string]any{}
+	for k, v := range info {
+		if _, has := idClaims[k]; !has {
+			extra[k] = v
+		}
+	}
+	return extra, nil
+}
+
+// withUserInfo is an ID token payload with the session's UserInfo claims
+// added (never replacing the token's own).
+func withUserInfo(payload []byte, extra map[string]any) []byte {
+	if len(extra) == 0 {
+		return payload
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if dec.Decode(&claims) != nil {
+		return payload
+	}
+	for k, v := range extra {
+		if _, has := claims[k]; !has {
+			claims[k] = v
+		}
+	}
+	out, err := json.Marshal(claims)
+	if err != nil {
+		return payload
+	}
+	return out
+}
