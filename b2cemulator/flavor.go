@@ -62,6 +62,8 @@ func (e *Emulator) routeEntra(segs []string) (route, bool) {
 		rt.endpoint = "token"
 	case "oauth2/v2.0/logout":
 		rt.endpoint = "logout"
+	case "emulator/rotate_keys":
+		rt.endpoint = "rotate_keys"
 	default:
 		return rt, false
 	}

@@ -65,3 +65,33 @@ func TestEntraMultiTenantMetadata(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRotationInEveryFlavor: a rotated key is published and signs the
+// next tokens, whatever the platform.
+func TestKeyRotationInEveryFlavor(t *testing.T) {
+	for _, flavor := range []string{"b2c", "external_id", "entra_id"} {
+		t.Run(flavor, func(t *testing.T) {
+			c := startEmulator(t, "flavor "+flavor)
+			resp, err := http.Post(c.base+tenantPath+"/emulator/rotate_keys", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rotated struct {
+				KID string `json:"kid"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&rotated)
+			resp.Body.Close()
+			var jwks struct {
+				Keys []map[string]any `json:"keys"`
+			}
+			policy := ""
+			if flavor == "b2c" {
+				policy = "B2C_1_susi"
+			}
+			getJSON(t, c.policyURL(policy, "discovery/v2.0/keys"), &jwks)
+			if resp.StatusCode != http.StatusOK || rotated.KID == "" || len(jwks.Keys) != 2 {
+				t.Errorf("rotation: %d %q, %d keys published", resp.StatusCode, rotated.KID, len(jwks.Keys))
+			}
+		})
+	}
+}
