@@ -49,7 +49,7 @@ func TestUserInfoClaimsFromZitadel(t *testing.T) {
 			b := testcaddy.NewBrowser(t)
 			page := b.Follow(base + "/x")
 			if !strings.Contains(page.Body, `name="username"`) {
-				t.Fatalf("not zitadel's login page: %d\n%s", page.StatusCode, page.Body)
+				t.Fatalf("not zitadel's login page: %d at %s\n%s", page.StatusCode, page.Request.URL, page.Body)
 			}
 			landed := b.FollowResponse(b.Submit(page, map[string]string{"username": "test-user2", "password": "verysecure"}), "")
 			if landed.StatusCode != 200 || landed.Request.URL.Path != "/x" || landed.Body != "id=id2 email=test-user2@zitadel.ch name=Test User2" {

@@ -12,9 +12,13 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -25,15 +29,46 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
-// FreePort returns a TCP port that was free a moment ago on 127.0.0.1.
+// FreePort returns a TCP port that was free a moment ago on 127.0.0.1 and
+// that no other test process took in the last ten minutes. Caddy listens
+// with SO_REUSEPORT, so two test binaries (go test runs packages in
+// parallel) that picked the same port would share it silently: each port
+// handed out is claimed with a marker file that other processes respect.
 func FreePort(t TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if claimPort(port) {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port that another test process has not claimed")
+	return 0
+}
+
+// claimPort marks a port as taken by this process; false if another
+// process claimed it recently.
+func claimPort(port int) bool {
+	dir := filepath.Join(os.TempDir(), "caddy-b2c-test-ports")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return true // no markers possible: fall back to the kernel's choice
+	}
+	marker := filepath.Join(dir, strconv.Itoa(port))
+	f, err := os.OpenFile(marker, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err == nil {
+		f.Close()
+		return true
+	}
+	if info, err := os.Stat(marker); err == nil && time.Since(info.ModTime()) > 10*time.Minute {
+		now := time.Now()
+		return os.Chtimes(marker, now, now) == nil // a stale claim: take it over
+	}
+	return false
 }
 
 // Globals is the global options block every test config starts with: no
