@@ -193,7 +193,7 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, now: p.now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
 	// The verifiers' clock runs a little behind, which allows for skew on exp.
 	skewedNow := func() time.Time { return p.now().Add(-clockSkew) }
-	v := &issuerVerifiers{tenants: p.tenants, byTenant: map[string]*verifierPair{}, make: func(issuer string) *verifierPair {
+	v := &issuerVerifiers{tenants: p.tenants, byTenant: map[string]*verifierPair{}, build: func(issuer string) *verifierPair {
 		return &verifierPair{
 			id:     oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: p.clientID, SupportedSigningAlgs: algs, Now: skewedNow}),
 			access: oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: skewedNow}),
@@ -205,7 +205,7 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 		}
 		v.template = m.Issuer
 	} else {
-		v.fixed = v.make(m.Issuer)
+		v.fixed = v.build(m.Issuer)
 	}
 	return &discovered{meta: m, keys: keys, verifiers: v}, nil
 }

@@ -43,7 +43,7 @@ type issuerVerifiers struct {
 	template string   // "" for a fixed issuer
 	tenants  []string // admitted tenant IDs; "*" admits any
 	fixed    *verifierPair
-	make     func(issuer string) *verifierPair
+	build    func(issuer string) *verifierPair
 
 	mu       sync.Mutex
 	byTenant map[string]*verifierPair
@@ -77,7 +77,7 @@ func (v *issuerVerifiers) forToken(raw string) (*verifierPair, error) {
 	if p, ok := v.byTenant[tid]; ok {
 		return p, nil
 	}
-	p := v.make(strings.ReplaceAll(v.template, tenantPlaceholder, tid))
+	p := v.build(strings.ReplaceAll(v.template, tenantPlaceholder, tid))
 	if len(v.byTenant) < maxTenantVerifiers {
 		v.byTenant[tid] = p
 	}

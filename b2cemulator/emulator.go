@@ -508,23 +508,18 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 		rt.unknownPolicy = segs[0] // the path form with a policy that does not exist
 		segs = segs[1:]
 	}
-	switch strings.ToLower(strings.Join(segs, "/")) {
-	case "v2.0/.well-known/openid-configuration":
-		rt.endpoint = "openid-configuration"
-	case "discovery/v2.0/keys":
-		rt.endpoint = "keys"
-	case "oauth2/v2.0/authorize":
-		rt.endpoint = "authorize"
-	case "oauth2/v2.0/token":
-		rt.endpoint = "token"
-	case "oauth2/v2.0/logout":
-		rt.endpoint = "logout"
-	case "emulator/rotate_keys":
-		rt.endpoint = "rotate_keys"
-	default:
-		return rt, false
-	}
-	return rt, true
+	rt.endpoint = endpoints[strings.ToLower(strings.Join(segs, "/"))]
+	return rt, rt.endpoint != ""
+}
+
+// endpoints maps the path after the tenant (and policy) to an endpoint.
+var endpoints = map[string]string{
+	"v2.0/.well-known/openid-configuration": "openid-configuration",
+	"discovery/v2.0/keys":                   "keys",
+	"oauth2/v2.0/authorize":                 "authorize",
+	"oauth2/v2.0/token":                     "token",
+	"oauth2/v2.0/logout":                    "logout",
+	"emulator/rotate_keys":                  "rotate_keys",
 }
 
 // policyNamed returns the configured spelling of a policy name, matched

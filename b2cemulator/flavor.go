@@ -51,23 +51,8 @@ func (e *Emulator) routeEntra(segs []string) (route, bool) {
 	default:
 		return rt, false
 	}
-	switch strings.ToLower(strings.Join(segs[1:], "/")) {
-	case "v2.0/.well-known/openid-configuration":
-		rt.endpoint = "openid-configuration"
-	case "discovery/v2.0/keys":
-		rt.endpoint = "keys"
-	case "oauth2/v2.0/authorize":
-		rt.endpoint = "authorize"
-	case "oauth2/v2.0/token":
-		rt.endpoint = "token"
-	case "oauth2/v2.0/logout":
-		rt.endpoint = "logout"
-	case "emulator/rotate_keys":
-		rt.endpoint = "rotate_keys"
-	default:
-		return rt, false
-	}
-	return rt, true
+	rt.endpoint = endpoints[strings.ToLower(strings.Join(segs[1:], "/"))]
+	return rt, rt.endpoint != ""
 }
 
 // entraIssuer is a tenant's v2.0 issuer; for organizations/common metadata,
