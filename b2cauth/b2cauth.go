@@ -555,34 +555,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// endpoint serves /.auth/*; handled is false for paths that are not ours.
-func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
-	q := r.URL.Query()
-	switch r.URL.Path {
-	case "/.auth/login", "/.auth/login/b2c", "/.auth/login/aad":
-		return true, h.startSignIn(w, r, h.Policy, safeReturnURL(q.Get("post_login_redirect_uri")))
-	case "/.auth/login/reset":
-		if h.PasswordResetPolicy == "" {
-			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No password reset policy is configured.", errors.New("password_reset_policy not set"))
-		}
-		return true, h.startSignIn(w, r, h.PasswordResetPolicy, safeReturnURL(q.Get("post_login_redirect_uri")))
-	case "/.auth/login/profile":
-		if h.ProfileEditPolicy == "" {
-			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No profile edit policy is configured.", errors.New("profile_edit_policy not set"))
-		}
-		return true, h.startSignIn(w, r, h.ProfileEditPolicy, safeReturnURL(q.Get("post_login_redirect_uri")))
-	case "/.auth/logout":
-		return true, h.logout(w, r)
-	case frontChannelPath:
-		return true, h.frontChannelLogout(w, r)
-	case "/.auth/me":
-		return true, h.me(w, r)
-	case "/.auth/refresh":
-		return true, h.refresh(w, r)
-	}
-	return false, nil
-}
-
 // realm names the site in WWW-Authenticate.
 func (h *Handler) realm(r *http.Request) string {
 	return strings.NewReplacer(`"`, "", `\`, "").Replace(r.Host)

@@ -1,129 +1,17 @@
 package b2cauth
 
 import (
-	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 )
-
-// sealVersion is the first byte of every sealed value: the format's version.
-const sealVersion byte = 1
-
-// codec seals and opens cookie values with AES-256-GCM. The first key
-// seals; every key opens, so keys can be rotated without signing anyone out.
-type codec struct {
-	aeads []cipher.AEAD
-}
-
-func newCodec(keys [][]byte) (*codec, error) {
-	c := &codec{}
-	for _, k := range keys {
-		block, err := aes.NewCipher(k)
-		if err != nil {
-			return nil, err
-		}
-		aead, err := cipher.NewGCM(block)
-		if err != nil {
-			return nil, err
-		}
-		c.aeads = append(c.aeads, aead)
-	}
-	if len(c.aeads) == 0 {
-		return nil, errors.New("no cookie key")
-	}
-	return c, nil
-}
-
-// seal encrypts and authenticates plain, bound to purpose (the additional
-// data), and encodes it for a cookie: base64url(version | nonce | ciphertext).
-func (c *codec) seal(plain []byte, purpose string) string {
-	aead := c.aeads[0]
-	buf := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
-	buf[0] = sealVersion
-	if _, err := rand.Read(buf[1:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported platforms
-	}
-	buf = aead.Seal(buf, buf[1:1+aead.NonceSize()], plain, []byte(purpose))
-	return base64.RawURLEncoding.EncodeToString(buf)
-}
-
-// open reverses seal. Anything tampered, truncated, sealed for another
-// purpose or with an unknown key is refused.
-func (c *codec) open(value, purpose string) ([]byte, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < 1 || raw[0] != sealVersion {
-		return nil, false
-	}
-	for _, aead := range c.aeads {
-		n := aead.NonceSize()
-		if len(raw) < 1+n+aead.Overhead() {
-			return nil, false
-		}
-		if plain, err := aead.Open(nil, raw[1:1+n], raw[1+n:], []byte(purpose)); err == nil {
-			return plain, true
-		}
-	}
-	return nil, false
-}
-
-// decodeCookieSecret reads a cookie_secret: base64 (standard or URL
-// alphabet, padded or not) of exactly 32 bytes.
-func decodeCookieSecret(s string) ([]byte, error) {
-	s = strings.TrimRight(strings.TrimSpace(s), "=")
-	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-		if k, err := enc.DecodeString(s); err == nil {
-			if len(k) != 32 {
-				return nil, fmt.Errorf("is %d bytes, not 32", len(k))
-			}
-			return k, nil
-		}
-	}
-	return nil, errors.New("is not base64")
-}
-
-// storedKeyName is where the generated cookie key lives in Caddy's storage.
-const storedKeyName = "b2c_auth/cookie_key"
-
-// storedCookieKey returns the key kept in Caddy's storage, making it the
-// first time. Every Caddy that shares the storage shares the key.
-func storedCookieKey(ctx context.Context, storage certmagic.Storage) ([]byte, error) {
-	load := func() ([]byte, error) {
-		data, err := storage.Load(ctx, storedKeyName)
-		if err != nil {
-			return nil, err
-		}
-		return decodeCookieSecret(string(data))
-	}
-	if k, err := load(); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return k, err
-	}
-	if err := storage.Lock(ctx, storedKeyName); err != nil {
-		return nil, err
-	}
-	defer func() { _ = storage.Unlock(ctx, storedKeyName) }()
-	if k, err := load(); err == nil || !errors.Is(err, fs.ErrNotExist) {
-		return k, err // another instance made it meanwhile
-	}
-	k := make([]byte, 32)
-	if _, err := rand.Read(k); err != nil {
-		return nil, err
-	}
-	if err := storage.Store(ctx, storedKeyName, []byte(base64.StdEncoding.EncodeToString(k))); err != nil {
-		return nil, err
-	}
-	return k, nil
-}
 
 // session is what the session cookie holds. There is no server-side state
 // per session: only sign-outs are kept, in storage (see revocation.go).
@@ -237,4 +125,120 @@ func (h *Handler) decodeSession(value string) (*session, bool) {
 		return nil, false
 	}
 	return &s, true
+}
+
+// secure tells whether the request came over HTTPS.
+func secure(r *http.Request) bool { return r.TLS != nil }
+
+// cookie is a cookie with every attribute set on purpose: HttpOnly, Path
+// /, Secure on HTTPS, SameSite Lax, and the __Host- prefix on HTTPS.
+func cookie(r *http.Request, name string) http.Cookie {
+	c := http.Cookie{Name: name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	if secure(r) {
+		c.Name, c.Secure = "__Host-"+name, true
+	}
+	return c
+}
+
+// newSession makes a session from a token response.
+func (h *Handler) newSession(tr *tokenResponse, policy string) *session {
+	now := h.now()
+	s := &session{
+		ID: randomString(), Issued: now.UnixMilli(),
+		IDToken: tr.IDToken, AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Policy: policy,
+		Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
+	}
+	if tr.AccessToken != "" {
+		s.AccessExpiry = now.Add(time.Duration(tr.ExpiresIn) * time.Second).Unix()
+	}
+	return s
+}
+
+// writeSession sets the session cookie(s).
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session) error {
+	c := cookie(r, sessionCookie)
+	c.Expires = time.Unix(s.Expires, 0)
+	return writeChunked(w, r, c, h.encodeSession(s))
+}
+
+// clearSession deletes the session cookie and its chunks.
+func clearSession(w http.ResponseWriter, r *http.Request) {
+	c := cookie(r, sessionCookie)
+	c.MaxAge = -1
+	http.SetCookie(w, &c)
+	deleteChunks(w, r, c, 1)
+}
+
+// readSession returns the request's session identity, or nil: a missing,
+// tampered, truncated, foreign or expired cookie is no session.
+func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity {
+	value := readChunked(r, cookie(r, sessionCookie).Name)
+	if value == "" {
+		return nil
+	}
+	now := h.now()
+	id := h.cache.get(value, now)
+	if id == nil {
+		s, ok := h.decodeSession(value)
+		if !ok {
+			return nil
+		}
+		payload, err := jwtPayload(s.IDToken)
+		if err != nil {
+			return nil
+		}
+		if id, ok = h.identity(withUserInfo(payload, s.UserInfo)); !ok {
+			return nil
+		}
+		id.session, id.expires = s, time.Unix(s.Expires, 0)
+		h.cache.put(value, id)
+	}
+	s := id.session
+	if now.Unix() >= s.Expires {
+		return nil
+	}
+	if h.revocations.revoked(s.ID, id.id, id.values["sid"], s.Issued) {
+		if ce := h.logger.Check(zap.InfoLevel, "signed-out session refused"); ce != nil {
+			ce.Write(zap.String("user_id", id.id))
+		}
+		if w != nil {
+			clearSession(w, r)
+		}
+		return nil
+	}
+	if t := time.Duration(h.InactivityTimeout); t > 0 {
+		idle := now.Sub(time.Unix(s.Seen, 0))
+		if idle > t {
+			return nil
+		}
+		if idle > t/8 && w != nil { // note the activity, not on every request
+			renewed := *s
+			renewed.Seen = now.Unix()
+			if err := h.writeSession(w, r, &renewed); err != nil {
+				return nil
+			}
+		}
+	}
+	return id
+}
+
+// jwtPayload decodes a JWT's payload without checking it: only for tokens
+// this handler checked before sealing them into the session.
+func jwtPayload(token string) ([]byte, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT")
+	}
+	return base64.RawURLEncoding.DecodeString(parts[1])
+}
+
+// authenticate finds the request's user: a bearer token, else the session.
+// An error means a bearer token was presented and refused.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*identity, error) {
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		if scheme, token, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return h.bearer(r, strings.TrimSpace(token))
+		}
+	}
+	return h.readSession(w, r), nil
 }
