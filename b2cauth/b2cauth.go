@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,6 +131,11 @@ type Handler struct {
 	// /.auth/me. Default: it is removed.
 	ExposeIDPAccessToken bool `json:"expose_idp_access_token,omitempty"`
 
+	// Renew the session's tokens with the refresh token when a request
+	// comes within 5 minutes of their expiry: auto or off. Default: auto
+	// when the scopes include offline_access.
+	Refresh string `json:"refresh,omitempty"`
+
 	// How often sign-outs recorded by other instances are read from
 	// Caddy's storage. Default: 10s.
 	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
@@ -155,6 +161,8 @@ type Handler struct {
 	now            func() time.Time
 	cache          *identityCache
 	bearerCache    *identityCache
+	autoRefresh    bool
+	renewals       *renewals
 	revocations    *revocations
 	revocationKey  string            // in revocationPool
 	storage        certmagic.Storage // Caddy's; tests set their own
@@ -309,6 +317,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
 
+	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
+	h.renewals = &renewals{recent: map[string]recentRenewal{}}
+
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(DefaultRevocationSync)
 	}
@@ -411,6 +422,11 @@ func (h *Handler) checkConfig() error {
 	if u, err := url.Parse(h.PublicURL); h.PublicURL != "" && err == nil && strings.Trim(u.Path, "/") != "" {
 		return fmt.Errorf("public_url: %q must be an origin, without a path", h.PublicURL)
 	}
+	switch h.Refresh {
+	case "", "auto", "off":
+	default:
+		return fmt.Errorf("refresh: %q is neither auto nor off", h.Refresh)
+	}
 	switch h.Unauthenticated {
 	case "", "redirect", "401", "allow":
 	default:
@@ -510,6 +526,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		stripIdentityHeaders(r.Header)
 		caddyhttp.SetVar(r.Context(), strippedVar, true)
 	}
+	restoreCookies(r)
 
 	switch p := r.URL.Path; {
 	case p == h.RedirectPath:
@@ -529,12 +546,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		protected = ok
 	}
 
-	id, err := h.authenticate(w, r)
+	id, err := h.requestIdentity(w, r)
 	if err != nil && protected {
 		return h.bearerFailure(w, r, err)
 	}
 	if id == nil {
 		if !protected || h.Unauthenticated == "allow" {
+			hideOwnCookies(r)
 			return next.ServeHTTP(w, r)
 		}
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
@@ -549,10 +567,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
+	hideOwnCookies(r)
 	if h.EasyAuthHeaders {
+		// (Caddy's access log records a copy of the request made before the
+		// handlers, so these headers never reach it.)
 		id.setEasyAuthHeaders(r.Header)
+		h.setTokenHeaders(id, r.Header)
 	}
 	return next.ServeHTTP(w, r)
+}
+
+// requestIdentity is the request's user: the session identity an earlier
+// b2c_auth block of the same provider and client found (perhaps renewed),
+// else a bearer token's or the session cookie's.
+func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*identity, error) {
+	key := identityVarPrefix + h.sessionPurpose
+	if id, ok := caddyhttp.GetVar(r.Context(), key).(*identity); ok && r.Header.Get("Authorization") == "" {
+		return id, nil
+	}
+	id, err := h.authenticate(w, r)
+	if id != nil && id.session != nil {
+		caddyhttp.SetVar(r.Context(), key, id)
+	}
+	return id, err
 }
 
 // realm names the site in WWW-Authenticate.

@@ -47,6 +47,7 @@ func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	if !ok {
 		return nil, errors.New("bearer token names no user")
 	}
+	id.bearerToken = token
 	if scopeErr != nil {
 		return id, scopeErr
 	}

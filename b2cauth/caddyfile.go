@@ -41,6 +41,7 @@ func init() {
 //	    allow <claim> <pattern...>
 //	    deny  <claim> <pattern...>
 //	    unauthenticated redirect|401|allow
+//	    refresh auto|off
 //	    audience       <aud...>
 //	    require_scopes <scope...>
 //	    additional_issuer <metadata URL> | <issuer> <jwks URL>
@@ -133,6 +134,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = one(&h.ResponseMode)
 		case "unauthenticated":
 			err = one(&h.Unauthenticated)
+		case "refresh":
+			err = one(&h.Refresh)
 		case "scopes":
 			err = many(&h.Scopes)
 		case "cookie_secret":

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,8 @@ type identity struct {
 	id      string
 	session *session  // nil for a bearer token
 	expires time.Time // when caches forget it: the token's exp, or the session's end
+
+	bearerToken string // the access token presented, for a bearer identity
 
 	principalOnce sync.Once
 	principal     string // X-MS-CLIENT-PRINCIPAL
@@ -135,15 +138,24 @@ func firstString(v any) string {
 // placeholderPrefix is the namespace of the user's placeholders.
 const placeholderPrefix = "http.auth.user."
 
-// setPlaceholders makes {http.auth.user.*} answer from the identity.
+// setPlaceholders makes {http.auth.user.*} answer from the identity (the
+// usual ones always, empty when the token lacks them), and
+// {http.auth.b2c.*} from its tokens.
 func (id *identity) setPlaceholders(repl *caddy.Replacer) {
 	repl.Map(func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, placeholderPrefix)
-		if !ok {
+		if name, ok := strings.CutPrefix(key, placeholderPrefix); ok {
+			if v, ok := id.values[name]; ok {
+				return v, true
+			}
+			if slices.Contains(definedPlaceholders, name) {
+				return "", true
+			}
 			return nil, false
 		}
-		v, ok := id.values[name]
-		return v, ok
+		if name, ok := strings.CutPrefix(key, tokenPlaceholderPrefix); ok {
+			return id.token(name)
+		}
+		return nil, false
 	})
 }
 

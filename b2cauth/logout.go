@@ -87,9 +87,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if hint := h.logoutHint(r.Context(), id); hint != "" {
 		params.Set("id_token_hint", hint)
 	}
-	u.RawQuery = params.Encode()
-	http.Redirect(w, r, u.String(), http.StatusFound)
-	return nil
+	// A self-submitting GET form rather than a redirect: the ID token in
+	// the URL must not reach Caddy's access log through a Location header.
+	u.RawQuery = ""
+	return renderAutoSubmit(w, http.MethodGet, u.String(), params)
 }
 
 // logoutHint is a live ID token for end_session's id_token_hint, or "".

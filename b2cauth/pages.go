@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // pageData is what an error or status page shows. Every value is escaped.
@@ -48,8 +49,16 @@ code,pre{background:#f4f4f4;padding:.2rem .4rem}pre{white-space:pre-wrap;padding
 // renderResubmit posts a cross-site form_post again from this site, so the
 // browser sends the SameSite=Lax flow cookie with it.
 func renderResubmit(w http.ResponseWriter, action string, params url.Values) error {
+	params.Set("b2c_resubmit", "1")
+	return renderAutoSubmit(w, http.MethodPost, action, params)
+}
+
+// renderAutoSubmit is a page whose form sends itself: GET or POST to
+// action with params. A GET form carries a URL that must stay out of
+// Caddy's access log (which records a redirect's Location).
+func renderAutoSubmit(w http.ResponseWriter, method, action string, params url.Values) error {
 	var buf bytes.Buffer
-	if err := resubmitTemplate.Execute(&buf, map[string]any{"Action": action, "Params": params}); err != nil {
+	if err := resubmitTemplate.Execute(&buf, map[string]any{"Method": strings.ToLower(method), "Action": action, "Params": params}); err != nil {
 		return err
 	}
 	h := w.Header()
@@ -61,11 +70,10 @@ func renderResubmit(w http.ResponseWriter, action string, params url.Values) err
 }
 
 var resubmitTemplate = template.Must(template.New("resubmit").Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Signing in…</title></head>
+<html><head><meta charset="utf-8"><title>Working…</title></head>
 <body onload="document.forms[0].submit()">
-<form method="post" action="{{.Action}}">
+<form method="{{.Method}}" action="{{.Action}}">
 {{range $k, $vs := .Params}}{{range $vs}}<input type="hidden" name="{{$k}}" value="{{.}}">
-{{end}}{{end}}<input type="hidden" name="b2c_resubmit" value="1">
-<noscript><button type="submit">Continue</button></noscript>
+{{end}}{{end}}<noscript><button type="submit">Continue</button></noscript>
 </form></body></html>
 `))

@@ -28,12 +28,13 @@ type hostile struct {
 	srv    *httptest.Server
 	issuer string
 
-	mu         sync.Mutex
-	keys       []jose.JSONWebKey
-	tokenReply string // the token endpoint's JSON body
-	tokenCode  int
-	jwksHits   int
-	down       bool
+	mu          sync.Mutex
+	keys        []jose.JSONWebKey
+	tokenReply  string // the token endpoint's JSON body
+	tokenCode   int
+	jwksHits    int
+	refreshHits int // refresh_token grants received
+	down        bool
 }
 
 const testClient = "client-123"
@@ -64,6 +65,10 @@ func newHostile(t testing.TB) *hostile {
 			p.jwksHits++
 			_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: p.keys})
 		case strings.HasSuffix(r.URL.Path, "/token"):
+			_ = r.ParseForm()
+			if r.PostForm.Get("grant_type") == "refresh_token" {
+				p.refreshHits++
+			}
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(p.tokenCode)
 			_, _ = w.Write([]byte(p.tokenReply))

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
 )
 
 // refresh answers /.auth/refresh: it renews the session's tokens with its
@@ -89,4 +93,101 @@ func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *
 	if err := h.revoke(r.Context(), id, false); err != nil {
 		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 	}
+}
+
+// refreshMargin is how long before its access token (or, without one, its
+// ID token) expires a session is renewed on a request.
+const refreshMargin = 5 * time.Minute
+
+// renewals makes concurrent requests with the same session share one
+// renewal, and lets a request that still carries the old cookie just after
+// a renewal use its result instead of renewing again.
+type renewals struct {
+	group singleflight.Group
+
+	mu     sync.Mutex
+	recent map[string]recentRenewal // by session ID
+}
+
+type recentRenewal struct {
+	s    *session
+	seen time.Time
+}
+
+// recentWindow is how long a renewal's result serves requests that still
+// carry the cookie it replaced.
+const recentWindow = 30 * time.Second
+
+// do renews the session with this ID once, whoever asks.
+func (rn *renewals) do(sessionID string, now time.Time, renew func() (*session, error)) (*session, error) {
+	rn.mu.Lock()
+	if r, ok := rn.recent[sessionID]; ok && now.Sub(r.seen) < recentWindow {
+		rn.mu.Unlock()
+		return r.s, nil
+	}
+	rn.mu.Unlock()
+	v, err, _ := rn.group.Do(sessionID, func() (any, error) {
+		s, err := renew()
+		if err == nil {
+			rn.mu.Lock()
+			for id, r := range rn.recent { // bounded: only the last window's
+				if now.Sub(r.seen) >= recentWindow {
+					delete(rn.recent, id)
+				}
+			}
+			if len(rn.recent) < 4096 {
+				rn.recent[sessionID] = recentRenewal{s, now}
+			}
+			rn.mu.Unlock()
+		}
+		return s, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*session), nil
+}
+
+// nearExpiry tells whether a session's tokens expire within the margin.
+func (h *Handler) nearExpiry(id *identity, now time.Time) bool {
+	exp := id.accessExpiry()
+	if exp.IsZero() {
+		v, err := strconv.ParseInt(id.values["exp"], 10, 64)
+		if err != nil {
+			return false
+		}
+		exp = time.Unix(v, 0)
+	}
+	return !now.Add(refreshMargin).Before(exp)
+}
+
+// autoRenew renews a session whose tokens are about to expire, on the
+// request that notices, and sets the new cookie. It returns the identity
+// to use: the renewed one, the current one while a failed renewal can be
+// retried, or nil when the provider refused it for good (signed out).
+func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity) *identity {
+	s, err := h.renewals.do(id.session.ID, h.now(), func() (*session, error) { return h.renew(r.Context(), id) })
+	if err != nil {
+		if grantRefused(err) {
+			h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(err))
+			h.endRefusedSession(w, r, id)
+			return nil
+		}
+		h.logger.Warn("token renewal failed; the current tokens stay in use", zap.String("user_id", id.id), zap.Error(err))
+		return id
+	}
+	payload, err := jwtPayload(s.IDToken)
+	if err != nil {
+		return id
+	}
+	renewed, ok := h.identity(withUserInfo(payload, s.UserInfo))
+	if !ok {
+		return id
+	}
+	renewed.session, renewed.expires = s, time.Unix(s.Expires, 0)
+	if err := h.writeSession(w, r, s); err != nil {
+		h.logger.Warn("renewed session too large for cookies", zap.String("user_id", id.id), zap.Error(err))
+		return id
+	}
+	return renewed
 }

@@ -219,6 +219,9 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 			}
 		}
 	}
+	if h.autoRefresh && w != nil && s.RefreshToken != "" && h.nearExpiry(id, now) {
+		return h.autoRenew(w, r, id)
+	}
 	return id
 }
 

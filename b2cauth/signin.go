@@ -183,6 +183,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 
+	if r.Method == http.MethodGet && params.Has("code") {
+		// The authorization code is in the URL, which Caddy's access log
+		// records: this request is left out of it (the sign-in is logged
+		// here, without the code).
+		caddyhttp.SetVar(r.Context(), caddyhttp.LogSkipVar, true)
+	}
 	state, providerErr := params.Get("state"), params.Get("error")
 	if params.Get("code") == "" && providerErr == "" {
 		// Not an answer to a sign-in: the provider's return from end_session.

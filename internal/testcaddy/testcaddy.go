@@ -191,6 +191,12 @@ func (b *Browser) FollowResponse(resp *Response, from string) *Response {
 		case strings.Contains(resp.Body, `document.forms[0].submit()"`): // an auto-submitting form (form_post)
 			action, fields := Form(b.T, resp.Body)
 			target, _ := resp.Request.URL.Parse(action)
+			if formGet.MatchString(resp.Body) {
+				target.RawQuery = fields.Encode()
+				from = target.String()
+				resp = b.Get(from)
+				continue
+			}
 			from = target.String()
 			resp = b.Do(http.MethodPost, from, fields)
 		default:
@@ -203,6 +209,7 @@ func (b *Browser) FollowResponse(resp *Response, from string) *Response {
 
 var (
 	formAction = regexp.MustCompile(`<form[^>]*action="([^"]*)"`)
+	formGet    = regexp.MustCompile(`<form[^>]*method="get"`)
 	formInput  = regexp.MustCompile(`<input type="hidden" name="([^"]*)" value="([^"]*)"\s*/?>`)
 )
 

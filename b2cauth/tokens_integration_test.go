@@ -1,0 +1,100 @@
+package b2cauth_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// TestTokensUpstreamNeverInLogs: an app behind reverse_proxy gets the
+// session's access token (header_up Authorization) and App Service's token
+// headers, without the handler's cookies; with access logging on, no
+// token, cookie or authorization code appears in any log line.
+func TestTokensUpstreamNeverInLogs(t *testing.T) {
+	dir := t.TempDir()
+	accessLog, serverLog := filepath.Join(dir, "access.log"), filepath.Join(dir, "caddy.log")
+	up := echoUpstream(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level INFO\n\t\toutput file %q", serverLog), 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+	}
+}
+%[2]s {
+	log {
+		output file %[4]q
+	}
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+		scopes openid offline_access %[3]s
+		easy_auth_headers
+	}
+	reverse_proxy %[5]s {
+		header_up Authorization "Bearer {http.auth.b2c.access_token}"
+		header_up X-Email {http.auth.user.email}
+	}
+}
+`, idp, base, clientID, accessLog, strings.TrimPrefix(up, "http://")))
+
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(base + "/app")
+	back := b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	cb, _ := url.Parse(back.Header.Get("Location"))
+	code := cb.Query().Get("code")
+	landed := b.FollowResponse(back, "")
+	var seen http.Header
+	if err := json.Unmarshal([]byte(landed.Body), &seen); err != nil {
+		t.Fatalf("upstream answer: %d %q", landed.StatusCode, landed.Body)
+	}
+	me := b.Get(base + "/.auth/me")
+	var entries []map[string]any
+	_ = json.Unmarshal([]byte(me.Body), &entries)
+	if len(entries) != 1 {
+		t.Fatalf("/.auth/me: %s", me.Body)
+	}
+	accessToken, _ := entries[0]["access_token"].(string)
+	idToken, _ := entries[0]["id_token"].(string)
+	if accessToken == "" || idToken == "" || code == "" {
+		t.Fatalf("no tokens or code to look for: %q %q %q", accessToken, idToken, code)
+	}
+
+	if seen.Get("Authorization") != "Bearer "+accessToken || seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken ||
+		seen.Get("X-Ms-Token-Aadb2c-Id-Token") != idToken || seen.Get("X-Email") != "ada@contoso.example" {
+		t.Errorf("upstream headers: %v", seen)
+	}
+	if c := seen.Get("Cookie"); strings.Contains(c, "b2c_") {
+		t.Errorf("the handler's cookies went upstream: %q", c)
+	}
+
+	u, _ := url.Parse(base)
+	secrets := map[string]string{"access token": accessToken, "ID token": idToken, "code": code}
+	for _, c := range b.Jar.Cookies(u) {
+		secrets["cookie "+c.Name] = c.Value
+	}
+	b.Follow(base + "/.auth/logout")
+	for _, file := range []string{accessLog, serverLog} {
+		data, err := os.ReadFile(file)
+		if err != nil || len(data) == 0 {
+			t.Fatalf("log %s: %v (empty: the test would prove nothing)", file, err)
+		}
+		for what, secret := range secrets {
+			if len(secret) > 8 && strings.Contains(string(data), secret) {
+				t.Errorf("%s appears in %s", what, filepath.Base(file))
+			}
+		}
+	}
+}

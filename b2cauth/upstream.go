@@ -1,0 +1,136 @@
+package b2cauth
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// What the handlers after b2c_auth see: the user's placeholders (the usual
+// ones always defined), the session's tokens in a namespace of their own,
+// App Service's headers with easy_auth_headers, and none of the handler's
+// own cookies.
+
+// tokenPlaceholderPrefix is the namespace of the session's tokens, apart
+// from the claims so that no claim can shadow them.
+const tokenPlaceholderPrefix = "http.auth.b2c."
+
+// definedPlaceholders are always defined for a signed-in user, empty when
+// the token lacks the claim: an upstream never gets a literal
+// "{http.auth.user.email}".
+var definedPlaceholders = []string{"id", "email", "name", "given_name", "family_name", "idp", "policy", "tid"}
+
+// token answers {http.auth.b2c.*}: access_token, id_token and
+// access_token_expires (RFC 3339).
+func (id *identity) token(name string) (any, bool) {
+	switch name {
+	case "access_token":
+		if id.session == nil {
+			return id.bearerToken, true
+		}
+		return id.session.AccessToken, true
+	case "id_token":
+		if id.session == nil {
+			return "", true
+		}
+		return id.session.IDToken, true
+	case "access_token_expires":
+		if exp := id.accessExpiry(); !exp.IsZero() {
+			return exp.UTC().Format(time.RFC3339), true
+		}
+		return "", true
+	}
+	return nil, false
+}
+
+// accessExpiry is when the access token expires; zero without one.
+func (id *identity) accessExpiry() time.Time {
+	switch {
+	case id.session == nil:
+		return id.expires
+	case id.session.AccessToken != "":
+		return time.Unix(id.session.AccessExpiry, 0)
+	}
+	return time.Time{}
+}
+
+// tokenHeaderProvider names the provider in App Service's token headers.
+func (h *Handler) tokenHeaderProvider() string {
+	if h.Tenant != "" || h.Authority != "" {
+		return "Aadb2c"
+	}
+	return "Aad"
+}
+
+// setTokenHeaders adds App Service's token store headers:
+// X-MS-TOKEN-AADB2C-ID-TOKEN, -ACCESS-TOKEN and -EXPIRES-ON (AAD for
+// Entra ID and External ID).
+func (h *Handler) setTokenHeaders(id *identity, header http.Header) {
+	if id.session == nil {
+		return
+	}
+	prefix := headerTokenPrefix + h.tokenHeaderProvider() + "-"
+	header.Set(prefix+"Id-Token", id.session.IDToken)
+	if id.session.AccessToken != "" {
+		header.Set(prefix+"Access-Token", id.session.AccessToken)
+		header.Set(prefix+"Expires-On", time.Unix(id.session.AccessExpiry, 0).UTC().Format("2006-01-02T15:04:05.0000000Z"))
+	}
+}
+
+// Request variables shared by the b2c_auth blocks of one request.
+const (
+	// cookieStashVar keeps the Cookie header as the client sent it, before
+	// the first block hid its own cookies from upstream.
+	cookieStashVar = "b2c_auth.cookies"
+	// identityVarPrefix + the session's purpose: the session identity a
+	// block found, for the next block of the same provider and client.
+	identityVarPrefix = "b2c_auth.identity."
+)
+
+// ownCookie tells the handler's cookies: the session and its chunks, and
+// pending sign-ins and sign-outs.
+func ownCookie(name string) bool {
+	name = strings.TrimPrefix(name, "__Host-")
+	return strings.HasPrefix(name, sessionCookie) || strings.HasPrefix(name, flowCookiePrefix) || strings.HasPrefix(name, logoutCookiePrefix)
+}
+
+// restoreCookies gives this block the cookies an earlier block hid.
+func restoreCookies(r *http.Request) {
+	if orig, ok := caddyhttp.GetVar(r.Context(), cookieStashVar).([]string); ok {
+		r.Header["Cookie"] = orig
+	}
+}
+
+// hideOwnCookies removes the handler's cookies from the request that goes
+// upstream (an app gets the identity, not kilobytes of sealed tokens),
+// keeping the client's Cookie header for later b2c_auth blocks.
+func hideOwnCookies(r *http.Request) {
+	orig := r.Header["Cookie"]
+	if len(orig) == 0 {
+		return
+	}
+	if caddyhttp.GetVar(r.Context(), cookieStashVar) == nil {
+		caddyhttp.SetVar(r.Context(), cookieStashVar, slices.Clone(orig))
+	}
+	var kept []string
+	for _, line := range orig {
+		var parts []string
+		for _, pair := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if name != "" && !ownCookie(name) {
+				parts = append(parts, strings.TrimSpace(pair))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = kept
+}
