@@ -136,6 +136,12 @@ type Handler struct {
 	// when the scopes include offline_access.
 	Refresh string `json:"refresh,omitempty"`
 
+	// Defaults for the authorize request's domain_hint (a social or
+	// federated provider to go to at once) and ui_locales (the pages'
+	// language); /.auth/login?domain_hint=…&ui_locales=… overrides them.
+	DomainHint string `json:"domain_hint,omitempty"`
+	UILocales  string `json:"ui_locales,omitempty"`
+
 	// How often sign-outs recorded by other instances are read from
 	// Caddy's storage. Default: 10s.
 	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
@@ -559,7 +565,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
 			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
 		}
-		return h.startSignIn(w, r, h.Policy, safeReturnURL(r.URL.RequestURI()))
+		return h.startSignIn(w, r, h.Policy, safeReturnURL(r.URL.RequestURI()), nil)
 	}
 
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {

@@ -49,6 +49,8 @@ func init() {
 //	    expose_idp_access_token
 //	    revocation_sync <duration>
 //	    public_url <origin>
+//	    domain_hint <domain>
+//	    ui_locales <locales>
 //	}
 func parseCaddyfile(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
@@ -162,6 +164,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = duration(&h.RevocationSync)
 		case "public_url":
 			err = one(&h.PublicURL)
+		case "domain_hint":
+			err = one(&h.DomainHint)
+		case "ui_locales":
+			err = one(&h.UILocales)
 		case "allow", "deny":
 			args := d.RemainingArgs()
 			if len(args) < 2 {

@@ -2,6 +2,7 @@ package b2cauth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -99,14 +100,15 @@ func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *
 // ID token) expires a session is renewed on a request.
 const refreshMargin = 5 * time.Minute
 
-// renewals makes concurrent requests with the same session share one
-// renewal, and lets a request that still carries the old cookie just after
-// a renewal use its result instead of renewing again.
+// renewals makes concurrent requests with the same session tokens share
+// one renewal, and lets a request that still carries the old cookie just
+// after a renewal use its result instead of renewing again. Both are keyed
+// by the refresh token renewed (its hash), so a later cookie renews anew.
 type renewals struct {
 	group singleflight.Group
 
 	mu     sync.Mutex
-	recent map[string]recentRenewal // by session ID
+	recent map[string]recentRenewal
 }
 
 type recentRenewal struct {
@@ -118,15 +120,17 @@ type recentRenewal struct {
 // carry the cookie it replaced.
 const recentWindow = 30 * time.Second
 
-// do renews the session with this ID once, whoever asks.
-func (rn *renewals) do(sessionID string, now time.Time, renew func() (*session, error)) (*session, error) {
+// do renews the session holding this refresh token once, whoever asks.
+func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*session, error)) (*session, error) {
+	sum := sha256.Sum256([]byte(refreshToken))
+	key := string(sum[:])
 	rn.mu.Lock()
-	if r, ok := rn.recent[sessionID]; ok && now.Sub(r.seen) < recentWindow {
+	if r, ok := rn.recent[key]; ok && now.Sub(r.seen) < recentWindow {
 		rn.mu.Unlock()
 		return r.s, nil
 	}
 	rn.mu.Unlock()
-	v, err, _ := rn.group.Do(sessionID, func() (any, error) {
+	v, err, _ := rn.group.Do(key, func() (any, error) {
 		s, err := renew()
 		if err == nil {
 			rn.mu.Lock()
@@ -136,7 +140,7 @@ func (rn *renewals) do(sessionID string, now time.Time, renew func() (*session, 
 				}
 			}
 			if len(rn.recent) < 4096 {
-				rn.recent[sessionID] = recentRenewal{s, now}
+				rn.recent[key] = recentRenewal{s, now}
 			}
 			rn.mu.Unlock()
 		}
@@ -166,7 +170,7 @@ func (h *Handler) nearExpiry(id *identity, now time.Time) bool {
 // to use: the renewed one, the current one while a failed renewal can be
 // retried, or nil when the provider refused it for good (signed out).
 func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity) *identity {
-	s, err := h.renewals.do(id.session.ID, h.now(), func() (*session, error) { return h.renew(r.Context(), id) })
+	s, err := h.renewals.do(id.session.RefreshToken, h.now(), func() (*session, error) { return h.renew(r.Context(), id) })
 	if err != nil {
 		if grantRefused(err) {
 			h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(err))

@@ -51,8 +51,9 @@ func randomString() string {
 }
 
 // startSignIn begins the code flow with PKCE for a policy and sends the
-// browser to the provider.
-func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, returnURL string) error {
+// browser to the provider, with the hints of the allowlist (from the
+// /.auth/login query, else the configured defaults).
+func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, returnURL string, hints url.Values) error {
 	p, policy := h.provider(policy)
 	d, err := p.get(r.Context())
 	if err != nil {
@@ -85,6 +86,9 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, re
 	q.Set("code_challenge_method", "S256")
 	if h.ResponseMode == "form_post" {
 		q.Set("response_mode", "form_post")
+	}
+	for name, value := range h.hints(hints) {
+		q.Set(name, value)
 	}
 	u.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
@@ -275,7 +279,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		// name, extension_*): continue with a sign-in, silent thanks to
 		// B2C's single sign-on, and make that the session.
 		h.logger.Info("password reset done; signing in", zap.String("policy", h.Policy))
-		return h.startSignIn(w, r, h.Policy, f.Return)
+		return h.startSignIn(w, r, h.Policy, f.Return, nil)
 	}
 	s := h.newSession(tr, f.Policy)
 	s.UserInfo = h.userInfo(r.Context(), d, tr, payload)
@@ -308,7 +312,7 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 	switch code {
 	case "AADB2C90118":
 		if h.PasswordResetPolicy != "" {
-			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return)
+			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return, nil)
 		}
 	case "AADB2C90091", "AADB2C90273", "AADSTS65004":
 		// AADSTS65004: the user declined to consent (Entra ID, External ID).
@@ -343,4 +347,26 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	return h.fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)
+}
+
+// hints are the authorize parameters a sign-in may pass through: an
+// allowlist, each value bounded; prompt only as login (force the
+// credentials). Nothing else from the request reaches the provider.
+func (h *Handler) hints(from url.Values) map[string]string {
+	out := map[string]string{}
+	if h.DomainHint != "" {
+		out["domain_hint"] = h.DomainHint
+	}
+	if h.UILocales != "" {
+		out["ui_locales"] = h.UILocales
+	}
+	for _, name := range []string{"domain_hint", "login_hint", "ui_locales"} {
+		if v := from.Get(name); v != "" && len(v) <= 256 && !strings.ContainsAny(v, "\r\n") {
+			out[name] = v
+		}
+	}
+	if from.Get("prompt") == "login" {
+		out["prompt"] = "login"
+	}
+	return out
 }

@@ -98,3 +98,77 @@ func TestTokensUpstreamNeverInLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestHintsReachTheEmulator: /.auth/login's hints arrive at the provider's
+// page: the email filled in, the language, the social provider asked for.
+func TestHintsReachTheEmulator(t *testing.T) {
+	base, b := tenantSite(t, "", "")
+	page := b.Follow(base + "/.auth/login?" + url.Values{"login_hint": {"ada@contoso.example"}, "ui_locales": {"fr-FR"}, "domain_hint": {"facebook.com"}}.Encode())
+	for _, want := range []string{`value="ada@contoso.example"`, "Se connecter", `id="domainHint"`, "facebook.com"} {
+		if !strings.Contains(page.Body, want) {
+			t.Errorf("the sign-in page lacks %s:\n%s", want, page.Body)
+		}
+	}
+}
+
+// TestAutomaticRenewalWithTheEmulator: with one-minute tokens, a request
+// renews the session (a new cookie, an access token upstream that the
+// emulator's keys verify); once the provider revokes the refresh token (a
+// password reset), the next request signs the old session out cleanly.
+func TestAutomaticRenewalWithTheEmulator(t *testing.T) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		token_lifetime 1m
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		password_reset_policy B2C_1_reset
+		client_id %[3]s
+		scopes openid offline_access %[3]s
+	}
+	respond "exp={http.auth.b2c.access_token_expires} name={http.auth.user.name}"
+}
+`, idp, base, clientID))
+	b := testcaddy.NewBrowser(t)
+	landed := signInAs(t, b, base+"/", "ada@contoso.example")
+	if !strings.Contains(landed.Body, "name=Ada Lovelace") || strings.Contains(landed.Body, "exp= ") {
+		t.Fatalf("after sign-in: %q", landed.Body)
+	}
+	// The access token expires within the 5-minute margin: the request that
+	// sees it renews it and sets the new session cookie.
+	if !hasSessionCookie(landed.Response) {
+		t.Error("the first request after sign-in did not renew the one-minute tokens")
+	}
+	for range 2 { // the renewed session keeps serving (renewing again: its tokens last a minute)
+		if again := b.Get(base + "/"); again.StatusCode != 200 || !strings.Contains(again.Body, "name=Ada Lovelace") {
+			t.Fatalf("with the renewed cookie: %d %q", again.StatusCode, again.Body)
+		}
+	}
+	old := b.Copy(base)
+	reset := b.Follow(base + "/.auth/login/reset")
+	b.FollowResponse(b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	// The old session's refresh token is revoked (AADB2C90129): its next
+	// renewal fails, and the old session is signed out, not a 500.
+	r := old.Get(base + "/")
+	if r.StatusCode != http.StatusFound || !strings.Contains(r.Header.Get("Location"), "/authorize") {
+		t.Errorf("a refused renewal: %d %q", r.StatusCode, r.Header.Get("Location"))
+	}
+}
+
+func hasSessionCookie(resp *http.Response) bool {
+	for _, c := range resp.Cookies() {
+		if c.Name == "b2c_session" && c.MaxAge >= 0 && c.Value != "" {
+			return true
+		}
+	}
+	return false
+}

@@ -145,3 +145,32 @@ func TestWhatUpstreamsSee(t *testing.T) {
 		t.Errorf("{http.auth.b2c.access_token} = %q", v)
 	}
 }
+
+// TestSignInHints: /.auth/login passes domain_hint, login_hint, ui_locales
+// and prompt=login to the provider, over the configured defaults; nothing
+// outside that allowlist gets through.
+func TestSignInHints(t *testing.T) {
+	h, _, _ := setup(t, func(h *Handler) { h.DomainHint, h.UILocales = "contoso.com", "en-US" })
+	authorize := func(path string) url.Values {
+		res := serve(h, navigation("GET", path))
+		loc, _ := url.Parse(res.Header().Get("Location"))
+		return loc.Query()
+	}
+	q := authorize("/page")
+	if q.Get("domain_hint") != "contoso.com" || q.Get("ui_locales") != "en-US" || q.Has("login_hint") || q.Has("prompt") {
+		t.Errorf("defaults: %v", q)
+	}
+	q = authorize("/.auth/login?" + url.Values{
+		"domain_hint": {"facebook.com"}, "login_hint": {"ada@contoso.example"}, "ui_locales": {"fr"}, "prompt": {"login"},
+		"redirect_uri": {"https://evil.example/"}, "client_id": {"other"}, "scope": {"openid evil"}, "response_mode": {"fragment"}, "p": {"B2C_1A_evil"},
+	}.Encode())
+	if q.Get("domain_hint") != "facebook.com" || q.Get("login_hint") != "ada@contoso.example" || q.Get("ui_locales") != "fr" || q.Get("prompt") != "login" {
+		t.Errorf("hints: %v", q)
+	}
+	if q.Get("redirect_uri") != "http://example.com"+DefaultRedirectPath || q.Get("client_id") != testClient || q.Get("scope") != "openid offline_access" || q.Has("response_mode") || q.Get("p") != "B2C_1_susi" {
+		t.Errorf("a parameter outside the allowlist got through: %v", q)
+	}
+	if q := authorize("/.auth/login?prompt=none"); q.Has("prompt") {
+		t.Errorf("prompt=none passed: %v", q)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // page shows one of the policy's forms: signin, signup, reset or edit.
@@ -31,6 +32,17 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 		"SocialCancelURL":  "?" + q + "&emulator_action=idp_cancel",
 		"SocialFailureURL": "?" + q + "&emulator_action=idp_failure",
 	}
+	// login_hint fills in the email; domain_hint is shown (there are no
+	// real social providers to go to); ui_locales picks the language.
+	if hint := req.raw.Get("login_hint"); hint != "" && values["email"] == "" {
+		if values == nil {
+			values = map[string]string{}
+		}
+		values["email"] = hint
+	}
+	data["Values"] = values
+	data["DomainHint"] = req.raw.Get("domain_hint")
+	data["Lang"], data["Text"] = pageText(req.raw.Get("ui_locales"))
 	if e.demoUser && view == "signin" {
 		data["DemoEmail"], data["DemoPassword"] = DemoUserEmail, DemoUserPassword
 	}
@@ -75,18 +87,19 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 
 {{define "page"}}{{template "head" "Sign in"}}
 <div class="box" id="api" data-view="{{.View}}">
-<h1>{{if eq .View "signup"}}Create your account{{else if eq .View "reset"}}Reset your password{{else if eq .View "edit"}}Edit your profile{{else}}Sign in{{end}}</h1>
+<h1 lang="{{.Lang}}">{{if eq .View "signup"}}Create your account{{else if eq .View "reset"}}Reset your password{{else if eq .View "edit"}}Edit your profile{{else}}{{.Text.signin}}{{end}}</h1>
 <div class="sub">{{.Tenant}}.onmicrosoft.com · {{.Policy}}</div>
+{{with .DomainHint}}<div class="sub" id="domainHint">domain_hint: {{.}} (the emulator has no social providers; sign in here)</div>{{end}}
 {{with .DemoEmail}}<div class="demo" id="demoCredentials">Demo account: <b>{{.}}</b> / <b>{{$.DemoPassword}}</b></div>{{end}}
 {{with .Error}}<div class="error" role="alert" id="errorMessage">{{.}}</div>{{end}}
 <form method="post" id="localAccountForm" action="">
 <input type="hidden" name="request" value="{{.Request}}">
 {{if eq .View "signin"}}
 <input type="hidden" name="action" value="signin">
-<label for="email">Email Address</label><input type="email" id="email" name="email" autocomplete="username" value="{{index .Values "email"}}" required autofocus>
-<label for="password">Password</label><input type="password" id="password" name="password" autocomplete="current-password" required>
-<div class="links"><a id="forgotPassword" href="{{.ForgotURL}}">Forgot your password?</a></div>
-<button type="submit" id="next">Sign in</button>
+<label for="email">{{.Text.email}}</label><input type="email" id="email" name="email" autocomplete="username" value="{{index .Values "email"}}" required autofocus>
+<label for="password">{{.Text.password}}</label><input type="password" id="password" name="password" autocomplete="current-password" required>
+<div class="links"><a id="forgotPassword" href="{{.ForgotURL}}">{{.Text.forgot}}</a></div>
+<button type="submit" id="next">{{.Text.signin}}</button>
 {{if ne .Flavor "entra_id"}}<div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>{{end}}
 {{if eq .Flavor "b2c"}}<div class="links">Social account (emulated): <a id="socialCancel" href="{{.SocialCancelURL}}">cancel at the provider</a> · <a id="socialFailure" href="{{.SocialFailureURL}}">provider fails</a></div>{{end}}
 {{else if eq .View "signup"}}
@@ -138,3 +151,14 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 {{end}}<noscript><p>Script is disabled. Click Submit to continue.</p><input type="submit" value="Submit"></noscript>
 </form></body></html>{{end}}
 `))
+
+// pageText is the sign-in page's text in the first language of ui_locales
+// that the emulator has: English, or French.
+func pageText(uiLocales string) (string, map[string]string) {
+	for _, tag := range strings.Fields(uiLocales) {
+		if strings.HasPrefix(strings.ToLower(tag), "fr") {
+			return "fr", map[string]string{"signin": "Se connecter", "email": "Adresse e-mail", "password": "Mot de passe", "forgot": "Mot de passe oublié ?"}
+		}
+	}
+	return "en", map[string]string{"signin": "Sign in", "email": "Email Address", "password": "Password", "forgot": "Forgot your password?"}
+}
