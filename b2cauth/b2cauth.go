@@ -561,6 +561,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			hideOwnCookies(r)
 			return next.ServeHTTP(w, r)
 		}
+		if h.Unauthenticated != "401" {
+			if post, ok := h.preservablePost(w, r); ok {
+				return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Post: post}, nil)
+			}
+		}
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
 			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))

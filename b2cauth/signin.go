@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -36,7 +38,8 @@ type flow struct {
 	Verifier string `json:"v"`
 	Policy   string `json:"p"`
 	Return   string `json:"r"`
-	Created  int64  `json:"t"` // Unix nanoseconds, to order a browser's flows
+	Created  int64  `json:"t"`           // Unix nanoseconds, to order a browser's flows
+	Post     string `json:"f,omitempty"` // a form posted while signed out, to post again after
 }
 
 // statePattern is the shape of the states we make: 32 random bytes, base64url.
@@ -54,12 +57,18 @@ func randomString() string {
 // browser to the provider, with the hints of the allowlist (from the
 // /.auth/login query, else the configured defaults).
 func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, returnURL string, hints url.Values) error {
-	p, policy := h.provider(policy)
+	return h.startFlow(w, r, flow{Policy: policy, Return: returnURL}, hints)
+}
+
+// startFlow starts a sign-in for f (its policy, return URL and any form to
+// post again), with fresh state, nonce and PKCE verifier.
+func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hints url.Values) error {
+	p, policy := h.provider(f.Policy)
 	d, err := p.get(r.Context())
 	if err != nil {
 		return h.unavailable(w, r, err)
 	}
-	f := flow{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(), Policy: policy, Return: returnURL, Created: h.now().UnixNano()}
+	f.State, f.Nonce, f.Verifier, f.Policy, f.Created = randomString(), randomString(), oauth2.GenerateVerifier(), policy, h.now().UnixNano()
 	h.prunePendingFlows(w, r)
 
 	data, _ := json.Marshal(f)
@@ -297,6 +306,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	h.logger.Info("user signed in", zap.String("user_id", id.id), zap.String("policy", f.Policy))
+	if f.Post != "" {
+		// The form the user posted while signed out goes on where it was going.
+		if form, err := url.ParseQuery(f.Post); err == nil {
+			return renderAutoSubmit(w, http.MethodPost, f.Return, form)
+		}
+	}
 	http.Redirect(w, r, f.Return, http.StatusFound)
 	return nil
 }
@@ -369,4 +384,39 @@ func (h *Handler) hints(from url.Values) map[string]string {
 		out["prompt"] = "login"
 	}
 	return out
+}
+
+// maxPreservedPost bounds a form kept across a sign-in: it travels in the
+// flow cookie, which must stay under browsers' 4 KB.
+const maxPreservedPost = 2048
+
+// preservablePost reads a form that a signed-out user posted from this
+// site, to post it again after the sign-in (as mod_auth_openidc's
+// OIDCPreservePost does). Only an urlencoded form of a same-origin
+// navigation, of at most maxPreservedPost bytes: re-posting another site's
+// form from this one, with the new session, would be a CSRF.
+func (h *Handler) preservablePost(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if r.Method != http.MethodPost || r.Body == nil || r.ContentLength > maxPreservedPost {
+		return "", false
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-www-form-urlencoded" {
+		return "", false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return "", false
+	}
+	switch site := r.Header.Get("Sec-Fetch-Site"); {
+	case site == "same-origin":
+	case site == "" && r.Header.Get("Origin") == h.origin(r) && strings.Contains(r.Header.Get("Accept"), "text/html"):
+	default:
+		return "", false
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxPreservedPost+1))
+	if err != nil || len(body) > maxPreservedPost {
+		return "", false
+	}
+	if _, err := url.ParseQuery(string(body)); err != nil {
+		return "", false
+	}
+	return string(body), true
 }

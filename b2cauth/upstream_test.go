@@ -2,6 +2,7 @@ package b2cauth
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -172,5 +173,61 @@ func TestSignInHints(t *testing.T) {
 	}
 	if q := authorize("/.auth/login?prompt=none"); q.Has("prompt") {
 		t.Errorf("prompt=none passed: %v", q)
+	}
+}
+
+// TestFormPostedWhileSignedOutArrivesAfterSignIn: a same-origin form post
+// without a session is kept in its sign-in's flow cookie and posted again
+// after the sign-in; other posts are refused as before.
+func TestFormPostedWhileSignedOutArrivesAfterSignIn(t *testing.T) {
+	h, p, s := setup(t, nil)
+	post := func(body, site string, change func(*http.Request)) result {
+		req := navigation("POST", "/comments?thread=7")
+		req.Body = io.NopCloser(strings.NewReader(body))
+		req.ContentLength = int64(len(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Mode", "navigate")
+		req.Header.Set("Sec-Fetch-Site", site)
+		if change != nil {
+			change(req)
+		}
+		return serve(h, req)
+	}
+	res := post("text=hello+world&n=1", "same-origin", nil)
+	loc, _ := url.Parse(res.Header().Get("Location"))
+	if res.Code != http.StatusFound || !strings.HasSuffix(loc.Path, "/authorize") {
+		t.Fatalf("a same-origin form post while signed out: %d %q", res.Code, loc)
+	}
+	var fc *http.Cookie
+	for _, c := range res.Result().Cookies() {
+		if strings.HasPrefix(c.Name, flowCookiePrefix) && c.MaxAge > 0 {
+			fc = c
+		}
+	}
+	claims := goodClaims(p, loc.Query().Get("nonce"))
+	redeemWith(p, s.sign(t, claims))
+	done := serve(h, callbackRequest(loc.Query().Get("state"), fc, url.Values{"code": {"c"}}))
+	body := done.Body.String()
+	if done.Code != http.StatusOK || !strings.Contains(body, `<form method="post" action="/comments?thread=7">`) ||
+		!strings.Contains(body, `name="text" value="hello world"`) || !strings.Contains(body, `name="n" value="1"`) {
+		t.Errorf("after sign-in: %d\n%s", done.Code, body)
+	}
+
+	// The attack: another site posts a form to this one while the user is
+	// signed out; re-posting it after the sign-in would carry the new
+	// session (a CSRF). It is refused, as any signed-out POST was.
+	for name, tc := range map[string]struct {
+		body, site string
+		change     func(*http.Request)
+	}{
+		"cross-site":    {"text=evil", "cross-site", nil},
+		"same-site":     {"text=evil", "same-site", nil},
+		"too large":     {"text=" + strings.Repeat("a", maxPreservedPost), "same-origin", nil},
+		"not a form":    {`{"text":"x"}`, "same-origin", func(r *http.Request) { r.Header.Set("Content-Type", "application/json") }},
+		"not navigated": {"text=x", "same-origin", func(r *http.Request) { r.Header.Set("Sec-Fetch-Mode", "cors") }},
+	} {
+		if res := post(tc.body, tc.site, tc.change); res.Code != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", name, res.Code)
+		}
 	}
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/chromedp/chromedp"
@@ -53,33 +51,11 @@ func TestBrowserSignInAndOut(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = caddy.Stop() })
 
-			// Chromium's helpers may still write to their profile as the
-			// browser exits, so it is removed best-effort, not by t.TempDir.
-			profile, err := os.MkdirTemp("", "b2c-chromium-")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = os.RemoveAll(profile) })
-			opts := append(chromedp.DefaultExecAllocatorOptions[:],
-				chromedp.ExecPath(exe),
-				chromedp.NoSandbox,
-				chromedp.DisableGPU,
-				chromedp.Flag("disable-quic", true),
-				chromedp.Flag("disable-background-networking", true),
-				chromedp.Flag("disable-component-update", true),
-				chromedp.Flag("disable-sync", true),
-				chromedp.UserDataDir(profile),
-			)
-			allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-			defer cancelAlloc()
-			ctx, cancel := chromedp.NewContext(allocCtx)
-			defer cancel()
-			ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-			defer cancelTimeout()
+			ctx := browserContext(t, exe)
 
 			site := "http://localhost:" + itoa(sitePort)
 			var name, email, claims, url string
-			err = chromedp.Run(ctx,
+			err := chromedp.Run(ctx,
 				chromedp.Navigate(site+"/"),
 				chromedp.WaitVisible(`#email`, chromedp.ByID),
 				chromedp.Location(&url),

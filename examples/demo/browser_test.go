@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// browserContext starts a headless Chromium with an empty profile, flags
+// that keep it off the network, and a 90-second budget.
+func browserContext(t *testing.T, exe string) context.Context {
+	// Chromium's helpers may still write to their profile as the browser
+	// exits, so it is removed best-effort, not by t.TempDir.
+	profile, err := os.MkdirTemp("", "b2c-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(profile) })
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profile),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
+	return ctx
+}
+
+// formSite is a site whose /form page posts to /comments, which answers
+// with the body it received; all behind b2c_auth.
+const formSite = `
+http://127.0.0.1:IDP {
+	b2c_emulator {
+		client CLIENT {
+			redirect_uri SITE/.auth/login/b2c/callback
+		}
+	}
+}
+SITE {
+	b2c_auth {
+		authority http://127.0.0.1:IDP/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id CLIENT
+	}
+	header /form Content-Type "text/html; charset=utf-8"
+	respond /form "<!DOCTYPE html><form method=post action=/comments><input id=comment name=comment><button id=send>Send</button></form>"
+	respond /comments "posted: {http.request.body}"
+}
+`
+
+// TestBrowserFormPostAfterSessionExpired: a person fills in a form, their
+// session has meanwhile expired (its cookie is gone), they press Send: the
+// sign-in happens (silently, through the provider's single sign-on) and
+// the form arrives where it was going, as it was.
+func TestBrowserFormPostAfterSessionExpired(t *testing.T) {
+	exe := chromium(t)
+	sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	site := "http://localhost:" + itoa(sitePort)
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+strings.NewReplacer("IDP", itoa(idpPort), "SITE", site, "CLIENT", b2cemulator.DemoClientID).Replace(formSite))
+	ctx := browserContext(t, exe)
+	var text, url string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(site+"/form"),
+		chromedp.WaitVisible(`#email`, chromedp.ByID),
+		chromedp.SendKeys(`#email`, b2cemulator.DemoUserEmail, chromedp.ByID),
+		chromedp.SendKeys(`#password`, b2cemulator.DemoUserPassword, chromedp.ByID),
+		chromedp.Click(`#next`, chromedp.ByID),
+		chromedp.WaitVisible(`#comment`, chromedp.ByID),
+		// The session expires while the form is open.
+		network.DeleteCookies("b2c_session").WithURL(site),
+		chromedp.SendKeys(`#comment`, "hello from a person", chromedp.ByID),
+		chromedp.Click(`#send`, chromedp.ByID),
+		// The answer is plain text, which Chromium shows in a <pre>.
+		chromedp.WaitVisible(`pre`, chromedp.ByQuery),
+		chromedp.Text(`pre`, &text, chromedp.ByQuery),
+		chromedp.Location(&url),
+	)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	if !strings.Contains(text, "comment=hello+from+a+person") || url != site+"/comments" {
+		t.Errorf("the form did not arrive after the sign-in: %q at %s", text, url)
+	}
+}
