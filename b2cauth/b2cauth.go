@@ -45,6 +45,11 @@ func init() {
 //	{http.auth.user.email}    email, else emails[0]
 //	{http.auth.user.policy}   the user flow, from tfp or acr (B2C)
 //	{http.auth.user.tid}      the tenant ID (External ID, Entra ID)
+//	{http.auth.b2c.access_token}, {http.auth.b2c.id_token},
+//	{http.auth.b2c.access_token_expires}   the session's tokens
+//
+// id, email, name, given_name, family_name, idp, policy and tid are always
+// defined for a signed-in user, empty when the token lacks the claim.
 //
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
