@@ -167,6 +167,7 @@ type Handler struct {
 	clientSecret   string
 	codec          *codec
 	sessionPurpose string
+	identityVar    string               // the request variable that shares the session identity between blocks
 	providers      map[string]*provider // by policy; "" in issuer mode
 	httpClient     *http.Client
 	now            func() time.Time
@@ -313,6 +314,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// cookie, even sealed with the same key, does not open here.
 	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ExternalID + "|" + h.ClientID))
 	h.sessionPurpose = "b2c_session|" + hex.EncodeToString(sum[:8])
+	h.identityVar = identityVarPrefix + h.sessionPurpose
 
 	h.providers = map[string]*provider{}
 	for _, p := range h.policies() {
@@ -597,13 +599,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // b2c_auth block of the same provider and client found (perhaps renewed),
 // else a bearer token's or the session cookie's.
 func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*identity, error) {
-	key := identityVarPrefix + h.sessionPurpose
-	if id, ok := caddyhttp.GetVar(r.Context(), key).(*identity); ok && r.Header.Get("Authorization") == "" {
+	if id, ok := caddyhttp.GetVar(r.Context(), h.identityVar).(*identity); ok && r.Header.Get("Authorization") == "" {
 		return id, nil
 	}
 	id, err := h.authenticate(w, r)
 	if id != nil && id.session != nil {
-		caddyhttp.SetVar(r.Context(), key, id)
+		caddyhttp.SetVar(r.Context(), h.identityVar, id)
 	}
 	return id, err
 }

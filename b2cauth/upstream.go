@@ -2,7 +2,6 @@ package b2cauth
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -106,31 +105,60 @@ func restoreCookies(r *http.Request) {
 
 // hideOwnCookies removes the handler's cookies from the request that goes
 // upstream (an app gets the identity, not kilobytes of sealed tokens),
-// keeping the client's Cookie header for later b2c_auth blocks.
+// keeping the client's Cookie header for later b2c_auth blocks. It is on
+// every request's path, so it allocates only what it must.
 func hideOwnCookies(r *http.Request) {
 	orig := r.Header["Cookie"]
 	if len(orig) == 0 {
 		return
 	}
-	if caddyhttp.GetVar(r.Context(), cookieStashVar) == nil {
-		caddyhttp.SetVar(r.Context(), cookieStashVar, slices.Clone(orig))
-	}
 	var kept []string
-	for _, line := range orig {
-		var parts []string
-		for _, pair := range strings.Split(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
-			if name != "" && !ownCookie(name) {
-				parts = append(parts, strings.TrimSpace(pair))
-			}
+	changed := false
+	for i, line := range orig {
+		filtered, lineChanged := withoutOwnCookies(line)
+		if lineChanged && !changed {
+			changed = true
+			kept = append(make([]string, 0, len(orig)), orig[:i]...)
 		}
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
+		if changed && filtered != "" {
+			kept = append(kept, filtered)
 		}
+	}
+	if !changed {
+		return
+	}
+	if caddyhttp.GetVar(r.Context(), cookieStashVar) == nil {
+		caddyhttp.SetVar(r.Context(), cookieStashVar, orig) // never modified: the header gets a new slice
 	}
 	if len(kept) == 0 {
 		delete(r.Header, "Cookie")
 		return
 	}
 	r.Header["Cookie"] = kept
+}
+
+// withoutOwnCookies is a Cookie header line without the handler's cookies,
+// and whether it had any.
+func withoutOwnCookies(line string) (string, bool) {
+	var b strings.Builder
+	changed := false
+	for rest := line; rest != ""; {
+		var pair string
+		pair, rest, _ = strings.Cut(rest, ";")
+		pair = strings.TrimSpace(pair)
+		name, _, _ := strings.Cut(pair, "=")
+		switch {
+		case name != "" && ownCookie(name):
+			changed = true
+		case pair != "":
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(pair)
+		}
+	}
+	if !changed {
+		return line, false
+	}
+	return b.String(), true
 }
