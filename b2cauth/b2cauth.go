@@ -333,6 +333,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
 	h.renewals = &renewals{recent: map[string]recentRenewal{}}
 
+	registerMetrics(ctx.GetMetricsRegistry())
+
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(DefaultRevocationSync)
 	}
@@ -565,6 +567,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if id == nil {
 		if !protected || h.Unauthenticated == "allow" {
+			countRequest("anonymous")
 			hideOwnCookies(r)
 			return next.ServeHTTP(w, r)
 		}
@@ -574,6 +577,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			}
 		}
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
+			countRequest("401")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
 			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
 		}
@@ -581,8 +585,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {
+		countRequest("403")
 		h.logger.Info("user refused by rules", zap.String("user_id", id.id), zap.String("path", r.URL.Path))
 		return h.fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
+	}
+	if id.session != nil {
+		countRequest("session")
+	} else {
+		countRequest("bearer")
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
 	hideOwnCookies(r)

@@ -17,6 +17,13 @@ const maxTokenLength = 16 << 10
 // bearer checks an access token. Verified tokens are cached until their
 // exp, so a client that sends the same token again costs no RSA check.
 func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
+	id, err := h.verifyBearer(r, token)
+	countBearer(err)
+	return id, err
+}
+
+// verifyBearer is bearer without the counting.
+func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error) {
 	if token == "" || len(token) > maxTokenLength || strings.Count(token, ".") != 2 {
 		return nil, errors.New("malformed bearer token")
 	}
@@ -98,9 +105,11 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	}
 	var scopeErr *accessCheckError
 	if errors.As(err, &scopeErr) {
+		countRequest("403")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="insufficient_scope", scope="`+strings.Join(h.RequireScopes, " ")+`"`)
 		return h.fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks a required scope.", err)
 	}
+	countRequest("401")
 	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
 		ce.Write(zap.Error(err))
 	}

@@ -164,8 +164,13 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	if p.static != nil {
 		m, source = *p.static, p.static.JWKSURI // both configured by hand
 		required = map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI}
-	} else if err := getJSON(ctx, p.client, p.metadataURL, &m); err != nil {
-		return nil, err
+	} else {
+		start := time.Now()
+		err := getJSON(ctx, p.client, p.metadataURL, &m)
+		countFetch("metadata", start, err)
+		if err != nil {
+			return nil, err
+		}
 	}
 	base, _ := url.Parse(source)
 	for name, v := range required {
@@ -319,7 +324,10 @@ func (k *keySet) refresh(ctx context.Context) error {
 	var set struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
-	if err := getJSON(ctx, k.client, k.url, &set); err != nil {
+	start := time.Now()
+	err := getJSON(ctx, k.client, k.url, &set)
+	countFetch("keys", start, err)
+	if err != nil {
 		return err
 	}
 	var keys []jose.JSONWebKey
@@ -379,7 +387,9 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
+	start := time.Now()
 	resp, err := h.httpClient.Do(req)
+	countFetch("token", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)
 	}

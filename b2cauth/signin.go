@@ -1,6 +1,7 @@
 package b2cauth
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -101,6 +102,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	}
 	u.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
+	countRequest("redirected")
 	http.Redirect(w, r, u.String(), http.StatusFound)
 	return nil
 }
@@ -222,11 +224,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 			// registered) without the state: show the error, trust nothing.
 			pe := &providerError{Code: providerErr, Description: params.Get("error_description")}
 			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", b2cCode(pe.Description)))
+			countCallbackError(cmp.Or(b2cCode(pe.Description), pe.Code))
 			return providerErrorPage(w, pe)
 		}
 		if !statePattern.MatchString(state) {
 			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
 		}
+		countCallbackError("state_mismatch")
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
 	}
 	expired := cookie(r, flowCookiePrefix+state[:16])
@@ -237,6 +241,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	data, ok := h.codec.open(c.Value, flowPurpose)
 	if !ok || json.Unmarshal(data, &f) != nil || subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) != 1 ||
 		h.now().Sub(time.Unix(0, f.Created)) > flowLifetime {
+		countCallbackError("state_mismatch")
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
 	}
 
@@ -274,6 +279,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce, tr.AccessToken)
 	if err != nil {
 		h.logger.Warn("id token refused", zap.String("policy", f.Policy), zap.Error(err))
+		countCallbackError("token_refused")
+		countSignIn("error", f.Policy)
 		if errors.Is(err, errUnavailable) {
 			return h.unavailable(w, r, err)
 		}
@@ -306,6 +313,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	h.logger.Info("user signed in", zap.String("user_id", id.id), zap.String("policy", f.Policy))
+	countSignIn("success", f.Policy)
 	if f.Post != "" {
 		// The form the user posted while signed out goes on where it was going.
 		if form, err := url.ParseQuery(f.Post); err == nil {
@@ -319,23 +327,28 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 // providerErrorReply handles an error from the provider. AADB2C90118
 // (forgot password) starts the password reset policy; AADB2C90091, and
 // AADB2C90273 or AADSTS65004 with access_denied (cancelled at a social
-// provider, consent declined), go back where the user started; any other (AADB2C90273 with server_error is a
-// social provider that failed) is a 401 page that names the code.
+// provider, consent declined), go back where the user started; any other
+// (AADB2C90273 with server_error is a social provider that failed) is a
+// 401 page that names the code.
 func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *providerError) error {
 	code := b2cCode(pe.Description)
 	h.logger.Info("identity provider returned an error", zap.String("error", pe.Code), zap.String("code", code), zap.String("policy", f.Policy))
+	countCallbackError(cmp.Or(code, pe.Code))
 	switch code {
 	case "AADB2C90118":
 		if h.PasswordResetPolicy != "" {
+			countSignIn("reset", f.Policy)
 			return h.startSignIn(w, r, h.PasswordResetPolicy, f.Return, nil)
 		}
 	case "AADB2C90091", "AADB2C90273", "AADSTS65004":
 		// AADSTS65004: the user declined to consent (Entra ID, External ID).
 		if code == "AADB2C90091" || pe.Code == "access_denied" {
+			countSignIn("cancelled", f.Policy)
 			http.Redirect(w, r, f.Return, http.StatusFound)
 			return nil
 		}
 	}
+	countSignIn("error", f.Policy)
 	return providerErrorPage(w, pe)
 }
 
@@ -354,6 +367,7 @@ func providerErrorPage(w http.ResponseWriter, pe *providerError) error {
 
 // unavailable answers 503 while the provider cannot be reached.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	countRequest("503")
 	h.logger.Error("identity provider unavailable", zap.Error(err))
 	retry := 5 * time.Second
 	var ue *unavailableError

@@ -67,7 +67,9 @@ func (h *Handler) fetchUserInfo(ctx context.Context, d *discovered, accessToken 
 	}
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	req.Header.Set("Accept", "application/json")
+	start := time.Now()
 	resp, err := h.httpClient.Do(req)
+	countFetch("userinfo", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: userinfo: %v", errUnavailable, err)
 	}

@@ -1,0 +1,145 @@
+package b2cauth
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics, under caddy_b2c_auth_ in Caddy's own registry (the admin
+// endpoint's /metrics and the metrics handler show them). Every label has
+// a small, fixed set of values: never a user, a token, or anything a
+// client can choose freely.
+type metricSet struct {
+	signIns        *prometheus.CounterVec   // result, policy
+	callbackErrors *prometheus.CounterVec   // code
+	requests       *prometheus.CounterVec   // outcome
+	bearer         *prometheus.CounterVec   // result
+	fetches        *prometheus.CounterVec   // kind, result
+	fetchSeconds   *prometheus.HistogramVec // kind
+
+	byOutcome map[string]prometheus.Counter // requests, resolved once: counted on every request
+	byBearer  map[string]prometheus.Counter
+}
+
+var (
+	metricsOnce sync.Once
+	metrics     metricSet
+)
+
+// registerMetrics makes the collectors (once per process) and registers
+// them in a Caddy context's registry (once per registry).
+func registerMetrics(registry *prometheus.Registry) {
+	const ns, sub = "caddy", "b2c_auth"
+	metricsOnce.Do(func() {
+		metrics = metricSet{
+			signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "sign_ins_total",
+				Help: "Sign-ins by result (success, error, cancelled) and policy."}, []string{"result", "policy"}),
+			callbackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "callback_errors_total",
+				Help: "Failed callbacks by cause: the provider's AADB2C or AADSTS code, state_mismatch, token_refused."}, []string{"code"}),
+			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+				Help: "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 503."}, []string{"outcome"}),
+			bearer: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bearer_verifications_total",
+				Help: "Bearer token verifications by result: valid, invalid, insufficient_scope, unavailable."}, []string{"result"}),
+			fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetches_total",
+				Help: "Requests to the identity provider by kind (metadata, keys, token, userinfo) and result (ok, error)."}, []string{"kind", "result"}),
+			fetchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetch_seconds",
+				Help: "Latency of requests to the identity provider, by kind.", Buckets: prometheus.DefBuckets}, []string{"kind"}),
+			byOutcome: map[string]prometheus.Counter{},
+			byBearer:  map[string]prometheus.Counter{},
+		}
+		for _, r := range []string{"valid", "invalid", "insufficient_scope", "unavailable"} {
+			metrics.byBearer[r] = metrics.bearer.WithLabelValues(r)
+		}
+		for _, o := range []string{"session", "bearer", "anonymous", "redirected", "401", "403", "503"} {
+			metrics.byOutcome[o] = metrics.requests.WithLabelValues(o)
+		}
+	})
+	if registry == nil {
+		return
+	}
+	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds} {
+		if err := registry.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if !errors.As(err, &already) {
+				panic(err) // only a programming error can get here
+			}
+		}
+	}
+}
+
+// countRequest counts a request's outcome.
+func countRequest(outcome string) {
+	metrics.byOutcome[outcome].Inc()
+}
+
+// countBearer counts a bearer token's verification by its result.
+func countBearer(err error) {
+	var scopeErr *accessCheckError
+	switch {
+	case err == nil:
+		metrics.byBearer["valid"].Inc()
+	case errors.As(err, &scopeErr):
+		metrics.byBearer["insufficient_scope"].Inc()
+	case errors.Is(err, errUnavailable):
+		metrics.byBearer["unavailable"].Inc()
+	default:
+		metrics.byBearer["invalid"].Inc()
+	}
+}
+
+// countSignIn counts a finished sign-in.
+func countSignIn(result, policy string) {
+	if policy == "" {
+		policy = "none"
+	}
+	metrics.signIns.WithLabelValues(result, policy).Inc()
+}
+
+// knownCodes are the provider codes counted by name (those of B2C's and the
+// identity platform's references that an app meets); any other is counted
+// as AADB2C_other, AADSTS_other or other, so forged callbacks cannot add
+// label values.
+var knownCodes = func() map[string]bool {
+	m := map[string]bool{"state_mismatch": true, "token_refused": true}
+	for _, c := range strings.Fields(`AADB2C90006 AADB2C90007 AADB2C90008 AADB2C90010 AADB2C90012 AADB2C90013
+		AADB2C90014 AADB2C90018 AADB2C90022 AADB2C90035 AADB2C90036 AADB2C90043 AADB2C90057 AADB2C90067
+		AADB2C90077 AADB2C90079 AADB2C90080 AADB2C90081 AADB2C90083 AADB2C90085 AADB2C90086 AADB2C90088
+		AADB2C90091 AADB2C90107 AADB2C90110 AADB2C90111 AADB2C90114 AADB2C90115 AADB2C90117 AADB2C90118
+		AADB2C90120 AADB2C90128 AADB2C90129 AADB2C90182 AADB2C90183 AADB2C90184 AADB2C90208 AADB2C90244
+		AADB2C90272 AADB2C90273 AADB2C90279 AADB2C90287 AADB2C90289 AADB2C99059
+		AADSTS50000 AADSTS50011 AADSTS50020 AADSTS50034 AADSTS50058 AADSTS50148 AADSTS50173 AADSTS65004
+		AADSTS70000 AADSTS70003 AADSTS70008 AADSTS70011 AADSTS90023 AADSTS500113 AADSTS501481
+		AADSTS700016 AADSTS700054 AADSTS900144 AADSTS7000215 AADSTS7000218 AADSTS9002325`) {
+		m[c] = true
+	}
+	return m
+}()
+
+// countCallbackError counts a failed callback by cause.
+func countCallbackError(cause string) {
+	if !knownCodes[cause] {
+		switch {
+		case strings.HasPrefix(cause, "AADB2C"):
+			cause = "AADB2C_other"
+		case strings.HasPrefix(cause, "AADSTS"):
+			cause = "AADSTS_other"
+		default:
+			cause = "other"
+		}
+	}
+	metrics.callbackErrors.WithLabelValues(cause).Inc()
+}
+
+// countFetch counts a request to the provider and its latency.
+func countFetch(kind string, start time.Time, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	metrics.fetches.WithLabelValues(kind, result).Inc()
+	metrics.fetchSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+}
