@@ -86,15 +86,15 @@ func TestMetrics(t *testing.T) {
 
 	after := scrape(t, metricsURL)
 	for key, want := range map[string]float64{
-		`caddy_b2c_auth_sign_ins_total{policy="B2C_1_susi",result="success"}`:          1,
-		`caddy_b2c_auth_sign_ins_total{policy="B2C_1_susi",result="error"}`:            1,
-		`caddy_b2c_auth_callback_errors_total{code="AADB2C90273"}`:                     1,
-		`caddy_b2c_auth_callback_errors_total{code="state_mismatch"}`:                  1,
-		`caddy_b2c_auth_bearer_verifications_total{result="valid"}`:                    2,
-		`caddy_b2c_auth_bearer_verifications_total{result="invalid"}`:                  1,
-		`caddy_b2c_auth_requests_total{outcome="bearer"}`:                              2,
-		`caddy_b2c_auth_requests_total{outcome="401"}`:                                 1,
-		`caddy_b2c_auth_provider_fetches_total{kind="token",result="ok"}`:              1,
+		`caddy_b2c_auth_sign_ins_total{policy="B2C_1_susi",result="success"}`: 1,
+		`caddy_b2c_auth_sign_ins_total{policy="B2C_1_susi",result="error"}`:   1,
+		`caddy_b2c_auth_callback_errors_total{code="AADB2C90273"}`:            1,
+		`caddy_b2c_auth_callback_errors_total{code="state_mismatch"}`:         1,
+		`caddy_b2c_auth_bearer_verifications_total{result="valid"}`:           2,
+		`caddy_b2c_auth_bearer_verifications_total{result="invalid"}`:         1,
+		`caddy_b2c_auth_requests_total{outcome="bearer"}`:                     2,
+		`caddy_b2c_auth_requests_total{outcome="401"}`:                        1,
+		`caddy_b2c_auth_provider_fetches_total{kind="token",result="ok"}`:     1,
 	} {
 		if got := delta(after, key); got != want {
 			t.Errorf("%s went up by %v, want %v", key, got, want)
