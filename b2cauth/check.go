@@ -1,0 +1,190 @@
+package b2cauth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"golang.org/x/oauth2"
+)
+
+// Finding is one line of a configuration check: a problem (the check
+// fails), a warning, or a note.
+type Finding struct {
+	Level string // "problem", "warning" or "ok"
+	Text  string
+}
+
+func problem(format string, args ...any) Finding {
+	return Finding{"problem", fmt.Sprintf(format, args...)}
+}
+func warning(format string, args ...any) Finding {
+	return Finding{"warning", fmt.Sprintf(format, args...)}
+}
+func note(format string, args ...any) Finding { return Finding{"ok", fmt.Sprintf(format, args...)} }
+
+// Check verifies what this configuration relies on, before a user meets
+// it: its placeholders resolve; every policy's metadata and keys can be
+// fetched (issuer and endpoints are reported); the provider's clock agrees
+// with this one; each site origin's redirect URI is registered (the
+// authorize endpoint is asked, as a browser would be sent there); and it
+// warns about a missing client secret and http:// sites. `caddy b2c check`
+// runs it for every b2c_auth of a config.
+func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
+	var out []Finding
+	repl := caddy.NewReplacer()
+	resolve := func(field, v string) string {
+		got, err := repl.ReplaceOrErr(v, true, true)
+		if err != nil {
+			out = append(out, problem("%s: a placeholder is not set (%v): set it in Caddy's environment", field, err))
+			return ""
+		}
+		return got
+	}
+	c := *h // the configuration as written, resolved on a copy
+	c.Tenants = slices.Clone(h.Tenants)
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"tenant", &c.Tenant}, {"authority", &c.Authority}, {"issuer", &c.Issuer}, {"external_id", &c.ExternalID}, {"client_id", &c.ClientID}, {"client_secret", &c.ClientSecret}, {"public_url", &c.PublicURL}} {
+		*f.v = resolve(f.name, *f.v)
+	}
+	for i := range c.Tenants {
+		c.Tenants[i] = resolve("tenants", c.Tenants[i])
+	}
+	if len(out) > 0 {
+		return out
+	}
+	if err := c.checkConfig(); err != nil {
+		return append(out, problem("%v", err))
+	}
+	if c.ClientSecret == "" {
+		out = append(out, warning("no client_secret: a Web app registration needs one (B2C answers AADB2C90079); only a mobile/desktop registration may do without"))
+	}
+	if c.RedirectPath == "" {
+		c.RedirectPath = DefaultRedirectPath
+	}
+	client := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	for _, policy := range c.policies() {
+		name := policy
+		if name == "" {
+			name = "(no user flow)"
+		}
+		metaURL := c.metadataURL(policy)
+		var m metadata
+		date, err := fetchJSON(ctx, client, metaURL, &m)
+		if err != nil {
+			out = append(out, problem("%s: metadata at %s: %v (does the tenant and user flow exist? AADB2C90022 means an unknown policy)", name, metaURL, err))
+			continue
+		}
+		out = append(out, note("%s: issuer %s; authorize %s; token %s", name, m.Issuer, m.AuthorizationEndpoint, m.TokenEndpoint))
+		if !date.IsZero() {
+			if skew := time.Since(date); skew > time.Minute || skew < -time.Minute {
+				out = append(out, problem("%s: this machine's clock differs from the provider's by %s: tokens will look expired or not yet valid; fix the clock (NTP)", name, skew.Round(time.Second)))
+			}
+		}
+		var keys struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if _, err := fetchJSON(ctx, client, m.JWKSURI, &keys); err != nil || len(keys.Keys) == 0 {
+			out = append(out, problem("%s: signing keys at %s: none (%v)", name, m.JWKSURI, err))
+		} else {
+			out = append(out, note("%s: %d signing key(s)", name, len(keys.Keys)))
+		}
+		if policy != c.Policy && c.Issuer == "" && c.ExternalID == "" {
+			continue // redirect URIs are the same for every user flow of the app
+		}
+		for _, origin := range origins {
+			if c.PublicURL != "" {
+				origin = strings.TrimSuffix(c.PublicURL, "/")
+			}
+			if u, err := url.Parse(origin); err == nil && u.Scheme == "http" && u.Hostname() != "localhost" && u.Hostname() != "127.0.0.1" {
+				out = append(out, warning("%s is served over http://: in production, sign-in cookies and tokens need HTTPS", origin))
+			}
+			out = append(out, c.probeRedirectURI(ctx, client, m.AuthorizationEndpoint, origin+c.RedirectPath))
+		}
+	}
+	return out
+}
+
+// probeRedirectURI asks the authorize endpoint to start a sign-in for the
+// redirect URI and tells whether the provider accepts it: an unregistered
+// one gives AADB2C90006 (B2C sends it to a registered URI, or shows it) or
+// AADSTS50011.
+func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, authorize, redirectURI string) Finding {
+	u, err := url.Parse(authorize)
+	if err != nil {
+		return problem("authorize endpoint %q: %v", authorize, err)
+	}
+	q := u.Query()
+	q.Set("client_id", h.ClientID)
+	q.Set("redirect_uri", redirectURI)
+	q.Set("response_type", "code")
+	q.Set("scope", "openid")
+	q.Set("state", "caddy-b2c-check")
+	q.Set("nonce", "caddy-b2c-check")
+	q.Set("code_challenge", oauth2.S256ChallengeFromVerifier(oauth2.GenerateVerifier()))
+	q.Set("code_challenge_method", "S256")
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return problem("authorize endpoint: %v", err)
+	}
+	req.Header.Set("Accept", "text/html")
+	resp, err := client.Do(req)
+	if err != nil {
+		return problem("authorize endpoint %s: %v", u.Host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
+	text := string(body)
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if lu, err := url.Parse(loc); err == nil {
+			text += " " + lu.Query().Get("error") + " " + lu.Query().Get("error_description")
+		}
+	}
+	for _, code := range []string{"AADB2C90006", "AADSTS50011", "redirect_uri_mismatch"} {
+		if strings.Contains(text, code) {
+			return problem("redirect URI %s is not registered for client %s (%s): add it to the app registration's redirect URIs, exactly", redirectURI, h.ClientID, code)
+		}
+	}
+	if code := b2cCode(text); code != "" {
+		return problem("authorize endpoint refused the sign-in for %s: %s", redirectURI, code)
+	}
+	if resp.StatusCode >= 400 {
+		return problem("authorize endpoint answered HTTP %d for %s", resp.StatusCode, redirectURI)
+	}
+	return note("redirect URI %s accepted", redirectURI)
+}
+
+// fetchJSON GETs a JSON document and returns the response's Date.
+func fetchJSON(ctx context.Context, client *http.Client, u string, v any) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		if code := b2cCode(string(body)); code != "" {
+			return time.Time{}, fmt.Errorf("HTTP %d, %s", resp.StatusCode, code)
+		}
+		return time.Time{}, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	return date, json.Unmarshal(body, v)
+}

@@ -1,0 +1,296 @@
+package caddyb2c
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth"
+	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
+)
+
+// `caddy b2c check|secret|emulator`, registered as Caddy's own
+// `caddy hash-password` is, so every Caddy built with the plugin has them.
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "b2c",
+		Usage: "check --config <file> [--adapter <name>] | secret | emulator [--listen <addr>] [--tls] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
+		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C",
+		Long: `
+caddy b2c check --config <file> [--adapter caddyfile]
+    For every b2c_auth in the config: resolve its placeholders, fetch each
+    policy's metadata and keys, print the issuer and endpoints, ask the
+    authorize endpoint about each site's redirect URI, and compare clocks.
+    Exits non-zero on any problem.
+
+caddy b2c secret
+    Prints a new cookie_secret (base64 of 32 random bytes).
+
+caddy b2c emulator [--listen 127.0.0.1:9000] [--tls] [--tenant contoso]
+                   [--flavor b2c|external_id|entra_id] [--config <file>]
+    Runs b2c_emulator on its own: a local B2C (or External ID, Entra ID)
+    tenant for any app. --config names a file with more b2c_emulator
+    options (the inside of its block). Prints the authority and how to
+    point MSAL at it.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			check := &cobra.Command{Use: "check", Short: "Checks every b2c_auth of a config against its provider", Args: cobra.NoArgs,
+				RunE: func(c *cobra.Command, _ []string) error {
+					file, _ := c.Flags().GetString("config")
+					adapter, _ := c.Flags().GetString("adapter")
+					problems, err := runCheck(c.Context(), file, adapter, c.OutOrStdout())
+					if err != nil {
+						return err
+					}
+					if problems > 0 {
+						return fmt.Errorf("%d problem(s)", problems)
+					}
+					return nil
+				}}
+			check.Flags().String("config", "", "the config file")
+			check.Flags().String("adapter", "", "its adapter (caddyfile for a Caddyfile)")
+			secret := &cobra.Command{Use: "secret", Short: "Prints a new cookie_secret", Args: cobra.NoArgs,
+				RunE: func(c *cobra.Command, _ []string) error {
+					_, err := fmt.Fprintln(c.OutOrStdout(), newCookieSecret())
+					return err
+				}}
+			emulator := &cobra.Command{Use: "emulator", Short: "Runs a local B2C tenant", Args: cobra.NoArgs,
+				RunE: func(c *cobra.Command, _ []string) error {
+					var o emulatorOptions
+					o.listen, _ = c.Flags().GetString("listen")
+					o.tls, _ = c.Flags().GetBool("tls")
+					o.tenant, _ = c.Flags().GetString("tenant")
+					o.flavor, _ = c.Flags().GetString("flavor")
+					o.config, _ = c.Flags().GetString("config")
+					stop := make(chan os.Signal, 1)
+					signal.Notify(stop, os.Interrupt)
+					defer signal.Stop(stop)
+					done := make(chan struct{})
+					go func() { <-stop; close(done) }()
+					return runEmulator(o, c.OutOrStdout(), done)
+				}}
+			emulator.Flags().String("listen", "127.0.0.1:9000", "address to listen on")
+			emulator.Flags().Bool("tls", false, "serve HTTPS with Caddy's local CA (MSAL needs https)")
+			emulator.Flags().String("tenant", b2cemulator.DemoTenant, "tenant name")
+			emulator.Flags().String("flavor", b2cemulator.FlavorB2C, "b2c, external_id or entra_id")
+			emulator.Flags().String("config", "", "a file with more b2c_emulator options")
+			cmd.AddCommand(check, secret, emulator)
+		},
+	})
+}
+
+// newCookieSecret is a cookie_secret: base64 of 32 random bytes.
+func newCookieSecret() string {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// foundHandler is a b2c_auth of a config with the origins of its site.
+type foundHandler struct {
+	raw     json.RawMessage
+	origins []string
+}
+
+// runCheck checks every b2c_auth of a config file, prints the findings and
+// returns how many are problems.
+func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, error) {
+	if file == "" {
+		return 0, errors.New("--config is required")
+	}
+	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
+	if err != nil {
+		return 0, err
+	}
+	handlers, err := findHandlers(cfg)
+	if err != nil {
+		return 0, err
+	}
+	if len(handlers) == 0 {
+		return 0, errors.New("no b2c_auth handler in the config")
+	}
+	problems := 0
+	for i, f := range handlers {
+		var h b2cauth.Handler
+		if err := json.Unmarshal(f.raw, &h); err != nil {
+			return 0, fmt.Errorf("b2c_auth %d: %v", i+1, err)
+		}
+		fmt.Fprintf(out, "b2c_auth %d (site %s):\n", i+1, strings.Join(f.origins, ", "))
+		for _, finding := range h.Check(ctx, f.origins) {
+			if finding.Level == "problem" {
+				problems++
+			}
+			fmt.Fprintf(out, "  %-8s %s\n", finding.Level, finding.Text)
+		}
+	}
+	return problems, nil
+}
+
+// findHandlers walks a JSON config's HTTP servers, subroutes included, for
+// b2c_auth handlers, and the origins their routes serve.
+func findHandlers(cfg []byte) ([]foundHandler, error) {
+	var config struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Listen      []string          `json:"listen"`
+					Routes      []json.RawMessage `json:"routes"`
+					TLSPolicies json.RawMessage   `json:"tls_connection_policies"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &config); err != nil {
+		return nil, err
+	}
+	var found []foundHandler
+	names := make([]string, 0, len(config.Apps.HTTP.Servers))
+	for name := range config.Apps.HTTP.Servers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		srv := config.Apps.HTTP.Servers[name]
+		origins := func(hosts []string) []string {
+			if len(hosts) == 0 {
+				hosts = []string{"localhost"}
+			}
+			var out []string
+			for _, listen := range srv.Listen {
+				_, port, _ := net.SplitHostPort(strings.TrimPrefix(listen, "tcp/"))
+				scheme := "https"
+				if port == "80" || (port != "443" && len(srv.TLSPolicies) == 0) {
+					scheme = "http"
+				}
+				for _, host := range hosts {
+					origin := scheme + "://" + host
+					if (scheme == "http" && port != "80") || (scheme == "https" && port != "443") {
+						origin += ":" + port
+					}
+					out = append(out, origin)
+				}
+			}
+			return out
+		}
+		walkRoutes(srv.Routes, nil, func(raw json.RawMessage, hosts []string) {
+			found = append(found, foundHandler{raw: raw, origins: origins(hosts)})
+		})
+	}
+	return found, nil
+}
+
+// walkRoutes calls visit for every b2c_auth handler in routes, with the
+// hosts its routes match.
+func walkRoutes(routes []json.RawMessage, hosts []string, visit func(json.RawMessage, []string)) {
+	for _, raw := range routes {
+		var route struct {
+			Match []struct {
+				Host []string `json:"host"`
+			} `json:"match"`
+			Handle []json.RawMessage `json:"handle"`
+		}
+		if json.Unmarshal(raw, &route) != nil {
+			continue
+		}
+		routeHosts := hosts
+		for _, m := range route.Match {
+			if len(m.Host) > 0 {
+				routeHosts = m.Host
+			}
+		}
+		for _, h := range route.Handle {
+			var handler struct {
+				Handler string            `json:"handler"`
+				Routes  []json.RawMessage `json:"routes"`
+			}
+			if json.Unmarshal(h, &handler) != nil {
+				continue
+			}
+			switch handler.Handler {
+			case "b2c_auth":
+				visit(h, routeHosts)
+			case "subroute":
+				walkRoutes(handler.Routes, routeHosts, visit)
+			}
+		}
+	}
+}
+
+// emulatorOptions are `caddy b2c emulator`'s flags.
+type emulatorOptions struct {
+	listen, tenant, flavor, config string
+	tls                            bool
+}
+
+// emulatorCaddyfile is the Caddyfile that runs the emulator on its own.
+func emulatorCaddyfile(o emulatorOptions) (string, error) {
+	extra := ""
+	if o.config != "" {
+		data, err := os.ReadFile(o.config)
+		if err != nil {
+			return "", err
+		}
+		extra = string(data)
+	}
+	scheme, tls := "http", ""
+	if o.tls {
+		scheme, tls = "https", "\ttls internal\n"
+	}
+	return fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\n%s://%s {\n%s\tb2c_emulator {\n\t\ttenant %s\n\t\tflavor %s\n%s\n\t}\n}\n",
+		scheme, o.listen, tls, o.tenant, o.flavor, extra), nil
+}
+
+// runEmulator runs the emulator until done is closed, after printing how
+// to use it.
+func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
+	caddyfile, err := emulatorCaddyfile(o)
+	if err != nil {
+		return err
+	}
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		return fmt.Errorf("emulator config: %v", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return err
+	}
+	defer func() { _ = caddy.Stop() }()
+	scheme := "http"
+	if o.tls {
+		scheme = "https"
+	}
+	origin := scheme + "://" + o.listen
+	authority := origin + "/" + o.tenant + ".onmicrosoft.com"
+	metadata := authority + "/B2C_1_susi/v2.0/.well-known/openid-configuration"
+	if o.flavor != b2cemulator.FlavorB2C {
+		metadata = authority + "/v2.0/.well-known/openid-configuration"
+	}
+	fmt.Fprintf(out, `b2c_emulator is running (%s): a local test tenant, never for production.
+
+  authority   %s
+  metadata    %s
+  demo client %s (no secret; redirect URIs %s)
+  demo user   %s / %s
+
+b2c_auth:     authority %s  policy B2C_1_susi  client_id %s
+MSAL Python:  ConfidentialClientApplication(client_id, authority="%s/B2C_1_susi", validate_authority=False, ...)
+MSAL.js/Node: auth: { authority: "%s/B2C_1_susi", knownAuthorities: ["%s"] }
+              (MSAL needs https: run with --tls and trust Caddy's local CA, e.g. caddy trust)
+`, o.flavor, authority, metadata, b2cemulator.DemoClientID, strings.Join(b2cemulator.DemoRedirectURIs, " "),
+		b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, authority, b2cemulator.DemoClientID, authority, authority, o.listen)
+	<-done
+	return nil
+}

@@ -1,0 +1,126 @@
+package caddyb2c_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+// b2c runs `caddy b2c <args>` as Caddy's command line would, and returns
+// its output and error.
+func b2c(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	c, ok := caddycmd.Commands()["b2c"]
+	if !ok {
+		t.Fatal("caddy b2c is not registered")
+	}
+	cmd := &cobra.Command{Use: "b2c"}
+	c.CobraFunc(cmd)
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+func TestSecretCommand(t *testing.T) {
+	out, err := b2c(t, "secret")
+	key, decodeErr := base64.StdEncoding.DecodeString(strings.TrimSpace(out))
+	if err != nil || decodeErr != nil || len(key) != 32 {
+		t.Errorf("caddy b2c secret: %q %v", out, err)
+	}
+}
+
+// TestCheckCommand: `caddy b2c check` against the emulator passes a good
+// config and fails, saying what to fix, on an unregistered redirect URI, an
+// unknown policy, an unreachable provider and an unset {env.X}.
+func TestCheckCommand(t *testing.T) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	registered := testcaddy.FreePort(t)
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%s {
+	b2c_emulator {
+		client app-1 {
+			redirect_uri http://localhost:%d/.auth/login/b2c/callback
+		}
+	}
+}
+`, idp, registered))
+	check := func(site, auth string) (string, error) {
+		file := filepath.Join(t.TempDir(), "Caddyfile")
+		cfg := fmt.Sprintf("%s {\n\tb2c_auth {\n\t\t%s\n\t}\n\trespond hi\n}\n", site, auth)
+		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return b2c(t, "check", "--config", file, "--adapter", "caddyfile")
+	}
+	good := fmt.Sprintf("authority %s/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi\n\t\tclient_id app-1", idp)
+	site := fmt.Sprintf("http://localhost:%d", registered)
+	out, err := check(site, good)
+	if err != nil || !strings.Contains(out, "issuer "+idp+"/") || !strings.Contains(out, "accepted") || !strings.Contains(out, "signing key") {
+		t.Errorf("a good config: %v\n%s", err, out)
+	}
+	for name, tc := range map[string]struct{ site, auth, want string }{
+		"unregistered redirect URI": {fmt.Sprintf("http://localhost:%d", registered+1), good, "is not registered"},
+		"unknown policy":            {site, strings.Replace(good, "B2C_1_susi", "B2C_1_nope", 1), "AADB2C90022"},
+		"unreachable provider":      {site, strings.Replace(good, idp, fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t)), 1), "metadata at"},
+		"unset placeholder":         {site, good + "\n\t\tclient_secret {env.B2C_CHECK_SURELY_UNSET}", "client_secret: a placeholder is not set"},
+	} {
+		out, err := check(tc.site, tc.auth)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: error %v, want a problem saying %q:\n%s", name, err, tc.want, out)
+		}
+	}
+}
+
+// TestEmulatorCommand: `caddy b2c emulator` serves a tenant and says how to
+// use it, until interrupted.
+func TestEmulatorCommand(t *testing.T) {
+	listen := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
+	cmd := &cobra.Command{Use: "b2c"}
+	caddycmd.Commands()["b2c"].CobraFunc(cmd)
+	pr, pw := io.Pipe()
+	cmd.SetOut(pw)
+	cmd.SetArgs([]string{"emulator", "--listen", listen, "--tenant", "fabrikam"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.Execute(); pw.Close() }()
+
+	// It prints once Caddy has bound its listener.
+	var printed strings.Builder
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() {
+		printed.WriteString(lines.Text() + "\n")
+		if strings.Contains(lines.Text(), "MSAL.js/Node") {
+			break
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	resp, err := http.Get("http://" + listen + "/fabrikam.onmicrosoft.com/B2C_1_susi/v2.0/.well-known/openid-configuration")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the emulator's metadata: %v", err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(printed.String(), "authority   http://"+listen+"/fabrikam.onmicrosoft.com") || !strings.Contains(printed.String(), "validate_authority=False") {
+		t.Errorf("caddy b2c emulator printed:\n%s", printed.String())
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("caddy b2c emulator: %v", err)
+	}
+}
