@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -419,6 +420,13 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if rt.endpoint == "not_found" {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, err := io.WriteString(w, "<!DOCTYPE html><title>404 - File or directory not found.</title><h2>404 - File or directory not found.</h2>"+
+			"<h3>The resource you are looking for might have been removed, had its name changed, or is temporarily unavailable.</h3>")
+		return err
+	}
 	if e.cors(w, r, rt) {
 		return nil // a preflight, answered
 	}
@@ -508,14 +516,17 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 		rt.unknownPolicy = segs[0] // the path form with a policy that does not exist
 		segs = segs[1:]
 	}
-	rt.endpoint = endpoints[strings.ToLower(strings.Join(segs, "/"))]
-	return rt, rt.endpoint != ""
+	if rt.endpoint = endpoints[strings.ToLower(strings.Join(segs, "/"))]; rt.endpoint == "" {
+		rt.endpoint = "not_found" // under the tenant: B2C's 404, not the next handler
+	}
+	return rt, true
 }
 
 // endpoints maps the path after the tenant (and policy) to an endpoint.
 var endpoints = map[string]string{
 	"v2.0/.well-known/openid-configuration": "openid-configuration",
 	"discovery/v2.0/keys":                   "keys",
+	"discovery/keys":                        "keys", // the v1 path older samples use
 	"oauth2/v2.0/authorize":                 "authorize",
 	"oauth2/v2.0/token":                     "token",
 	"oauth2/v2.0/logout":                    "logout",

@@ -821,3 +821,36 @@ func TestWebAppsHaveASecret(t *testing.T) {
 		}
 	}
 }
+
+// TestLegacyPathsAndNotFound: the forms older apps and Microsoft's samples
+// use (/tfp/…, the v1 keys path, ?p= on every endpoint) answer; an unknown
+// path under the tenant gets B2C's 404, not the next handler.
+func TestLegacyPathsAndNotFound(t *testing.T) {
+	c := startEmulator(t, "")
+	for _, path := range []string{
+		"/tfp/contoso.onmicrosoft.com/B2C_1_susi/v2.0/.well-known/openid-configuration",
+		tenantPath + "/B2C_1_susi/discovery/keys",
+		tenantPath + "/discovery/keys?p=B2C_1_susi",
+		tenantPath + "/discovery/v2.0/keys?p=b2c_1_susi",
+		tenantPath + "/v2.0/.well-known/openid-configuration?p=B2C_1_SUSI",
+	} {
+		resp, err := http.Get(c.base + path)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %v %v", path, err, resp.StatusCode)
+		}
+		resp.Body.Close()
+	}
+	resp, err := http.Get(c.base + tenantPath + "/B2C_1_susi/oauth2/v2.0/nothing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 512)
+	n, _ := resp.Body.Read(body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body[:n]), "404 - File or directory not found") {
+		t.Errorf("unknown path under the tenant: %d %s", resp.StatusCode, body[:n])
+	}
+	if resp, _ := http.Get(c.base + "/elsewhere"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a path outside the tenant: %d", resp.StatusCode)
+	}
+}

@@ -51,8 +51,10 @@ func (e *Emulator) routeEntra(segs []string) (route, bool) {
 	default:
 		return rt, false
 	}
-	rt.endpoint = endpoints[strings.ToLower(strings.Join(segs[1:], "/"))]
-	return rt, rt.endpoint != ""
+	if rt.endpoint = endpoints[strings.ToLower(strings.Join(segs[1:], "/"))]; rt.endpoint == "" {
+		rt.endpoint = "not_found"
+	}
+	return rt, true
 }
 
 // entraIssuer is a tenant's v2.0 issuer; for organizations/common metadata,

@@ -35,6 +35,7 @@ const (
 	msalClient = "5c0ffee5-1111-4222-8333-944455550001"
 	msalSecret = "msal-s3cret"
 	msalAPI    = "a0b1c2d3-0000-4000-8000-00000000a0a1"
+	msalPublic = "5c0ffee5-1111-4222-8333-944455550002" // a mobile/desktop registration: PKCE, no secret
 	msalReturn = "http://localhost:9999/msal"
 )
 
@@ -67,10 +68,13 @@ func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
 	tls %s %s
 	b2c_emulator {
 		tenant_id 0d5a8b3c-1111-4222-8333-944455556666
-		client %s %s {
-			redirect_uri %s
+		client %[4]s %[5]s {
+			redirect_uri %[6]s
 		}
-		api https://contoso.onmicrosoft.com/tasks %s {
+		client %[7]s {
+			redirect_uri %[6]s
+		}
+		api https://contoso.onmicrosoft.com/tasks %[8]s {
 			scopes tasks.read
 		}
 		user ada@contoso.example Passw0rd! {
@@ -78,7 +82,7 @@ func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
 		}
 	}
 }
-`, origin, certFile, keyFile, msalClient, msalSecret, msalReturn, msalAPI))
+`, origin, certFile, keyFile, msalClient, msalSecret, msalReturn, msalPublic, msalAPI))
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +134,8 @@ type msalResult struct {
 	IDTokenClaims    map[string]any `json:"id_token_claims"`
 	AccessToken      string         `json:"access_token"`
 	HomeAccountID    string         `json:"home_account_id"`
+	Refreshed        string         `json:"refreshed_access_token"`
+	RefreshError     string         `json:"refresh_error"`
 }
 
 // runMSAL runs a client script: it prints the authorize URL, the test signs
@@ -198,24 +204,43 @@ func checkMSALResult(t *testing.T, res msalResult) {
 	if want := oid + "-b2c_1_susi.0d5a8b3c-1111-4222-8333-944455556666"; res.HomeAccountID != want {
 		t.Errorf("account ID %q, want %q (from client_info)", res.HomeAccountID, want)
 	}
+	// Silent renewal with the refresh token.
+	if parts := strings.Split(res.Refreshed, "."); len(parts) != 3 {
+		t.Errorf("no access token from the silent refresh: %q %s", res.Refreshed, res.RefreshError)
+	}
+}
+
+// clients are the two kinds of registration an app may have: a Web app
+// (confidential, with its secret) and a mobile/desktop app (public, PKCE).
+var clients = []struct{ name, id, secret string }{
+	{"confidential", msalClient, msalSecret},
+	{"public", msalPublic, "-"},
 }
 
 func TestMSALPython(t *testing.T) {
 	needClient(t, "python3-msal", "apt-get install python3-msal", "/usr/lib/python3/dist-packages/msal")
-	origin, ca, client := httpsEmulator(t)
-	cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "testdata", "msal", "msal_python.py"),
-		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, msalReturn, "https://contoso.onmicrosoft.com/tasks/tasks.read")
-	cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+ca)
-	checkMSALResult(t, runMSAL(t, cmd, client))
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			origin, ca, client := httpsEmulator(t)
+			cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "testdata", "msal", "msal_python.py"),
+				origin+"/contoso.onmicrosoft.com/B2C_1_susi", c.id, c.secret, msalReturn, "https://contoso.onmicrosoft.com/tasks/tasks.read")
+			cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+ca)
+			checkMSALResult(t, runMSAL(t, cmd, client))
+		})
+	}
 }
 
 func TestMSALNode(t *testing.T) {
 	dir := filepath.Join("..", "testdata", "msal")
 	needClient(t, "@azure/msal-node", "cd testdata/msal && npm ci", filepath.Join(dir, "node_modules", "@azure", "msal-node"))
-	origin, ca, client := httpsEmulator(t)
-	cmd := exec.Command("node", "msal_node.mjs",
-		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, msalReturn, "openid offline_access https://contoso.onmicrosoft.com/tasks/tasks.read")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
-	checkMSALResult(t, runMSAL(t, cmd, client))
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			origin, ca, client := httpsEmulator(t)
+			cmd := exec.Command("node", "msal_node.mjs",
+				origin+"/contoso.onmicrosoft.com/B2C_1_susi", c.id, c.secret, msalReturn, "openid offline_access https://contoso.onmicrosoft.com/tasks/tasks.read")
+			cmd.Dir = dir
+			cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
+			checkMSALResult(t, runMSAL(t, cmd, client))
+		})
+	}
 }
