@@ -289,8 +289,9 @@ b2c_auth:     authority %s  policy B2C_1_susi  client_id %s
 MSAL Python:  ConfidentialClientApplication(client_id, authority="%s/B2C_1_susi", validate_authority=False, ...)
 MSAL.js/Node: auth: { authority: "%s/B2C_1_susi", knownAuthorities: ["%s"] }
               (MSAL needs https: run with --tls and trust Caddy's local CA, e.g. caddy trust)
+Flask sample: authority_template = "%s/tfp/{tenant}.onmicrosoft.com/{user_flow}", b2c_tenant = "%s"
 `, o.flavor, authority, metadata, b2cemulator.DemoClientID, strings.Join(b2cemulator.DemoRedirectURIs, " "),
-		b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, authority, b2cemulator.DemoClientID, authority, authority, o.listen)
+		b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, authority, b2cemulator.DemoClientID, authority, authority, o.listen, origin, o.tenant)
 	<-done
 	return nil
 }
