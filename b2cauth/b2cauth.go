@@ -5,6 +5,7 @@ package b2cauth
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
@@ -150,6 +152,14 @@ type Handler struct {
 	// How often sign-outs recorded by other instances are read from
 	// Caddy's storage. Default: 10s.
 	RevocationSync caddy.Duration `json:"revocation_sync,omitempty"`
+	// The certificate authorities trusted for the identity provider's
+	// HTTPS (metadata, keys, token and UserInfo endpoints), from one of
+	// Caddy's CA pool sources, as reverse_proxy's tls_trust_pool: e.g. the
+	// local PKI's root (pki_root local) for an emulator on tls internal, or
+	// a file with a TLS-inspecting proxy's root. It replaces the system's
+	// roots. Default: the system's roots.
+	TrustPoolRaw json.RawMessage `json:"tls_trust_pool,omitempty" caddy:"namespace=tls.ca_pool.source inline_key=provider"`
+
 	// The site's public origin (https://www.example.com), for redirect URIs
 	// when Caddy sits behind a proxy that terminates TLS. Default: the
 	// request's scheme and host, or X-Forwarded-Proto and X-Forwarded-Host
@@ -304,7 +314,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	if h.httpClient == nil {
-		h.httpClient = &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		transport := http.DefaultTransport.(*http.Transport).Clone()
+		if h.TrustPoolRaw != nil {
+			mod, err := ctx.LoadModule(h, "TrustPoolRaw")
+			if err != nil {
+				return fmt.Errorf("tls_trust_pool: %v", err)
+			}
+			ca, ok := mod.(caddytls.CA)
+			if !ok {
+				return fmt.Errorf("tls_trust_pool: %T is not a CA pool source", mod)
+			}
+			transport.TLSClientConfig = &tls.Config{RootCAs: ca.CertPool(), MinVersion: tls.VersionTLS12}
+		}
+		h.httpClient = &http.Client{Transport: transport, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if h.now == nil {
 		h.now = time.Now

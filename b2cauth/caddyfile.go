@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 )
 
 func init() {
@@ -49,6 +50,7 @@ func init() {
 //	    expose_idp_access_token
 //	    revocation_sync <duration>
 //	    public_url <origin>
+//	    tls_trust_pool <source> [...]
 //	    domain_hint <domain>
 //	    ui_locales <locales>
 //	}
@@ -164,6 +166,19 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = duration(&h.RevocationSync)
 		case "public_url":
 			err = one(&h.PublicURL)
+		case "tls_trust_pool":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			modStem := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+modStem)
+			if err != nil {
+				return err
+			}
+			if _, ok := unm.(caddytls.CA); !ok {
+				return d.Errf("tls_trust_pool: %s is not a CA pool source", modStem)
+			}
+			h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
 		case "domain_hint":
 			err = one(&h.DomainHint)
 		case "ui_locales":

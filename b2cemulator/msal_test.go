@@ -2,26 +2,18 @@ package b2cemulator_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
@@ -57,7 +49,7 @@ func needClient(t *testing.T, what, install string, path ...string) {
 // that trusts it.
 func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
 	dir := t.TempDir()
-	caFile, certFile, keyFile := testCA(t, dir)
+	caFile, certFile, keyFile := testcaddy.TestCA(t, dir)
 	port := testcaddy.FreePort(t)
 	origin = fmt.Sprintf("https://127.0.0.1:%d", port)
 	// HTTP/1.1 and 2 only: Caddy 2.11.9 starting HTTP/3 while serving its
@@ -90,41 +82,6 @@ func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	return origin, caFile, &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
-
-// testCA writes a CA and a certificate it signed for 127.0.0.1.
-func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	write := func(name, kind string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "caddy-b2c test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &leafKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(leafKey)
-	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", leafDER), write("key.pem", "PRIVATE KEY", keyDER)
 }
 
 // msalResult is what the client scripts print at the end.
