@@ -16,7 +16,7 @@ import (
 
 // browserContext starts a headless Chromium with an empty profile, flags
 // that keep it off the network, and a 90-second budget.
-func browserContext(t *testing.T, exe string) context.Context {
+func browserContext(t *testing.T, exe string, extra ...chromedp.ExecAllocatorOption) context.Context {
 	// Chromium's helpers may still write to their profile as the browser
 	// exits, so it is removed best-effort, not by t.TempDir.
 	profile, err := os.MkdirTemp("", "b2c-chromium-")
@@ -34,6 +34,7 @@ func browserContext(t *testing.T, exe string) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.UserDataDir(profile),
 	)
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
@@ -95,5 +96,94 @@ func TestBrowserFormPostAfterSessionExpired(t *testing.T) {
 	}
 	if !strings.Contains(text, "comment=hello+from+a+person") || url != site+"/comments" {
 		t.Errorf("the form did not arrive after the sign-in: %q at %s", text, url)
+	}
+}
+
+// httpsSite is the demo's pair on HTTPS: the emulator and a protected site
+// with certificates from a CA made for the test, which the site trusts for
+// the provider with tls_trust_pool.
+const httpsSite = `
+https://127.0.0.1:IDP {
+	tls CERT KEY
+	b2c_emulator {
+		client CLIENT {
+			redirect_uri SITE/.auth/login/b2c/callback
+		}
+	}
+}
+SITE {
+	tls CERT KEY
+	b2c_auth {
+		authority https://127.0.0.1:IDP/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id CLIENT
+		response_mode MODE
+		tls_trust_pool file CA
+	}
+	header Content-Type "text/html; charset=utf-8"
+	respond "<!DOCTYPE html><h1 id=hello>Hello, {http.auth.user.name}</h1><a id=signout href=/.auth/logout>Sign out</a>"
+}
+`
+
+// TestBrowserHTTPS signs in with headless Chromium on HTTPS, in query and
+// form_post modes (where the flow cookie must be SameSite=None; Secure to
+// come back with the cross-site POST), checks the cookies the browser
+// holds — the __Host- prefix, Secure, HttpOnly, SameSite=Lax — and signs
+// out.
+func TestBrowserHTTPS(t *testing.T) {
+	exe := chromium(t)
+	for _, mode := range []string{"query", "form_post"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			ca, cert, key := testcaddy.TestCA(t, dir)
+			sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
+			site := "https://localhost:" + itoa(sitePort)
+			globals := strings.Replace(testcaddy.Globals(dir), "\tadmin off\n", "\tadmin off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n", 1)
+			testcaddy.Start(t, globals+strings.NewReplacer("IDP", itoa(idpPort), "SITE", site, "CLIENT", b2cemulator.DemoClientID,
+				"MODE", mode, "CERT", cert, "KEY", key, "CA", ca).Replace(httpsSite))
+			ctx := browserContext(t, exe, chromedp.Flag("ignore-certificate-errors", true))
+			var hello, url string
+			var cookies []*network.Cookie
+			err := chromedp.Run(ctx,
+				chromedp.Navigate(site+"/"),
+				chromedp.WaitVisible(`#email`, chromedp.ByID),
+				chromedp.SendKeys(`#email`, b2cemulator.DemoUserEmail, chromedp.ByID),
+				chromedp.SendKeys(`#password`, b2cemulator.DemoUserPassword, chromedp.ByID),
+				chromedp.Click(`#next`, chromedp.ByID),
+				chromedp.WaitVisible(`#hello`, chromedp.ByID),
+				chromedp.Text(`#hello`, &hello, chromedp.ByID),
+				chromedp.ActionFunc(func(ctx context.Context) error {
+					var err error
+					cookies, err = network.GetCookies().WithURLs([]string{site + "/"}).Do(ctx)
+					return err
+				}),
+			)
+			if err != nil {
+				t.Fatalf("signing in: %v", err)
+			}
+			if hello != "Hello, Ada Lovelace" {
+				t.Errorf("protected page: %q", hello)
+			}
+			var session *network.Cookie
+			for _, c := range cookies {
+				if c.Name == "__Host-b2c_session" {
+					session = c
+				}
+				if strings.Contains(c.Name, "b2c_flow") {
+					t.Errorf("flow cookie %s left after the sign-in", c.Name)
+				}
+			}
+			if session == nil || !session.Secure || !session.HTTPOnly || session.SameSite != network.CookieSameSiteLax || session.Path != "/" || session.Domain != "localhost" {
+				t.Fatalf("the session cookie: %+v (all: %v)", session, cookies)
+			}
+			err = chromedp.Run(ctx,
+				chromedp.Click(`#signout`, chromedp.ByID),
+				chromedp.WaitVisible(`#password`, chromedp.ByID),
+				chromedp.Location(&url),
+			)
+			if err != nil || !strings.Contains(url, "/oauth2/v2.0/authorize") {
+				t.Errorf("after sign-out: %v %s", err, url)
+			}
+		})
 	}
 }
