@@ -6,6 +6,14 @@
 //
 //	go run ./examples/loadtest [-requests 20000] [-concurrency 8] [-rounds 3]
 //
+// With -soak <duration> it runs a soak instead: for that long, signed-in
+// traffic mixed with floods of bogus callbacks, distinct garbage session
+// cookies, distinct forged bearer tokens and sign-ins started and
+// abandoned; it samples the process's RSS and goroutines and fails if they
+// grow past a bound or any answer is a 5xx.
+//
+//	go run ./examples/loadtest -soak 5m [-rss-growth-mb 64]
+//
 // Everything runs on 127.0.0.1; the load is bounded in count and time.
 package main
 
@@ -39,6 +47,8 @@ func main() {
 	requests := flag.Int("requests", 20000, "requests per site per round")
 	concurrency := flag.Int("concurrency", 8, "concurrent clients")
 	rounds := flag.Int("rounds", 3, "alternating rounds")
+	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
+	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
 	flag.Parse()
 
 	dir, _ := os.MkdirTemp("", "b2c-load-")
@@ -99,6 +109,13 @@ http://localhost:%d {
 	}
 	if err := json.Unmarshal([]byte(me.Body), &who); err != nil || len(who) == 0 || who[0].AccessToken == "" {
 		log.Fatalf("no access token in /.auth/me: %s", me.Body)
+	}
+
+	if *soakFor > 0 {
+		if err := soak(site, cookie.String(), *soakFor, *rssGrowth<<20); err != nil {
+			log.Fatalf("soak failed: %v", err)
+		}
+		return
 	}
 
 	targets := []struct {
