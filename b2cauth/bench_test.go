@@ -2,7 +2,10 @@ package b2cauth
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +123,32 @@ func BenchmarkAuthenticatedRequestWithRevocations(b *testing.B) {
 	rv.publishLocked()
 	rv.mu.Unlock()
 	bench(b, h, req)
+}
+
+// BenchmarkAuthenticatedRequestThreeChunks: a user with many claims and all
+// three tokens, whose session needs three cookies.
+func BenchmarkAuthenticatedRequestThreeChunks(b *testing.B) {
+	h, p, s := setup(b, nil)
+	state, nonce, fc := pendingFlow(b, h, "/")
+	claims := goodClaims(p, nonce)
+	var groups []string
+	for range 75 {
+		groups = append(groups, randomString())
+	}
+	claims["groups"] = groups
+	access := accessClaims(p)
+	access["groups"] = groups
+	body, _ := json.Marshal(map[string]any{"id_token": s.sign(b, claims), "access_token": s.sign(b, access), "expires_in": 3600, "refresh_token": randomString() + randomString()})
+	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(body), 200 })
+	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
+	var cookies []*http.Cookie
+	for _, c := range res.Result().Cookies() {
+		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
+			cookies = append(cookies, c)
+		}
+	}
+	if len(cookies) != 3 {
+		b.Fatalf("the session takes %d cookies, want 3", len(cookies))
+	}
+	bench(b, h, withCookies(navigation("GET", "/page"), cookies))
 }

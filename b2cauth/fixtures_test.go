@@ -158,3 +158,30 @@ func TestDiscoveryOfRealDocuments(t *testing.T) {
 		})
 	}
 }
+
+// TestRealSessionCompresses: a session holding B2C's real ID and access
+// tokens (and a refresh token) is sealed compressed; it must come out
+// clearly smaller than the same session sealed as plain JSON.
+func TestRealSessionCompresses(t *testing.T) {
+	var tokens map[string]json.RawMessage
+	readFixture(t, "b2c-signed-tokens.json", &tokens)
+	jwt := func(name string) string {
+		var fx struct {
+			JWT string `json:"jwt"`
+		}
+		_ = json.Unmarshal(tokens[name], &fx)
+		return fx.JWT
+	}
+	h, _, _ := setup(t, nil)
+	s := &session{ID: randomString(), Issued: 1, IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"),
+		RefreshToken: randomString() + randomString() + randomString(), Policy: "B2C_1_acdemo2", Expires: 2, Seen: 1}
+	plain, _ := json.Marshal(s)
+	before, after := len(h.codec.seal(plain, h.sessionPurpose)), len(h.encodeSession(s))
+	t.Logf("session cookie: %d bytes sealed as JSON, %d compressed", before, after)
+	if after > before*85/100 {
+		t.Errorf("compression saves too little: %d → %d bytes", before, after)
+	}
+	if got, ok := h.decodeSession(h.encodeSession(s)); !ok || got.AccessToken != s.AccessToken {
+		t.Error("the compressed session does not decode")
+	}
+}

@@ -1,10 +1,13 @@
 package b2cauth
 
 import (
+	"bytes"
+	"compress/flate"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,30 +41,61 @@ const (
 )
 
 // readChunked reassembles a possibly chunked cookie value; "" if absent or
-// malformed.
+// malformed. It reads the Cookie header once, without allocating but for
+// the reassembled value (net/http's r.Cookie parses every cookie on each
+// call), and, as r.Cookie does, takes the first cookie of each name.
 func readChunked(r *http.Request, name string) string {
-	first, err := r.Cookie(name)
-	if err != nil {
-		return ""
+	var parts [maxChunks]string
+	for _, line := range r.Header["Cookie"] {
+		for rest := line; rest != ""; {
+			var pair string
+			pair, rest, _ = strings.Cut(rest, ";")
+			n, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok {
+				continue
+			}
+			i := chunkIndex(n, name)
+			if i < 0 || parts[i] != "" || v == "" { // the AEAD refuses anything malformed
+				continue
+			}
+			parts[i] = v
+		}
 	}
-	countStr, rest, split := strings.Cut(first.Value, ".")
+	countStr, first, split := strings.Cut(parts[0], ".")
 	if !split {
-		return first.Value
+		return parts[0]
 	}
 	n, err := strconv.Atoi(countStr)
 	if err != nil || n < 2 || n > maxChunks {
 		return ""
 	}
-	var sb strings.Builder
-	sb.WriteString(rest)
+	size := len(first)
 	for i := 1; i < n; i++ {
-		c, err := r.Cookie(name + "_" + strconv.Itoa(i))
-		if err != nil {
+		if parts[i] == "" {
 			return ""
 		}
-		sb.WriteString(c.Value)
+		size += len(parts[i])
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	sb.WriteString(first)
+	for i := 1; i < n; i++ {
+		sb.WriteString(parts[i])
 	}
 	return sb.String()
+}
+
+// chunkIndex is which chunk of name a cookie name is (0 for name itself,
+// i for name_i), or -1.
+func chunkIndex(cookieName, name string) int {
+	if cookieName == name {
+		return 0
+	}
+	rest, ok := strings.CutPrefix(cookieName, name+"_")
+	if !ok || len(rest) != 1 || rest[0] < '1' || rest[0] >= '0'+maxChunks {
+		return -1
+	}
+	return int(rest[0] - '0')
 }
 
 // writeChunked sets a cookie value, split into chunks when long, and
@@ -109,16 +143,37 @@ func chunkName(name string, i int) string {
 	return name + "_" + strconv.Itoa(i)
 }
 
+// A session is sealed as JSON compressed with DEFLATE, after a marker
+// byte: the tokens' base64 JSON compresses well, and a smaller cookie
+// needs fewer chunks (and bytes on every request). JSON without the marker
+// (it starts with '{') is read too.
+const (
+	deflatedSession = 0x01
+	maxSessionJSON  = 64 << 10 // what a session may inflate to
+)
+
 // encodeSession and decodeSession turn a session into a cookie value.
 func (h *Handler) encodeSession(s *session) string {
 	data, _ := json.Marshal(s)
-	return h.codec.seal(data, h.sessionPurpose)
+	var buf bytes.Buffer
+	buf.WriteByte(deflatedSession)
+	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	_, _ = zw.Write(data)
+	_ = zw.Close()
+	return h.codec.seal(buf.Bytes(), h.sessionPurpose)
 }
 
 func (h *Handler) decodeSession(value string) (*session, bool) {
 	plain, ok := h.codec.open(value, h.sessionPurpose)
-	if !ok {
+	if !ok || len(plain) == 0 {
 		return nil, false
+	}
+	if plain[0] == deflatedSession {
+		data, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain[1:])), maxSessionJSON+1))
+		if err != nil || len(data) > maxSessionJSON {
+			return nil, false
+		}
+		plain = data
 	}
 	var s session
 	if json.Unmarshal(plain, &s) != nil || s.IDToken == "" || s.ID == "" {

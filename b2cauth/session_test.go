@@ -1,6 +1,8 @@
 package b2cauth
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/tls"
 	"encoding/base64"
 	"net/http"
@@ -111,8 +113,8 @@ func TestLargeSessionsAreChunked(t *testing.T) {
 	h, p, s := setup(t, nil)
 	cookies := signedIn(t, h, p, s, func(c map[string]any) {
 		var groups []string
-		for i := range 200 {
-			groups = append(groups, "group-"+strings.Repeat("x", 20)+string(rune('a'+i%26)))
+		for range 200 { // random, so that compression cannot fit them in one cookie
+			groups = append(groups, "group-"+randomString())
 		}
 		c["groups"] = groups
 	})
@@ -165,5 +167,19 @@ func TestSecureCookiesOnHTTPS(t *testing.T) {
 	}
 	if flow == nil || !flow.Secure || !flow.HttpOnly || !strings.HasPrefix(flow.Name, "__Host-") || flow.Path != "/" || flow.Domain != "" {
 		t.Errorf("flow cookie on HTTPS: %+v", flow)
+	}
+}
+
+// TestSessionBombRefused: a sealed session that inflates past 64 KiB is no
+// session (it needs the key, but a leaked key must not buy a memory bomb).
+func TestSessionBombRefused(t *testing.T) {
+	h, _, _ := setup(t, nil)
+	var buf bytes.Buffer
+	buf.WriteByte(deflatedSession)
+	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
+	_, _ = zw.Write([]byte(`{"it":"a.b.c","id":"x","pad":"` + strings.Repeat("A", maxSessionJSON) + `"}`))
+	_ = zw.Close()
+	if _, ok := h.decodeSession(h.codec.seal(buf.Bytes(), h.sessionPurpose)); ok {
+		t.Error("a session inflating past the limit was accepted")
 	}
 }
