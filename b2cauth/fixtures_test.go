@@ -86,15 +86,7 @@ func TestRealB2CTokensVerify(t *testing.T) {
 // TestRealAtHash: the real ID token's at_hash matches the access token
 // issued with it, and refuses another one (a swapped access token).
 func TestRealAtHash(t *testing.T) {
-	var tokens map[string]json.RawMessage
-	readFixture(t, "b2c-signed-tokens.json", &tokens)
-	jwt := func(name string) string {
-		var fx struct {
-			JWT string `json:"jwt"`
-		}
-		_ = json.Unmarshal(tokens[name], &fx)
-		return fx.JWT
-	}
+	jwt := fixtureJWT(t)
 	var jwks jose.JSONWebKeySet
 	readFixture(t, "b2c-jwks.json", &jwks)
 	idToken := jwt("dtjacdemo_id_token_2024")
@@ -163,15 +155,7 @@ func TestDiscoveryOfRealDocuments(t *testing.T) {
 // tokens (and a refresh token) is sealed compressed; it must come out
 // clearly smaller than the same session sealed as plain JSON.
 func TestRealSessionCompresses(t *testing.T) {
-	var tokens map[string]json.RawMessage
-	readFixture(t, "b2c-signed-tokens.json", &tokens)
-	jwt := func(name string) string {
-		var fx struct {
-			JWT string `json:"jwt"`
-		}
-		_ = json.Unmarshal(tokens[name], &fx)
-		return fx.JWT
-	}
+	jwt := fixtureJWT(t)
 	h, _, _ := setup(t, nil)
 	s := &session{ID: randomString(), Issued: 1, IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"),
 		RefreshToken: randomString() + randomString() + randomString(), Policy: "B2C_1_acdemo2", Expires: 2, Seen: 1}
@@ -183,5 +167,18 @@ func TestRealSessionCompresses(t *testing.T) {
 	}
 	if got, ok := h.decodeSession(h.encodeSession(s)); !ok || got.AccessToken != s.AccessToken {
 		t.Error("the compressed session does not decode")
+	}
+}
+
+// fixtureJWT reads the real signed tokens and returns them by name.
+func fixtureJWT(t *testing.T) func(name string) string {
+	var tokens map[string]json.RawMessage
+	readFixture(t, "b2c-signed-tokens.json", &tokens)
+	return func(name string) string {
+		var fx struct {
+			JWT string `json:"jwt"`
+		}
+		_ = json.Unmarshal(tokens[name], &fx)
+		return fx.JWT
 	}
 }
