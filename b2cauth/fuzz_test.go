@@ -133,7 +133,11 @@ func FuzzCaddyfile(f *testing.F) {
 	f.Add("b2c_auth {\n tls_trust_pool file /x\n session_lifetime 1h\n cookie_secret {env.X}\n}")
 	f.Add("b2c_auth x y {\n}")
 	f.Fuzz(func(t *testing.T, input string) {
+		tokens, err := caddyfile.Tokenize([]byte(input), "Caddyfile")
+		if err != nil {
+			return // not a Caddyfile at all: Caddy's lexer says so before any directive sees it
+		}
 		var h Handler
-		_ = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		_ = h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
 	})
 }

@@ -92,7 +92,11 @@ func FuzzEmulatorCaddyfile(f *testing.F) {
 	f.Add("b2c_emulator {\n flavor entra_id\n multi_tenant\n api https://x/y { scopes a }\n}")
 	f.Add("b2c_emulator x")
 	f.Fuzz(func(t *testing.T, input string) {
+		tokens, err := caddyfile.Tokenize([]byte(input), "Caddyfile")
+		if err != nil {
+			return // not a Caddyfile at all: Caddy's lexer says so before any directive sees it
+		}
 		var e Emulator
-		_ = e.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		_ = e.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
 	})
 }
