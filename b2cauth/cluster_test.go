@@ -21,12 +21,7 @@ import (
 func startRedis(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is required under CI (apt-get install redis-server)")
-		}
-		t.Skip("redis-server not installed (apt-get install redis-server); CI runs this test")
-	}
+	testcaddy.Require(t, "redis-server", "apt-get install redis-server", err == nil)
 	addr := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
 	_, port, _ := strings.Cut(addr, ":")
 	cmd := exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no", "--dir", t.TempDir())

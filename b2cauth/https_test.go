@@ -21,10 +21,7 @@ func httpsSites(t *testing.T, trust string) (string, *http.Client) {
 	ca, cert, key := testcaddy.TestCA(t, dir)
 	idp := fmt.Sprintf("https://127.0.0.1:%d", testcaddy.FreePort(t))
 	site := fmt.Sprintf("https://localhost:%d", testcaddy.FreePort(t))
-	// HTTP/1.1 and 2 only: Caddy 2.11.9 starting HTTP/3 while serving its
-	// first request is a data race that -race reports.
-	globals := strings.Replace(testcaddy.Globals(dir), "\tadmin off\n", "\tadmin off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n", 1)
-	testcaddy.Start(t, globals+fmt.Sprintf(`
+	testcaddy.Start(t, testcaddy.GlobalsHTTPS(dir)+fmt.Sprintf(`
 %[1]s {
 	tls %[4]s %[5]s
 	b2c_emulator {

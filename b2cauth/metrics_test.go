@@ -2,7 +2,6 @@ package b2cauth_test
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -72,10 +71,7 @@ func TestMetrics(t *testing.T) {
 	failing.FollowResponse(failing.Get(testcaddy.Link(t, page, "socialFailure")), "")
 	failing.Get(base + "/.auth/login/b2c/callback?state=" + strings.Repeat("x", 43) + "&code=forged")
 
-	me := b.Get(base + "/.auth/me")
-	var entries []map[string]any
-	_ = json.Unmarshal([]byte(me.Body), &entries)
-	token, _ := entries[0]["access_token"].(string)
+	token, _ := sessionTokens(t, b, base)
 	for _, auth := range []string{"Bearer " + token, "Bearer " + token, "Bearer not.a.token"} {
 		req, _ := http.NewRequest(http.MethodGet, base+"/api", nil)
 		req.Header.Set("Authorization", auth)

@@ -60,15 +60,8 @@ func TestTokensUpstreamNeverInLogs(t *testing.T) {
 	if err := json.Unmarshal([]byte(landed.Body), &seen); err != nil {
 		t.Fatalf("upstream answer: %d %q", landed.StatusCode, landed.Body)
 	}
-	me := b.Get(base + "/.auth/me")
-	var entries []map[string]any
-	_ = json.Unmarshal([]byte(me.Body), &entries)
-	if len(entries) != 1 {
-		t.Fatalf("/.auth/me: %s", me.Body)
-	}
-	accessToken, _ := entries[0]["access_token"].(string)
-	idToken, _ := entries[0]["id_token"].(string)
-	if accessToken == "" || idToken == "" || code == "" {
+	accessToken, idToken := sessionTokens(t, b, base)
+	if code == "" {
 		t.Fatalf("no tokens or code to look for: %q %q %q", accessToken, idToken, code)
 	}
 
@@ -171,4 +164,21 @@ func hasSessionCookie(resp *http.Response) bool {
 		}
 	}
 	return false
+}
+
+// sessionTokens are the access and ID tokens of the browser's session, as
+// /.auth/me gives them.
+func sessionTokens(t *testing.T, b *testcaddy.Browser, base string) (accessToken, idToken string) {
+	t.Helper()
+	me := b.Get(base + "/.auth/me")
+	var entries []map[string]any
+	if json.Unmarshal([]byte(me.Body), &entries) != nil || len(entries) != 1 {
+		t.Fatalf("/.auth/me: %d %s", me.StatusCode, me.Body)
+	}
+	accessToken, _ = entries[0]["access_token"].(string)
+	idToken, _ = entries[0]["id_token"].(string)
+	if accessToken == "" || idToken == "" {
+		t.Fatalf("/.auth/me has no tokens: %s", me.Body)
+	}
+	return accessToken, idToken
 }

@@ -138,8 +138,7 @@ func TestBrowserHTTPS(t *testing.T) {
 			ca, cert, key := testcaddy.TestCA(t, dir)
 			sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
 			site := "https://localhost:" + itoa(sitePort)
-			globals := strings.Replace(testcaddy.Globals(dir), "\tadmin off\n", "\tadmin off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n", 1)
-			testcaddy.Start(t, globals+strings.NewReplacer("IDP", itoa(idpPort), "SITE", site, "CLIENT", b2cemulator.DemoClientID,
+			testcaddy.Start(t, testcaddy.GlobalsHTTPS(dir)+strings.NewReplacer("IDP", itoa(idpPort), "SITE", site, "CLIENT", b2cemulator.DemoClientID,
 				"MODE", mode, "CERT", cert, "KEY", key, "CA", ca).Replace(httpsSite))
 			ctx := browserContext(t, exe, chromedp.Flag("ignore-certificate-errors", true))
 			var hello, url string

@@ -84,6 +84,27 @@ func Globals(dir string) string {
 	return fmt.Sprintf("{\n\tadmin off\n\tstorage file_system %q\n\tskip_install_trust\n\tpersist_config off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", dir)
 }
 
+// GlobalsHTTPS is Globals for configs with HTTPS sites: HTTP/1.1 and 2
+// only, because Caddy 2.11.9 starting HTTP/3 while serving its first
+// request is a data race that -race reports.
+func GlobalsHTTPS(dir string) string {
+	return strings.Replace(Globals(dir), "\tadmin off\n", "\tadmin off\n\tservers {\n\t\tprotocols h1 h2\n\t}\n", 1)
+}
+
+// Require skips a test whose outside program is missing, saying how to
+// install it, except under CI, where every test must run and its absence
+// fails the test.
+func Require(t testing.TB, what, install string, found bool) {
+	t.Helper()
+	if found {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is required under CI (%s)", what, install)
+	}
+	t.Skipf("%s is not installed (%s); CI runs this test", what, install)
+}
+
 // Adapt turns a Caddyfile into JSON, failing the test on error.
 func Adapt(t TB, caddyfile string) []byte {
 	t.Helper()
