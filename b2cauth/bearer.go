@@ -18,6 +18,10 @@ const maxTokenLength = 16 << 10
 // exp, so a client that sends the same token again costs no RSA check.
 func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	id, err := h.verifyBearer(r, token)
+	if err == nil && h.revocations.userRevoked(id.id, id.issuedMs) {
+		// The user signed out everywhere after this token was issued.
+		id, err = nil, errors.New("bearer token issued before the user signed out everywhere")
+	}
 	countBearer(err)
 	return id, err
 }

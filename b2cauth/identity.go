@@ -23,6 +23,8 @@ type identity struct {
 	id      string
 	session *session  // nil for a bearer token
 	expires time.Time // when caches forget it: the token's exp, or the session's end
+	// issuedMs is the token's iat (Unix ms; 0 without one), for "everywhere".
+	issuedMs int64
 
 	bearerToken string // the access token presented, for a bearer identity
 
@@ -81,6 +83,11 @@ func newIdentity(payload []byte) (*identity, bool) {
 		id.values["policy"] = p
 	} else if p := id.values["acr"]; p != "" {
 		id.values["policy"] = p
+	}
+	if iat, ok := claims["iat"].(json.Number); ok {
+		if v, err := iat.Float64(); err == nil {
+			id.issuedMs = int64(v * 1000)
+		}
 	}
 	if exp, ok := claims["exp"].(json.Number); ok {
 		if v, err := exp.Int64(); err == nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -39,9 +38,14 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	target := safeReturnURL(q.Get("post_logout_redirect_uri"))
 	everywhere := q.Get("everywhere") == "1" || q.Get("everywhere") == "true"
 	w.Header().Set("Cache-Control", "no-store")
-	if everywhere && r.Header.Get("Sec-Fetch-Site") == "cross-site" {
-		// Another site may sign a user out here, but not out of every device.
-		return h.fail(w, r, http.StatusForbidden, "Sign-out refused", "Signing out everywhere must start from this site.", errors.New("cross-site sign-out everywhere"))
+	if everywhere && !h.fromOwnPage(r) {
+		// Another site, a sibling subdomain or an old browser's link may not
+		// sign a user out of every device: the user confirms on our page.
+		h.logger.Info("sign-out everywhere refused: not from this site")
+		return renderPage(w, http.StatusForbidden, pageData{
+			Title: "Sign out everywhere?", Message: "This ends your sessions on every device. Confirm to go on.",
+			FormAction: r.URL.RequestURI(), FormButton: "Sign out everywhere", Link: "/", LinkText: "Cancel",
+		})
 	}
 
 	id := h.readSession(nil, r)
@@ -91,6 +95,16 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	// the URL must not reach Caddy's access log through a Location header.
 	u.RawQuery = ""
 	return renderAutoSubmit(w, http.MethodGet, u.String(), params)
+}
+
+// fromOwnPage tells whether a request comes from a page of this site: the
+// browser says so (Sec-Fetch-Site: same-origin), or it is a POST whose
+// Origin is the site's. A same-site subdomain is another site here.
+func (h *Handler) fromOwnPage(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
+	return r.Method == http.MethodPost && r.Header.Get("Origin") == h.origin(r)
 }
 
 // logoutHint is a live ID token for end_session's id_token_hint, or "".
@@ -156,61 +170,56 @@ var signedOutPage = pageData{Title: "Signed out", Message: "You have signed out.
 // frontChannelLogout is what the provider loads, in a hidden iframe of its
 // sign-out page, to end this site's sessions of a provider session: GET
 // with `sid` (and `iss`, which Entra ID leaves out). The iframe is
-// cross-site, so no session cookie arrives: the sessions are revoked in
-// storage by their ID token's `sid`. Only a sid that signed in here is
-// revoked, so made-up ones write nothing.
+// cross-site, so usually no session cookie arrives: the sessions are
+// revoked in storage by their ID token's `sid`, one storage read to find it
+// and one write to revoke it. Whatever it is sent, it clears what it can
+// and answers 200, as OpenID Connect Front-Channel Logout expects; only a
+// sid that signed in here is revoked, so made-up ones write nothing.
 func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache, no-store")
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		return h.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "Front-channel logout takes GET.", errors.New("front-channel logout method"))
+	ctx := r.Context()
+	if id := h.readSession(nil, r); id != nil {
+		if err := h.revoke(ctx, id, false); err != nil {
+			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
+		}
 	}
+	clearSession(w, r)
+
 	q := r.URL.Query()
 	sid, iss := q.Get("sid"), q.Get("iss")
-	if !validSID(sid) {
-		return h.fail(w, r, http.StatusBadRequest, "Sign-out failed", "Front-channel logout needs the session's sid.", errors.New("front-channel logout without a valid sid"))
-	}
-	if iss != "" {
-		ok, err := h.isOurIssuer(r.Context(), iss)
+	switch {
+	case !validSID(sid):
+		h.logger.Debug("front-channel logout without a valid sid")
+	case iss != "" && !h.isOurIssuer(ctx, iss):
+		h.logger.Warn("front-channel logout from another issuer ignored")
+	default:
+		known, err := h.revocations.knownSignIn(ctx, sid)
 		if err != nil {
-			return h.unavailable(w, r, err)
+			h.logger.Error("front-channel logout: storage unavailable", zap.Error(err))
+			break
 		}
-		if !ok {
-			h.logger.Warn("front-channel logout from another issuer refused")
-			return h.fail(w, r, http.StatusBadRequest, "Sign-out failed", "The issuer is not this site's identity provider.", errors.New("front-channel logout iss mismatch"))
+		if !known {
+			h.logger.Debug("front-channel logout for a sid unknown here")
+			break
 		}
+		entry := revocation{Kind: revokeSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
+		if err := h.revocations.add(ctx, entry); err != nil {
+			h.logger.Error("front-channel logout not recorded in storage", zap.Error(err))
+			break
+		}
+		h.logger.Info("front-channel logout")
 	}
-	known, err := h.revocations.knownSignIn(r.Context(), sid)
-	if err != nil {
-		h.logger.Error("front-channel logout: storage unavailable", zap.Error(err))
-		return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out failed", "The sign-out could not be recorded. Try again.", err)
-	}
-	if !known {
-		return h.fail(w, r, http.StatusNotFound, "Sign-out failed", "No session here has this sid.", errors.New("front-channel logout for an unknown sid"))
-	}
-	entry := revocation{Kind: revokeSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
-	if err := h.revocations.add(r.Context(), entry); err != nil {
-		h.logger.Error("front-channel logout not recorded in storage", zap.Error(err))
-		return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out failed", "The sign-out could not be recorded. Try again.", err)
-	}
-	clearSession(w, r) // in case the browser sent it after all
-	h.logger.Info("front-channel logout")
 	return renderPage(w, http.StatusOK, signedOutPage)
 }
 
 // isOurIssuer tells whether iss is the issuer of one of the configured
-// policies (or of the issuer), discovering them if needed.
-func (h *Handler) isOurIssuer(ctx context.Context, iss string) (bool, error) {
-	var lastErr error
+// policies (or of the issuer), discovering them if needed; false when none
+// can be discovered now.
+func (h *Handler) isOurIssuer(ctx context.Context, iss string) bool {
 	for _, p := range h.providers {
-		d, err := p.get(ctx)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
-			return true, nil
+		if d, err := p.get(ctx); err == nil && subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
+			return true
 		}
 	}
-	return false, lastErr
+	return false
 }

@@ -3,10 +3,13 @@ package b2cauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"html"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -90,24 +93,70 @@ func TestSignOutEverywhere(t *testing.T) {
 	laptop := signedIn(t, h, p, s, nil)
 	phone := signedIn(t, h, p, s, nil)
 	bob := signedIn(t, h, p, s, func(c map[string]any) { c["oid"], c["sub"] = "user-2", "user-2" })
-
-	// Another site may not sign the user out of every device.
-	crossSite := withCookies(navigation("GET", "/.auth/logout?everywhere=1"), phone)
-	crossSite.Header.Set("Sec-Fetch-Site", "cross-site")
-	if res := serve(h, crossSite); res.Code != http.StatusForbidden || !opens(h, laptop) || !opens(h, phone) {
-		t.Fatalf("cross-site sign-out everywhere: %d", res.Code)
+	token := s.sign(t, accessClaims(p)) // an API token of the same user, issued before
+	if res := serve(h, apiRequest("Bearer "+token)); !res.reachedNext {
+		t.Fatalf("the bearer token does not open the API: %d", res.Code)
 	}
 
-	logoutWith(h, "?everywhere=1", phone)
+	// The attacks: another site, a sibling subdomain (same-site), or a link
+	// in a browser that sends no Fetch metadata may not sign the user out
+	// of every device. The user gets a page to confirm on instead.
+	for name, req := range map[string]*http.Request{
+		"cross-site":     withFetchSite(navigation("GET", "/.auth/logout?everywhere=1"), "cross-site"),
+		"same-site":      withFetchSite(navigation("GET", "/.auth/logout?everywhere=1"), "same-site"),
+		"typed URL":      withFetchSite(navigation("GET", "/.auth/logout?everywhere=1"), "none"),
+		"no metadata":    navigation("GET", "/.auth/logout?everywhere=1"),
+		"foreign origin": withOrigin(navigation("POST", "/.auth/logout?everywhere=1"), "http://evil.example"),
+	} {
+		res := serve(h, withCookies(req, phone))
+		if res.Code != http.StatusForbidden || !strings.Contains(res.Body.String(), `<form method="post"`) {
+			t.Errorf("%s: %d, want 403 with a confirmation form", name, res.Code)
+		}
+		if !opens(h, laptop) || !opens(h, phone) {
+			t.Fatalf("%s signed the user out", name)
+		}
+	}
+
+	// The confirmation form posts from the site's own page.
+	res := serve(h, withCookies(withOrigin(navigation("POST", "/.auth/logout?everywhere=1"), "http://example.com"), phone))
+	if res.Code != http.StatusOK {
+		t.Fatalf("confirmed sign-out everywhere: %d", res.Code)
+	}
 	if opens(h, laptop) || opens(h, phone) {
 		t.Error("the user's other session survives sign-out everywhere")
 	}
 	if !opens(h, bob) {
 		t.Error("another user's session was ended")
 	}
+	// "Everywhere" means the API too: the user's bearer tokens issued before
+	// it are refused; one issued after it is accepted.
+	if res := serve(h, apiRequest("Bearer "+token)); res.reachedNext || res.Code != http.StatusUnauthorized {
+		t.Errorf("a bearer token issued before sign-out everywhere: %d", res.Code)
+	}
+	later := accessClaims(p)
+	later["iat"] = time.Now().Add(2 * time.Second).Unix()
+	if res := serve(h, apiRequest("Bearer "+s.sign(t, later))); !res.reachedNext {
+		t.Errorf("a bearer token issued after sign-out everywhere: %d", res.Code)
+	}
 	if again := signedIn(t, h, p, s, nil); !opens(h, again) {
 		t.Error("a sign-in after sign-out everywhere does not open")
 	}
+
+	// From a page of the site (Sec-Fetch-Site: same-origin), a link works.
+	again := signedIn(t, h, p, s, nil)
+	if res := serve(h, withCookies(withFetchSite(navigation("GET", "/.auth/logout?everywhere=1"), "same-origin"), again)); res.Code != http.StatusOK || opens(h, again) {
+		t.Errorf("same-origin sign-out everywhere: %d", res.Code)
+	}
+}
+
+func withFetchSite(req *http.Request, site string) *http.Request {
+	req.Header.Set("Sec-Fetch-Site", site)
+	return req
+}
+
+func withOrigin(req *http.Request, origin string) *http.Request {
+	req.Header.Set("Origin", origin)
+	return req
 }
 
 // unnamedStorage is a file storage without String, so that two handlers on
@@ -132,7 +181,7 @@ func TestRevocationsReachAnotherInstance(t *testing.T) {
 	}
 
 	// Entries expire with the sessions they cover, and are deleted.
-	keys, _ := h1.storage.List(context.Background(), revocationDir, false)
+	keys := storedKeys(t, h1.storage, signOutDir)
 	if len(keys) != 1 {
 		t.Fatalf("revocations in storage: %v", keys)
 	}
@@ -144,17 +193,35 @@ func TestRevocationsReachAnotherInstance(t *testing.T) {
 	_ = h1.storage.Store(context.Background(), keys[0], data)
 	h3 := newTestHandler(t, p, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
 	h3.revocations.sync(context.Background())
-	if keys, _ := h1.storage.List(context.Background(), revocationDir, false); len(keys) != 0 {
+	if keys := storedKeys(t, h1.storage, signOutDir); len(keys) != 0 {
 		t.Errorf("an expired revocation stays in storage: %v", keys)
 	}
 
-	// A damaged or foreign entry in the directory revokes nothing and breaks nothing.
+	// A damaged or foreign entry revokes nothing and breaks nothing.
 	other := signedIn(t, h1, p, s, nil)
-	_ = os.WriteFile(filepath.Join(dir, revocationDir, "session_garbage"), []byte("{not json"), 0o600)
+	bucket := filepath.Join(dir, filepath.FromSlash(path.Dir(revocation{}.keyAt(time.Now()))))
+	_ = os.MkdirAll(bucket, 0o700)
+	_ = os.WriteFile(filepath.Join(bucket, "session_garbage"), []byte("{not json"), 0o600)
 	h3.revocations.sync(context.Background())
 	if !opens(h3, other) {
 		t.Error("a damaged entry revoked a session")
 	}
+}
+
+// storedKeys lists the files under a storage directory.
+func storedKeys(t testing.TB, storage certmagic.Storage, dir string) []string {
+	t.Helper()
+	keys, err := storage.List(context.Background(), dir, true)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, k := range keys {
+		if info, err := storage.Stat(context.Background(), k); err == nil && info.IsTerminal {
+			files = append(files, k)
+		}
+	}
+	return files
 }
 
 // tokenReply makes the hostile token endpoint answer with these tokens.
@@ -208,28 +275,29 @@ func TestFrontChannelLogout(t *testing.T) {
 	frontChannel := func(method, query string) int {
 		return serve(h, navigation(method, frontChannelPath+query)).Code
 	}
-	// Bad input revokes nothing.
-	for name, tc := range map[string]struct {
-		method, query string
-		want          int
-	}{
-		"no sid":      {"GET", "", http.StatusBadRequest},
-		"empty sid":   {"GET", "?sid=", http.StatusBadRequest},
-		"huge sid":    {"GET", "?sid=" + strings.Repeat("a", 5000), http.StatusBadRequest},
-		"control":     {"GET", "?sid=a%00b", http.StatusBadRequest},
-		"unknown sid": {"GET", "?sid=never-signed-in-here", http.StatusNotFound},
-		"forged iss":  {"GET", "?sid=0a1b2c3d-provider-session&iss=" + url.QueryEscape("https://evil.example/v2.0/"), http.StatusBadRequest},
-		"post":        {"POST", "?sid=0a1b2c3d-provider-session", http.StatusMethodNotAllowed},
+	// Whatever it is sent, the answer is 200, and bad input revokes nothing.
+	for name, query := range map[string]string{
+		"no sid":      "",
+		"empty sid":   "?sid=",
+		"huge sid":    "?sid=" + strings.Repeat("a", 5000),
+		"control":     "?sid=a%00b",
+		"unknown sid": "?sid=never-signed-in-here",
+		"forged iss":  "?sid=0a1b2c3d-provider-session&iss=" + url.QueryEscape("https://evil.example/v2.0/"),
 	} {
-		if got := frontChannel(tc.method, tc.query); got != tc.want {
-			t.Errorf("%s: %d, want %d", name, got, tc.want)
+		if got := frontChannel("GET", query); got != http.StatusOK {
+			t.Errorf("%s: %d, want 200", name, got)
 		}
 	}
 	if !opens(h, cookies) || !opens(h, other) {
 		t.Fatal("bad front-channel requests revoked a session")
 	}
-	if keys, _ := h.storage.List(context.Background(), revocationDir, false); len(keys) != 0 {
+	if keys := storedKeys(t, h.storage, signOutDir); len(keys) != 0 {
 		t.Errorf("bad front-channel requests wrote revocations: %v", keys)
+	}
+	// A front-channel request that carries a session cookie ends that session.
+	third := signedIn(t, h, p, s, nil)
+	if res := serve(h, withCookies(navigation("GET", frontChannelPath), third)); res.Code != http.StatusOK || opens(h, third) {
+		t.Errorf("front-channel logout with a cookie: %d, session still open: %v", res.Code, opens(h, third))
 	}
 
 	// The provider's iframe: cross-site, so no cookie; sid and iss only.
@@ -243,8 +311,8 @@ func TestFrontChannelLogout(t *testing.T) {
 	if !opens(h, other) {
 		t.Error("another provider session was ended")
 	}
-	// Entra ID sends no iss.
-	if code := frontChannel("GET", "?sid=another-provider-session"); code != http.StatusOK || opens(h, other) {
+	// Entra ID sends no iss; the method does not matter.
+	if code := frontChannel("POST", "?sid=another-provider-session"); code != http.StatusOK || opens(h, other) {
 		t.Errorf("front-channel logout without iss: %d", code)
 	}
 }

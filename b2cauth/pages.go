@@ -16,6 +16,9 @@ type pageData struct {
 	Description string
 	Link        string
 	LinkText    string
+	// A button that POSTs to FormAction, for what a link must not do alone.
+	FormAction string
+	FormButton string
 }
 
 func renderPage(w http.ResponseWriter, status int, d pageData) error {
@@ -27,7 +30,7 @@ func renderPage(w http.ResponseWriter, status int, d pageData) error {
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
 	w.WriteHeader(status)
 	_, err := w.Write(buf.Bytes())
 	return err
@@ -42,6 +45,7 @@ code,pre{background:#f4f4f4;padding:.2rem .4rem}pre{white-space:pre-wrap;padding
 {{with .Code}}<p>Error code: <code id="error-code">{{.}}</code></p>{{end}}
 <p>{{.Message}}</p>
 {{with .Description}}<pre id="error-description">{{.}}</pre>{{end}}
+{{with .FormAction}}<form method="post" action="{{.}}"><button type="submit">{{$.FormButton}}</button></form>{{end}}
 {{with .Link}}<p><a href="{{.}}">{{$.LinkText}}</a></p>{{end}}
 </body></html>
 `))

@@ -1,6 +1,7 @@
 package b2cauth
 
 import (
+	"container/heap"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -20,25 +21,52 @@ import (
 	"go.uber.org/zap"
 )
 
-// Sign-outs are kept in Caddy's storage, one small entry each under
-// revocationDir, so that every Caddy sharing the storage refuses the
-// sessions they cover. Each instance keeps them in memory and reads new
-// ones every revocation_sync: a signed-in request costs map lookups, never
-// a storage read. An entry is forgotten (and deleted) once every session it
-// covers has expired.
+// Sign-outs are kept in Caddy's storage, one small immutable entry each, so
+// that every Caddy sharing the storage refuses the sessions they cover.
+// Each instance keeps them in memory and reads new ones every
+// revocation_sync: a signed-in request costs map lookups, never a storage
+// read.
+//
+// Every operation costs a bounded number of storage operations, whatever
+// the number of sessions:
+//
+//   - a sign-out writes one entry (two for "everywhere") under
+//     signOutDir/<minute written>/, so that a sync lists only the few
+//     minutes since its last pass (and a margin for clocks and slow
+//     writes), and loads only entries it has not seen;
+//   - a sign-in with a provider `sid` writes a record under its own key
+//     (signInDir/<hash of sid>), so front-channel logout reads one key;
+//     an index by the hour the record expires (signInExpiryDir) lets the
+//     records be pruned without listing them all;
+//   - an entry is forgotten, and deleted, once every session it covers has
+//     expired, taken from a heap ordered by expiry.
+//
+// The layout of earlier versions (legacyRevocationDir, legacySignInDir:
+// flat directories read whole) is still read, so that what they recorded
+// holds until it expires, and an instance of an earlier version may share
+// the storage during a rolling upgrade; nothing new is written there.
 const (
-	revocationDir = "b2c_auth/revocations"
-	// signInDir records the provider session IDs (`sid`) of sign-ins, so
-	// that front-channel logout revokes only sessions that exist.
-	signInDir = "b2c_auth/sids"
+	signOutDir      = "b2c_auth/signouts"
+	signInDir       = "b2c_auth/signins"
+	signInExpiryDir = "b2c_auth/signin_expiry"
+
+	legacyRevocationDir = "b2c_auth/revocations"
+	legacySignInDir     = "b2c_auth/sids"
 
 	DefaultRevocationSync = 10 * time.Second
+
+	// signOutBucket is the span of one directory of sign-outs.
+	signOutBucket = time.Minute
+	// syncOverlap is how far back each sync lists again: sign-outs written
+	// by an instance whose clock is behind, or whose write was slow, are
+	// still found. Clocks of a cluster must agree within it.
+	syncOverlap = 5 * time.Minute
 )
 
 // Kinds of revocation.
 const (
 	revokeSession = "session" // one session, by its ID
-	revokeUser    = "user"    // every session of a user issued before a time
+	revokeUser    = "user"    // every session (and bearer token) of a user issued before a time
 	revokeSID     = "sid"     // every session of a provider session (front-channel logout)
 )
 
@@ -50,39 +78,115 @@ type revocation struct {
 	Expires int64  `json:"expires"`          // Unix seconds: no covered session outlives it
 }
 
-// key is where the entry is stored. A user's entry carries its time, so a
-// newer "everywhere" is a new key and entries never change once written.
-func (rv revocation) key() string {
+// name is the entry's file name: a user's carries its time, so a newer
+// "everywhere" is a new name and entries never change once written.
+func (rv revocation) name() string {
 	sum := sha256.Sum256([]byte(rv.Kind + "\x00" + rv.Value))
 	name := rv.Kind + "_" + hex.EncodeToString(sum[:16])
 	if rv.Kind == revokeUser {
 		name += "_" + strconv.FormatInt(rv.Before, 10)
 	}
-	return path.Join(revocationDir, name)
+	return name
 }
 
-// revokedSet is an immutable snapshot of what is revoked, swapped whole.
+// keyAt is where the entry is stored when written at t.
+func (rv revocation) keyAt(t time.Time) string {
+	return path.Join(signOutDir, strconv.FormatInt(t.Unix()/int64(signOutBucket/time.Second), 10), rv.name())
+}
+
+// userRevocation is a user's newest "everywhere".
+type userRevocation struct{ before, expires int64 }
+
+// revokedSet is what is revoked, read without locks on every request:
+// the values are when the entries expire, so that an older entry that
+// expires never removes a newer one of the same session, sid or user.
 type revokedSet struct {
-	sessions map[string]struct{}
-	sids     map[string]struct{}
-	users    map[string]int64 // user ID → sessions issued before this (Unix ms) are revoked
+	sessions sync.Map // session ID → expires
+	sids     sync.Map // provider sid → expires
+	users    sync.Map // user ID → userRevocation
+	size     atomic.Int64
 }
 
 // revoked tells whether a session is revoked: by its ID, its user's
 // "everywhere" or its provider session.
 func (rs *revokedSet) revoked(sessionID, userID, sid string, issuedMs int64) bool {
-	if _, ok := rs.sessions[sessionID]; ok {
+	if rs.size.Load() == 0 {
+		return false
+	}
+	if _, ok := rs.sessions.Load(sessionID); ok {
 		return true
 	}
-	if before, ok := rs.users[userID]; ok && issuedMs < before {
+	if rs.userRevoked(userID, issuedMs) {
 		return true
 	}
 	if sid != "" {
-		if _, ok := rs.sids[sid]; ok {
+		if _, ok := rs.sids.Load(sid); ok {
 			return true
 		}
 	}
 	return false
+}
+
+// userRevoked tells whether the user signed out everywhere after issuedMs.
+func (rs *revokedSet) userRevoked(userID string, issuedMs int64) bool {
+	if rs.size.Load() == 0 {
+		return false
+	}
+	v, ok := rs.users.Load(userID)
+	return ok && issuedMs < v.(userRevocation).before
+}
+
+// add records an entry.
+func (rs *revokedSet) add(e revocation) {
+	switch e.Kind {
+	case revokeSession:
+		storeLater(&rs.sessions, e.Value, e.Expires, &rs.size)
+	case revokeSID:
+		storeLater(&rs.sids, e.Value, e.Expires, &rs.size)
+	case revokeUser:
+		next := userRevocation{e.Before, e.Expires}
+		for {
+			old, loaded := rs.users.LoadOrStore(e.Value, next)
+			if !loaded {
+				rs.size.Add(1)
+				return
+			}
+			if o := old.(userRevocation); o.before >= next.before || rs.users.CompareAndSwap(e.Value, old, next) {
+				return
+			}
+		}
+	}
+}
+
+// storeLater keeps the latest expiry of a key.
+func storeLater(m *sync.Map, key string, expires int64, size *atomic.Int64) {
+	for {
+		old, loaded := m.LoadOrStore(key, expires)
+		if !loaded {
+			size.Add(1)
+			return
+		}
+		if old.(int64) >= expires || m.CompareAndSwap(key, old, expires) {
+			return
+		}
+	}
+}
+
+// remove forgets an expired entry, unless a later one of the same key
+// replaced it.
+func (rs *revokedSet) remove(e revocation) {
+	var gone bool
+	switch e.Kind {
+	case revokeSession:
+		gone = rs.sessions.CompareAndDelete(e.Value, e.Expires)
+	case revokeSID:
+		gone = rs.sids.CompareAndDelete(e.Value, e.Expires)
+	case revokeUser:
+		gone = rs.users.CompareAndDelete(e.Value, userRevocation{e.Before, e.Expires})
+	}
+	if gone {
+		rs.size.Add(-1)
+	}
 }
 
 // revocations is the revocation list of one storage, shared by every
@@ -91,16 +195,21 @@ func (rs *revokedSet) revoked(sessionID, userID, sid string, issuedMs int64) boo
 // with the storage by a background sync.
 type revocations struct {
 	interval time.Duration
-	current  atomic.Pointer[revokedSet]
+	set      revokedSet
 
-	mu      sync.Mutex // guards what follows
-	storage certmagic.Storage
-	logger  *zap.Logger
-	known   map[string]revocation // by storage key
-	failing bool                  // the last sync failed (logged once)
-
-	stop chan struct{}
-	done chan struct{}
+	mu          sync.Mutex // guards what follows
+	storage     certmagic.Storage
+	logger      *zap.Logger
+	expiring    expiryHeap          // every live entry, soonest expiry first
+	recent      map[string]int64    // keys seen in the buckets a sync lists again → their bucket
+	bucketLive  map[int64]int       // live entries per bucket, to delete a bucket once empty
+	legacyKnown map[string]struct{} // legacy entries already loaded
+	legacySIDs  map[string]int64    // legacy sign-in records: hash prefix → expiry
+	lastPass    time.Time           // when the last complete sync started; zero before the first
+	prunedHour  int64               // the last hour whose sign-in records were pruned
+	failing     bool                // the last sync failed (logged once)
+	ops         func(op string)     // tests count storage operations
+	stop, done  chan struct{}
 }
 
 // revocationPool shares a revocation list per storage and sync interval.
@@ -117,15 +226,23 @@ func revocationPoolKey(storage certmagic.Storage, interval time.Duration) string
 	return id + "|" + interval.String()
 }
 
+// newRevocations makes an empty list that reads and writes through storage.
+func newRevocations(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) *revocations {
+	return &revocations{
+		interval: interval, storage: storage, logger: logger,
+		recent: map[string]int64{}, bucketLive: map[int64]int{},
+		legacyKnown: map[string]struct{}{}, legacySIDs: map[string]int64{},
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+}
+
 // loadRevocations returns the shared revocation list for the storage,
 // starting it (and its sync) for the first user. The caller releases it
 // with revocationPool.Delete(key).
 func loadRevocations(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) (*revocations, string, error) {
 	key := revocationPoolKey(storage, interval)
 	v, _, err := revocationPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		rv := &revocations{interval: interval, known: map[string]revocation{}, stop: make(chan struct{}), done: make(chan struct{})}
-		rv.current.Store(&revokedSet{})
-		rv.use(storage, logger)
+		rv := newRevocations(storage, interval, logger)
 		go rv.run()
 		return rv, nil
 	})
@@ -176,191 +293,389 @@ func (rv *revocations) run() {
 	}
 }
 
-// sync reads the entries that other instances (or earlier runs) wrote,
-// forgets and deletes expired ones, and publishes a new snapshot.
-func (rv *revocations) sync(ctx context.Context) {
+// store is the storage (and logger) of the newest config.
+func (rv *revocations) store() (certmagic.Storage, *zap.Logger) {
 	rv.mu.Lock()
-	storage, logger := rv.storage, rv.logger
-	rv.mu.Unlock()
+	defer rv.mu.Unlock()
+	return rv.storage, rv.logger
+}
 
+// sync reads the sign-outs written since the last pass (all of them on the
+// first), forgets and deletes expired ones, and prunes ended sign-ins.
+func (rv *revocations) sync(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	keys, err := storage.List(ctx, revocationDir, false)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		rv.syncFailed(logger, err)
-		return
-	}
-	now := time.Now().Unix()
-	fresh := map[string]revocation{}
-	var expired []string
-	for _, k := range keys {
-		rv.mu.Lock()
-		_, have := rv.known[k]
-		rv.mu.Unlock()
-		if have {
-			continue
-		}
-		data, err := storage.Load(ctx, k)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // deleted meanwhile
-		}
-		if err != nil {
-			rv.syncFailed(logger, err)
+	start := time.Now()
+	rv.mu.Lock()
+	last := rv.lastPass
+	rv.mu.Unlock()
+
+	var buckets []int64
+	if last.IsZero() {
+		// The first pass reads every bucket there is: what is live.
+		storage, _ := rv.store()
+		names, err := storage.List(ctx, signOutDir, false)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			rv.syncFailed(err)
 			return
 		}
-		var e revocation
-		if json.Unmarshal(data, &e) != nil || e.key() != k {
-			continue // not ours, or damaged: ignore, never trust
+		for _, n := range names {
+			if b, err := strconv.ParseInt(path.Base(n), 10, 64); err == nil {
+				buckets = append(buckets, b)
+			}
 		}
-		if e.Expires <= now {
-			expired = append(expired, k)
-			continue
+	} else {
+		step := int64(signOutBucket / time.Second)
+		for b := last.Add(-syncOverlap).Unix() / step; b <= start.Unix()/step; b++ {
+			buckets = append(buckets, b)
 		}
-		fresh[k] = e
+	}
+	for _, b := range buckets {
+		if err := rv.readBucket(ctx, b); err != nil {
+			rv.syncFailed(err)
+			return
+		}
+	}
+	if err := rv.readLegacy(ctx); err != nil {
+		rv.syncFailed(err)
+		return
 	}
 
 	rv.mu.Lock()
 	if rv.failing {
-		logger.Info("revocation sync recovered")
+		rv.logger.Info("revocation sync recovered")
 		rv.failing = false
 	}
-	for k, e := range fresh {
-		rv.known[k] = e
-	}
-	for k, e := range rv.known {
-		if e.Expires <= now {
-			delete(rv.known, k)
-			expired = append(expired, k)
+	rv.lastPass = start
+	horizon := start.Add(-syncOverlap).Unix() / int64(signOutBucket/time.Second)
+	for k, b := range rv.recent {
+		if b < horizon-1 {
+			delete(rv.recent, k)
 		}
 	}
-	rv.publishLocked()
 	rv.mu.Unlock()
 
-	for _, k := range expired { // any instance may clean up; deleting twice is harmless
-		if err := storage.Delete(ctx, k); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			logger.Debug("could not delete an expired revocation", zap.Error(err))
-		}
-	}
-	pruneSignIns(ctx, storage, now)
+	rv.expire(ctx, start.Unix())
+	rv.pruneSignIns(ctx, start.Unix())
 }
 
-func (rv *revocations) syncFailed(logger *zap.Logger, err error) {
+// readBucket loads the entries of one bucket that this list has not seen.
+func (rv *revocations) readBucket(ctx context.Context, bucket int64) error {
+	dir := path.Join(signOutDir, strconv.FormatInt(bucket, 10))
+	storage, _ := rv.store()
+	keys, err := storage.List(ctx, dir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, k := range keys {
+		rv.mu.Lock()
+		_, seen := rv.recent[k]
+		rv.mu.Unlock()
+		if seen {
+			continue
+		}
+		e, err := rv.load(ctx, k)
+		if err != nil {
+			return err
+		}
+		rv.mu.Lock()
+		rv.recent[k] = bucket
+		rv.mu.Unlock()
+		if e == nil || e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0)) != k {
+			continue // deleted meanwhile, not ours, or damaged: ignore, never trust
+		}
+		if e.Expires <= now {
+			rv.deleteKey(ctx, k)
+			continue
+		}
+		rv.record(*e, k, bucket)
+	}
+	return nil
+}
+
+// load reads an entry; nil if it is gone or not an entry.
+func (rv *revocations) load(ctx context.Context, key string) (*revocation, error) {
+	storage, _ := rv.store()
+	data, err := storage.Load(ctx, key)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var e revocation
+	if json.Unmarshal(data, &e) != nil {
+		return nil, nil
+	}
+	return &e, nil
+}
+
+// record makes an entry count from now on, and schedules its expiry.
+func (rv *revocations) record(e revocation, key string, bucket int64) {
+	rv.set.add(e)
+	rv.mu.Lock()
+	heap.Push(&rv.expiring, expiring{entry: e, key: key, bucket: bucket})
+	if bucket >= 0 {
+		rv.bucketLive[bucket]++
+	}
+	rv.mu.Unlock()
+}
+
+// readLegacy reads the flat directories of earlier versions: what they
+// recorded holds until it expires. They only shrink once every instance
+// runs this version (each entry is deleted when it expires).
+func (rv *revocations) readLegacy(ctx context.Context) error {
+	storage, _ := rv.store()
+	keys, err := storage.List(ctx, legacyRevocationDir, false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, k := range keys {
+		rv.mu.Lock()
+		_, seen := rv.legacyKnown[k]
+		rv.mu.Unlock()
+		if seen {
+			continue
+		}
+		e, err := rv.load(ctx, k)
+		if err != nil {
+			return err
+		}
+		rv.mu.Lock()
+		rv.legacyKnown[k] = struct{}{}
+		rv.mu.Unlock()
+		if e == nil || path.Join(legacyRevocationDir, e.name()) != k {
+			continue
+		}
+		if e.Expires <= now {
+			rv.deleteKey(ctx, k)
+			continue
+		}
+		rv.record(*e, k, -1)
+	}
+
+	storage, _ = rv.store()
+	keys, err = storage.List(ctx, legacySignInDir, false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	sids := make(map[string]int64, len(keys))
+	for _, k := range keys {
+		prefix, exp, _ := strings.Cut(path.Base(k), "_")
+		t, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil || t <= now {
+			rv.deleteKey(ctx, k)
+			continue
+		}
+		sids[prefix] = max(sids[prefix], t)
+	}
+	rv.mu.Lock()
+	rv.legacySIDs = sids
+	rv.mu.Unlock()
+	return nil
+}
+
+// expire forgets the entries whose sessions have all ended, deletes them
+// from storage, and deletes the buckets they emptied.
+func (rv *revocations) expire(ctx context.Context, now int64) {
+	horizon := (now - int64(syncOverlap/time.Second)) / int64(signOutBucket/time.Second)
+	for {
+		rv.mu.Lock()
+		if rv.expiring.Len() == 0 || rv.expiring[0].entry.Expires > now {
+			rv.mu.Unlock()
+			return
+		}
+		x := heap.Pop(&rv.expiring).(expiring)
+		emptied := false
+		if x.bucket >= 0 {
+			rv.bucketLive[x.bucket]--
+			if rv.bucketLive[x.bucket] <= 0 {
+				delete(rv.bucketLive, x.bucket)
+				emptied = x.bucket < horizon
+			}
+		} else {
+			delete(rv.legacyKnown, x.key)
+		}
+		rv.mu.Unlock()
+		rv.set.remove(x.entry)
+		rv.deleteKey(ctx, x.key) // any instance may clean up; deleting twice is harmless
+		if emptied {
+			rv.deleteKey(ctx, path.Dir(x.key))
+		}
+	}
+}
+
+// deleteKey deletes a key, quietly: what stays is deleted by a later pass
+// or another instance.
+func (rv *revocations) deleteKey(ctx context.Context, key string) {
+	storage, logger := rv.store()
+	if err := storage.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		logger.Debug("could not delete an expired sign-out record", zap.Error(err))
+	}
+}
+
+func (rv *revocations) syncFailed(err error) {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	if !rv.failing {
-		logger.Error("revocation sync failed; sign-outs from other instances are not seen until it recovers", zap.Error(err))
+		rv.logger.Error("revocation sync failed; sign-outs from other instances are not seen until it recovers", zap.Error(err))
 		rv.failing = true
 	}
 }
 
-// publishLocked rebuilds the snapshot from the known entries.
-func (rv *revocations) publishLocked() {
-	set := &revokedSet{sessions: map[string]struct{}{}, sids: map[string]struct{}{}, users: map[string]int64{}}
-	for _, e := range rv.known {
-		switch e.Kind {
-		case revokeSession:
-			set.sessions[e.Value] = struct{}{}
-		case revokeSID:
-			set.sids[e.Value] = struct{}{}
-		case revokeUser:
-			set.users[e.Value] = max(set.users[e.Value], e.Before)
-		}
-	}
-	rv.current.Store(set)
-}
-
 // revoked tells whether a session is revoked, from memory only.
 func (rv *revocations) revoked(sessionID, userID, sid string, issuedMs int64) bool {
-	return rv.current.Load().revoked(sessionID, userID, sid, issuedMs)
+	return rv.set.revoked(sessionID, userID, sid, issuedMs)
+}
+
+// userRevoked tells whether a user signed out everywhere after issuedMs,
+// from memory only: bearer tokens issued before it are refused.
+func (rv *revocations) userRevoked(userID string, issuedMs int64) bool {
+	return rv.set.userRevoked(userID, issuedMs)
 }
 
 // add records revocations: at once in this process, then in storage for
 // the others. A storage error is returned after the local record is made.
 func (rv *revocations) add(ctx context.Context, entries ...revocation) error {
-	rv.mu.Lock()
-	storage := rv.storage
-	var superseded []string
+	now := time.Now()
+	bucket := now.Unix() / int64(signOutBucket/time.Second)
 	for _, e := range entries {
-		if e.Kind == revokeUser { // an earlier "everywhere" of the user is covered by this one
-			for k, old := range rv.known {
-				if old.Kind == revokeUser && old.Value == e.Value && old.Before < e.Before {
-					superseded = append(superseded, k)
-				}
-			}
+		key := e.keyAt(now)
+		rv.mu.Lock()
+		_, seen := rv.recent[key]
+		rv.recent[key] = bucket
+		rv.mu.Unlock()
+		if !seen {
+			rv.record(e, key, bucket)
 		}
-		rv.known[e.key()] = e
 	}
-	rv.publishLocked()
-	rv.mu.Unlock()
-
 	for _, e := range entries {
 		data, _ := json.Marshal(e)
-		if err := storage.Store(ctx, e.key(), data); err != nil {
+		storage, _ := rv.store()
+		if err := storage.Store(ctx, e.keyAt(now), data); err != nil {
 			return fmt.Errorf("recording the sign-out in storage: %w", err)
 		}
-	}
-	for _, k := range superseded {
-		_ = storage.Delete(ctx, k) // harmless if it stays: it expires
-		rv.mu.Lock()
-		delete(rv.known, k)
-		rv.mu.Unlock()
 	}
 	return nil
 }
 
-// Sign-in records: the provider session IDs (`sid`) that have a session
-// here, so that front-channel logout revokes only sessions that exist, and
-// a flood of made-up sids writes nothing. A record is an empty entry whose
-// name holds the sid's hash and when its session ends; the sync deletes
-// it then.
+// expiring is a live entry in the expiry heap.
+type expiring struct {
+	entry  revocation
+	key    string
+	bucket int64 // -1 for a legacy entry
+}
 
-func signInPrefix(sid string) string {
+// expiryHeap orders live entries by expiry (container/heap).
+type expiryHeap []expiring
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].entry.Expires < h[j].entry.Expires }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiring)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// Sign-in records: the provider session IDs (`sid`) that have a session
+// here, so that front-channel logout revokes only sessions that exist and
+// a flood of made-up sids writes nothing. A record is kept under the hash
+// of its sid and says when its session ends; an index entry under the hour
+// it ends lets the sync prune ended ones without listing the live ones.
+
+func sidHash(sid string) string {
 	sum := sha256.Sum256([]byte(sid))
-	return hex.EncodeToString(sum[:16]) + "_"
+	return hex.EncodeToString(sum[:16])
+}
+
+// signInRecord is what a sign-in record holds.
+type signInRecord struct {
+	Expires int64 `json:"expires"` // Unix seconds
 }
 
 // recordSignIn notes a provider sid at sign-in.
 func (rv *revocations) recordSignIn(ctx context.Context, sid string, expires time.Time) error {
-	rv.mu.Lock()
-	storage := rv.storage
-	rv.mu.Unlock()
-	return storage.Store(ctx, path.Join(signInDir, signInPrefix(sid)+strconv.FormatInt(expires.Unix(), 10)), []byte("{}"))
+	hash := sidHash(sid)
+	data, _ := json.Marshal(signInRecord{Expires: expires.Unix()})
+	storage, _ := rv.store()
+	if err := storage.Store(ctx, path.Join(signInDir, hash), data); err != nil {
+		return err
+	}
+	storage, _ = rv.store()
+	return storage.Store(ctx, path.Join(signInExpiryDir, strconv.FormatInt(expires.Unix()/3600, 10), hash), nil)
 }
 
-// knownSignIn tells whether a provider sid has a live session here.
+// knownSignIn tells whether a provider sid has a live session here: one
+// storage read, whatever the number of sign-ins.
 func (rv *revocations) knownSignIn(ctx context.Context, sid string) (bool, error) {
+	hash, now := sidHash(sid), time.Now().Unix()
 	rv.mu.Lock()
-	storage := rv.storage
+	legacy := rv.legacySIDs[hash]
 	rv.mu.Unlock()
-	keys, err := storage.List(ctx, signInDir, false)
+	if legacy > now {
+		return true, nil
+	}
+	storage, _ := rv.store()
+	data, err := storage.Load(ctx, path.Join(signInDir, hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	prefix, now := signInPrefix(sid), time.Now().Unix()
-	for _, k := range keys {
-		if rest, ok := strings.CutPrefix(path.Base(k), prefix); ok {
-			if exp, err := strconv.ParseInt(rest, 10, 64); err == nil && exp > now {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
+	var rec signInRecord
+	return json.Unmarshal(data, &rec) == nil && rec.Expires > now, nil
 }
 
-// pruneSignIns deletes the sign-in records whose sessions have ended.
-func pruneSignIns(ctx context.Context, storage certmagic.Storage, now int64) {
-	keys, err := storage.List(ctx, signInDir, false)
+// pruneSignIns deletes, once an hour, the sign-in records that ended in
+// the hours gone by: it lists the index's hours (a few per session
+// lifetime), then only the ended ones.
+func (rv *revocations) pruneSignIns(ctx context.Context, now int64) {
+	hour := now / 3600
+	rv.mu.Lock()
+	due := rv.prunedHour != hour
+	rv.prunedHour = hour
+	rv.mu.Unlock()
+	if !due {
+		return
+	}
+	storage, _ := rv.store()
+	hours, err := storage.List(ctx, signInExpiryDir, false)
 	if err != nil {
 		return
 	}
-	for _, k := range keys {
-		_, exp, _ := strings.Cut(path.Base(k), "_")
-		if t, err := strconv.ParseInt(exp, 10, 64); err != nil || t <= now {
-			_ = storage.Delete(ctx, k)
+	for _, dir := range hours {
+		if h, err := strconv.ParseInt(path.Base(dir), 10, 64); err != nil || h >= hour {
+			continue
 		}
+		storage, _ = rv.store()
+		entries, err := storage.List(ctx, dir, false)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			record := path.Join(signInDir, path.Base(e))
+			storage, _ = rv.store()
+			// A later sign-in of the same sid may have extended the record.
+			if data, err := storage.Load(ctx, record); err == nil {
+				var rec signInRecord
+				if json.Unmarshal(data, &rec) == nil && rec.Expires > now {
+					rv.deleteKey(ctx, e)
+					continue
+				}
+			}
+			rv.deleteKey(ctx, record)
+			rv.deleteKey(ctx, e)
+		}
+		rv.deleteKey(ctx, dir)
 	}
 }
 
