@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -189,6 +190,8 @@ type Handler struct {
 	revocationKey  string            // in revocationPool
 	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
+	ctx            caddy.Context
+	proxySources   *sync.Map // *caddyhttp.Server → func() caddyhttp.IPRangeSource, its trusted_proxies
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its
@@ -220,7 +223,7 @@ const (
 // state. It never touches the network: the provider is discovered on the
 // first request that needs it.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
+	h.ctx, h.logger, h.proxySources = ctx, ctx.Logger(), new(sync.Map)
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)

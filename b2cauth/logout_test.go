@@ -318,12 +318,15 @@ func TestFrontChannelLogout(t *testing.T) {
 }
 
 func TestRedirectURIBehindAProxy(t *testing.T) {
+	// The server trusts 10.0.0.0/8: its load balancer and its CDN's nodes.
+	srv := &caddyhttp.Server{TrustedProxiesRaw: json.RawMessage(`{"source":"static","ranges":["10.0.0.0/8"]}`)}
 	redirectURI := func(h *Handler, trusted bool, header http.Header) string {
 		req := navigation("GET", "/page")
 		for k, v := range header {
 			req.Header[k] = v
 		}
 		ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: trusted})
+		ctx = context.WithValue(ctx, caddyhttp.ServerCtxKey, srv)
 		res := serve(h, req.WithContext(ctx))
 		loc, _ := url.Parse(res.Header().Get("Location"))
 		return loc.Query().Get("redirect_uri")
@@ -340,6 +343,37 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 	}
 	if got := redirectURI(h, true, http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+DefaultRedirectPath {
 		t.Errorf("malformed X-Forwarded-Host: %s", got)
+	}
+	// The attack through a trusted proxy: the client sends its own
+	// X-Forwarded-Host (and -Proto) first, the proxy appends what it
+	// received. The client's value is never taken.
+	prepended := http.Header{
+		"X-Forwarded-Proto": {"http, https"},
+		"X-Forwarded-Host":  {"evil.example, www.example.com"},
+		"X-Forwarded-For":   {"198.51.100.7"},
+	}
+	if got := redirectURI(h, true, prepended); got != "https://www.example.com"+DefaultRedirectPath {
+		t.Errorf("a client that prepends its own host: %s", got)
+	}
+	// A client that also forges X-Forwarded-For with a trusted address, so
+	// as to look like one more proxy: its own header lines come first.
+	forgedChain := http.Header{
+		"X-Forwarded-Host": {"evil.example", "www.example.com"},
+		"X-Forwarded-For":  {"10.9.9.9", "198.51.100.7"},
+	}
+	if got := redirectURI(h, true, forgedChain); got != "http://www.example.com"+DefaultRedirectPath {
+		t.Errorf("a client that forges a trusted hop: %s", got)
+	}
+	// Two hops: CDN (10.1.0.5) → load balancer (the peer) → Caddy. The CDN
+	// received www.example.com from the client and appended it; the load
+	// balancer appended the CDN's address and the host it was sent to.
+	chain := http.Header{
+		"X-Forwarded-Proto": {"http, https, http"},
+		"X-Forwarded-Host":  {"evil.example, www.example.com, origin.internal"},
+		"X-Forwarded-For":   {"203.0.113.9, 198.51.100.7, 10.1.0.5"},
+	}
+	if got := redirectURI(h, true, chain); got != "https://www.example.com"+DefaultRedirectPath {
+		t.Errorf("through CDN and load balancer: %s", got)
 	}
 	pinned, _, _ := setup(t, func(h *Handler) { h.PublicURL = "https://login.example.org" })
 	if got := redirectURI(pinned, true, forwarded); got != "https://login.example.org"+DefaultRedirectPath {

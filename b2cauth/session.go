@@ -182,9 +182,6 @@ func (h *Handler) decodeSession(value string) (*session, bool) {
 	return &s, true
 }
 
-// secure tells whether the request came over HTTPS.
-func secure(r *http.Request) bool { return r.TLS != nil }
-
 // cookie is a cookie with every attribute set on purpose: HttpOnly, Path
 // /, Secure on HTTPS, SameSite Lax, and the __Host- prefix on HTTPS.
 func cookie(r *http.Request, name string) http.Cookie {

@@ -138,46 +138,6 @@ func (h *Handler) prunePendingFlows(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// redirectURI is the absolute callback URL on this site.
-func (h *Handler) redirectURI(r *http.Request) string {
-	return h.origin(r) + h.RedirectPath
-}
-
-// origin is the site's public scheme://host: public_url when set; else
-// X-Forwarded-Proto and X-Forwarded-Host when the request comes from one
-// of the server's trusted_proxies (a load balancer that terminates TLS);
-// else the request's own.
-func (h *Handler) origin(r *http.Request) string {
-	if h.PublicURL != "" {
-		return strings.TrimSuffix(h.PublicURL, "/")
-	}
-	scheme, host := "http", r.Host
-	if secure(r) {
-		scheme = "https"
-	}
-	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		if p := firstForwarded(r.Header.Get("X-Forwarded-Proto")); p == "http" || p == "https" {
-			scheme = p
-		}
-		if fh := firstForwarded(r.Header.Get("X-Forwarded-Host")); fh != "" && validHost(fh) {
-			host = fh
-		}
-	}
-	return scheme + "://" + host
-}
-
-// firstForwarded is the first (client-side) value of a forwarded header.
-func firstForwarded(v string) string {
-	first, _, _ := strings.Cut(v, ",")
-	return strings.ToLower(strings.TrimSpace(first))
-}
-
-// validHost accepts a host[:port] with no path, user info or spaces.
-func validHost(h string) bool {
-	u, err := url.Parse("http://" + h)
-	return err == nil && u.Host == h && u.User == nil && u.Path == "" && len(h) <= 255
-}
-
 // callback finishes a sign-in: it checks the state against the flow's
 // cookie, handles B2C's errors, redeems the code against the policy that
 // issued it, checks the ID token and starts the session.
