@@ -356,7 +356,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.bearerCache = newIdentityCache(4096)
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
-	h.renewals = &renewals{recent: map[string]recentRenewal{}}
+	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 
 	registerMetrics(ctx.GetMetricsRegistry())
 
@@ -601,12 +601,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 				return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Post: post}, nil)
 			}
 		}
+		again, _ := caddyhttp.GetVar(r.Context(), reauthVar).(reauth)
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
 			countRequest("401")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
 			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
 		}
-		return h.startSignIn(w, r, h.Policy, safeReturnURL(r.URL.RequestURI()), nil)
+		if again.blocked {
+			countRequest("403")
+			return renderPage(w, http.StatusForbidden, accessBlockedPage)
+		}
+		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, nil)
 	}
 
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {

@@ -20,9 +20,11 @@ type metricSet struct {
 	bearer         *prometheus.CounterVec   // result
 	fetches        *prometheus.CounterVec   // kind, result
 	fetchSeconds   *prometheus.HistogramVec // kind
+	refreshes      *prometheus.CounterVec   // result
 
 	byOutcome map[string]prometheus.Counter // requests, resolved once: counted on every request
 	byBearer  map[string]prometheus.Counter
+	byRefresh map[string]prometheus.Counter
 }
 
 var (
@@ -48,8 +50,14 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Requests to the identity provider by kind (metadata, keys, token, userinfo) and result (ok, error)."}, []string{"kind", "result"}),
 			fetchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetch_seconds",
 				Help: "Latency of requests to the identity provider, by kind.", Buckets: prometheus.DefBuckets}, []string{"kind"}),
+			refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refreshes_total",
+				Help: "Session renewals by result: renewed; refused (invalid_grant) and interaction_required, which end the session; blocked (interaction asked again right after a sign-in); failed and backoff (retried later); expired (tokens dead, signing in again)."}, []string{"result"}),
 			byOutcome: map[string]prometheus.Counter{},
 			byBearer:  map[string]prometheus.Counter{},
+			byRefresh: map[string]prometheus.Counter{},
+		}
+		for _, r := range refreshResults {
+			metrics.byRefresh[r] = metrics.refreshes.WithLabelValues(r)
 		}
 		for _, r := range []string{"valid", "invalid", "insufficient_scope", "unavailable"} {
 			metrics.byBearer[r] = metrics.bearer.WithLabelValues(r)
@@ -61,7 +69,7 @@ func registerMetrics(registry *prometheus.Registry) {
 	if registry == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds} {
+	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes} {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -74,6 +82,14 @@ func registerMetrics(registry *prometheus.Registry) {
 // countRequest counts a request's outcome.
 func countRequest(outcome string) {
 	metrics.byOutcome[outcome].Inc()
+}
+
+// refreshResults are the values of refreshes_total's result label.
+var refreshResults = []string{"renewed", "refused", "interaction_required", "blocked", "failed", "backoff", "expired"}
+
+// countRefresh counts a renewal's result.
+func countRefresh(result string) {
+	metrics.byRefresh[result].Inc()
 }
 
 // countBearer counts a bearer token's verification by its result.

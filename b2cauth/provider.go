@@ -353,6 +353,9 @@ type tokenResponse struct {
 	ExpiresIn        flexNumber `json:"expires_in"`
 	Error            string     `json:"error"`
 	ErrorDescription string     `json:"error_description"`
+	// A claims challenge (Conditional Access, authentication context) that
+	// the next /authorize request must carry, with interaction_required.
+	Claims string `json:"claims"`
 }
 
 // flexNumber is an integer sent as a number or as a string.
@@ -409,7 +412,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*
 		if tr.Error == "" {
 			tr.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
 		}
-		return &tr, &providerError{Code: tr.Error, Description: tr.ErrorDescription}
+		return &tr, &providerError{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: resp.StatusCode}
 	}
 	if tr.IDToken == "" {
 		return nil, errors.New("token endpoint: no id_token in the answer")
@@ -422,6 +425,8 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*
 type providerError struct {
 	Code        string // the OAuth error
 	Description string
+	Claims      string // a claims challenge for the next /authorize
+	Status      int    // the token endpoint's HTTP status; 0 from a redirect
 }
 
 func (e *providerError) Error() string {

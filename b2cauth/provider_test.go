@@ -190,7 +190,11 @@ func (r result) cookie(name string) *http.Cookie {
 // next handler that records that it was reached.
 func serve(h *Handler, req *http.Request) result {
 	repl := caddy.NewReplacer()
-	req = req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
+	ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl)
+	if ctx.Value(caddyhttp.VarsCtxKey) == nil { // Caddy gives every request its variables
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+	}
+	req = req.WithContext(ctx)
 	res := result{ResponseRecorder: httptest.NewRecorder(), repl: repl}
 	err := h.ServeHTTP(res, req, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 		res.reachedNext = true

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
 )
@@ -26,18 +27,21 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	s, err := h.renew(r.Context(), id)
 	if err != nil {
-		if errors.Is(err, errUnavailable) {
-			return h.unavailable(w, r, err)
-		}
-		h.logger.Info("token refresh refused", zap.String("user_id", id.id), zap.Error(err))
-		if grantRefused(err) {
-			// The provider no longer backs the session (AADB2C90129 revoked,
-			// 90080 expired, 90128 account deleted): end it here too.
-			h.endRefusedSession(w, r, id)
+		switch outcome := refreshOutcome(err); outcome {
+		case "refused", "interaction_required":
+			countRefresh(outcome)
+			h.endRefusedSession(w, r, id, err)
 			return h.fail(w, r, http.StatusUnauthorized, "Signed out", "The identity provider ended this session. Sign in again.", err)
+		default:
+			countRefresh("failed")
+			h.logger.Warn("token refresh failed", zap.String("user_id", id.id), zap.Error(err))
+			if errors.Is(err, errUnavailable) {
+				return h.unavailable(w, r, err)
+			}
+			return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The identity provider could not renew the session now.", err)
 		}
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "The identity provider refused to renew the session.", err)
 	}
+	countRefresh("renewed")
 	if err := h.writeSession(w, r, s); err != nil {
 		return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The session is too large to keep in cookies.", err)
 	}
@@ -80,16 +84,31 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 	return s, nil
 }
 
-// grantRefused tells whether the provider refused a refresh token for good
-// (invalid_grant), as opposed to a passing failure.
-func grantRefused(err error) bool {
+// refreshOutcome names what a failed renewal means, from the OAuth error
+// (Microsoft: react to the error field, not to the code numbers, which
+// change): "refused" (invalid_grant: the provider no longer backs the
+// session — AADB2C90129 revoked, 90080 expired, 90128 account deleted),
+// "interaction_required" (interaction_required, consent_required,
+// login_required: Conditional Access wants the user at /authorize — MFA
+// step-up, sign-in frequency, a claims challenge), or "failed" (anything
+// else: the provider is down, slow or misconfigured; retried with backoff).
+func refreshOutcome(err error) string {
 	var pe *providerError
-	return errors.As(err, &pe) && pe.Code == "invalid_grant"
+	if errors.As(err, &pe) {
+		switch pe.Code {
+		case "invalid_grant":
+			return "refused"
+		case "interaction_required", "consent_required", "login_required":
+			return "interaction_required"
+		}
+	}
+	return "failed"
 }
 
-// endRefusedSession ends a session whose refresh token the provider
-// refused: the cookie goes, and so does every copy of it.
-func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity) {
+// endRefusedSession ends a session whose refresh the provider refused: the
+// cookie goes, and so does every copy of it.
+func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity, cause error) {
+	h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(cause))
 	clearSession(w, r)
 	if err := h.revoke(r.Context(), id, false); err != nil {
 		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
@@ -100,15 +119,32 @@ func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *
 // ID token) expires a session is renewed on a request.
 const refreshMargin = 5 * time.Minute
 
+// signInLoopWindow: a provider that asks for interaction again this soon
+// after a sign-in is not satisfied by one (a Conditional Access block):
+// the user gets a page instead of another round trip.
+const signInLoopWindow = 2 * time.Minute
+
+// Backoff after a failed renewal, per session on an instance: the first
+// retry after renewalBackoff, doubling up to maxRenewalBackoff.
+const (
+	renewalBackoff    = 10 * time.Second
+	maxRenewalBackoff = 5 * time.Minute
+)
+
+// errBackoff is a renewal not tried: an earlier one failed moments ago.
+var errBackoff = errors.New("renewal not retried yet: the last one failed")
+
 // renewals makes concurrent requests with the same session tokens share
-// one renewal, and lets a request that still carries the old cookie just
-// after a renewal use its result instead of renewing again. Both are keyed
-// by the refresh token renewed (its hash), so a later cookie renews anew.
+// one renewal, lets a request that still carries the old cookie just after
+// a renewal use its result instead of renewing again, and spaces the
+// retries of a failing one. All are keyed by the refresh token renewed
+// (its hash), so a later cookie renews anew. Nothing is read from storage.
 type renewals struct {
 	group singleflight.Group
 
-	mu     sync.Mutex
-	recent map[string]recentRenewal
+	mu      sync.Mutex
+	recent  map[string]recentRenewal
+	failing map[string]failedRenewal
 }
 
 type recentRenewal struct {
@@ -116,11 +152,21 @@ type recentRenewal struct {
 	seen time.Time
 }
 
+// failedRenewal is a session whose renewal failed: no grant before next.
+type failedRenewal struct {
+	failures int
+	next     time.Time
+}
+
 // recentWindow is how long a renewal's result serves requests that still
 // carry the cookie it replaced.
 const recentWindow = 30 * time.Second
 
-// do renews the session holding this refresh token once, whoever asks.
+// maxRenewalEntries bounds each map of renewals.
+const maxRenewalEntries = 4096
+
+// do renews the session holding this refresh token once, whoever asks, and
+// not again before its backoff has passed when it failed.
 func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*session, error)) (*session, error) {
 	sum := sha256.Sum256([]byte(refreshToken))
 	key := string(sum[:])
@@ -129,22 +175,33 @@ func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*sessio
 		rn.mu.Unlock()
 		return r.s, nil
 	}
+	if f, ok := rn.failing[key]; ok && now.Before(f.next) {
+		rn.mu.Unlock()
+		return nil, errBackoff
+	}
 	rn.mu.Unlock()
 	v, err, _ := rn.group.Do(key, func() (any, error) {
 		s, err := renew()
-		if err == nil {
-			rn.mu.Lock()
-			for id, r := range rn.recent { // bounded: only the last window's
-				if now.Sub(r.seen) >= recentWindow {
-					delete(rn.recent, id)
+		rn.mu.Lock()
+		defer rn.mu.Unlock()
+		if err != nil {
+			if refreshOutcome(err) == "failed" {
+				f := rn.failing[key]
+				f.failures++
+				f.next = now.Add(min(renewalBackoff<<(f.failures-1), maxRenewalBackoff))
+				pruneRenewals(rn.failing, func(f failedRenewal) bool { return now.After(f.next.Add(maxRenewalBackoff)) })
+				if len(rn.failing) < maxRenewalEntries {
+					rn.failing[key] = f
 				}
 			}
-			if len(rn.recent) < 4096 {
-				rn.recent[key] = recentRenewal{s, now}
-			}
-			rn.mu.Unlock()
+			return nil, err
 		}
-		return s, err
+		delete(rn.failing, key)
+		pruneRenewals(rn.recent, func(r recentRenewal) bool { return now.Sub(r.seen) >= recentWindow })
+		if len(rn.recent) < maxRenewalEntries {
+			rn.recent[key] = recentRenewal{s, now}
+		}
+		return s, nil
 	})
 	if err != nil {
 		return nil, err
@@ -152,34 +209,97 @@ func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*sessio
 	return v.(*session), nil
 }
 
+// pruneRenewals drops the stale entries of a full map.
+func pruneRenewals[V any](m map[string]V, stale func(V) bool) {
+	if len(m) < maxRenewalEntries/2 {
+		return
+	}
+	for k, v := range m {
+		if stale(v) {
+			delete(m, k)
+		}
+	}
+}
+
+// tokenExpiry is when the session's access token (else its ID token)
+// expires; zero when unknown.
+func (id *identity) tokenExpiry() time.Time {
+	if exp := id.accessExpiry(); !exp.IsZero() {
+		return exp
+	}
+	v, err := strconv.ParseInt(id.values["exp"], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(v, 0)
+}
+
 // nearExpiry tells whether a session's tokens expire within the margin.
 func (h *Handler) nearExpiry(id *identity, now time.Time) bool {
-	exp := id.accessExpiry()
-	if exp.IsZero() {
-		v, err := strconv.ParseInt(id.values["exp"], 10, 64)
-		if err != nil {
-			return false
-		}
-		exp = time.Unix(v, 0)
-	}
-	return !now.Add(refreshMargin).Before(exp)
+	exp := id.tokenExpiry()
+	return !exp.IsZero() && !now.Add(refreshMargin).Before(exp)
 }
+
+// reauthVar carries, from the renewal that failed to the reply, why the
+// request must sign in again: a claims challenge to pass on, or a block.
+const reauthVar = "b2c_auth.reauth"
+
+// reauth is why a session's user must sign in again.
+type reauth struct {
+	claims  string // the provider's claims challenge, for /authorize
+	blocked bool   // asked again right after a sign-in: do not loop
+}
+
+// accessBlockedPage says a sign-in did not satisfy the provider's access
+// policy: it asked for another one at once.
+var accessBlockedPage = pageData{Title: "Access blocked", Message: "Your organization's access policy did not accept this sign-in: the identity provider asked for another one at once. Ask your administrator, or try again later.", Link: "/.auth/login", LinkText: "Sign in again"}
 
 // autoRenew renews a session whose tokens are about to expire, on the
 // request that notices, and sets the new cookie. It returns the identity
-// to use: the renewed one, the current one while a failed renewal can be
-// retried, or nil when the provider refused it for good (signed out).
+// to use: the renewed one; the current one while its tokens live and a
+// failed renewal can be retried; or nil, signed out, when the provider
+// refused (invalid_grant), wants the user back at /authorize
+// (interaction_required and kin: Conditional Access), or the renewal
+// failed and the tokens have expired.
 func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity) *identity {
-	s, err := h.renewals.do(id.session.RefreshToken, h.now(), func() (*session, error) { return h.renew(r.Context(), id) })
+	now := h.now()
+	s, err := h.renewals.do(id.session.RefreshToken, now, func() (*session, error) { return h.renew(r.Context(), id) })
 	if err != nil {
-		if grantRefused(err) {
-			h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(err))
-			h.endRefusedSession(w, r, id)
+		switch outcome := refreshOutcome(err); {
+		case outcome == "refused":
+			countRefresh("refused")
+			h.endRefusedSession(w, r, id, err)
+			return nil
+		case outcome == "interaction_required":
+			var pe *providerError
+			errors.As(err, &pe)
+			again := reauth{claims: pe.Claims}
+			if now.Sub(time.UnixMilli(id.session.Issued)) < signInLoopWindow {
+				again.blocked = true
+				countRefresh("blocked")
+			} else {
+				countRefresh("interaction_required")
+			}
+			h.endRefusedSession(w, r, id, err)
+			caddyhttp.SetVar(r.Context(), reauthVar, again)
+			return nil
+		case errors.Is(err, errBackoff):
+			countRefresh("backoff")
+		default:
+			countRefresh("failed")
+			h.logger.Warn("token renewal failed; retried with backoff", zap.String("user_id", id.id), zap.Error(err))
+		}
+		if !now.Before(id.tokenExpiry()) {
+			// Served on dead tokens no longer: a new sign-in it is.
+			countRefresh("expired")
+			if ce := h.logger.Check(zap.InfoLevel, "session tokens expired and not renewed; signing in again"); ce != nil {
+				ce.Write(zap.String("user_id", id.id))
+			}
 			return nil
 		}
-		h.logger.Warn("token renewal failed; the current tokens stay in use", zap.String("user_id", id.id), zap.Error(err))
 		return id
 	}
+	countRefresh("renewed")
 	payload, err := jwtPayload(s.IDToken)
 	if err != nil {
 		return id

@@ -41,6 +41,9 @@ type flow struct {
 	Return   string `json:"r"`
 	Created  int64  `json:"t"`           // Unix nanoseconds, to order a browser's flows
 	Post     string `json:"f,omitempty"` // a form posted while signed out, to post again after
+	// A claims challenge from the provider (Conditional Access) for the
+	// authorize request; not kept in the cookie.
+	Claims string `json:"-"`
 }
 
 // statePattern is the shape of the states we make: 32 random bytes, base64url.
@@ -99,6 +102,9 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	}
 	for name, value := range h.hints(hints) {
 		q.Set(name, value)
+	}
+	if f.Claims != "" {
+		q.Set("claims", f.Claims)
 	}
 	u.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
