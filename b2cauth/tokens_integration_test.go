@@ -182,3 +182,69 @@ func sessionTokens(t *testing.T, b *testcaddy.Browser, base string) (accessToken
 	}
 	return accessToken, idToken
 }
+
+// TestRefreshRefusedByTheEmulator: the emulator answers a user's refresh
+// grants with interaction_required (a Conditional Access step-up, with a
+// claims challenge) or with 503. Right after a sign-in, interaction
+// required again is a block: a page says so and the session ends, instead
+// of a sign-in loop. A provider that fails keeps the session on its live
+// tokens, with one grant per backoff step however many requests come.
+func TestRefreshRefusedByTheEmulator(t *testing.T) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		token_lifetime 1m
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+		user mfa@contoso.example Passw0rd! {
+			refresh_error interaction_required `+"`"+`{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`+"`"+`
+		}
+		user flaky@contoso.example Passw0rd! {
+			refresh_error unavailable
+		}
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+		scopes openid offline_access %[3]s
+	}
+	respond "hello {http.auth.user.email}"
+}
+%[4]s {
+	metrics
+}
+`, idp, base, clientID, strings.TrimSuffix(metricsURL, "/metrics")))
+
+	b := testcaddy.NewBrowser(t)
+	blocked := signInAs(t, b, base+"/", "mfa@contoso.example")
+	if blocked.StatusCode != http.StatusForbidden || !strings.Contains(blocked.Body, "Access blocked") {
+		t.Errorf("interaction required right after sign-in: %d %q", blocked.StatusCode, blocked.Body)
+	}
+	if again := b.Get(base + "/"); again.StatusCode != http.StatusFound || !strings.Contains(again.Header.Get("Location"), "/authorize") {
+		t.Errorf("after the block, the session is over: %d %q", again.StatusCode, again.Header.Get("Location"))
+	}
+
+	before := scrape(t, metricsURL)
+	flaky := testcaddy.NewBrowser(t)
+	if landed := signInAs(t, flaky, base+"/", "flaky@contoso.example"); landed.StatusCode != 200 || !strings.Contains(landed.Body, "hello flaky@") {
+		t.Fatalf("while renewals fail, on live tokens: %d %q", landed.StatusCode, landed.Body)
+	}
+	for range 4 {
+		if r := flaky.Get(base + "/"); r.StatusCode != 200 {
+			t.Fatalf("while renewals fail: %d", r.StatusCode)
+		}
+	}
+	after := scrape(t, metricsURL)
+	failed := after[`caddy_b2c_auth_refreshes_total{result="failed"}`] - before[`caddy_b2c_auth_refreshes_total{result="failed"}`]
+	backoff := after[`caddy_b2c_auth_refreshes_total{result="backoff"}`] - before[`caddy_b2c_auth_refreshes_total{result="backoff"}`]
+	if failed != 1 || backoff != 4 {
+		t.Errorf("5 requests while the provider fails: %v grants failed, %v waited for the backoff; want 1 and 4", failed, backoff)
+	}
+}

@@ -1,6 +1,7 @@
 package b2cemulator
 
 import (
+	"encoding/json"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -156,6 +157,23 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						u.Claims = map[string]string{}
 					}
 					u.Claims[name] = value
+				case "refresh_error":
+					args := d.RemainingArgs()
+					if len(args) < 1 || len(args) > 2 {
+						return d.ArgErr()
+					}
+					switch args[0] {
+					case "interaction_required", "consent_required", "login_required", "unavailable":
+					default:
+						return d.Errf("refresh_error: %q is not interaction_required, consent_required, login_required or unavailable", args[0])
+					}
+					u.RefreshError = args[0]
+					if len(args) == 2 {
+						if args[0] != "interaction_required" || !json.Valid([]byte(args[1])) {
+							return d.Errf("refresh_error: a claims challenge (JSON) comes only with interaction_required")
+						}
+						u.RefreshClaims = args[1]
+					}
 				default:
 					return d.Errf("user: unknown subdirective %q", key)
 				}

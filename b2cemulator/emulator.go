@@ -167,6 +167,14 @@ type User struct {
 	TenantID string `json:"tenant_id,omitempty"`
 	// More claims, such as `extension_Role`.
 	Claims map[string]string `json:"claims,omitempty"`
+	// How the token endpoint answers this user's refresh grants, to test a
+	// relying party: interaction_required (Conditional Access: MFA step-up),
+	// consent_required, login_required, or unavailable (503). Default: they
+	// succeed.
+	RefreshError string `json:"refresh_error,omitempty"`
+	// The claims challenge sent with interaction_required, as Entra sends
+	// one for an authentication context or a Conditional Access policy.
+	RefreshClaims string `json:"refresh_claims,omitempty"`
 }
 
 // Defaults for a bare `b2c_emulator`.

@@ -134,6 +134,9 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 	if user == nil {
 		return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90128", "The account associated with this grant no longer exists. Please reauthenticate and try again."))
 	}
+	if f.Get("grant_type") == "refresh_token" && user.RefreshError != "" {
+		return e.refreshRefusal(w, user)
+	}
 	resp, err := e.tokenResponse(r, g, user)
 	if err != nil {
 		return err
@@ -472,6 +475,35 @@ func (e *Emulator) tokenError(w http.ResponseWriter, status int, b b2cError) err
 			member{"timestamp", time.Now().UTC().Format("2006-01-02 15:04:05Z")},
 			member{"trace_id", newGUID()},
 			member{"correlation_id", newGUID()})
+	}
+	return writeJSON(w, status, o)
+}
+
+// refreshRefusal answers a refresh grant as the user's refresh_error says:
+// the identity platform's interaction_required (AADSTS50076, MFA step-up,
+// with the claims challenge when configured), consent_required
+// (AADSTS65001), login_required (AADSTS50058), or a 503 with
+// temporarily_unavailable, the error Entra's token endpoint sends when it
+// cannot serve (AADSTS90033).
+func (e *Emulator) refreshRefusal(w http.ResponseWriter, u *User) error {
+	var b b2cError
+	status := http.StatusBadRequest
+	switch u.RefreshError {
+	case "interaction_required":
+		b = b2cError{"interaction_required", "AADSTS50076", "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource."}
+	case "consent_required":
+		b = b2cError{"consent_required", "AADSTS65001", "The user or administrator has not consented to use the application. Send an interactive authorization request for this user and resource."}
+	case "login_required":
+		b = b2cError{"login_required", "AADSTS50058", "A silent sign-in request was sent but no user is signed in."}
+	default:
+		b, status = b2cError{"temporarily_unavailable", "AADSTS90033", "A transient error has occurred. Please try again."}, http.StatusServiceUnavailable
+	}
+	o := object{{"error", b.err}, {"error_description", b.description()},
+		{"error_codes", []int64{stsErrorNumber(b.code)}},
+		{"timestamp", time.Now().UTC().Format("2006-01-02 15:04:05Z")},
+		{"trace_id", newGUID()}, {"correlation_id", newGUID()}}
+	if u.RefreshClaims != "" {
+		o = append(o, member{"claims", u.RefreshClaims})
 	}
 	return writeJSON(w, status, o)
 }
