@@ -22,6 +22,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func init() {
@@ -359,6 +360,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 
 	registerMetrics(ctx.GetMetricsRegistry())
+	if h.EasyAuthHeaders && h.logger.Core().Enabled(zapcore.DebugLevel) {
+		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
+	}
 
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(DefaultRevocationSync)

@@ -248,3 +248,96 @@ func TestRefreshRefusedByTheEmulator(t *testing.T) {
 		t.Errorf("5 requests while the provider fails: %v grants failed, %v waited for the backoff; want 1 and 4", failed, backoff)
 	}
 }
+
+// debugLogFilter is the README's `log` filter: with debug logging on,
+// reverse_proxy prints the headers it sends upstream, and Caddy redacts only
+// Cookie and Authorization-type ones; this removes App Service's token and
+// principal headers from those lines.
+const debugLogFilter = `format filter {
+			wrap json
+			fields {
+				request>headers>X-Ms-Token-Aadb2c-Id-Token delete
+				request>headers>X-Ms-Token-Aadb2c-Access-Token delete
+				request>headers>X-Ms-Token-Aad-Id-Token delete
+				request>headers>X-Ms-Token-Aad-Access-Token delete
+				request>headers>X-Ms-Client-Principal delete
+			}
+		}`
+
+// TestDebugLogsHoldNoTokens: with Caddy's debug logging on, a sign-in
+// through reverse_proxy with easy_auth_headers and a token placeholder;
+// b2c_auth warns at start that debug lines print upstream headers, and with
+// the README's filter no log line holds a token, the session cookie, the
+// code or the principal. (Without the filter, this test fails: Caddy
+// prints the token and principal headers at debug level.)
+func TestDebugLogsHoldNoTokens(t *testing.T) {
+	dir := t.TempDir()
+	serverLog := filepath.Join(dir, "caddy.log")
+	up := echoUpstream(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level DEBUG\n\t\toutput file %q\n\t\t%s", serverLog, debugLogFilter), 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+		scopes openid offline_access %[3]s
+		easy_auth_headers
+	}
+	reverse_proxy %[4]s {
+		header_up Authorization "Bearer {http.auth.b2c.access_token}"
+	}
+}
+`, idp, base, clientID, strings.TrimPrefix(up, "http://")))
+
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(base + "/app")
+	back := b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	cb, _ := url.Parse(back.Header.Get("Location"))
+	code := cb.Query().Get("code")
+	seen := upstreamHeaders(t, b.FollowResponse(back, ""))
+	accessToken, idToken := sessionTokens(t, b, base)
+	principal := seen.Get("X-Ms-Client-Principal")
+	if seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken || principal == "" || code == "" {
+		t.Fatalf("upstream headers: %v", seen)
+	}
+	u, _ := url.Parse(base)
+	secrets := map[string]string{"access token": accessToken, "ID token": idToken, "code": code, "principal": principal}
+	for _, c := range b.Jar.Cookies(u) {
+		secrets["cookie "+c.Name] = c.Value
+	}
+	b.Follow(base + "/.auth/logout")
+
+	data, err := os.ReadFile(serverLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(data)
+	// The test proves something only if the debug lines are there.
+	if !strings.Contains(log, `"upstream roundtrip"`) || !strings.Contains(log, "debug logging prints the headers") {
+		t.Fatalf("no upstream roundtrip line or no start-up warning in the debug log:\n%s", log)
+	}
+	for what, secret := range secrets {
+		if len(secret) > 8 && strings.Contains(log, secret) {
+			t.Errorf("%s appears in the debug log", what)
+		}
+	}
+	// Every part of a token counts: a JWT's signature alone is a token's
+	// fingerprint, its payload the user's claims.
+	for _, tok := range []string{accessToken, idToken} {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) > 16 && strings.Contains(log, part) {
+				t.Errorf("a part of a token appears in the debug log")
+			}
+		}
+	}
+}
