@@ -21,6 +21,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -187,8 +189,8 @@ type Handler struct {
 	bearerCache    *identityCache
 	autoRefresh    bool
 	renewals       *renewals
-	revocations    *revocations
-	revocationKey  string            // in revocationPool
+	signouts       *signouts.Store
+	signoutsKey    string            // for signouts.Release
 	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
 	ctx            caddy.Context
@@ -365,9 +367,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.RevocationSync == 0 {
-		h.RevocationSync = caddy.Duration(DefaultRevocationSync)
+		h.RevocationSync = caddy.Duration(signouts.DefaultSync)
 	}
-	if h.revocations, h.revocationKey, err = loadRevocations(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
+	if h.signouts, h.signoutsKey, err = signouts.Open(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
 		return fmt.Errorf("revocation_sync: %v", err)
 	}
 	return nil
@@ -375,11 +377,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 // Cleanup releases the shared revocation list; the last user stops its sync.
 func (h *Handler) Cleanup() error {
-	if h.revocationKey == "" {
+	if h.signoutsKey == "" {
 		return nil
 	}
-	_, err := revocationPool.Delete(h.revocationKey)
-	return err
+	return signouts.Release(h.signoutsKey)
 }
 
 // checkConfig checks the configuration as written; every error names the

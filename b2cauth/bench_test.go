@@ -3,6 +3,9 @@ package b2cauth
 import (
 	"context"
 	"encoding/json"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
+	"github.com/caddyserver/certmagic"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,14 +113,19 @@ func BenchmarkBearerFirstTime(b *testing.B) {
 func BenchmarkAuthenticatedRequestWithRevocations(b *testing.B) {
 	h, p, s := setup(b, nil)
 	req := withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil))
-	rv := h.revocations
+	h.signouts = signouts.New(nopStorage{}, time.Hour, h.logger)
+	var entries []signouts.Entry
 	for i := range 100000 {
-		e := revocation{Kind: revokeSession, Value: randomString(), Expires: time.Now().Add(time.Hour).Unix()}
+		e := signouts.Entry{Kind: signouts.KindSession, Value: randomString(), Expires: time.Now().Add(time.Hour).Unix()}
 		if i < 10000 {
-			rv.record(revocation{Kind: revokeUser, Value: randomString(), Before: time.Now().UnixMilli(), Expires: e.Expires}, "", -1)
-			rv.record(revocation{Kind: revokeSID, Value: randomString(), Expires: e.Expires}, "", -1)
+			entries = append(entries,
+				signouts.Entry{Kind: signouts.KindUser, Value: randomString(), Before: time.Now().UnixMilli(), Expires: e.Expires},
+				signouts.Entry{Kind: signouts.KindSID, Value: randomString(), Expires: e.Expires})
 		}
-		rv.record(e, "", -1)
+		entries = append(entries, e)
+	}
+	if err := h.signouts.Add(context.Background(), entries...); err != nil || h.signouts.Len() != 120000 {
+		b.Fatalf("%d sign-outs recorded: %v", h.signouts.Len(), err)
 	}
 	bench(b, h, req)
 }
@@ -148,4 +156,12 @@ func BenchmarkAuthenticatedRequestThreeChunks(b *testing.B) {
 		b.Fatalf("the session takes %d cookies, want 3", len(cookies))
 	}
 	bench(b, h, withCookies(navigation("GET", "/page"), cookies))
+}
+
+// nopStorage keeps nothing: a benchmark's sign-outs live in memory only.
+type nopStorage struct{ certmagic.Storage }
+
+func (nopStorage) Store(context.Context, string, []byte) error { return nil }
+func (nopStorage) List(context.Context, string, bool) ([]string, error) {
+	return nil, fs.ErrNotExist
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
 // A sign-out on its way through the provider's end_session lives in a
@@ -132,15 +134,15 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 // revoke records the sign-out of a session, or of every session of its user
 // issued until now, for every instance that shares the storage.
 func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool) error {
-	entries := []revocation{{Kind: revokeSession, Value: id.session.ID, Expires: id.session.Expires}}
+	entries := []signouts.Entry{{Kind: signouts.KindSession, Value: id.session.ID, Expires: id.session.Expires}}
 	if everywhere {
 		now := h.now()
-		entries = append(entries, revocation{
-			Kind: revokeUser, Value: id.id, Before: now.UnixMilli() + 1,
+		entries = append(entries, signouts.Entry{
+			Kind: signouts.KindUser, Value: id.id, Before: now.UnixMilli() + 1,
 			Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(),
 		})
 	}
-	return h.revocations.add(ctx, entries...)
+	return h.signouts.Add(ctx, entries...)
 }
 
 // logoutReturn is the provider's return from end_session to the redirect
@@ -188,12 +190,12 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 	q := r.URL.Query()
 	sid, iss := q.Get("sid"), q.Get("iss")
 	switch {
-	case !validSID(sid):
+	case !signouts.ValidSID(sid):
 		h.logger.Debug("front-channel logout without a valid sid")
 	case iss != "" && !h.isOurIssuer(ctx, iss):
 		h.logger.Warn("front-channel logout from another issuer ignored")
 	default:
-		known, err := h.revocations.knownSignIn(ctx, sid)
+		known, err := h.signouts.KnownSignIn(ctx, sid)
 		if err != nil {
 			h.logger.Error("front-channel logout: storage unavailable", zap.Error(err))
 			break
@@ -202,8 +204,8 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 			h.logger.Debug("front-channel logout for a sid unknown here")
 			break
 		}
-		entry := revocation{Kind: revokeSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
-		if err := h.revocations.add(ctx, entry); err != nil {
+		entry := signouts.Entry{Kind: signouts.KindSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
+		if err := h.signouts.Add(ctx, entry); err != nil {
 			h.logger.Error("front-channel logout not recorded in storage", zap.Error(err))
 			break
 		}

@@ -9,15 +9,17 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
 // opens tells whether the cookies open a session: the request reaches the
@@ -167,7 +169,7 @@ func TestRevocationsReachAnotherInstance(t *testing.T) {
 	dir := t.TempDir()
 	h1, p, s := setup(t, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
 	h2 := newTestHandler(t, p, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
-	if h1.revocations == h2.revocations {
+	if h1.signouts == h2.signouts {
 		t.Fatal("the two instances share a revocation list")
 	}
 	cookies := signedIn(t, h1, p, s, nil)
@@ -175,34 +177,34 @@ func TestRevocationsReachAnotherInstance(t *testing.T) {
 		t.Fatal("the second instance does not open the session")
 	}
 	logoutWith(h1, "", cookies)
-	h2.revocations.sync(context.Background()) // what the next revocation_sync does
+	h2.signouts.Sync(context.Background()) // what the next revocation_sync does
 	if opens(h2, cookies) {
 		t.Error("the second instance still opens a session signed out on the first")
 	}
 
 	// Entries expire with the sessions they cover, and are deleted.
-	keys := storedKeys(t, h1.storage, signOutDir)
+	keys := storedKeys(t, h1.storage, "b2c_auth/signouts")
 	if len(keys) != 1 {
 		t.Fatalf("revocations in storage: %v", keys)
 	}
-	var e revocation
+	var e signouts.Entry
 	data, _ := h1.storage.Load(context.Background(), keys[0])
 	_ = json.Unmarshal(data, &e)
 	e.Expires = time.Now().Add(-time.Second).Unix()
 	data, _ = json.Marshal(e)
 	_ = h1.storage.Store(context.Background(), keys[0], data)
 	h3 := newTestHandler(t, p, func(h *Handler) { h.storage = unnamedStorage{&certmagic.FileStorage{Path: dir}} })
-	h3.revocations.sync(context.Background())
-	if keys := storedKeys(t, h1.storage, signOutDir); len(keys) != 0 {
+	h3.signouts.Sync(context.Background())
+	if keys := storedKeys(t, h1.storage, "b2c_auth/signouts"); len(keys) != 0 {
 		t.Errorf("an expired revocation stays in storage: %v", keys)
 	}
 
 	// A damaged or foreign entry revokes nothing and breaks nothing.
 	other := signedIn(t, h1, p, s, nil)
-	bucket := filepath.Join(dir, filepath.FromSlash(path.Dir(revocation{}.keyAt(time.Now()))))
+	bucket := filepath.Join(dir, "b2c_auth", "signouts", strconv.FormatInt(time.Now().Unix()/60, 10))
 	_ = os.MkdirAll(bucket, 0o700)
 	_ = os.WriteFile(filepath.Join(bucket, "session_garbage"), []byte("{not json"), 0o600)
-	h3.revocations.sync(context.Background())
+	h3.signouts.Sync(context.Background())
 	if !opens(h3, other) {
 		t.Error("a damaged entry revoked a session")
 	}
@@ -291,7 +293,7 @@ func TestFrontChannelLogout(t *testing.T) {
 	if !opens(h, cookies) || !opens(h, other) {
 		t.Fatal("bad front-channel requests revoked a session")
 	}
-	if keys := storedKeys(t, h.storage, signOutDir); len(keys) != 0 {
+	if keys := storedKeys(t, h.storage, "b2c_auth/signouts"); len(keys) != 0 {
 		t.Errorf("bad front-channel requests wrote revocations: %v", keys)
 	}
 	// A front-channel request that carries a session cookie ends that session.

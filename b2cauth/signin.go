@@ -19,6 +19,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"golang.org/x/oauth2"
 )
 
@@ -273,8 +275,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if err := h.writeSession(w, r, s); err != nil {
 		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The session is too large to keep in cookies.", err)
 	}
-	if sid := id.values["sid"]; validSID(sid) {
-		if err := h.revocations.recordSignIn(r.Context(), sid, time.Unix(s.Expires, 0)); err != nil {
+	if sid := id.values["sid"]; signouts.ValidSID(sid) {
+		if err := h.signouts.RecordSignIn(r.Context(), sid, time.Unix(s.Expires, 0)); err != nil {
 			h.logger.Warn("could not record the sign-in for front-channel logout", zap.String("user_id", id.id), zap.Error(err))
 		}
 	}

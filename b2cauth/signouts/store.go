@@ -1,4 +1,7 @@
-package b2cauth
+// Package signouts keeps sign-outs in Caddy's storage, so that every Caddy
+// sharing the storage refuses the sessions they cover, at a cost that does
+// not grow with the number of sessions.
+package signouts
 
 import (
 	"container/heap"
@@ -53,7 +56,8 @@ const (
 	legacyRevocationDir = "b2c_auth/revocations"
 	legacySignInDir     = "b2c_auth/sids"
 
-	DefaultRevocationSync = 10 * time.Second
+	// DefaultSync is how often a Store reads what other instances wrote.
+	DefaultSync = 10 * time.Second
 
 	// signOutBucket is the span of one directory of sign-outs.
 	signOutBucket = time.Minute
@@ -63,15 +67,15 @@ const (
 	syncOverlap = 5 * time.Minute
 )
 
-// Kinds of revocation.
+// Kinds of Entry.
 const (
-	revokeSession = "session" // one session, by its ID
-	revokeUser    = "user"    // every session (and bearer token) of a user issued before a time
-	revokeSID     = "sid"     // every session of a provider session (front-channel logout)
+	KindSession = "session" // one session, by its ID
+	KindUser    = "user"    // every session (and bearer token) of a user issued before a time
+	KindSID     = "sid"     // every session of a provider session (front-channel logout)
 )
 
-// revocation is one entry in storage.
-type revocation struct {
+// Entry is one sign-out, as stored.
+type Entry struct {
 	Kind    string `json:"kind"`
 	Value   string `json:"value"`            // session ID, user ID or provider sid
 	Before  int64  `json:"before,omitempty"` // user: sessions issued before this (Unix ms)
@@ -80,18 +84,18 @@ type revocation struct {
 
 // name is the entry's file name: a user's carries its time, so a newer
 // "everywhere" is a new name and entries never change once written.
-func (rv revocation) name() string {
-	sum := sha256.Sum256([]byte(rv.Kind + "\x00" + rv.Value))
-	name := rv.Kind + "_" + hex.EncodeToString(sum[:16])
-	if rv.Kind == revokeUser {
-		name += "_" + strconv.FormatInt(rv.Before, 10)
+func (e Entry) name() string {
+	sum := sha256.Sum256([]byte(e.Kind + "\x00" + e.Value))
+	name := e.Kind + "_" + hex.EncodeToString(sum[:16])
+	if e.Kind == KindUser {
+		name += "_" + strconv.FormatInt(e.Before, 10)
 	}
 	return name
 }
 
 // keyAt is where the entry is stored when written at t.
-func (rv revocation) keyAt(t time.Time) string {
-	return path.Join(signOutDir, strconv.FormatInt(t.Unix()/int64(signOutBucket/time.Second), 10), rv.name())
+func (e Entry) keyAt(t time.Time) string {
+	return path.Join(signOutDir, strconv.FormatInt(t.Unix()/int64(signOutBucket/time.Second), 10), e.name())
 }
 
 // userRevocation is a user's newest "everywhere".
@@ -137,13 +141,13 @@ func (rs *revokedSet) userRevoked(userID string, issuedMs int64) bool {
 }
 
 // add records an entry.
-func (rs *revokedSet) add(e revocation) {
+func (rs *revokedSet) add(e Entry) {
 	switch e.Kind {
-	case revokeSession:
+	case KindSession:
 		storeLater(&rs.sessions, e.Value, e.Expires, &rs.size)
-	case revokeSID:
+	case KindSID:
 		storeLater(&rs.sids, e.Value, e.Expires, &rs.size)
-	case revokeUser:
+	case KindUser:
 		next := userRevocation{e.Before, e.Expires}
 		for {
 			old, loaded := rs.users.LoadOrStore(e.Value, next)
@@ -174,14 +178,14 @@ func storeLater(m *sync.Map, key string, expires int64, size *atomic.Int64) {
 
 // remove forgets an expired entry, unless a later one of the same key
 // replaced it.
-func (rs *revokedSet) remove(e revocation) {
+func (rs *revokedSet) remove(e Entry) {
 	var gone bool
 	switch e.Kind {
-	case revokeSession:
+	case KindSession:
 		gone = rs.sessions.CompareAndDelete(e.Value, e.Expires)
-	case revokeSID:
+	case KindSID:
 		gone = rs.sids.CompareAndDelete(e.Value, e.Expires)
-	case revokeUser:
+	case KindUser:
 		gone = rs.users.CompareAndDelete(e.Value, userRevocation{e.Before, e.Expires})
 	}
 	if gone {
@@ -189,11 +193,11 @@ func (rs *revokedSet) remove(e revocation) {
 	}
 }
 
-// revocations is the revocation list of one storage, shared by every
+// Store is the sign-out list of one storage, shared by every
 // b2c_auth handler of the process that uses that storage (through a
 // caddy.UsagePool, so it lives across config reloads) and kept in step
 // with the storage by a background sync.
-type revocations struct {
+type Store struct {
 	interval time.Duration
 	set      revokedSet
 
@@ -208,9 +212,18 @@ type revocations struct {
 	lastPass    time.Time           // when the last complete sync started; zero before the first
 	prunedHour  int64               // the last hour whose sign-in records were pruned
 	failing     bool                // the last sync failed (logged once)
-	ops         func(op string)     // tests count storage operations
 	stop, done  chan struct{}
 }
+
+// Release gives back a Store that Open returned; the last user stops its
+// sync.
+func Release(key string) error {
+	_, err := revocationPool.Delete(key)
+	return err
+}
+
+// Len is how many sign-outs are live in memory.
+func (st *Store) Len() int { return int(st.set.size.Load()) }
 
 // revocationPool shares a revocation list per storage and sync interval.
 var revocationPool = caddy.NewUsagePool()
@@ -226,9 +239,10 @@ func revocationPoolKey(storage certmagic.Storage, interval time.Duration) string
 	return id + "|" + interval.String()
 }
 
-// newRevocations makes an empty list that reads and writes through storage.
-func newRevocations(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) *revocations {
-	return &revocations{
+// New makes an empty Store that reads and writes through storage, with
+// no sync of its own: its owner calls Sync.
+func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) *Store {
+	return &Store{
 		interval: interval, storage: storage, logger: logger,
 		recent: map[string]int64{}, bucketLive: map[int64]int{},
 		legacyKnown: map[string]struct{}{}, legacySIDs: map[string]int64{},
@@ -236,87 +250,87 @@ func newRevocations(storage certmagic.Storage, interval time.Duration, logger *z
 	}
 }
 
-// loadRevocations returns the shared revocation list for the storage,
-// starting it (and its sync) for the first user. The caller releases it
-// with revocationPool.Delete(key).
-func loadRevocations(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) (*revocations, string, error) {
+// Open returns the shared Store of a storage, starting it (and its sync
+// every interval) for the first user. The caller gives it back with
+// Release(key).
+func Open(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) (*Store, string, error) {
 	key := revocationPoolKey(storage, interval)
 	v, _, err := revocationPool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		rv := newRevocations(storage, interval, logger)
-		go rv.run()
-		return rv, nil
+		st := New(storage, interval, logger)
+		go st.run()
+		return st, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
-	rv := v.(*revocations)
-	rv.use(storage, logger) // the newest config's storage and logger
-	return rv, key, nil
+	st := v.(*Store)
+	st.use(storage, logger) // the newest config's storage and logger
+	return st, key, nil
 }
 
 // use makes the list read and write through this storage from now on: a
 // reload's storage replaces the old config's, which may be closed.
-func (rv *revocations) use(storage certmagic.Storage, logger *zap.Logger) {
-	rv.mu.Lock()
-	rv.storage, rv.logger = storage, logger
-	rv.mu.Unlock()
+func (st *Store) use(storage certmagic.Storage, logger *zap.Logger) {
+	st.mu.Lock()
+	st.storage, st.logger = storage, logger
+	st.mu.Unlock()
 }
 
 // Destruct stops the sync when the last handler using the list is gone.
-func (rv *revocations) Destruct() error {
-	close(rv.stop)
-	<-rv.done
+func (st *Store) Destruct() error {
+	close(st.stop)
+	<-st.done
 	return nil
 }
 
 // run syncs at once and then every interval until stopped.
-func (rv *revocations) run() {
-	defer close(rv.done)
+func (st *Store) run() {
+	defer close(st.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
 		select {
-		case <-rv.stop:
+		case <-st.stop:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
-	tick := time.NewTicker(rv.interval)
+	tick := time.NewTicker(st.interval)
 	defer tick.Stop()
 	for {
-		rv.sync(ctx)
+		st.Sync(ctx)
 		select {
 		case <-tick.C:
-		case <-rv.stop:
+		case <-st.stop:
 			return
 		}
 	}
 }
 
 // store is the storage (and logger) of the newest config.
-func (rv *revocations) store() (certmagic.Storage, *zap.Logger) {
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	return rv.storage, rv.logger
+func (st *Store) store() (certmagic.Storage, *zap.Logger) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.storage, st.logger
 }
 
-// sync reads the sign-outs written since the last pass (all of them on the
+// Sync reads the sign-outs written since the last pass (all of them on the
 // first), forgets and deletes expired ones, and prunes ended sign-ins.
-func (rv *revocations) sync(ctx context.Context) {
+func (st *Store) Sync(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
-	rv.mu.Lock()
-	last := rv.lastPass
-	rv.mu.Unlock()
+	st.mu.Lock()
+	last := st.lastPass
+	st.mu.Unlock()
 
 	var buckets []int64
 	if last.IsZero() {
 		// The first pass reads every bucket there is: what is live.
-		storage, _ := rv.store()
+		storage, _ := st.store()
 		names, err := storage.List(ctx, signOutDir, false)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			rv.syncFailed(err)
+			st.syncFailed(err)
 			return
 		}
 		for _, n := range names {
@@ -331,38 +345,38 @@ func (rv *revocations) sync(ctx context.Context) {
 		}
 	}
 	for _, b := range buckets {
-		if err := rv.readBucket(ctx, b); err != nil {
-			rv.syncFailed(err)
+		if err := st.readBucket(ctx, b); err != nil {
+			st.syncFailed(err)
 			return
 		}
 	}
-	if err := rv.readLegacy(ctx); err != nil {
-		rv.syncFailed(err)
+	if err := st.readLegacy(ctx); err != nil {
+		st.syncFailed(err)
 		return
 	}
 
-	rv.mu.Lock()
-	if rv.failing {
-		rv.logger.Info("revocation sync recovered")
-		rv.failing = false
+	st.mu.Lock()
+	if st.failing {
+		st.logger.Info("revocation sync recovered")
+		st.failing = false
 	}
-	rv.lastPass = start
+	st.lastPass = start
 	horizon := start.Add(-syncOverlap).Unix() / int64(signOutBucket/time.Second)
-	for k, b := range rv.recent {
+	for k, b := range st.recent {
 		if b < horizon-1 {
-			delete(rv.recent, k)
+			delete(st.recent, k)
 		}
 	}
-	rv.mu.Unlock()
+	st.mu.Unlock()
 
-	rv.expire(ctx, start.Unix())
-	rv.pruneSignIns(ctx, start.Unix())
+	st.expire(ctx, start.Unix())
+	st.pruneSignIns(ctx, start.Unix())
 }
 
 // readBucket loads the entries of one bucket that this list has not seen.
-func (rv *revocations) readBucket(ctx context.Context, bucket int64) error {
+func (st *Store) readBucket(ctx context.Context, bucket int64) error {
 	dir := path.Join(signOutDir, strconv.FormatInt(bucket, 10))
-	storage, _ := rv.store()
+	storage, _ := st.store()
 	keys, err := storage.List(ctx, dir, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -372,34 +386,34 @@ func (rv *revocations) readBucket(ctx context.Context, bucket int64) error {
 	}
 	now := time.Now().Unix()
 	for _, k := range keys {
-		rv.mu.Lock()
-		_, seen := rv.recent[k]
-		rv.mu.Unlock()
+		st.mu.Lock()
+		_, seen := st.recent[k]
+		st.mu.Unlock()
 		if seen {
 			continue
 		}
-		e, err := rv.load(ctx, k)
+		e, err := st.load(ctx, k)
 		if err != nil {
 			return err
 		}
-		rv.mu.Lock()
-		rv.recent[k] = bucket
-		rv.mu.Unlock()
+		st.mu.Lock()
+		st.recent[k] = bucket
+		st.mu.Unlock()
 		if e == nil || e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0)) != k {
 			continue // deleted meanwhile, not ours, or damaged: ignore, never trust
 		}
 		if e.Expires <= now {
-			rv.deleteKey(ctx, k)
+			st.deleteKey(ctx, k)
 			continue
 		}
-		rv.record(*e, k, bucket)
+		st.record(*e, k, bucket)
 	}
 	return nil
 }
 
 // load reads an entry; nil if it is gone or not an entry.
-func (rv *revocations) load(ctx context.Context, key string) (*revocation, error) {
-	storage, _ := rv.store()
+func (st *Store) load(ctx context.Context, key string) (*Entry, error) {
+	storage, _ := st.store()
 	data, err := storage.Load(ctx, key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -407,7 +421,7 @@ func (rv *revocations) load(ctx context.Context, key string) (*revocation, error
 	if err != nil {
 		return nil, err
 	}
-	var e revocation
+	var e Entry
 	if json.Unmarshal(data, &e) != nil {
 		return nil, nil
 	}
@@ -415,51 +429,51 @@ func (rv *revocations) load(ctx context.Context, key string) (*revocation, error
 }
 
 // record makes an entry count from now on, and schedules its expiry.
-func (rv *revocations) record(e revocation, key string, bucket int64) {
-	rv.set.add(e)
-	rv.mu.Lock()
-	heap.Push(&rv.expiring, expiring{entry: e, key: key, bucket: bucket})
+func (st *Store) record(e Entry, key string, bucket int64) {
+	st.set.add(e)
+	st.mu.Lock()
+	heap.Push(&st.expiring, expiring{entry: e, key: key, bucket: bucket})
 	if bucket >= 0 {
-		rv.bucketLive[bucket]++
+		st.bucketLive[bucket]++
 	}
-	rv.mu.Unlock()
+	st.mu.Unlock()
 }
 
 // readLegacy reads the flat directories of earlier versions: what they
 // recorded holds until it expires. They only shrink once every instance
 // runs this version (each entry is deleted when it expires).
-func (rv *revocations) readLegacy(ctx context.Context) error {
-	storage, _ := rv.store()
+func (st *Store) readLegacy(ctx context.Context) error {
+	storage, _ := st.store()
 	keys, err := storage.List(ctx, legacyRevocationDir, false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	now := time.Now().Unix()
 	for _, k := range keys {
-		rv.mu.Lock()
-		_, seen := rv.legacyKnown[k]
-		rv.mu.Unlock()
+		st.mu.Lock()
+		_, seen := st.legacyKnown[k]
+		st.mu.Unlock()
 		if seen {
 			continue
 		}
-		e, err := rv.load(ctx, k)
+		e, err := st.load(ctx, k)
 		if err != nil {
 			return err
 		}
-		rv.mu.Lock()
-		rv.legacyKnown[k] = struct{}{}
-		rv.mu.Unlock()
+		st.mu.Lock()
+		st.legacyKnown[k] = struct{}{}
+		st.mu.Unlock()
 		if e == nil || path.Join(legacyRevocationDir, e.name()) != k {
 			continue
 		}
 		if e.Expires <= now {
-			rv.deleteKey(ctx, k)
+			st.deleteKey(ctx, k)
 			continue
 		}
-		rv.record(*e, k, -1)
+		st.record(*e, k, -1)
 	}
 
-	storage, _ = rv.store()
+	storage, _ = st.store()
 	keys, err = storage.List(ctx, legacySignInDir, false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
@@ -469,94 +483,96 @@ func (rv *revocations) readLegacy(ctx context.Context) error {
 		prefix, exp, _ := strings.Cut(path.Base(k), "_")
 		t, err := strconv.ParseInt(exp, 10, 64)
 		if err != nil || t <= now {
-			rv.deleteKey(ctx, k)
+			st.deleteKey(ctx, k)
 			continue
 		}
 		sids[prefix] = max(sids[prefix], t)
 	}
-	rv.mu.Lock()
-	rv.legacySIDs = sids
-	rv.mu.Unlock()
+	st.mu.Lock()
+	st.legacySIDs = sids
+	st.mu.Unlock()
 	return nil
 }
 
 // expire forgets the entries whose sessions have all ended, deletes them
 // from storage, and deletes the buckets they emptied.
-func (rv *revocations) expire(ctx context.Context, now int64) {
+func (st *Store) expire(ctx context.Context, now int64) {
 	horizon := (now - int64(syncOverlap/time.Second)) / int64(signOutBucket/time.Second)
 	for {
-		rv.mu.Lock()
-		if rv.expiring.Len() == 0 || rv.expiring[0].entry.Expires > now {
-			rv.mu.Unlock()
+		st.mu.Lock()
+		if st.expiring.Len() == 0 || st.expiring[0].entry.Expires > now {
+			st.mu.Unlock()
 			return
 		}
-		x := heap.Pop(&rv.expiring).(expiring)
+		x := heap.Pop(&st.expiring).(expiring)
 		emptied := false
 		if x.bucket >= 0 {
-			rv.bucketLive[x.bucket]--
-			if rv.bucketLive[x.bucket] <= 0 {
-				delete(rv.bucketLive, x.bucket)
+			st.bucketLive[x.bucket]--
+			if st.bucketLive[x.bucket] <= 0 {
+				delete(st.bucketLive, x.bucket)
 				emptied = x.bucket < horizon
 			}
 		} else {
-			delete(rv.legacyKnown, x.key)
+			delete(st.legacyKnown, x.key)
 		}
-		rv.mu.Unlock()
-		rv.set.remove(x.entry)
-		rv.deleteKey(ctx, x.key) // any instance may clean up; deleting twice is harmless
+		st.mu.Unlock()
+		st.set.remove(x.entry)
+		st.deleteKey(ctx, x.key) // any instance may clean up; deleting twice is harmless
 		if emptied {
-			rv.deleteKey(ctx, path.Dir(x.key))
+			st.deleteKey(ctx, path.Dir(x.key))
 		}
 	}
 }
 
 // deleteKey deletes a key, quietly: what stays is deleted by a later pass
 // or another instance.
-func (rv *revocations) deleteKey(ctx context.Context, key string) {
-	storage, logger := rv.store()
+func (st *Store) deleteKey(ctx context.Context, key string) {
+	storage, logger := st.store()
 	if err := storage.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		logger.Debug("could not delete an expired sign-out record", zap.Error(err))
 	}
 }
 
-func (rv *revocations) syncFailed(err error) {
-	rv.mu.Lock()
-	defer rv.mu.Unlock()
-	if !rv.failing {
-		rv.logger.Error("revocation sync failed; sign-outs from other instances are not seen until it recovers", zap.Error(err))
-		rv.failing = true
+func (st *Store) syncFailed(err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.failing {
+		st.logger.Error("revocation sync failed; sign-outs from other instances are not seen until it recovers", zap.Error(err))
+		st.failing = true
 	}
 }
 
-// revoked tells whether a session is revoked, from memory only.
-func (rv *revocations) revoked(sessionID, userID, sid string, issuedMs int64) bool {
-	return rv.set.revoked(sessionID, userID, sid, issuedMs)
+// Revoked tells whether a session is revoked — by its ID, its user's
+// "everywhere" (issuedMs is its sign-in time) or its provider session —
+// from memory only.
+func (st *Store) Revoked(sessionID, userID, sid string, issuedMs int64) bool {
+	return st.set.revoked(sessionID, userID, sid, issuedMs)
 }
 
-// userRevoked tells whether a user signed out everywhere after issuedMs,
+// UserRevoked tells whether a user signed out everywhere after issuedMs,
 // from memory only: bearer tokens issued before it are refused.
-func (rv *revocations) userRevoked(userID string, issuedMs int64) bool {
-	return rv.set.userRevoked(userID, issuedMs)
+func (st *Store) UserRevoked(userID string, issuedMs int64) bool {
+	return st.set.userRevoked(userID, issuedMs)
 }
 
-// add records revocations: at once in this process, then in storage for
+// Add records sign-outs: at once in this process, then in storage for
 // the others. A storage error is returned after the local record is made.
-func (rv *revocations) add(ctx context.Context, entries ...revocation) error {
+func (st *Store) Add(ctx context.Context, entries ...Entry) error {
 	now := time.Now()
 	bucket := now.Unix() / int64(signOutBucket/time.Second)
 	for _, e := range entries {
 		key := e.keyAt(now)
-		rv.mu.Lock()
-		_, seen := rv.recent[key]
-		rv.recent[key] = bucket
-		rv.mu.Unlock()
+		st.mu.Lock()
+		_, seen := st.recent[key]
+		st.recent[key] = bucket
+		st.mu.Unlock()
 		if !seen {
-			rv.record(e, key, bucket)
+			st.record(e, key, bucket)
 		}
 	}
 	for _, e := range entries {
 		data, _ := json.Marshal(e)
-		storage, _ := rv.store()
+		storage, _ := st.store()
 		if err := storage.Store(ctx, e.keyAt(now), data); err != nil {
 			return fmt.Errorf("recording the sign-out in storage: %w", err)
 		}
@@ -566,7 +582,7 @@ func (rv *revocations) add(ctx context.Context, entries ...revocation) error {
 
 // expiring is a live entry in the expiry heap.
 type expiring struct {
-	entry  revocation
+	entry  Entry
 	key    string
 	bucket int64 // -1 for a legacy entry
 }
@@ -601,29 +617,29 @@ type signInRecord struct {
 	Expires int64 `json:"expires"` // Unix seconds
 }
 
-// recordSignIn notes a provider sid at sign-in.
-func (rv *revocations) recordSignIn(ctx context.Context, sid string, expires time.Time) error {
+// RecordSignIn notes a provider sid at sign-in, until expires.
+func (st *Store) RecordSignIn(ctx context.Context, sid string, expires time.Time) error {
 	hash := sidHash(sid)
 	data, _ := json.Marshal(signInRecord{Expires: expires.Unix()})
-	storage, _ := rv.store()
+	storage, _ := st.store()
 	if err := storage.Store(ctx, path.Join(signInDir, hash), data); err != nil {
 		return err
 	}
-	storage, _ = rv.store()
+	storage, _ = st.store()
 	return storage.Store(ctx, path.Join(signInExpiryDir, strconv.FormatInt(expires.Unix()/3600, 10), hash), nil)
 }
 
-// knownSignIn tells whether a provider sid has a live session here: one
+// KnownSignIn tells whether a provider sid has a live session here: one
 // storage read, whatever the number of sign-ins.
-func (rv *revocations) knownSignIn(ctx context.Context, sid string) (bool, error) {
+func (st *Store) KnownSignIn(ctx context.Context, sid string) (bool, error) {
 	hash, now := sidHash(sid), time.Now().Unix()
-	rv.mu.Lock()
-	legacy := rv.legacySIDs[hash]
-	rv.mu.Unlock()
+	st.mu.Lock()
+	legacy := st.legacySIDs[hash]
+	st.mu.Unlock()
 	if legacy > now {
 		return true, nil
 	}
-	storage, _ := rv.store()
+	storage, _ := st.store()
 	data, err := storage.Load(ctx, path.Join(signInDir, hash))
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
@@ -638,16 +654,16 @@ func (rv *revocations) knownSignIn(ctx context.Context, sid string) (bool, error
 // pruneSignIns deletes, once an hour, the sign-in records that ended in
 // the hours gone by: it lists the index's hours (a few per session
 // lifetime), then only the ended ones.
-func (rv *revocations) pruneSignIns(ctx context.Context, now int64) {
+func (st *Store) pruneSignIns(ctx context.Context, now int64) {
 	hour := now / 3600
-	rv.mu.Lock()
-	due := rv.prunedHour != hour
-	rv.prunedHour = hour
-	rv.mu.Unlock()
+	st.mu.Lock()
+	due := st.prunedHour != hour
+	st.prunedHour = hour
+	st.mu.Unlock()
 	if !due {
 		return
 	}
-	storage, _ := rv.store()
+	storage, _ := st.store()
 	hours, err := storage.List(ctx, signInExpiryDir, false)
 	if err != nil {
 		return
@@ -656,32 +672,32 @@ func (rv *revocations) pruneSignIns(ctx context.Context, now int64) {
 		if h, err := strconv.ParseInt(path.Base(dir), 10, 64); err != nil || h >= hour {
 			continue
 		}
-		storage, _ = rv.store()
+		storage, _ = st.store()
 		entries, err := storage.List(ctx, dir, false)
 		if err != nil {
 			continue
 		}
 		for _, e := range entries {
 			record := path.Join(signInDir, path.Base(e))
-			storage, _ = rv.store()
+			storage, _ = st.store()
 			// A later sign-in of the same sid may have extended the record.
 			if data, err := storage.Load(ctx, record); err == nil {
 				var rec signInRecord
 				if json.Unmarshal(data, &rec) == nil && rec.Expires > now {
-					rv.deleteKey(ctx, e)
+					st.deleteKey(ctx, e)
 					continue
 				}
 			}
-			rv.deleteKey(ctx, record)
-			rv.deleteKey(ctx, e)
+			st.deleteKey(ctx, record)
+			st.deleteKey(ctx, e)
 		}
-		rv.deleteKey(ctx, dir)
+		st.deleteKey(ctx, dir)
 	}
 }
 
-// validSID is the shape a provider session ID may have: printable ASCII
+// ValidSID tells the shape a provider session ID may have: printable ASCII
 // without spaces, at most 256 characters.
-func validSID(sid string) bool {
+func ValidSID(sid string) bool {
 	if sid == "" || len(sid) > 256 {
 		return false
 	}
