@@ -148,4 +148,3 @@ func TestSignOutStateCostsO1(t *testing.T) {
 		t.Errorf("a sync with nothing new costs %v, want no load", many.syncNothingNew)
 	}
 }
-
