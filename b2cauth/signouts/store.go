@@ -63,8 +63,10 @@ const (
 	signOutBucket = time.Minute
 	// syncOverlap is how far back each sync lists again: sign-outs written
 	// by an instance whose clock is behind, or whose write was slow, are
-	// still found. Clocks of a cluster must agree within it.
-	syncOverlap = 5 * time.Minute
+	// still found. Clocks of a cluster must agree within it. A pass costs
+	// a listing of the sign-outs written in this window, and a load of
+	// those it has not seen.
+	syncOverlap = 2 * time.Minute
 )
 
 // Kinds of Entry.

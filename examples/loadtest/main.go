@@ -14,6 +14,14 @@
 //
 //	go run ./examples/loadtest -soak 5m [-rss-growth-mb 64]
 //
+// With -scale <n> it measures the sign-out state instead, with n recorded
+// sign-ins and n sign-outs, on file storage or on a Redis it starts
+// (Debian's redis-server): the cost of a sign-out, of a front-channel
+// request, of a sync pass, the idle CPU, the RSS, and the signed-in latency
+// under a front-channel flood, before and after.
+//
+//	go run ./examples/loadtest -scale 100000 [-storage file|redis] [-idle 30s]
+//
 // Everything runs on 127.0.0.1; the load is bounded in count and time.
 package main
 
@@ -51,7 +59,16 @@ func main() {
 	rounds := flag.Int("rounds", 3, "alternating rounds")
 	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
 	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
+	scaleN := flag.Int("scale", 0, "measure the sign-out state with this many sign-ins and sign-outs recorded")
+	storageKind := flag.String("storage", "file", "scale: file or redis")
+	idle := flag.Duration("idle", 30*time.Second, "scale: how long the idle CPU is measured")
 	flag.Parse()
+	if *scaleN > 0 {
+		if err := scale(*scaleN, *storageKind, *idle); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 
 	dir, _ := os.MkdirTemp("", "b2c-load-")
 	defer os.RemoveAll(dir)
