@@ -126,8 +126,14 @@ type Handler struct {
 	Unauthenticated string `json:"unauthenticated,omitempty"`
 	// The accepted `aud` of bearer access tokens. Default: the client ID.
 	Audience []string `json:"audience,omitempty"`
-	// Scopes a bearer token must carry in `scp`.
+	// Scopes a bearer token must carry, every one, in `scp`: a user's
+	// delegated permissions (and, on B2C, an app-only caller's application
+	// permissions).
 	RequireScopes []string `json:"require_scopes,omitempty"`
+	// App roles a bearer token must carry, every one, in `roles`: an
+	// application permission on Entra ID and External ID. A token passes
+	// when it satisfies require_scopes or require_roles.
+	RequireRoles []string `json:"require_roles,omitempty"`
 	// Other issuers whose bearer access tokens are accepted too: the other
 	// host during a B2C custom-domain migration, or Entra ID's v1.0 access
 	// tokens (iss https://sts.windows.net/<tenant ID>/, an api:// audience
@@ -582,6 +588,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	if isPreflight(r) {
+		// Browsers never send credentials on a CORS preflight: it goes to
+		// the app (or a header directive) unauthenticated, so that the
+		// real request, with its token, can follow.
+		countRequest("anonymous")
+		hideOwnCookies(r)
+		return next.ServeHTTP(w, r)
+	}
+
 	protected := true
 	if h.protect != nil {
 		ok, err := h.protect.MatchWithError(r)
@@ -657,6 +672,13 @@ func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*iden
 // realm names the site in WWW-Authenticate.
 func (h *Handler) realm(r *http.Request) string {
 	return strings.NewReplacer(`"`, "", `\`, "").Replace(r.Host)
+}
+
+// isPreflight tells a CORS preflight: OPTIONS with Origin and
+// Access-Control-Request-Method, and no credentials.
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
+		r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Authorization") == ""
 }
 
 // isNavigation tells a browser navigation from an API or XHR request:

@@ -59,6 +59,9 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		return nil, errors.New("bearer token names no user")
 	}
 	id.bearerToken = token
+	if appOnly(id.claims) {
+		id.values["type"] = "app"
+	}
 	if scopeErr != nil {
 		return id, scopeErr
 	}
@@ -110,8 +113,13 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	var scopeErr *accessCheckError
 	if errors.As(err, &scopeErr) {
 		countRequest("403")
-		w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="insufficient_scope", scope="`+strings.Join(h.RequireScopes, " ")+`"`)
-		return h.fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks a required scope.", err)
+		challenge := `Bearer realm="` + h.realm(r) + `", error="insufficient_scope"`
+		if len(h.RequireScopes) > 0 {
+			challenge += `, scope="` + strings.Join(h.RequireScopes, " ") + `"`
+		}
+		challenge += `, error_description="the access token lacks ` + scopeErr.missing + `"`
+		w.Header().Set("WWW-Authenticate", challenge)
+		return h.fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks "+scopeErr.missing+".", err)
 	}
 	countRequest("401")
 	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {

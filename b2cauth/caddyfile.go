@@ -45,6 +45,7 @@ func init() {
 //	    refresh auto|off
 //	    audience       <aud...>
 //	    require_scopes <scope...>
+//	    require_roles  <role...>
 //	    additional_issuer <metadata URL> | <issuer> <jwks URL>
 //	    easy_auth_headers
 //	    expose_idp_access_token
@@ -148,6 +149,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = many(&h.Audience)
 		case "require_scopes":
 			err = many(&h.RequireScopes)
+		case "require_roles":
+			err = many(&h.RequireRoles)
 		case "additional_issuer":
 			args := d.RemainingArgs()
 			switch len(args) {

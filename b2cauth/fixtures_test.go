@@ -3,6 +3,7 @@ package b2cauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,10 @@ func TestRealB2CTokensVerify(t *testing.T) {
 			}
 			if err := verify(fx.JWT); err != nil {
 				t.Fatalf("real %s refused: %v", fx.Kind, err)
+			}
+			// A real ID token, valid in every other way, never opens an API.
+			if _, err := h.verifyAccessToken(context.Background(), d, fx.JWT); fx.Kind == "id_token" && !errors.Is(err, errNotAccessToken) {
+				t.Errorf("a real B2C ID token passed as an access token: %v", err)
 			}
 			parts := strings.Split(fx.JWT, ".")
 			altered := []byte(parts[1])

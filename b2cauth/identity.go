@@ -74,6 +74,7 @@ func newIdentity(payload []byte) (*identity, bool) {
 		return nil, false
 	}
 	id.values["id"] = id.id
+	id.values["type"] = "user" // a bearer token's may say otherwise: appOnly
 	if id.values["email"] == "" {
 		if first := firstString(claims["emails"]); first != "" {
 			id.values["email"] = first
@@ -95,6 +96,33 @@ func newIdentity(payload []byte) (*identity, bool) {
 		}
 	}
 	return id, true
+}
+
+// appOnly tells whether an access token's caller is an application on its
+// own (client credentials), not a user. Entra ID says so in
+// its optional idtyp claim; without it, an application permission (roles)
+// with no delegated one (scp) is app-only, as Microsoft's claims
+// validation guidance reads it. Azure AD B2C's app-only tokens carry their
+// permissions in scp but none of the claims its user flows put in every
+// user's token (oid, nonce, tfp or acr), only sub (the calling app's
+// service principal), azp and scp.
+func appOnly(claims map[string]any) bool {
+	if t, ok := claims["idtyp"].(string); ok {
+		return t == "app"
+	}
+	_, scp := claims["scp"]
+	if _, roles := claims["roles"]; roles && !scp {
+		return true
+	}
+	if _, azp := claims["azp"]; !azp || !scp {
+		return false
+	}
+	for _, c := range []string{"oid", "nonce", "tfp", "acr", "tid", "name", "emails", "email", "preferred_username"} {
+		if _, ok := claims[c]; ok {
+			return false
+		}
+	}
+	return true
 }
 
 // claimString is a claim as a placeholder shows it: arrays joined by commas.

@@ -20,7 +20,7 @@ const tokenPlaceholderPrefix = "http.auth.b2c."
 // definedPlaceholders are always defined for a signed-in user, empty when
 // the token lacks the claim: an upstream never gets a literal
 // "{http.auth.user.email}".
-var definedPlaceholders = []string{"id", "email", "name", "given_name", "family_name", "idp", "policy", "tid"}
+var definedPlaceholders = []string{"id", "type", "email", "name", "given_name", "family_name", "idp", "policy", "tid", "roles", "groups"}
 
 // token answers {http.auth.b2c.*}: access_token, id_token and
 // access_token_expires (RFC 3339).

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -19,18 +19,9 @@ type tokenClaims struct {
 	IssuedAt *json.Number    `json:"iat"`
 	AZP      string          `json:"azp"`
 	Audience json.RawMessage `json:"aud"`
-	Scope    string          `json:"scp"`
 }
 
-func (c *tokenClaims) audiences() []string {
-	var one string
-	if json.Unmarshal(c.Audience, &one) == nil {
-		return []string{one}
-	}
-	var many []string
-	_ = json.Unmarshal(c.Audience, &many)
-	return many
-}
+func (c *tokenClaims) audiences() []string { return audiences(c.Audience) }
 
 // checkIssuedAt requires iat, and not in the future beyond the clock skew.
 func checkIssuedAt(iat *json.Number, now time.Time) error {
@@ -99,14 +90,10 @@ func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNon
 	return payload, nil
 }
 
-// accessCheckError is a bearer token that is valid but lacks a scope.
-type accessCheckError struct{ missing string }
-
-func (e *accessCheckError) Error() string { return "token lacks scope " + e.missing }
-
 // verifyAccessToken checks a bearer access token: go-oidc checks the
 // signature, iss, exp and nbf; we check aud against audience, iat when
-// present, and require_scopes against scp.
+// present, that it is an access token at all (accessTokenOnly), and that
+// it carries what require_scopes or require_roles ask (permitsAccess).
 func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
 	v, err := d.verifiers.forToken(raw)
 	if err != nil {
@@ -116,15 +103,7 @@ func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw stri
 	if err != nil {
 		return nil, err
 	}
-	audOK := false
-	for _, a := range c.audiences() {
-		for _, want := range h.Audience {
-			if a == want {
-				audOK = true
-			}
-		}
-	}
-	if !audOK {
+	if !slices.ContainsFunc(c.audiences(), func(a string) bool { return slices.Contains(h.Audience, a) }) {
 		return nil, errors.New("token audience is not accepted")
 	}
 	if c.IssuedAt != nil {
@@ -132,17 +111,15 @@ func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw stri
 			return nil, err
 		}
 	}
-	have := strings.Fields(c.Scope)
-	for _, want := range h.RequireScopes {
-		found := false
-		for _, s := range have {
-			if s == want {
-				found = true
-			}
-		}
-		if !found {
-			return payload, &accessCheckError{missing: want}
-		}
+	var ac bearerClaims
+	if err := json.Unmarshal(payload, &ac); err != nil {
+		return nil, err
+	}
+	if err := h.accessTokenOnly(&ac); err != nil {
+		return nil, err
+	}
+	if err := h.permitsAccess(&ac); err != nil {
+		return payload, err
 	}
 	return payload, nil
 }
