@@ -533,3 +533,91 @@ func TestProviderDownAtStartThenBack(t *testing.T) {
 		t.Errorf("after the provider came back: %d %q", page.StatusCode, page.Body)
 	}
 }
+
+// TestCORSPreflightThroughCaddy runs examples/spa-api-cors.Caddyfile, with
+// the emulator for B2C: the browser's preflight gets the app's CORS answer
+// without credentials, the real request without a token 401, and with the
+// emulator's access token for the API's scope it reaches the upstream.
+func TestCORSPreflightThroughCaddy(t *testing.T) {
+	example, err := os.ReadFile("../examples/spa-api-cors.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	spa := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	up := echoUpstream(t)
+	site := strings.NewReplacer(
+		"api.example.com {", base+" {",
+		"tenant {env.B2C_TENANT}", "authority "+idp+"/contoso.onmicrosoft.com",
+		"{env.B2C_CLIENT_ID}", clientID,
+		"{env.B2C_API_CLIENT_ID}", "7b1c0a52-3f4e-4d6a-9b8c-2e1f0a3d4c5b",
+		"localhost:5000", strings.TrimPrefix(up, "http://"),
+	).Replace(string(example))
+	// The emulator, with the API registered, and a site that signs users in
+	// and asks for the API's scope: where the SPA's tokens come from.
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		client %[2]s {
+			redirect_uri %[3]s/.auth/login/b2c/callback
+		}
+		api https://contoso.onmicrosoft.com/tasks 7b1c0a52-3f4e-4d6a-9b8c-2e1f0a3d4c5b {
+			scopes Tasks.Read
+		}
+	}
+}
+%[3]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[2]s
+		scopes openid offline_access https://contoso.onmicrosoft.com/tasks/Tasks.Read
+	}
+	respond "signed in"
+}
+`, idp, clientID, spa)+site)
+
+	preflight, _ := http.NewRequest(http.MethodOptions, base+"/items", nil)
+	preflight.Header.Set("Origin", "https://spa.example.com")
+	preflight.Header.Set("Access-Control-Request-Method", "GET")
+	preflight.Header.Set("Access-Control-Request-Headers", "authorization")
+	resp, err := http.DefaultClient.Do(preflight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://spa.example.com" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	api := func(auth string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, base+"/items", nil)
+		req.Header.Set("Origin", "https://spa.example.com")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	if r := api(""); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("the real request without a token: %d", r.StatusCode)
+	}
+
+	// A user signs in through the SPA's registration asking for the API's
+	// scope; the access token opens the API, the ID token does not.
+	b := testcaddy.NewBrowser(t)
+	signInAs(t, b, spa+"/", "ada@contoso.example")
+	token, idToken := sessionTokens(t, b, spa)
+	if r := api("Bearer " + token); r.StatusCode != 200 || r.Header.Get("Access-Control-Allow-Origin") != "https://spa.example.com" {
+		t.Errorf("with the access token: %d", r.StatusCode)
+	}
+	if r := api("Bearer " + idToken); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("with the ID token: %d", r.StatusCode)
+	}
+}
