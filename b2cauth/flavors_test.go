@@ -93,7 +93,7 @@ func TestExternalIDPasswordResetInsideSignIn(t *testing.T) {
 	if !strings.Contains(reset.Body, `data-view="reset"`) {
 		t.Fatalf("no reset page: %d\n%s", reset.StatusCode, reset.Body)
 	}
-	landed := b.FollowResponse(b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	landed := b.FollowResponse(b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
 	if landed.Request.URL.Path != "/x" || !strings.Contains(landed.Body, "name=Ada Lovelace") {
 		t.Errorf("after the reset: %s %q", landed.Request.URL, landed.Body)
 	}

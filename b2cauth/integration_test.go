@@ -181,7 +181,7 @@ func TestForgotPasswordStartsResetPolicy(t *testing.T) {
 	if !strings.Contains(reset.Body, `data-view="reset"`) {
 		t.Fatalf("AADB2C90118 did not start the reset policy:\n%s", reset.Body)
 	}
-	landed := s.b.FollowResponse(s.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	landed := s.b.FollowResponse(s.b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
 	// The reset flow's token has only oid: the session comes from the
 	// sign-in that follows it, silently, with every claim.
 	if !strings.Contains(landed.Body, "name=Ada Lovelace email=ada@contoso.example policy=B2C_1_susi role=admin") || landed.Request.URL.RequestURI() != "/somewhere?x=1" {

@@ -94,7 +94,7 @@ func TestRefusedRefreshEndsTheSession(t *testing.T) {
 	old := b.Copy(base)
 	// A password reset revokes the user's refresh tokens at B2C (AADB2C90129).
 	reset := b.Follow(base + "/.auth/login/reset")
-	landed := b.FollowResponse(b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	landed := b.FollowResponse(b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
 	if !strings.Contains(landed.Body, "name=Ada Lovelace") {
 		t.Fatalf("after reset: %d %q", landed.StatusCode, landed.Body)
 	}

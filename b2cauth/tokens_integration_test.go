@@ -148,7 +148,7 @@ func TestAutomaticRenewalWithTheEmulator(t *testing.T) {
 	}
 	old := b.Copy(base)
 	reset := b.Follow(base + "/.auth/login/reset")
-	b.FollowResponse(b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
+	b.FollowResponse(b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}), "")
 	// The old session's refresh token is revoked (AADB2C90129): its next
 	// renewal fails, and the old session is signed out, not a 500.
 	r := old.Get(base + "/")

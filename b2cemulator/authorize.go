@@ -29,6 +29,15 @@ type authRequest struct {
 	prompt          string
 }
 
+// codeRetry is what a page shows after a failed code check: the code's
+// field again for a wrong one, the first step for a code that is gone.
+func codeRetry(msg string, values map[string]string) map[string]string {
+	if msg != codeWrong {
+		delete(values, "code_sent")
+	}
+	return values
+}
+
 // authorize is the authorization endpoint: it checks the request, then
 // shows the policy's page or, with a single sign-on session, answers at once.
 // The pages post back to it, carrying the original request.
@@ -45,6 +54,11 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request parameter is malformed.")
 		}
 		action = r.PostForm.Get("action")
+		if action != "" && crossSite(r) {
+			// Only the emulator's own pages post its forms: another site
+			// must not sign a developer in, up, or reset a password.
+			return e.errorPage(w, http.StatusForbidden, "AADB2C90083", "Cross-site form posts are refused.")
+		}
 	} else if r.Method != http.MethodGet {
 		return e.errorPage(w, http.StatusMethodNotAllowed, "AADB2C90083", "The authorize endpoint accepts GET and POST.")
 	}
@@ -74,6 +88,26 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		return e.respondError(w, req, errSocialFailed)
 	case "signup_view":
 		return e.page(w, req, "signup", "", nil)
+	case "send_code":
+		// B2C's "Send verification code": sign-up and password reset go on
+		// only with the code sent to the address.
+		view, email := r.PostForm.Get("purpose"), strings.TrimSpace(r.PostForm.Get("email"))
+		if view != "signup" && view != "reset" {
+			return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "Unknown purpose.")
+		}
+		values := map[string]string{"email": email}
+		switch {
+		case !strings.Contains(email, "@") || len(email) > 256:
+			return e.page(w, req, view, "Please enter a valid email address.", values)
+		case view == "signup" && e.state.user(email) != nil:
+			return e.page(w, req, view, "A user with the specified ID already exists. Please choose a different one.", values)
+		case view == "reset" && e.state.user(email) == nil:
+			return e.page(w, req, view, "An account could not be found for the provided user ID.", values)
+		}
+		e.state.verify.send(view, email, time.Now())
+		e.logger.Info("verification code sent (see the emulator's mailbox page)", zap.String("purpose", view))
+		values["code_sent"] = "1"
+		return e.page(w, req, view, "", values)
 	case "signin":
 		email, password := strings.TrimSpace(r.PostForm.Get("email")), r.PostForm.Get("password")
 		u := e.state.user(email)
@@ -98,7 +132,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			Email: strings.TrimSpace(f.Get("email")), Password: f.Get("password"),
 			Name: strings.TrimSpace(f.Get("name")), GivenName: strings.TrimSpace(f.Get("given_name")), FamilyName: strings.TrimSpace(f.Get("family_name")),
 		}
-		values := map[string]string{"email": u.Email, "name": u.Name, "given_name": u.GivenName, "family_name": u.FamilyName}
+		values := map[string]string{"email": u.Email, "name": u.Name, "given_name": u.GivenName, "family_name": u.FamilyName, "code_sent": "1"}
 		switch {
 		case !strings.Contains(u.Email, "@") || len(u.Email) > 256:
 			return e.page(w, req, "signup", "Please enter a valid email address.", values)
@@ -106,6 +140,9 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			return e.page(w, req, "signup", "The password must be at least 8 characters.", values)
 		case u.Password != f.Get("password_confirm"):
 			return e.page(w, req, "signup", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
+		}
+		if msg := e.state.verify.check("signup", u.Email, f.Get("code"), time.Now()); msg != "" {
+			return e.page(w, req, "signup", msg, codeRetry(msg, values))
 		}
 		u.ObjectID = newGUID()
 		if !e.state.addUser(u) {
@@ -118,14 +155,19 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 	case "reset":
 		f := r.PostForm
 		email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
-		values := map[string]string{"email": email}
+		values := map[string]string{"email": email, "code_sent": "1"}
 		switch {
 		case e.state.user(email) == nil:
-			return e.page(w, req, "reset", "An account could not be found for the provided user ID.", values)
+			return e.page(w, req, "reset", "An account could not be found for the provided user ID.", nil)
 		case len(password) < 8:
 			return e.page(w, req, "reset", "The password must be at least 8 characters.", values)
 		case password != f.Get("password_confirm"):
 			return e.page(w, req, "reset", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
+		}
+		// The proof that the user owns the address: without it, anyone could
+		// take over any account by its email.
+		if msg := e.state.verify.check("reset", email, f.Get("code"), time.Now()); msg != "" {
+			return e.page(w, req, "reset", msg, codeRetry(msg, values))
 		}
 		e.state.updateUser(email, func(u *User) { u.Password = password })
 		e.state.revokeRefreshTokens(email) // as B2C does: AADB2C90129 from now on

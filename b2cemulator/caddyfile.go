@@ -206,6 +206,10 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
 				return d.Errf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)
 			}
+		case "admin_key":
+			if !d.AllArgs(&e.AdminKey) {
+				return d.ArgErr()
+			}
 		case "persist_keys":
 			e.PersistKeys = true
 			if d.NextArg() {

@@ -7,6 +7,7 @@ package b2cemulator
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,8 +42,10 @@ func init() {
 // is a password-reset flow, one containing "edit" or "profile" a
 // profile-edit flow, any other a sign-up/sign-in flow.
 //
-// `POST /{tenant}.onmicrosoft.com/emulator/rotate_keys` makes a new signing
-// key; the previous one stays published, as during a real rotation.
+// `POST /{tenant}.onmicrosoft.com/emulator/rotate_keys` (with the admin key)
+// makes a new signing key; the previous one stays published, as during a
+// real rotation. `GET /{tenant}.onmicrosoft.com/emulator/mailbox` shows the
+// verification codes that sign-up and password reset "send".
 //
 // It answers only loopback clients unless allow_remote is set. It is for
 // development and tests: never put it in front of real users.
@@ -92,6 +95,10 @@ type Emulator struct {
 	MultiTenant bool `json:"multi_tenant,omitempty"`
 	// Answer clients that are not on a loopback address. Default: off.
 	AllowRemote bool `json:"allow_remote,omitempty"`
+	// The key its administrative endpoints (key rotation) require, as
+	// `Authorization: Bearer <key>`; {env.*} and {file.*} work. Default: a
+	// random key made at start and logged once.
+	AdminKey string `json:"admin_key,omitempty"`
 
 	// Put the single sign-on session's ID in ID tokens as `sid`, which
 	// front-channel logout then sends (Entra ID does; B2C user flows do
@@ -209,6 +216,13 @@ var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // so that a config reload keeps codes, sessions and signed-up users.
 func (e *Emulator) Provision(ctx caddy.Context) error {
 	e.logger = ctx.Logger()
+	if e.AdminKey != "" {
+		key, err := caddy.NewReplacer().ReplaceOrErr(e.AdminKey, true, true)
+		if err != nil {
+			return fmt.Errorf("admin_key: a placeholder is unset or unknown: %v", err)
+		}
+		e.AdminKey = key
+	}
 	if e.Tenant == "" {
 		e.Tenant = DemoTenant
 	}
@@ -297,7 +311,19 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 		zap.String("tenant", e.Tenant+".onmicrosoft.com"),
 		zap.String("tenant_id", e.TenantID),
 		zap.Bool("allow_remote", e.AllowRemote))
+	if e.AdminKey == "" {
+		e.AdminKey = e.state.adminKey
+		e.logger.Warn("b2c_emulator admin key (for POST …/emulator/rotate_keys; set admin_key to choose one)", zap.String("admin_key", e.AdminKey))
+	}
 	return nil
+}
+
+// admin tells whether a request carries the admin key, and comes from no
+// other site.
+func (e *Emulator) admin(r *http.Request) bool {
+	scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	return ok && strings.EqualFold(scheme, "Bearer") && !crossSite(r) &&
+		subtle.ConstantTimeCompare([]byte(strings.TrimSpace(key)), []byte(e.AdminKey)) == 1
 }
 
 // validate checks the configuration; every error names the field.
@@ -439,9 +465,15 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return nil // a preflight, answered
 	}
 	switch rt.endpoint {
+	case "mailbox":
+		return e.mailboxPage(w)
 	case "rotate_keys":
 		if r.Method != http.MethodPost {
 			return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
+		}
+		if !e.admin(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="b2c_emulator admin"`)
+			return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the emulator's administrative endpoints need its admin key: Authorization: Bearer <admin_key>"})
 		}
 		kid, err := e.state.rotate()
 		if err != nil {
@@ -539,6 +571,7 @@ var endpoints = map[string]string{
 	"oauth2/v2.0/token":                     "token",
 	"oauth2/v2.0/logout":                    "logout",
 	"emulator/rotate_keys":                  "rotate_keys",
+	"emulator/mailbox":                      "mailbox",
 }
 
 // policyNamed returns the configured spelling of a policy name, matched

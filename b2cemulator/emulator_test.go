@@ -65,6 +65,7 @@ func startEmulator(t *testing.T, extra string) *rp {
 			family_name Lovelace
 			claim extension_Role admin
 		}
+		admin_key test-admin-key
 		%[6]s
 	}
 	respond "not the emulator" 404
@@ -459,7 +460,7 @@ func TestForgotPasswordCancelAndReset(t *testing.T) {
 		t.Errorf("cancel: %v", q)
 	}
 
-	q = c.callbackParams(c.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassword", "password_confirm": "N3wPassword"}))
+	q = c.callbackParams(c.b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassword", "password_confirm": "N3wPassword"}))
 	status, body := c.redeem("B2C_1_reset", codeForm(q.Get("code")))
 	if status != 200 {
 		t.Fatalf("token after reset: %d %v", status, body)
@@ -481,8 +482,8 @@ func TestSignUpSSOProfileEditAndLogout(t *testing.T) {
 	c := startEmulator(t, "")
 	page := c.b.Get(c.authorizeURL("B2C_1_susi", nil))
 	signup := c.b.Get(testcaddy.Link(t, page, "createAccount"))
-	q := c.callbackParams(c.b.Submit(signup, map[string]string{
-		"email": "grace@example.org", "password": "Hopper1906", "password_confirm": "Hopper1906", "name": "Grace Hopper",
+	q := c.callbackParams(c.b.SubmitVerified(signup, "grace@example.org", map[string]string{
+		"password": "Hopper1906", "password_confirm": "Hopper1906", "name": "Grace Hopper",
 	}))
 	_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
 	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
@@ -541,9 +542,8 @@ func TestKeyRotationWithPersistedKeys(t *testing.T) {
 		Keys []map[string]any `json:"keys"`
 	}
 	getJSON(t, c.policyURL("B2C_1_susi", "discovery/v2.0/keys"), &before)
-	resp, err := http.Post(c.base+tenantPath+"/emulator/rotate_keys", "", nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("rotate: %v %v", err, resp)
+	if resp := c.rotateKeys("test-admin-key", ""); resp.StatusCode != 200 {
+		t.Fatalf("rotate: %v", resp.Status)
 	}
 	getJSON(t, c.policyURL("B2C_1_susi", "discovery/v2.0/keys"), &after)
 	if len(after.Keys) != 2 || after.Keys[1]["kid"] != before.Keys[0]["kid"] {
@@ -799,7 +799,7 @@ func TestRefreshTokensExpireAndAreRevokedByAReset(t *testing.T) {
 	c = startEmulator(t, "")
 	rt = signedIn(c)
 	reset := c.b.Get(c.authorizeURL("B2C_1_reset", nil))
-	c.callbackParams(c.b.Submit(reset, map[string]string{"email": "ada@contoso.example", "password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}))
+	c.callbackParams(c.b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassw0rd", "password_confirm": "N3wPassw0rd"}))
 	if status, body := refresh(c, rt); status != http.StatusBadRequest || errorCode(t, body) != "AADB2C90129" {
 		t.Errorf("after a password reset: %d %v, want AADB2C90129", status, body)
 	}
@@ -853,4 +853,23 @@ func TestLegacyPathsAndNotFound(t *testing.T) {
 	if resp, _ := http.Get(c.base + "/elsewhere"); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a path outside the tenant: %d", resp.StatusCode)
 	}
+}
+
+// rotateKeys posts to the admin endpoint with a key (none if "") and an
+// Origin (none if "").
+func (c *rp) rotateKeys(key, origin string) *http.Response {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.base+tenantPath+"/emulator/rotate_keys", nil)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { resp.Body.Close() })
+	return resp
 }

@@ -72,10 +72,7 @@ func TestKeyRotationInEveryFlavor(t *testing.T) {
 	for _, flavor := range []string{"b2c", "external_id", "entra_id"} {
 		t.Run(flavor, func(t *testing.T) {
 			c := startEmulator(t, "flavor "+flavor)
-			resp, err := http.Post(c.base+tenantPath+"/emulator/rotate_keys", "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := c.rotateKeys("test-admin-key", "")
 			var rotated struct {
 				KID string `json:"kid"`
 			}

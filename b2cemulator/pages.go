@@ -31,6 +31,7 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 		"SignupURL":        "?" + q + "&emulator_action=signup_view",
 		"SocialCancelURL":  "?" + q + "&emulator_action=idp_cancel",
 		"SocialFailureURL": "?" + q + "&emulator_action=idp_failure",
+		"MailboxURL":       "/" + e.Tenant + ".onmicrosoft.com/emulator/mailbox",
 	}
 	// login_hint fills in the email; domain_hint is shown (there are no
 	// real social providers to go to); ui_locales picks the language.
@@ -102,9 +103,17 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 <button type="submit" id="next">{{.Text.signin}}</button>
 {{if ne .Flavor "entra_id"}}<div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>{{end}}
 {{if eq .Flavor "b2c"}}<div class="links">Social account (emulated): <a id="socialCancel" href="{{.SocialCancelURL}}">cancel at the provider</a> · <a id="socialFailure" href="{{.SocialFailureURL}}">provider fails</a></div>{{end}}
+{{else if and (or (eq .View "signup") (eq .View "reset")) (not (index .Values "code_sent"))}}
+<input type="hidden" name="action" value="send_code">
+<input type="hidden" name="purpose" value="{{.View}}">
+<label for="email">Email Address</label><input type="email" id="email" name="email" value="{{index .Values "email"}}" required>
+<div class="sub">We send a verification code to this address (the emulator's <a id="mailbox" href="{{.MailboxURL}}" target="_blank">mailbox</a> shows it).</div>
+<button type="submit" id="emailVerificationControl_but_send_code">Send verification code</button>
 {{else if eq .View "signup"}}
 <input type="hidden" name="action" value="signup">
-<label for="email">Email Address</label><input type="email" id="email" name="email" value="{{index .Values "email"}}" required>
+<input type="hidden" name="email" value="{{index .Values "email"}}">
+<div class="sub" id="verificationSent">Verification code sent to {{index .Values "email"}}. Copy it to the box below.</div>
+<label for="verificationCode">Verification code</label><input id="verificationCode" name="code" autocomplete="one-time-code" inputmode="numeric" required>
 <label for="newPassword">New Password</label><input type="password" id="newPassword" name="password" autocomplete="new-password" required>
 <label for="reenterPassword">Confirm New Password</label><input type="password" id="reenterPassword" name="password_confirm" autocomplete="new-password" required>
 <label for="displayName">Display Name</label><input id="displayName" name="name" value="{{index .Values "name"}}">
@@ -113,7 +122,9 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 <button type="submit" id="continue">Create</button>
 {{else if eq .View "reset"}}
 <input type="hidden" name="action" value="reset">
-<label for="email">Email Address</label><input type="email" id="email" name="email" value="{{index .Values "email"}}" required>
+<input type="hidden" name="email" value="{{index .Values "email"}}">
+<div class="sub" id="verificationSent">Verification code sent to {{index .Values "email"}}. Copy it to the box below.</div>
+<label for="verificationCode">Verification code</label><input id="verificationCode" name="code" autocomplete="one-time-code" inputmode="numeric" required>
 <label for="newPassword">New Password</label><input type="password" id="newPassword" name="password" autocomplete="new-password" required>
 <label for="reenterPassword">Confirm New Password</label><input type="password" id="reenterPassword" name="password_confirm" autocomplete="new-password" required>
 <button type="submit" id="continue">Continue</button>
@@ -128,6 +139,12 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 </form>
 {{if ne .View "signin"}}<form method="get" action=""><a id="cancel" href="{{.CancelURL}}">Cancel</a></form>{{end}}
 </div></body></html>{{end}}
+
+{{define "mailbox"}}{{template "head" "Mailbox"}}
+<div class="box" id="mailbox"><h1>Mailbox</h1>
+<div class="sub">What {{.Tenant}}.onmicrosoft.com "sent", newest first: the verification codes of sign-up and password reset. No mail leaves this machine.</div>
+<ol id="messages">{{range .Messages}}<li class="message" data-to="{{.To}}" data-purpose="{{.Purpose}}">To {{.To}} ({{.Purpose}}, {{.Sent.Format "15:04:05"}}): your code is <code class="verification-code">{{.Code}}</code></li>
+{{else}}<li>No messages.</li>{{end}}</ol></div></body></html>{{end}}
 
 {{define "error"}}{{template "head" "Sorry, but we're having trouble signing you in."}}
 <div class="box"><h1>Sorry, but we're having trouble signing you in.</h1>

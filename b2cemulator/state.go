@@ -34,6 +34,8 @@ type tenantState struct {
 	codes    map[string]*grant
 	refresh  map[string]*grant
 	sessions map[string]*ssoSession // single sign-on sessions by sid
+	verify   verifications          // email verification codes and the mailbox
+	adminKey string                 // the default admin_key, made once per tenant
 	ssoKey   []byte
 	storage  certmagic.Storage
 	storeKey string
@@ -64,6 +66,7 @@ type grant struct {
 
 func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 	s := &tenantState{
+		adminKey: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
 		users:    map[string]*User{},
 		codes:    map[string]*grant{},
 		refresh:  map[string]*grant{},

@@ -266,6 +266,36 @@ func (b *Browser) Submit(page *Response, extra map[string]string) *Response {
 	return b.Do(http.MethodPost, page.Request.URL.String(), fields)
 }
 
+// SubmitVerified fills in an emulator page that proves the email first
+// (sign-up, password reset), as a user does: it sends the verification
+// code, reads it from the emulator's mailbox page, and submits the form
+// with the code and the other fields.
+func (b *Browser) SubmitVerified(page *Response, email string, extra map[string]string) *Response {
+	b.T.Helper()
+	mailbox := Link(b.T, page, "mailbox")
+	sent := b.Submit(page, map[string]string{"email": email})
+	if !strings.Contains(sent.Body, `id="verificationSent"`) {
+		b.T.Fatalf("no verification code was sent to %s:\n%s", email, sent.Body)
+	}
+	fields := map[string]string{"code": MailboxCode(b.T, b.Get(mailbox).Body, email)}
+	for k, v := range extra {
+		fields[k] = v
+	}
+	return b.Submit(sent, fields)
+}
+
+// MailboxCode is the newest verification code the emulator's mailbox page
+// shows for an address.
+func MailboxCode(t TB, mailbox, email string) string {
+	t.Helper()
+	re := regexp.MustCompile(`data-to="` + regexp.QuoteMeta(html.EscapeString(email)) + `"[^>]*>[^<]*<code class="verification-code">(\d{6})</code>`)
+	m := re.FindStringSubmatch(mailbox)
+	if m == nil {
+		t.Fatalf("no code for %s in the mailbox:\n%s", email, mailbox)
+	}
+	return m[1]
+}
+
 // Link finds an anchor's href by its id and resolves it against the page.
 func Link(t TB, page *Response, id string) string {
 	t.Helper()
