@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -28,7 +30,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "b2c",
-		Usage: "check --config <file> [--adapter <name>] | secret | emulator [--listen <addr>] [--tls] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
+		Usage: "check --config <file> [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
 		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C",
 		Long: `
 caddy b2c check --config <file> [--adapter caddyfile]
@@ -40,12 +42,15 @@ caddy b2c check --config <file> [--adapter caddyfile]
 caddy b2c secret
     Prints a new cookie_secret (base64 of 32 random bytes).
 
-caddy b2c emulator [--listen 127.0.0.1:9000] [--tls] [--tenant contoso]
+caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso]
                    [--flavor b2c|external_id|entra_id] [--config <file>]
     Runs b2c_emulator on its own: a local B2C (or External ID, Entra ID)
     tenant for any app. --config names a file with more b2c_emulator
-    options (the inside of its block). Prints the authority and how to
-    point MSAL at it.`,
+    options (the inside of its block). It listens only where --listen
+    says (127.0.0.1 by default; ":9000" for every interface), opens no
+    other listener, and leaves the system trust store alone unless
+    --trust. Prints the authority, how to point MSAL at it, its mailbox
+    page and its admin key.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			check := &cobra.Command{Use: "check", Short: "Checks every b2c_auth of a config against its provider", Args: cobra.NoArgs,
 				RunE: func(c *cobra.Command, _ []string) error {
@@ -72,6 +77,7 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls] [--tenant contoso]
 					var o emulatorOptions
 					o.listen, _ = c.Flags().GetString("listen")
 					o.tls, _ = c.Flags().GetBool("tls")
+					o.trust, _ = c.Flags().GetBool("trust")
 					o.tenant, _ = c.Flags().GetString("tenant")
 					o.flavor, _ = c.Flags().GetString("flavor")
 					o.config, _ = c.Flags().GetString("config")
@@ -84,6 +90,7 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls] [--tenant contoso]
 				}}
 			emulator.Flags().String("listen", "127.0.0.1:9000", "address to listen on")
 			emulator.Flags().Bool("tls", false, "serve HTTPS with Caddy's local CA (MSAL needs https)")
+			emulator.Flags().Bool("trust", false, "with --tls: install Caddy's local CA in the system trust store")
 			emulator.Flags().String("tenant", b2cemulator.DemoTenant, "tenant name")
 			emulator.Flags().String("flavor", b2cemulator.FlavorB2C, "b2c, external_id or entra_id")
 			emulator.Flags().String("config", "", "a file with more b2c_emulator options")
@@ -232,7 +239,8 @@ func walkRoutes(routes []json.RawMessage, hosts []string, visit func(json.RawMes
 // emulatorOptions are `caddy b2c emulator`'s flags.
 type emulatorOptions struct {
 	listen, tenant, flavor, config string
-	tls                            bool
+	tls, trust                     bool
+	adminKey                       string // made by runEmulator
 }
 
 // emulatorCaddyfile is the Caddyfile that runs the emulator on its own.
@@ -245,17 +253,42 @@ func emulatorCaddyfile(o emulatorOptions) (string, error) {
 		}
 		extra = string(data)
 	}
-	scheme, tls := "http", ""
-	if o.tls {
-		scheme, tls = "https", "\ttls internal\n"
+	host, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return "", fmt.Errorf("--listen: %v", err)
 	}
-	return fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n}\n%s://%s {\n%s\tb2c_emulator {\n\t\ttenant %s\n\t\tflavor %s\n%s\n\t}\n}\n",
-		scheme, o.listen, tls, o.tenant, o.flavor, extra), nil
+	// Only the listener asked for: on the --listen host (every interface
+	// only when it has none), HTTP/1.1 and 2, no HTTP→HTTPS redirect on
+	// :80, and the system trust store untouched unless --trust.
+	globals := "\tadmin off\n\tpersist_config off\n\tauto_https disable_redirects\n\tservers {\n\t\tprotocols h1 h2\n\t}\n"
+	if !o.trust {
+		globals += "\tskip_install_trust\n"
+	}
+	site := ""
+	if host != "" {
+		site += "\tbind " + host + "\n"
+	}
+	scheme := "http"
+	if o.tls {
+		scheme = "https"
+		site += "\ttls internal\n"
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", fmt.Errorf("--listen: %q is not a port", port)
+	}
+	if o.adminKey != "" {
+		extra = "\t\tadmin_key " + o.adminKey + "\n" + extra
+	}
+	return fmt.Sprintf("{\n%s}\n%s://%s {\n%s\tb2c_emulator {\n\t\ttenant %s\n\t\tflavor %s\n%s\n\t}\n}\n",
+		globals, scheme, o.listen, site, o.tenant, o.flavor, extra), nil
 }
 
 // runEmulator runs the emulator until done is closed, after printing how
 // to use it.
 func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
+	key := make([]byte, 16)
+	_, _ = rand.Read(key)
+	o.adminKey = hex.EncodeToString(key)
 	caddyfile, err := emulatorCaddyfile(o)
 	if err != nil {
 		return err
@@ -284,14 +317,18 @@ func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
   metadata    %s
   demo client %s (no secret; redirect URIs %s)
   demo user   %s / %s
+  mailbox     %s/emulator/mailbox (the verification codes of sign-up and password reset)
+  admin key   %s (POST %s/emulator/rotate_keys with Authorization: Bearer <key>)
 
 b2c_auth:     authority %s  policy B2C_1_susi  client_id %s
 MSAL Python:  ConfidentialClientApplication(client_id, authority="%s/B2C_1_susi", validate_authority=False, ...)
 MSAL.js/Node: auth: { authority: "%s/B2C_1_susi", knownAuthorities: ["%s"] }
-              (MSAL needs https: run with --tls and trust Caddy's local CA, e.g. caddy trust)
+              (MSAL needs https: run with --tls, and trust Caddy's local CA: --trust,
+              or caddy trust; without it the system trust store is left alone)
 Flask sample: authority_template = "%s/tfp/{tenant}.onmicrosoft.com/{user_flow}", b2c_tenant = "%s"
 `, o.flavor, authority, metadata, b2cemulator.DemoClientID, strings.Join(b2cemulator.DemoRedirectURIs, " "),
-		b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, authority, b2cemulator.DemoClientID, authority, authority, o.listen, origin, o.tenant)
+		b2cemulator.DemoUserEmail, b2cemulator.DemoUserPassword, authority, o.adminKey, authority,
+		authority, b2cemulator.DemoClientID, authority, authority, o.listen, origin, o.tenant)
 	<-done
 	return nil
 }

@@ -6,12 +6,15 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
@@ -117,10 +120,48 @@ func TestEmulatorCommand(t *testing.T) {
 	if !strings.Contains(printed.String(), "authority   http://"+listen+"/fabrikam.onmicrosoft.com") || !strings.Contains(printed.String(), "validate_authority=False") {
 		t.Errorf("caddy b2c emulator printed:\n%s", printed.String())
 	}
+	// The admin key it prints rotates the keys; nothing else does.
+	m := regexp.MustCompile(`admin key   ([0-9a-f]{32})`).FindStringSubmatch(printed.String())
+	if m == nil {
+		t.Fatalf("no admin key printed:\n%s", printed.String())
+	}
+	rotate := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/fabrikam.onmicrosoft.com/emulator/rotate_keys", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if rotate("not-the-key") != http.StatusUnauthorized || rotate(m[1]) != http.StatusOK {
+		t.Error("the printed admin key does not guard key rotation")
+	}
+	// It listens on the loopback address asked for, not on the machine's
+	// other addresses.
+	_, port, _ := net.SplitHostPort(listen)
+	if ip := nonLoopbackIP(); ip != "" {
+		if conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, port), time.Second); err == nil {
+			conn.Close()
+			t.Errorf("the emulator answers on %s, not only on 127.0.0.1", ip)
+		}
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
 		t.Errorf("caddy b2c emulator: %v", err)
 	}
+}
+
+// nonLoopbackIP is an address of this machine other than loopback, or "".
+func nonLoopbackIP() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	return ""
 }

@@ -53,7 +53,9 @@ func Config(sitePort, idpPort int, root, storage, responseMode, flavor string) s
 }
 
 # The local B2C tenant: the demo user and the demo app, registered for this site.
+# Both sites listen on the loopback address only: nothing here is for the network.
 http://127.0.0.1:%[2]d {
+	bind 127.0.0.1
 	b2c_emulator {
 		flavor %[7]s
 		client %[6]s {
@@ -64,6 +66,7 @@ http://127.0.0.1:%[2]d {
 
 # The protected static site.
 %[1]s {
+	bind 127.0.0.1
 	b2c_auth {
 		%[8]s
 		client_id %[6]s
