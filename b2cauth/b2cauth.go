@@ -51,11 +51,13 @@ func init() {
 //	{http.auth.user.email}    email, else emails[0]
 //	{http.auth.user.policy}   the user flow, from tfp or acr (B2C)
 //	{http.auth.user.tid}      the tenant ID (External ID, Entra ID)
+//	{http.auth.user.type}     user, or app for an app-only caller
+//	{http.auth.user.roles}, {http.auth.user.groups}   comma-separated
 //	{http.auth.b2c.access_token}, {http.auth.b2c.id_token},
 //	{http.auth.b2c.access_token_expires}   the session's tokens
 //
-// id, email, name, given_name, family_name, idp, policy and tid are always
-// defined for a signed-in user, empty when the token lacks the claim.
+// A claim the token lacks is empty, never the placeholder's text; without
+// a user (an unprotected path, unauthenticated allow) they are all empty.
 //
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
@@ -592,9 +594,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// Browsers never send credentials on a CORS preflight: it goes to
 		// the app (or a header directive) unauthenticated, so that the
 		// real request, with its token, can follow.
-		countRequest("anonymous")
-		hideOwnCookies(r)
-		return next.ServeHTTP(w, r)
+		return passAnonymous(w, r, next)
 	}
 
 	protected := true
@@ -612,9 +612,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if id == nil {
 		if !protected || h.Unauthenticated == "allow" {
-			countRequest("anonymous")
-			hideOwnCookies(r)
-			return next.ServeHTTP(w, r)
+			return passAnonymous(w, r, next)
 		}
 		if h.Unauthenticated != "401" {
 			if post, ok := h.preservablePost(w, r); ok {
@@ -672,6 +670,15 @@ func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*iden
 // realm names the site in WWW-Authenticate.
 func (h *Handler) realm(r *http.Request) string {
 	return strings.NewReplacer(`"`, "", `\`, "").Replace(r.Host)
+}
+
+// passAnonymous lets a request without a user through: its user
+// placeholders empty, the handler's cookies hidden.
+func passAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	countRequest("anonymous")
+	anonymousPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
+	hideOwnCookies(r)
+	return next.ServeHTTP(w, r)
 }
 
 // isPreflight tells a CORS preflight: OPTIONS with Origin and

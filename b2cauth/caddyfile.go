@@ -9,6 +9,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/suggest"
 )
 
 func init() {
@@ -203,7 +205,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			*map[string]*bool{"easy_auth_headers": &h.EasyAuthHeaders, "expose_idp_access_token": &h.ExposeIDPAccessToken}[name] = true
 		default:
-			return d.Errf("unknown subdirective %q", name)
+			return d.Errf("unknown subdirective %q%s", name, suggest.DidYouMean(name, subdirectives))
 		}
 		if err != nil {
 			return err
@@ -214,6 +216,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// subdirectives are the names a b2c_auth block takes, for "did you mean".
+var subdirectives = []string{"tenant", "authority", "issuer", "external_id", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

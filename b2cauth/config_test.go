@@ -2,6 +2,9 @@ package b2cauth
 
 import (
 	"context"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,5 +69,26 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	}
 	if h.ClientSecret != "{env.B2C_TEST_SECRET}" {
 		t.Error("the configured value should stay the placeholder")
+	}
+}
+
+// TestSubdirectivesListed: the "did you mean" list is every name the parser
+// takes, and only those.
+func TestSubdirectivesListed(t *testing.T) {
+	src, err := os.ReadFile("caddyfile.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(src[strings.Index(string(src), "func (h *Handler) UnmarshalCaddyfile"):])
+	var parsed []string
+	for _, m := range regexp.MustCompile(`case ((?:"[a-z_]+",?\s*)+):`).FindAllStringSubmatch(body, -1) {
+		for _, n := range regexp.MustCompile(`"([a-z_]+)"`).FindAllStringSubmatch(m[1], -1) {
+			parsed = append(parsed, n[1])
+		}
+	}
+	slices.Sort(parsed)
+	listed := slices.Sorted(slices.Values(subdirectives))
+	if !slices.Equal(parsed, listed) {
+		t.Errorf("parser cases %v\nlisted %v", parsed, listed)
 	}
 }

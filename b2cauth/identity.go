@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -173,19 +172,15 @@ func firstString(v any) string {
 // placeholderPrefix is the namespace of the user's placeholders.
 const placeholderPrefix = "http.auth.user."
 
-// setPlaceholders makes {http.auth.user.*} answer from the identity (the
-// usual ones always, empty when the token lacks them), and
+// setPlaceholders makes {http.auth.user.*} answer from the identity (empty
+// for a claim the token lacks), and
 // {http.auth.b2c.*} from its tokens.
 func (id *identity) setPlaceholders(repl *caddy.Replacer) {
 	repl.Map(func(key string) (any, bool) {
 		if name, ok := strings.CutPrefix(key, placeholderPrefix); ok {
-			if v, ok := id.values[name]; ok {
-				return v, true
-			}
-			if slices.Contains(definedPlaceholders, name) {
-				return "", true
-			}
-			return nil, false
+			// A claim the token lacks is empty, never the placeholder's
+			// literal text.
+			return id.values[name], true
 		}
 		if name, ok := strings.CutPrefix(key, tokenPlaceholderPrefix); ok {
 			return id.token(name)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
@@ -17,10 +18,17 @@ import (
 // from the claims so that no claim can shadow them.
 const tokenPlaceholderPrefix = "http.auth.b2c."
 
-// definedPlaceholders are always defined for a signed-in user, empty when
-// the token lacks the claim: an upstream never gets a literal
-// "{http.auth.user.email}".
-var definedPlaceholders = []string{"id", "type", "email", "name", "given_name", "family_name", "idp", "policy", "tid", "roles", "groups"}
+// anonymousPlaceholders makes {http.auth.user.*} and {http.auth.b2c.*}
+// empty for a request without a user (unprotected paths, unauthenticated
+// allow): a page or an upstream never gets their literal text.
+func anonymousPlaceholders(repl *caddy.Replacer) {
+	repl.Map(func(key string) (any, bool) {
+		if strings.HasPrefix(key, placeholderPrefix) || strings.HasPrefix(key, tokenPlaceholderPrefix) {
+			return "", true
+		}
+		return nil, false
+	})
+}
 
 // token answers {http.auth.b2c.*}: access_token, id_token and
 // access_token_expires (RFC 3339).

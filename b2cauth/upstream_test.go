@@ -231,3 +231,23 @@ func TestFormPostedWhileSignedOutArrivesAfterSignIn(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingClaimPlaceholdersAreEmpty: a placeholder of a claim the token
+// lacks, and every user placeholder of an anonymous request, resolve to
+// empty, never to their literal text.
+func TestMissingClaimPlaceholdersAreEmpty(t *testing.T) {
+	h, p, s := setup(t, nil)
+	cookies := signedIn(t, h, p, s, nil)
+	open := newTestHandler(t, p, func(h *Handler) { h.Unauthenticated = "allow" })
+	for name, res := range map[string]result{
+		"signed in": serve(h, withCookies(navigation("GET", "/page"), cookies)),
+		"anonymous": serve(open, navigation("GET", "/page")),
+	} {
+		if v, ok := res.repl.GetString("http.auth.user.extension_Role"); !res.reachedNext || !ok || v != "" {
+			t.Errorf("%s: {http.auth.user.extension_Role} = %q, defined %v", name, v, ok)
+		}
+		if got := res.repl.ReplaceKnown("{http.auth.user.extension_Role}", "-"); got != "-" {
+			t.Errorf("%s: the page would show %q", name, got)
+		}
+	}
+}

@@ -2,10 +2,13 @@ package b2cemulator
 
 import (
 	"encoding/json"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/suggest"
 )
 
 func init() {
@@ -257,7 +260,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("sso_scope: %q is neither tenant nor application", e.SSOScope)
 			}
 		default:
-			return d.Errf("unknown subdirective %q", d.Val())
+			return d.Errf("unknown subdirective %q%s", d.Val(), suggest.DidYouMean(d.Val(), subdirectives))
 		}
 	}
 	return nil
@@ -265,3 +268,6 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Emulator)(nil)
+
+// subdirectives are the names a b2c_emulator block takes, for "did you mean".
+var subdirectives = []string{"tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}
