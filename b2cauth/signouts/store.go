@@ -408,7 +408,7 @@ func (st *Store) readBucket(ctx context.Context, bucket int64) error {
 			st.deleteKey(ctx, k)
 			continue
 		}
-		st.record(*e, k, bucket)
+		st.record(*e, bucket)
 	}
 	return nil
 }
@@ -431,10 +431,10 @@ func (st *Store) load(ctx context.Context, key string) (*Entry, error) {
 }
 
 // record makes an entry count from now on, and schedules its expiry.
-func (st *Store) record(e Entry, key string, bucket int64) {
+func (st *Store) record(e Entry, bucket int64) {
 	st.set.add(e)
 	st.mu.Lock()
-	heap.Push(&st.expiring, expiring{entry: e, key: key, bucket: bucket})
+	heap.Push(&st.expiring, expiring{entry: e, bucket: bucket})
 	if bucket >= 0 {
 		st.bucketLive[bucket]++
 	}
@@ -472,7 +472,7 @@ func (st *Store) readLegacy(ctx context.Context) error {
 			st.deleteKey(ctx, k)
 			continue
 		}
-		st.record(*e, k, -1)
+		st.record(*e, -1)
 	}
 
 	storage, _ = st.store()
@@ -515,13 +515,13 @@ func (st *Store) expire(ctx context.Context, now int64) {
 				emptied = x.bucket < horizon
 			}
 		} else {
-			delete(st.legacyKnown, x.key)
+			delete(st.legacyKnown, x.key())
 		}
 		st.mu.Unlock()
 		st.set.remove(x.entry)
-		st.deleteKey(ctx, x.key) // any instance may clean up; deleting twice is harmless
+		st.deleteKey(ctx, x.key()) // any instance may clean up; deleting twice is harmless
 		if emptied {
-			st.deleteKey(ctx, path.Dir(x.key))
+			st.deleteKey(ctx, path.Dir(x.key()))
 		}
 	}
 }
@@ -569,7 +569,7 @@ func (st *Store) Add(ctx context.Context, entries ...Entry) error {
 		st.recent[key] = bucket
 		st.mu.Unlock()
 		if !seen {
-			st.record(e, key, bucket)
+			st.record(e, bucket)
 		}
 	}
 	for _, e := range entries {
@@ -585,8 +585,16 @@ func (st *Store) Add(ctx context.Context, entries ...Entry) error {
 // expiring is a live entry in the expiry heap.
 type expiring struct {
 	entry  Entry
-	key    string
 	bucket int64 // -1 for a legacy entry
+}
+
+// key is where the entry is stored (computed, not kept: memory per entry
+// is what a large sign-out list costs).
+func (x expiring) key() string {
+	if x.bucket < 0 {
+		return path.Join(legacyRevocationDir, x.entry.name())
+	}
+	return x.entry.keyAt(time.Unix(x.bucket*int64(signOutBucket/time.Second), 0))
 }
 
 // expiryHeap orders live entries by expiry (container/heap).
