@@ -130,6 +130,14 @@ func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, er
 		return 0, errors.New("no b2c_auth handler in the config")
 	}
 	problems := 0
+	mistakes, err := b2cauth.OrderMistakes(cfg)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range mistakes {
+		problems++
+		fmt.Fprintf(out, "order:\n  %-8s %s\n", "problem", m)
+	}
 	for i, f := range handlers {
 		var h b2cauth.Handler
 		if err := json.Unmarshal(f.raw, &h); err != nil {

@@ -380,6 +380,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.signouts, h.signoutsKey, err = signouts.Open(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
 		return fmt.Errorf("revocation_sync: %v", err)
 	}
+	h.warnOrderMistakes(ctx)
 	return nil
 }
 

@@ -1,0 +1,78 @@
+package b2cauth_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth"
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+const orderProvider = `
+		authority http://127.0.0.1:9/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id x`
+
+// TestOrderMistakes: inside route, Caddy keeps the written order, so a
+// handler that answers before b2c_auth serves the page to anyone. The check
+// names both; a deliberate health check whose path b2c_auth does not cover
+// is fine, and so is the site block, where Caddy orders the directives.
+func TestOrderMistakes(t *testing.T) {
+	for _, tc := range []struct {
+		name, site string
+		want       []string // substrings of the findings, in order; none for fine
+	}{
+		{"respond before b2c_auth in route", "route {\n\t\trespond \"secret\"\n\t\tb2c_auth {" + orderProvider + "\n\t\t}\n\t}",
+			[]string{"static_response (every request) answers before b2c_auth (every request)"}},
+		{"file_server before b2c_auth in route", "route {\n\t\tfile_server\n\t\tb2c_auth {" + orderProvider + "\n\t\t}\n\t}",
+			[]string{"file_server (every request) answers before b2c_auth"}},
+		{"an overlapping path", "route {\n\t\trespond /admin/* \"secret\"\n\t\tb2c_auth /admin/* {" + orderProvider + "\n\t\t}\n\t\trespond \"hi\"\n\t}",
+			[]string{"static_response (/admin/*) answers before b2c_auth (/admin/*)"}},
+		{"a health check before it", "route {\n\t\trespond /healthz 200\n\t\tb2c_auth {" + orderProvider + "\n\t\t}\n\t\trespond \"hi\"\n\t}", nil},
+		{"the site block orders directives", "respond \"secret\"\n\tb2c_auth {" + orderProvider + "\n\t}", nil},
+		{"b2c_auth first in route", "route {\n\t\tb2c_auth {" + orderProvider + "\n\t\t}\n\t\trespond \"secret\"\n\t}", nil},
+		{"a method-only answer is conditional", "route {\n\t\t@opt method OPTIONS\n\t\trespond @opt 204\n\t\tb2c_auth {" + orderProvider + "\n\t\t}\n\t\trespond \"hi\"\n\t}", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testcaddy.Adapt(t, "http://localhost:8080 {\n\t"+tc.site+"\n}\n")
+			got, err := b2cauth.OrderMistakes(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("findings %q, want %d", got, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("finding %q lacks %q", got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// TestOrderMistakeWarnedAtStart: Caddy starts (the config is valid), and
+// b2c_auth logs a warning naming the handler that answers before it.
+func TestOrderMistakeWarnedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "caddy.log")
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level WARN\n\t\toutput file %q", logFile), 1)
+	testcaddy.Start(t, globals+base+" {\n\troute {\n\t\trespond \"secret\"\n\t\tb2c_auth {"+orderProvider+"\n\t\t}\n\t}\n}\n")
+	// The check runs once the config is the running one: wait for its line.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(logFile)
+		if strings.Contains(string(data), "b2c_auth does not protect what it should: static_response (every request) answers before b2c_auth") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning at start:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
+	}
+}
