@@ -1,6 +1,7 @@
 package caddyb2c
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -30,10 +31,10 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "b2c",
-		Usage: "check --config <file> [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
+		Usage: "check [--config <file>] [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
 		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C",
 		Long: `
-caddy b2c check --config <file> [--adapter caddyfile]
+caddy b2c check [--config <file>] [--adapter caddyfile]
     For every b2c_auth in the config: resolve its placeholders, fetch each
     policy's metadata and keys, print the issuer and endpoints, ask the
     authorize endpoint about each site's redirect URI, and compare clocks.
@@ -116,7 +117,11 @@ type foundHandler struct {
 // returns how many are problems.
 func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, error) {
 	if file == "" {
-		return 0, errors.New("--config is required")
+		// As Caddy's own commands: the Caddyfile of the current directory.
+		if _, err := os.Stat("Caddyfile"); err != nil {
+			return 0, errors.New("no --config given, and no Caddyfile in the current directory")
+		}
+		file, adapter = "Caddyfile", cmp.Or(adapter, "caddyfile")
 	}
 	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
 	if err != nil {

@@ -58,7 +58,10 @@ func TestCheckCommand(t *testing.T) {
 %s {
 	b2c_emulator {
 		client app-1 {
-			redirect_uri http://localhost:%d/.auth/login/b2c/callback
+			redirect_uri http://localhost:%[2]d/.auth/login/b2c/callback
+		}
+		client web-1 right-s3cret {
+			redirect_uri http://localhost:%[2]d/.auth/login/b2c/callback
 		}
 	}
 }
@@ -76,6 +79,21 @@ func TestCheckCommand(t *testing.T) {
 	out, err := check(site, good)
 	if err != nil || !strings.Contains(out, "issuer "+idp+"/") || !strings.Contains(out, "accepted") || !strings.Contains(out, "signing key") {
 		t.Errorf("a good config: %v\n%s", err, out)
+	}
+	// Without --config, the Caddyfile of the current directory, as Caddy's
+	// own commands do.
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "Caddyfile"), []byte(fmt.Sprintf("%s {\n\tb2c_auth {\n\t\t%s\n\t}\n\trespond hi\n}\n", site, good)), 0o600)
+	t.Chdir(dir)
+	if out, err := b2c(t, "check"); err != nil || !strings.Contains(out, "accepted") {
+		t.Errorf("check without --config: %v\n%s", err, out)
+	}
+	// A wrong client secret is found before a user meets it.
+	if out, err := check(site, strings.Replace(good, "client_id app-1", "client_id web-1\n\t\tclient_secret wrong", 1)); err == nil || !strings.Contains(out, "client_secret was refused") || !strings.Contains(out, "AADB2C90081") {
+		t.Errorf("a wrong secret: %v\n%s", err, out)
+	}
+	if out, err := check(site, strings.Replace(good, "client_id app-1", "client_id web-1\n\t\tclient_secret right-s3cret", 1)); err != nil || !strings.Contains(out, "client_secret accepted") {
+		t.Errorf("the right secret: %v\n%s", err, out)
 	}
 	// A handler that answers before b2c_auth inside route: the check names both.
 	file := filepath.Join(t.TempDir(), "Caddyfile")

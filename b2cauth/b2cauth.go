@@ -380,7 +380,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.signouts, h.signoutsKey, err = signouts.Open(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
 		return fmt.Errorf("revocation_sync: %v", err)
 	}
-	h.warnOrderMistakes(ctx)
+	h.whenRunning(ctx)
 	return nil
 }
 
@@ -430,8 +430,21 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query", field, v)
 		}
 	}
-	if u, err := url.Parse(h.Authority); h.Authority != "" && err == nil && strings.EqualFold(u.Hostname(), "login.microsoftonline.com") {
-		return fmt.Errorf("authority: login.microsoftonline.com stopped serving B2C on 2020-12-04; use https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com (or the tenant directive)")
+	if u, err := url.Parse(h.Authority); h.Authority != "" && !hasPlaceholder(h.Authority) && err == nil {
+		host, segs := strings.ToLower(u.Hostname()), strings.Split(strings.Trim(u.Path, "/"), "/")
+		last := strings.ToLower(segs[len(segs)-1])
+		switch {
+		case host == "login.microsoftonline.com" && (strings.Contains(u.Path, "/v2.0") || guidPattern.MatchString(strings.ToLower(segs[0])) || last == "organizations" || last == "common"):
+			return fmt.Errorf("authority: %q is a Microsoft Entra ID URL; authority is for Azure AD B2C: for Entra ID use issuer https://login.microsoftonline.com/<tenant ID>/v2.0", h.Authority)
+		case host == "login.microsoftonline.com":
+			return fmt.Errorf("authority: login.microsoftonline.com stopped serving B2C on 2020-12-04; use https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com (or the tenant directive); for Entra ID, use issuer")
+		case strings.HasSuffix(host, ".ciamlogin.com"):
+			return fmt.Errorf("authority: %q is an Entra External ID URL; use external_id <tenant> (or issuer)", h.Authority)
+		case last == "v2.0" || strings.Contains(u.Path, ".well-known") || strings.Contains(u.Path, "/oauth2/"):
+			return fmt.Errorf("authority: %q goes past the tenant: give only the base, like https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com, and the user flow with policy", h.Authority)
+		case len(segs) > 1 && (strings.EqualFold(last, h.Policy) || strings.HasPrefix(last, "b2c_1_") || strings.HasPrefix(last, "b2c_1a_")):
+			return fmt.Errorf("authority: %q ends with the user flow %s: give the authority without it (…/<tenant>.onmicrosoft.com) and the flow with policy", h.Authority, segs[len(segs)-1])
+		}
 	}
 	noPolicies := h.Issuer != "" || h.ExternalID != ""
 	if !noPolicies && h.Policy == "" {

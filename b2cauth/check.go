@@ -3,8 +3,10 @@ package b2cauth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -82,7 +84,7 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 		var m metadata
 		date, err := fetchJSON(ctx, client, metaURL, &m)
 		if err != nil {
-			out = append(out, problem("%s: metadata at %s: %v (does the tenant and user flow exist? AADB2C90022 means an unknown policy)", name, metaURL, err))
+			out = append(out, problem("%s: metadata at %s: %v (%s)", name, metaURL, err, metadataHint(err)))
 			continue
 		}
 		out = append(out, note("%s: issuer %s; authorize %s; token %s", name, m.Issuer, m.AuthorizationEndpoint, m.TokenEndpoint))
@@ -101,6 +103,9 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 		}
 		if policy != c.Policy && c.Issuer == "" && c.ExternalID == "" {
 			continue // redirect URIs are the same for every user flow of the app
+		}
+		if c.ClientSecret != "" {
+			out = append(out, c.probeSecret(ctx, client, m.TokenEndpoint))
 		}
 		for _, origin := range origins {
 			if c.PublicURL != "" {
@@ -163,6 +168,52 @@ func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, aut
 		return problem("authorize endpoint answered HTTP %d for %s", resp.StatusCode, redirectURI)
 	}
 	return note("redirect URI %s accepted", redirectURI)
+}
+
+// metadataHint says what a failed metadata fetch probably means.
+func metadataHint(err error) string {
+	var dnsErr *net.DNSError
+	var opErr *net.OpError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &dnsErr):
+		return "the host does not exist: check the tenant name or the authority's host"
+	case errors.As(err, &opErr):
+		return "the host cannot be reached: check the address, the port and the network"
+	case strings.Contains(msg, "AADB2C90022"):
+		return "AADB2C90022: the tenant has no such user flow: check policy"
+	case strings.Contains(msg, "HTTP 404"), strings.Contains(msg, "HTTP 400"):
+		return "the provider does not know this tenant or user flow: check tenant, authority, issuer and policy"
+	default:
+		return "is the provider up, and the URL right?"
+	}
+}
+
+// probeSecret redeems a code that cannot exist with the client's
+// credentials: a token endpoint checks the client first, so invalid_client
+// (AADB2C90081, AADSTS7000215) means a wrong secret, and invalid_grant
+// means it was accepted.
+func (h *Handler) probeSecret(ctx context.Context, client *http.Client, tokenEndpoint string) Finding {
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {"caddy-b2c-check-not-a-code"},
+		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {h.ClientID}, "client_secret": {h.ClientSecret}}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return problem("token endpoint %q: %v", tokenEndpoint, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := client.Do(req)
+	if err != nil {
+		return warning("client_secret not checked: token endpoint: %v", err)
+	}
+	defer resp.Body.Close()
+	var tr tokenResponse
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr)
+	if tr.Error == "invalid_client" || tr.Error == "unauthorized_client" {
+		return problem("client_secret was refused (%s %s): it is wrong or expired; create a new one under the app registration's Certificates & secrets", tr.Error, b2cCode(tr.ErrorDescription))
+	}
+	return note("client_secret accepted by the token endpoint")
 }
 
 // fetchJSON GETs a JSON document and returns the response's Date.

@@ -232,16 +232,17 @@ func routesFromProvisioned(list caddyhttp.RouteList) []orderRoute {
 	return routes
 }
 
-// warnedConfigs are the configs whose order was checked at start, so that
-// several b2c_auth handlers warn once.
-var warnedConfigs sync.Map
+// checkedConfigs are the running configs whose routes were checked, so
+// that several b2c_auth handlers warn once.
+var checkedConfigs sync.Map
 
-// warnOrderMistakes logs, once the config being provisioned runs, the
-// handlers that answer before a b2c_auth what it should protect. Caddy
-// gives a handler no view of its siblings while provisioning, so this
-// waits (until the config is stopped, or 30 s) for the config to become
-// the active one, then reads its routes.
-func (h *Handler) warnOrderMistakes(ctx caddy.Context) {
+// whenRunning waits (until the config is stopped, or 30 s) for the config
+// being provisioned to run — Caddy gives a handler no view of its siblings
+// nor of its listeners while provisioning — and then checks what can only
+// be checked there: the order of the routes (once per config) and the
+// provider's metadata, fetched once so that a wrong tenant, authority or
+// policy is in the log when Caddy starts, not when the first user comes.
+func (h *Handler) whenRunning(ctx caddy.Context) {
 	previous := caddy.ActiveContext().Context
 	go func() {
 		tick := time.NewTicker(25 * time.Millisecond)
@@ -259,20 +260,26 @@ func (h *Handler) warnOrderMistakes(ctx caddy.Context) {
 			if active.Context == nil || active.Context == previous {
 				continue
 			}
-			if _, done := warnedConfigs.LoadOrStore(active.Context, true); done {
-				return
+			if _, done := checkedConfigs.LoadOrStore(active.Context, true); !done {
+				go func() { <-active.Done(); checkedConfigs.Delete(active.Context) }()
+				h.warnOrderMistakes(active)
 			}
-			go func() { <-active.Done(); warnedConfigs.Delete(active.Context) }()
-			app, err := active.AppIfConfigured("http")
-			if err != nil {
-				return
-			}
-			for name, srv := range app.(*caddyhttp.App).Servers {
-				for _, m := range orderMistakes(routesFromProvisioned(srv.Routes)) {
-					h.logger.Warn("b2c_auth does not protect what it should: "+m, zap.String("server", name))
-				}
-			}
+			h.discoverAtStart(ctx)
 			return
 		}
 	}()
+}
+
+// warnOrderMistakes logs the handlers that answer before a b2c_auth what
+// it should protect, in the running config.
+func (h *Handler) warnOrderMistakes(active caddy.Context) {
+	app, err := active.AppIfConfigured("http")
+	if err != nil {
+		return
+	}
+	for name, srv := range app.(*caddyhttp.App).Servers {
+		for _, m := range orderMistakes(routesFromProvisioned(srv.Routes)) {
+			h.logger.Warn("b2c_auth does not protect what it should: "+m, zap.String("server", name))
+		}
+	}
 }

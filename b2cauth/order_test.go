@@ -76,3 +76,43 @@ func TestOrderMistakeWarnedAtStart(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
 	}
 }
+
+// TestWrongPolicyIsAConfigurationError: a user flow the tenant does not
+// have (B2C answers AADB2C90022) is logged at start, and users get a page
+// saying the site is misconfigured — not a temporary outage, and no
+// detail for an attacker.
+func TestWrongPolicyIsAConfigurationError(t *testing.T) {
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "caddy.log")
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level ERROR\n\t\toutput file %q", logFile), 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_does_not_exist
+		client_id x
+	}
+	respond "secret"
+}
+`, idp, base))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(logFile)
+		if strings.Contains(string(data), "identity provider metadata cannot be fetched") && strings.Contains(string(data), "AADB2C90022") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing logged at start:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
+	}
+	page := testcaddy.NewBrowser(t).Get(base + "/")
+	if page.StatusCode != 500 || !strings.Contains(page.Body, "not set up correctly") || strings.Contains(page.Body, "AADB2C90022") || strings.Contains(page.Body, "Try again") {
+		t.Errorf("a wrong policy: %d\n%s", page.StatusCode, page.Body)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
 	"io"
 	"net/http"
 	"net/url"
@@ -28,8 +29,17 @@ type unavailableError struct {
 	retryAt time.Time
 }
 
-func (e *unavailableError) Error() string { return errUnavailable.Error() + ": " + e.err.Error() }
-func (e *unavailableError) Unwrap() error { return errUnavailable }
+func (e *unavailableError) Error() string   { return errUnavailable.Error() + ": " + e.err.Error() }
+func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.err} }
+
+// misconfiguredError is a provider that answers, but not with this
+// configuration's metadata: an unknown tenant or user flow (HTTP 400/404,
+// AADB2C90022), or a document the configuration cannot use. Retrying does
+// not help; the configuration must change.
+type misconfiguredError struct{ err error }
+
+func (e *misconfiguredError) Error() string { return e.err.Error() }
+func (e *misconfiguredError) Unwrap() error { return e.err }
 
 // metadata is the part of an OpenID Connect discovery document we use.
 type metadata struct {
@@ -168,6 +178,10 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 		start := time.Now()
 		err := getJSON(ctx, p.client, p.metadataURL, &m)
 		countFetch("metadata", start, err)
+		var se *statusError
+		if errors.As(err, &se) && se.status >= 400 && se.status < 500 {
+			return nil, &misconfiguredError{err}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -206,7 +220,7 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	}}
 	if strings.Contains(m.Issuer, tenantPlaceholder) {
 		if len(p.tenants) == 0 {
-			return nil, fmt.Errorf("metadata issuer %q is a multi-tenant template: set tenants (tenant IDs, or *)", m.Issuer)
+			return nil, &misconfiguredError{fmt.Errorf("metadata issuer %q is a multi-tenant template: set tenants (tenant IDs, or *)", m.Issuer)}
 		}
 		v.template = m.Issuer
 	} else {
@@ -238,7 +252,8 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", u, resp.StatusCode)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return &statusError{url: u, status: resp.StatusCode, code: b2cCode(string(body))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
@@ -248,6 +263,21 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 		return fmt.Errorf("%s: %v", u, err)
 	}
 	return nil
+}
+
+// statusError is a document answered with another status than 200, and
+// the AADB2C or AADSTS code its body names, if any.
+type statusError struct {
+	url    string
+	status int
+	code   string
+}
+
+func (e *statusError) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("%s: HTTP %d, %s", e.url, e.status, e.code)
+	}
+	return fmt.Sprintf("%s: HTTP %d", e.url, e.status)
 }
 
 // keySet is the provider's JWKS, kept in memory and fetched again when a
@@ -450,4 +480,14 @@ func b2cCode(desc string) string {
 		}
 	}
 	return ""
+}
+
+// discoverAtStart fetches the sign-in policy's metadata once Caddy runs, so
+// that a wrong tenant, authority or policy is in the log at start (and the
+// first user does not wait for it). Provision never touches the network.
+func (h *Handler) discoverAtStart(ctx context.Context) {
+	p, policy := h.provider(h.Policy)
+	if _, err := p.get(ctx); err != nil && ctx.Err() == nil {
+		h.logger.Error("identity provider metadata cannot be fetched; sign-ins fail until it can", zap.String("metadata", p.metadataURL), zap.String("policy", policy), zap.Error(err))
+	}
 }

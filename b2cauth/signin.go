@@ -236,6 +236,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var pe *providerError
 		if errors.As(err, &pe) {
+			if pe.Code == "invalid_client" {
+				// The site's credentials are wrong: every sign-in fails
+				// until the configuration changes.
+				h.logger.Error("the provider refused this client's credentials: client_secret is wrong or expired (AADB2C90081, AADSTS7000215, AADSTS7000222), or client_id is not the app's", zap.String("code", b2cCode(pe.Description)))
+			}
 			return h.providerErrorReply(w, r, &f, pe)
 		}
 		if errors.Is(err, errUnavailable) {
@@ -335,6 +340,14 @@ func providerErrorPage(w http.ResponseWriter, pe *providerError) error {
 
 // unavailable answers 503 while the provider cannot be reached.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	var mc *misconfiguredError
+	if errors.As(err, &mc) {
+		// Not an outage: the site's configuration must change. The user
+		// gets no detail; the log says what and where.
+		countRequest("500")
+		h.logger.Error("identity provider misconfigured: fix the tenant, authority, issuer or policy", zap.Error(err))
+		return h.fail(w, r, http.StatusInternalServerError, "Sign-in misconfigured", "This site's sign-in is not set up correctly. Its administrators have been told in its log.", err)
+	}
 	countRequest("503")
 	h.logger.Error("identity provider unavailable", zap.Error(err))
 	retry := 5 * time.Second

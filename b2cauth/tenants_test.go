@@ -83,11 +83,13 @@ func TestMultiTenantIssuer(t *testing.T) {
 
 func TestTemplateIssuerNeedsTenants(t *testing.T) {
 	// A template issuer behind a URL that does not look multi-tenant (so no
-	// config error): discovery refuses it rather than accept any tenant.
+	// config error at adapt time): discovery refuses it rather than accept
+	// any tenant, and the user is told the site is misconfigured, not that
+	// the provider is down.
 	h, _, _ := multiTenantAt(t, "/entra-proxy/v2.0")
 	res := serve(h, navigation("GET", "/"))
-	if res.Code != http.StatusServiceUnavailable {
-		t.Errorf("template issuer without tenants: %d", res.Code)
+	if res.Code != http.StatusInternalServerError || !strings.Contains(res.Body.String(), "not set up correctly") || strings.Contains(res.Body.String(), "tenants") {
+		t.Errorf("template issuer without tenants: %d %s", res.Code, res.Body)
 	}
 }
 
