@@ -1,6 +1,7 @@
 package b2cauth
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"regexp"
@@ -90,5 +91,24 @@ func TestSubdirectivesListed(t *testing.T) {
 	listed := slices.Sorted(slices.Values(subdirectives))
 	if !slices.Equal(parsed, listed) {
 		t.Errorf("parser cases %v\nlisted %v", parsed, listed)
+	}
+}
+
+// TestOptionsReference: the README's options table lists every subdirective
+// the parser takes, with the JSON key the adapter writes.
+func TestOptionsReference(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := string(readme)[strings.Index(string(readme), "## Options reference"):]
+	table = table[:strings.Index(table, "`b2c_emulator`:")]
+	jsonKeys := map[string]string{"additional_issuer": "additional_issuers"}
+	for _, name := range subdirectives {
+		key := cmp.Or(jsonKeys[name], name)
+		row := regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\| `" + key + "` \\|")
+		if !row.MatchString(table) {
+			t.Errorf("the options reference has no row for %s (JSON %s)", name, key)
+		}
 	}
 }
