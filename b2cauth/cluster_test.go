@@ -98,3 +98,57 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	}
 	t.Logf("revocation seen by the other instance after %s", time.Since(start).Round(10*time.Millisecond))
 }
+
+// TestDockerComposeCaddyfile runs examples/docker/Caddyfile as
+// compose.yaml does — two instances sharing Redis, settings from the
+// environment — with local processes instead of containers: a session
+// opens on both, reaches the upstream with the user, and a sign-out on one
+// is honoured by the other.
+func TestDockerComposeCaddyfile(t *testing.T) {
+	example, err := os.ReadFile("../examples/docker/Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis := startRedis(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	one := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	two := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	up := echoUpstream(t)
+	for k, v := range map[string]string{
+		"REDIS_ADDRESS": redis, "UPSTREAM": strings.TrimPrefix(up, "http://"),
+		"B2C_AUTHORITY": idp + "/contoso.onmicrosoft.com", "B2C_CLIENT_ID": "web-app", "B2C_CLIENT_SECRET": "s3cret",
+	} {
+		t.Setenv(k, v)
+	}
+	instance := func(site string) string {
+		return strings.NewReplacer(
+			"{\n\tstorage redis {", "{\n\tadmin off\n\tpersist_config off\n\tskip_install_trust\n\tlog default {\n\t\tlevel ERROR\n\t}\n\tstorage redis {",
+			"{$SITE_ADDRESS::80}", site,
+		).Replace(string(example))
+	}
+	testcaddy.Start(t, instance(one)+fmt.Sprintf(`
+%s {
+	b2c_emulator {
+		client web-app s3cret {
+			redirect_uri %s/.auth/login/b2c/callback %s/.auth/login/b2c/callback
+		}
+	}
+}
+`, idp, one, two))
+	startOtherCaddy(t, instance(two))
+
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(one + "/")
+	seen := upstreamHeaders(t, b.FollowResponse(b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), ""))
+	if seen.Get("X-User-Id") == "" {
+		t.Fatalf("the upstream got no user: %v", seen)
+	}
+	if other := upstreamHeaders(t, b.Get(two+"/")); other.Get("X-User-Id") != seen.Get("X-User-Id") {
+		t.Fatalf("the second instance does not open the session: %v", other)
+	}
+	replay := b.Copy(one)
+	b.Follow(two + "/.auth/logout")
+	if !refusedWithin(replay, one+"/", 10*time.Second) {
+		t.Fatal("the first instance still opens a session signed out on the second")
+	}
+}

@@ -7,6 +7,7 @@ package caddyfile
 import (
 	"bytes"
 	"encoding/json"
+	_ "github.com/pberkel/caddy-storage-redis"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,11 +71,13 @@ func TestAdaptFixtures(t *testing.T) {
 
 func TestExamplesAdapt(t *testing.T) {
 	files, _ := filepath.Glob("../examples/*.Caddyfile")
-	if len(files) < 7 {
+	deployments, _ := filepath.Glob("../examples/*/Caddyfile") // docker, systemd
+	files = append(files, deployments...)
+	if len(files) < 9 {
 		t.Fatalf("only %d examples", len(files))
 	}
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(strings.TrimPrefix(f, "../examples/"), func(t *testing.T) {
 			data, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
