@@ -718,22 +718,6 @@ func isNavigation(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
-// fail answers an error: through the site's handle_errors routes when it
-// has any, else with a page of our own (JSON for clients that do not accept
-// HTML).
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title, message string, err error) error {
-	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
-		return caddyhttp.Error(status, err)
-	}
-	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		return json.NewEncoder(w).Encode(map[string]any{"status": status, "error": title, "message": message})
-	}
-	return renderPage(w, status, pageData{Title: title, Message: message, Link: "/.auth/login", LinkText: "Sign in again"})
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)

@@ -182,16 +182,6 @@ func (h *Handler) decodeSession(value string) (*session, bool) {
 	return &s, true
 }
 
-// cookie is a cookie with every attribute set on purpose: HttpOnly, Path
-// /, Secure on HTTPS, SameSite Lax, and the __Host- prefix on HTTPS.
-func cookie(r *http.Request, name string) http.Cookie {
-	c := http.Cookie{Name: name, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
-	if secure(r) {
-		c.Name, c.Secure = "__Host-"+name, true
-	}
-	return c
-}
-
 // newSession makes a session from a token response.
 func (h *Handler) newSession(tr *tokenResponse, policy string) *session {
 	now := h.now()

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -336,27 +335,6 @@ func providerErrorPage(w http.ResponseWriter, pe *providerError) error {
 		Title: "Sign-in failed", Code: name, Message: "The identity provider refused the sign-in.",
 		Description: pe.Description, Link: "/.auth/login", LinkText: "Try again",
 	})
-}
-
-// unavailable answers 503 while the provider cannot be reached.
-func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
-	var mc *misconfiguredError
-	if errors.As(err, &mc) {
-		// Not an outage: the site's configuration must change. The user
-		// gets no detail; the log says what and where.
-		countRequest("500")
-		h.logger.Error("identity provider misconfigured: fix the tenant, authority, issuer or policy", zap.Error(err))
-		return h.fail(w, r, http.StatusInternalServerError, "Sign-in misconfigured", "This site's sign-in is not set up correctly. Its administrators have been told in its log.", err)
-	}
-	countRequest("503")
-	h.logger.Error("identity provider unavailable", zap.Error(err))
-	retry := 5 * time.Second
-	var ue *unavailableError
-	if errors.As(err, &ue) {
-		retry = max(time.Until(ue.retryAt), time.Second)
-	}
-	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
-	return h.fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)
 }
 
 // hints are the authorize parameters a sign-in may pass through: an

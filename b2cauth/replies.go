@@ -1,0 +1,55 @@
+package b2cauth
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// Error replies: every concern answers a failure through these, so that a
+// site's handle_errors routes see them, API clients get JSON and browsers
+// a page.
+
+// fail answers an error: through the site's handle_errors routes when it
+// has any, else with a page of our own (JSON for clients that do not accept
+// HTML).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title, message string, err error) error {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(status, err)
+	}
+	if !strings.Contains(r.Header.Get("Accept"), "text/html") {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		return json.NewEncoder(w).Encode(map[string]any{"status": status, "error": title, "message": message})
+	}
+	return renderPage(w, status, pageData{Title: title, Message: message, Link: "/.auth/login", LinkText: "Sign in again"})
+}
+
+// unavailable answers 503 while the provider cannot be reached, and 500
+// when it answers but not for this configuration.
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {
+	var mc *misconfiguredError
+	if errors.As(err, &mc) {
+		// Not an outage: the site's configuration must change. The user
+		// gets no detail; the log says what and where.
+		countRequest("500")
+		h.logger.Error("identity provider misconfigured: fix the tenant, authority, issuer or policy", zap.Error(err))
+		return h.fail(w, r, http.StatusInternalServerError, "Sign-in misconfigured", "This site's sign-in is not set up correctly. Its administrators have been told in its log.", err)
+	}
+	countRequest("503")
+	h.logger.Error("identity provider unavailable", zap.Error(err))
+	retry := 5 * time.Second
+	var ue *unavailableError
+	if errors.As(err, &ue) {
+		retry = max(time.Until(ue.retryAt), time.Second)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+	return h.fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)
+}
