@@ -2,6 +2,7 @@ package b2cemulator
 
 import (
 	"encoding/json"
+	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -100,6 +101,10 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if !d.AllArgs(&c.FrontChannelLogoutURI) {
 						return d.ArgErr()
 					}
+				case "app_role":
+					if err := parseAppRole(d, &c.AppRoles); err != nil {
+						return err
+					}
 				default:
 					return d.Errf("client: unknown subdirective %q", d.Val())
 				}
@@ -119,6 +124,10 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				switch d.Val() {
 				case "scopes":
 					a.Scopes = append(a.Scopes, d.RemainingArgs()...)
+				case "app_role":
+					if err := parseAppRole(d, &a.AppRoles); err != nil {
+						return err
+					}
 				default:
 					return d.Errf("api: unknown subdirective %q", d.Val())
 				}
@@ -209,6 +218,35 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
 				return d.Errf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)
 			}
+		case "group":
+			g := Group{}
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("group: want <object ID> [<display name>]")
+			}
+			g.ObjectID = args[0]
+			if len(args) == 2 {
+				g.DisplayName = args[1]
+			}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "member":
+					g.Members = append(g.Members, d.RemainingArgs()...)
+				default:
+					return d.Errf("group: unknown subdirective %q", d.Val())
+				}
+			}
+			e.Groups = append(e.Groups, g)
+		case "groups_overage":
+			var n string
+			if !d.AllArgs(&n) {
+				return d.ArgErr()
+			}
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 1 {
+				return d.Errf("groups_overage: %q is not a positive number", n)
+			}
+			e.GroupsOverage = v
 		case "admin_key":
 			if !d.AllArgs(&e.AdminKey) {
 				return d.ArgErr()
@@ -269,5 +307,19 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Emulator)(nil)
 
+// parseAppRole reads `app_role <value> <assignee...>`: a role of the
+// registration and who has it (users' emails, client IDs).
+func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 {
+		return d.Errf("app_role: want <value> [<user email or client ID>...]")
+	}
+	if *roles == nil {
+		*roles = map[string][]string{}
+	}
+	(*roles)[args[0]] = append((*roles)[args[0]], args[1:]...)
+	return nil
+}
+
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}
+var subdirectives = []string{"group", "groups_overage", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}

@@ -122,6 +122,14 @@ type Emulator struct {
 	// The `sub` claim: "object_id" (default) or "not_supported", the legacy
 	// setting whose `sub` is the same constant for every user.
 	Subject string `json:"subject,omitempty"`
+	// Security groups. With flavor external_id or entra_id, a user's
+	// tokens carry their object IDs in `groups`, as Entra's "groups claim"
+	// does; B2C emits none.
+	Groups []Group `json:"groups,omitempty"`
+	// Past this many groups, the tokens carry the overage indicator
+	// (_claim_names, _claim_sources) instead of `groups`. Default: 200,
+	// Entra's limit for JWTs.
+	GroupsOverage int `json:"groups_overage,omitempty"`
 
 	state    *tenantState
 	poolID   string
@@ -147,6 +155,10 @@ type Client struct {
 	// iframe, with `iss` and `sid`, for each other application the user
 	// signed in to during the single sign-on session.
 	FrontChannelLogoutURI string `json:"front_channel_logout_uri,omitempty"`
+	// The app roles this registration defines, by value, each with whom it
+	// is assigned to: users (by email) and client applications (by client
+	// ID, an application permission).
+	AppRoles map[string][]string `json:"app_roles,omitempty"`
 }
 
 // API is a web API registration: its App ID URI, its application (client)
@@ -156,6 +168,15 @@ type API struct {
 	AppIDURI string   `json:"app_id_uri"`
 	ClientID string   `json:"client_id,omitempty"` // default: derived from the App ID URI
 	Scopes   []string `json:"scopes"`
+	// App roles, as on Client: value → users' emails and client IDs.
+	AppRoles map[string][]string `json:"app_roles,omitempty"`
+}
+
+// Group is a security group and its members (by email).
+type Group struct {
+	ObjectID    string   `json:"object_id"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Members     []string `json:"members,omitempty"`
 }
 
 // User is a local account.
@@ -270,6 +291,9 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 		if e.Users[i].ObjectID == "" {
 			e.Users[i].ObjectID = derivedGUID("user:" + e.Tenant + ":" + strings.ToLower(e.Users[i].Email))
 		}
+	}
+	if e.GroupsOverage == 0 {
+		e.GroupsOverage = 200
 	}
 	if e.TokenLifetime == 0 {
 		e.TokenLifetime = caddy.Duration(time.Hour)
@@ -420,6 +444,11 @@ func (e *Emulator) validate() error {
 	}
 	if e.MultiTenant && e.Flavor != FlavorEntraID {
 		return fmt.Errorf("multi_tenant: only with flavor entra_id")
+	}
+	for _, g := range e.Groups {
+		if !guidPattern.MatchString(strings.ToLower(g.ObjectID)) {
+			return fmt.Errorf("group: %q is not an object ID (GUID)", g.ObjectID)
+		}
 	}
 	for _, u := range e.Users {
 		if u.TenantID != "" && !guidPattern.MatchString(u.TenantID) {

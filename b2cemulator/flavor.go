@@ -143,6 +143,7 @@ func (e *Emulator) entraIDTokenClaims(r *http.Request, g *grant, u *User, now ti
 		o = append(o, member{"nonce", g.nonce})
 	}
 	o = append(o, e.entraUserClaims(u, g)...)
+	o = append(o, e.rolesAndGroups(g.clientID, u, e.userTenant(u))...)
 	if e.SIDClaim && g.sid != "" {
 		o = append(o, member{"sid", g.sid})
 	}
@@ -166,6 +167,7 @@ func (e *Emulator) entraAccessTokenClaims(r *http.Request, g *grant, u *User, no
 		{"azpacr", "1"},
 	}
 	o = append(o, e.entraUserClaims(u, g)...)
+	o = append(o, e.rolesAndGroups(aud, u, e.userTenant(u))...)
 	if len(scp) > 0 {
 		o = append(o, member{"scp", strings.Join(scp, " ")})
 	}

@@ -93,6 +93,8 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 
 	var g *grant
 	switch gt := f.Get("grant_type"); gt {
+	case "client_credentials":
+		return e.clientCredentials(w, r, rt, client, f.Get("scope"))
 	case "authorization_code":
 		code := f.Get("code")
 		if code == "" {
