@@ -61,6 +61,7 @@ func httpsEmulator(t *testing.T) (origin, caFile string, client *http.Client) {
 		}
 		api https://contoso.onmicrosoft.com/tasks %[8]s {
 			scopes tasks.read
+			app_role tasks.read.all %[4]s
 		}
 		user ada@contoso.example Passw0rd! {
 			name "Ada Lovelace"
@@ -193,4 +194,49 @@ func TestMSALNode(t *testing.T) {
 			checkMSALResult(t, runMSAL(t, cmd, client))
 		})
 	}
+}
+
+// runMSALApp runs a client-credentials script and checks the app-only token
+// MSAL got: for the API, issued to the client, with the API's app role in
+// scp, as B2C issues it.
+func runMSALApp(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var res msalResult
+	if err := json.Unmarshal(out, &res); err != nil || res.Error != "" {
+		t.Fatalf("MSAL: %s %s %v", res.Error, res.ErrorDescription, err)
+	}
+	parts := strings.Split(res.AccessToken, ".")
+	var at map[string]any
+	if len(parts) == 3 {
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		_ = json.Unmarshal(payload, &at)
+	}
+	if at["aud"] != msalAPI || at["azp"] != msalClient || at["scp"] != "tasks.read.all" || at["oid"] != nil || at["sub"] == nil {
+		t.Errorf("app-only token claims %v", at)
+	}
+}
+
+func TestMSALPythonClientCredentials(t *testing.T) {
+	needClient(t, "python3-msal", "apt-get install python3-msal", "/usr/lib/python3/dist-packages/msal")
+	origin, ca, _ := httpsEmulator(t)
+	cmd := exec.Command("/usr/bin/python3", filepath.Join("..", "testdata", "msal", "msal_python_app.py"),
+		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, "https://contoso.onmicrosoft.com/tasks/.default")
+	cmd.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+ca)
+	runMSALApp(t, cmd)
+}
+
+func TestMSALNodeClientCredentials(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "msal")
+	needClient(t, "@azure/msal-node", "cd testdata/msal && npm ci", filepath.Join(dir, "node_modules", "@azure", "msal-node"))
+	origin, ca, _ := httpsEmulator(t)
+	cmd := exec.Command("node", "msal_node_app.mjs",
+		origin+"/contoso.onmicrosoft.com/B2C_1_susi", msalClient, msalSecret, "https://contoso.onmicrosoft.com/tasks/.default")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
+	runMSALApp(t, cmd)
 }
