@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -125,5 +127,84 @@ func TestGroupsAndRolesFromTheEmulator(t *testing.T) {
 	me = ob.Get(over + "/.auth/me").Body
 	if strings.Contains(me, `"typ":"groups"`) || !strings.Contains(me, "_claim_sources") || !strings.Contains(me, "getMemberObjects") {
 		t.Errorf("past the overage threshold: %s", me)
+	}
+}
+
+// graphSite runs the emulator (with Microsoft Graph) and a site whose rule
+// admits only the Staff group, with groups from Graph.
+func graphSite(t *testing.T, flavor, emulatorExtra, clientExtra, provider, authExtra string) (string, string) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "caddy.log")
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level ERROR\n\t\toutput file %q", logFile), 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		flavor %[3]s
+		tenant_id %[8]s
+		client %[4]s s3cret {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+			%[5]s
+		}
+		user ada@contoso.example Passw0rd!
+		user bob@contoso.example Passw0rd!
+		group %[9]s Staff {
+			member ada@contoso.example
+		}
+		%[6]s
+	}
+}
+%[2]s {
+	b2c_auth {
+		%[7]s
+		client_id %[4]s
+		client_secret s3cret
+		graph_endpoint %[1]s
+		graph_login %[1]s
+		allow groups %[9]s
+		%[10]s
+	}
+	respond "groups={http.auth.user.groups}"
+}
+`, idp, base, flavor, clientID, clientExtra, emulatorExtra, strings.ReplaceAll(provider, "IDP", idp), emulatorTenantID, staffGroup, authExtra))
+	return base, logFile
+}
+
+const staffGroup = "0f4c2d5e-0000-4000-8000-00000000a11a"
+
+// TestGroupsFromMicrosoftGraph: on B2C (no groups claim), groups graph
+// reads the groups from Graph with the app's credentials at the tenant's
+// own endpoint, following paging and throttling: a member is admitted, a
+// non-member refused; without the Graph permission, a rule on groups fails
+// closed and the log says which permission to grant. On Entra ID, the
+// overage indicator sends b2c_auth to Graph too.
+func TestGroupsFromMicrosoftGraph(t *testing.T) {
+	var many strings.Builder // Ada is in 150 groups: Graph answers in pages of 100
+	for i := range 149 {
+		fmt.Fprintf(&many, "\t\tgroup 00000000-0000-4000-8000-%012d G%d {\n\t\t\tmember ada@contoso.example\n\t\t}\n", i, i)
+	}
+	b2c := "authority IDP/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi"
+	base, _ := graphSite(t, "b2c", many.String()+"\t\tgraph_throttle 1", "graph_permission GroupMember.Read.All", b2c, "groups graph")
+	if landed := signInAs(t, testcaddy.NewBrowser(t), base+"/", "ada@contoso.example"); landed.StatusCode != 200 || landed.Body != "groups="+staffGroup {
+		t.Errorf("a member of Staff (150 groups, paged, after a 429): %d %q", landed.StatusCode, landed.Body)
+	}
+	if landed := signInAs(t, testcaddy.NewBrowser(t), base+"/", "bob@contoso.example"); landed.StatusCode != http.StatusForbidden {
+		t.Errorf("not a member: %d %q", landed.StatusCode, landed.Body)
+	}
+
+	denied, logFile := graphSite(t, "b2c", "", "", b2c, "groups graph")
+	landed := signInAs(t, testcaddy.NewBrowser(t), denied+"/", "ada@contoso.example")
+	if landed.StatusCode != http.StatusServiceUnavailable || !strings.Contains(landed.Body, "cannot check your access") {
+		t.Errorf("Graph refusing: %d %q, want the fail-closed page", landed.StatusCode, landed.Body)
+	}
+	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "GroupMember.Read.All") || !strings.Contains(string(data), "Authorization_RequestDenied") {
+		t.Errorf("the log does not say what to grant:\n%s", data)
+	}
+
+	entra, _ := graphSite(t, "entra_id", "groups_overage 1\n\t\tgroup 1a2b3c4d-0000-4000-8000-00000000b22b Readers {\n\t\t\tmember ada@contoso.example\n\t\t}",
+		"graph_permission GroupMember.Read.All", "issuer IDP/contoso.onmicrosoft.com/v2.0", "")
+	if landed := signInAs(t, testcaddy.NewBrowser(t), entra+"/", "ada@contoso.example"); landed.StatusCode != 200 || !strings.Contains(landed.Body, staffGroup) {
+		t.Errorf("Entra ID with the overage indicator: %d %q", landed.StatusCode, landed.Body)
 	}
 }

@@ -4,6 +4,7 @@
 package b2cauth
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -22,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -150,6 +152,23 @@ type Handler struct {
 	// /.auth/me. Default: it is removed.
 	ExposeIDPAccessToken bool `json:"expose_idp_access_token,omitempty"`
 
+	// Where users' groups come from: token (the groups claim, and Microsoft
+	// Graph when the token carries Entra's overage indicator instead) or
+	// graph (always Microsoft Graph: Azure AD B2C's tokens carry none).
+	// Graph needs client_secret and the application permission
+	// GroupMember.Read.All. Default: token.
+	Groups string `json:"groups,omitempty"`
+	// Which groups from Graph a session keeps: named (those the allow and
+	// deny rules name) or all (up to 200). Default: named.
+	KeepGroups string `json:"keep_groups,omitempty"`
+	// Microsoft Graph's root. Default: https://graph.microsoft.com (a
+	// sovereign cloud: https://graph.microsoft.us, …).
+	GraphEndpoint string `json:"graph_endpoint,omitempty"`
+	// Where the app gets its Graph token (client credentials, at
+	// <graph_login>/<tenant ID>/oauth2/v2.0/token — on B2C too: user flows
+	// cannot issue one). Default: https://login.microsoftonline.com.
+	GraphLogin string `json:"graph_login,omitempty"`
+
 	// Renew the session's tokens with the refresh token when a request
 	// comes within 5 minutes of their expiry: auto or off. Default: auto
 	// when the scopes include offline_access.
@@ -197,6 +216,8 @@ type Handler struct {
 	bearerCache    *identityCache
 	autoRefresh    bool
 	renewals       *renewals
+	graph          *graph.Client // Microsoft Graph, when groups may come from it
+	bearerGroups   *bearerGroups
 	signouts       *signouts.Store
 	signoutsKey    string            // for signouts.Release
 	storage        certmagic.Storage // Caddy's; tests set their own
@@ -367,6 +388,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.bearerCache = newIdentityCache(4096)
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
+	if h.Groups == "graph" || h.rulesNameGroups() || h.KeepGroups == "all" {
+		if h.clientSecret != "" {
+			h.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
+				ClientID: h.ClientID, ClientSecret: h.clientSecret, HTTP: h.httpClient, MaxWait: 10 * time.Second}
+		} else if h.Groups == "graph" {
+			return errors.New("groups: graph needs client_secret: the app's credentials get its Microsoft Graph token")
+		}
+		h.bearerGroups = &bearerGroups{entries: map[string]cachedGroups{}}
+	}
 	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 
 	registerMetrics(ctx.GetMetricsRegistry())
@@ -493,6 +523,24 @@ func (h *Handler) checkConfig() error {
 	case "", "auto", "off":
 	default:
 		return fmt.Errorf("refresh: %q is neither auto nor off", h.Refresh)
+	}
+	switch h.Groups {
+	case "", "token", "graph":
+	default:
+		return fmt.Errorf("groups: %q is neither token nor graph", h.Groups)
+	}
+	switch h.KeepGroups {
+	case "", "named", "all":
+	default:
+		return fmt.Errorf("keep_groups: %q is neither named nor all", h.KeepGroups)
+	}
+	if h.b2c() && h.Groups != "graph" && h.rulesNameGroups() {
+		return errors.New("groups: Azure AD B2C's tokens carry no groups claim, so a rule on groups never matches: set groups graph (Microsoft Graph, with the application permission GroupMember.Read.All)")
+	}
+	for field, v := range map[string]string{"graph_endpoint": h.GraphEndpoint, "graph_login": h.GraphLogin} {
+		if u, err := url.Parse(v); v != "" && !hasPlaceholder(v) && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+			return fmt.Errorf("%s: %q is not an absolute http(s) URL", field, v)
+		}
 	}
 	switch h.Unauthenticated {
 	case "", "redirect", "401", "allow":
@@ -646,6 +694,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, nil)
 	}
 
+	if protected && id.groupsUnknown && h.rulesNameGroups() {
+		return h.refuseUnknownGroups(w, r)
+	}
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {
 		countRequest("403")
 		h.logger.Info("user refused by rules", zap.String("user_id", id.id), zap.String("path", r.URL.Path))

@@ -54,6 +54,10 @@ func init() {
 //	    revocation_sync <duration>
 //	    public_url <origin>
 //	    tls_trust_pool <source> [...]
+//	    groups token|graph
+//	    keep_groups named|all
+//	    graph_endpoint <url>
+//	    graph_login <url>
 //	    domain_hint <domain>
 //	    ui_locales <locales>
 //	}
@@ -184,6 +188,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("tls_trust_pool: %s is not a CA pool source", modStem)
 			}
 			h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
+		case "groups":
+			err = one(&h.Groups)
+		case "keep_groups":
+			err = one(&h.KeepGroups)
+		case "graph_endpoint":
+			err = one(&h.GraphEndpoint)
+		case "graph_login":
+			err = one(&h.GraphLogin)
 		case "domain_hint":
 			err = one(&h.DomainHint)
 		case "ui_locales":
@@ -218,7 +230,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"tenant", "authority", "issuer", "external_id", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+var subdirectives = []string{"groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -26,6 +26,9 @@ type identity struct {
 	issuedMs int64
 
 	bearerToken string // the access token presented, for a bearer identity
+	// groupsUnknown: the groups had to come from Microsoft Graph, which
+	// failed; rules that need them refuse.
+	groupsUnknown bool
 
 	principalOnce sync.Once
 	principal     string // X-MS-CLIENT-PRINCIPAL

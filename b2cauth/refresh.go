@@ -78,6 +78,7 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
+	h.sessionGroups(ctx, s, payload, id.session)
 	if s.RefreshToken == "" {
 		s.RefreshToken = id.session.RefreshToken
 	}
@@ -308,7 +309,7 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 	if !ok {
 		return id
 	}
-	renewed.session, renewed.expires = s, time.Unix(s.Expires, 0)
+	renewed.session, renewed.expires, renewed.groupsUnknown = s, time.Unix(s.Expires, 0), s.GroupsUnknown
 	if err := h.writeSession(w, r, s); err != nil {
 		h.logger.Warn("renewed session too large for cookies", zap.String("user_id", id.id), zap.Error(err))
 		return id

@@ -30,6 +30,9 @@ type session struct {
 	UserInfo map[string]any `json:"u,omitempty"`
 	Expires  int64          `json:"e"`
 	Seen     int64          `json:"s"` // last activity, for inactivity_timeout
+	// Microsoft Graph could not give the groups (rules that need them
+	// refuse); the groups it gave are in UserInfo.
+	GroupsUnknown bool `json:"gu,omitempty"`
 }
 
 // Cookie chunking: browsers drop cookies over about 4 KB, so a long value
@@ -233,6 +236,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 			return nil
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
+		id.groupsUnknown = s.GroupsUnknown
 		h.cache.put(value, id)
 	}
 	s := id.session

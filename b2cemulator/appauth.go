@@ -1,6 +1,7 @@
 package b2cemulator
 
 import (
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -109,6 +110,17 @@ func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, rt 
 		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
 	}
 	fields := strings.Fields(scope)
+	if len(fields) == 1 && isGraphScope(r, fields[0]) {
+		if !e.entra() {
+			// B2C's user flows cannot issue Graph tokens: the app asks the
+			// tenant's own endpoint (login.microsoftonline.com).
+			return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90117", "The scope '"+fields[0]+"' provided in the request is not supported: request Microsoft Graph tokens from the tenant's endpoint, not a user flow."))
+		}
+		if rt.multiTenant {
+			return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "Use a tenant-specific endpoint for the client credentials flow."))
+		}
+		return e.graphToken(w, r, rt.tenantID, client)
+	}
 	if len(fields) != 1 {
 		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90117", fmt.Sprintf("The scope '%s' provided in the request is not supported: ask for one <resource>/.default.", scope)))
 	}
@@ -146,4 +158,28 @@ func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, rt 
 	}
 	return writeJSON(w, http.StatusOK, object{{"access_token", at}, {"token_type", "Bearer"}, {"not_before", now.Unix()},
 		{"expires_in", int64(life.Seconds())}, {"expires_on", now.Add(life).Unix()}, {"resource", aud}})
+}
+
+// tenantToken is a B2C tenant's own token endpoint, outside its user flows
+// (login.microsoftonline.com/<tenant>/oauth2/v2.0/token): client
+// credentials for Microsoft Graph only.
+func (e *Emulator) tenantToken(w http.ResponseWriter, r *http.Request, rt route) error {
+	if r.Method != http.MethodPost {
+		return e.tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
+	}
+	f := r.PostForm
+	client := e.client(f.Get("client_id"))
+	switch {
+	case f.Get("grant_type") != "client_credentials" || !isGraphScope(r, f.Get("scope")):
+		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The tenant endpoint serves only client credentials for Microsoft Graph; user flows serve the rest."))
+	case client == nil:
+		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", "The client ID '" + f.Get("client_id") + "' is not registered in the tenant."})
+	case client.Secret == "" || subtle.ConstantTimeCompare([]byte(f.Get("client_secret")), []byte(client.Secret)) != 1:
+		return e.tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client."})
+	}
+	return e.graphToken(w, r, e.TenantID, client)
 }

@@ -105,6 +105,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if err := parseAppRole(d, &c.AppRoles); err != nil {
 						return err
 					}
+				case "graph_permission":
+					c.GraphPermissions = append(c.GraphPermissions, d.RemainingArgs()...)
 				default:
 					return d.Errf("client: unknown subdirective %q", d.Val())
 				}
@@ -237,6 +239,26 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Groups = append(e.Groups, g)
+		case "graph_throttle":
+			var n string
+			if !d.AllArgs(&n) {
+				return d.ArgErr()
+			}
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 0 {
+				return d.Errf("graph_throttle: %q is not a number", n)
+			}
+			e.GraphThrottle = v
+		case "graph_delay":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			v, err := caddy.ParseDuration(s)
+			if err != nil {
+				return d.Errf("graph_delay: %v", err)
+			}
+			e.GraphDelay = caddy.Duration(v)
 		case "groups_overage":
 			var n string
 			if !d.AllArgs(&n) {
@@ -322,4 +344,4 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 }
 
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"group", "groups_overage", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}
+var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}

@@ -130,6 +130,11 @@ type Emulator struct {
 	// (_claim_names, _claim_sources) instead of `groups`. Default: 200,
 	// Entra's limit for JWTs.
 	GroupsOverage int `json:"groups_overage,omitempty"`
+	// Microsoft Graph's throttling, to test a client: this many Graph
+	// requests from the start are answered 429 with Retry-After: 1.
+	GraphThrottle int `json:"graph_throttle,omitempty"`
+	// Microsoft Graph's latency, to test a client's time bounds.
+	GraphDelay caddy.Duration `json:"graph_delay,omitempty"`
 
 	state    *tenantState
 	poolID   string
@@ -159,6 +164,9 @@ type Client struct {
 	// is assigned to: users (by email) and client applications (by client
 	// ID, an application permission).
 	AppRoles map[string][]string `json:"app_roles,omitempty"`
+	// Microsoft Graph application permissions granted (with admin consent)
+	// to this client, such as GroupMember.Read.All.
+	GraphPermissions []string `json:"graph_permissions,omitempty"`
 }
 
 // API is a web API registration: its App ID URI, its application (client)
@@ -475,6 +483,12 @@ func (e *Emulator) Cleanup() error {
 
 // ServeHTTP answers the tenant's endpoints and passes anything else on.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if strings.HasPrefix(r.URL.Path, "/v1.0/") {
+		if !e.AllowRemote && !isLoopback(r) {
+			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
+		}
+		return e.graph(w, r)
+	}
 	rt, ok := e.route(r)
 	if !ok {
 		return next.ServeHTTP(w, r)
@@ -519,6 +533,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		return e.tokenError(w, http.StatusBadRequest, b)
 	}
 	if rt.policy == "" {
+		if rt.endpoint == "token" {
+			// The tenant's own token endpoint (Entra's, not a user flow's):
+			// where a B2C app gets app-only tokens for Microsoft Graph.
+			return e.tenantToken(w, r, rt)
+		}
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "The request is missing required parameter: p.")
 	}
 	switch rt.endpoint {
@@ -581,7 +600,8 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 		if rt.policy = e.policyNamed(p); rt.policy == "" {
 			rt.unknownPolicy = p
 		}
-	} else if len(segs) > 2 && strings.EqualFold(segs[1], "v2.0") || len(segs) > 3 && (strings.EqualFold(segs[1], "oauth2") || strings.EqualFold(segs[1], "discovery")) {
+	} else if !strings.EqualFold(segs[0], "oauth2") && !strings.EqualFold(segs[0], "discovery") &&
+		(len(segs) > 2 && strings.EqualFold(segs[1], "v2.0") || len(segs) > 3 && (strings.EqualFold(segs[1], "oauth2") || strings.EqualFold(segs[1], "discovery"))) {
 		rt.unknownPolicy = segs[0] // the path form with a policy that does not exist
 		segs = segs[1:]
 	}

@@ -36,6 +36,7 @@ type tenantState struct {
 	sessions map[string]*ssoSession // single sign-on sessions by sid
 	verify   verifications          // email verification codes and the mailbox
 	adminKey string                 // the default admin_key, made once per tenant
+	graph429 int                    // Graph requests still to answer 429 (graph_throttle)
 	ssoKey   []byte
 	storage  certmagic.Storage
 	storeKey string
@@ -67,6 +68,7 @@ type grant struct {
 func newTenantState(ctx caddy.Context, e *Emulator) (*tenantState, error) {
 	s := &tenantState{
 		adminKey: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
+		graph429: e.GraphThrottle,
 		users:    map[string]*User{},
 		codes:    map[string]*grant{},
 		refresh:  map[string]*grant{},
@@ -355,4 +357,30 @@ func (s *tenantState) revokeRefreshTokens(email string) {
 			delete(s.refresh, t)
 		}
 	}
+}
+
+// throttleGraph tells whether this Graph request is one graph_throttle
+// answers 429.
+func (s *tenantState) throttleGraph() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.graph429 > 0 {
+		s.graph429--
+		return true
+	}
+	return false
+}
+
+// userByObjectIDOrEmail finds a user as Graph's /users/{id} does: by object
+// ID or user principal name.
+func (s *tenantState) userByObjectIDOrEmail(id string) *User {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range s.users {
+		if strings.EqualFold(u.ObjectID, id) || strings.EqualFold(u.Email, id) {
+			c := *u
+			return &c
+		}
+	}
+	return nil
 }

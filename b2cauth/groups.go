@@ -1,0 +1,204 @@
+package b2cauth
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
+)
+
+// Groups the token cannot hold come from Microsoft Graph: always with
+// `groups graph` (Azure AD B2C's tokens carry none), and with `groups
+// token` when the token carries Entra's overage indicator instead of the
+// groups. A session keeps those the rules name (keep_groups named), or all
+// of them up to maxKeptGroups (keep_groups all), read again at each renewal.
+// When Graph fails, a rule that needs groups fails closed.
+
+// maxKeptGroups bounds the groups a session keeps: 200 object IDs are
+// about 7 KB, two cookies' worth.
+const maxKeptGroups = 200
+
+// rulesNameGroups tells whether an allow or deny rule looks at groups.
+func (h *Handler) rulesNameGroups() bool {
+	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+		if r.Claim == "groups" {
+			return true
+		}
+	}
+	return false
+}
+
+// hasGroupsOverage tells whether a token says its groups are elsewhere.
+func hasGroupsOverage(claims map[string]any) bool {
+	names, ok := claims["_claim_names"].(map[string]any)
+	if !ok {
+		return claims["hasgroups"] != nil
+	}
+	_, ok = names["groups"]
+	return ok
+}
+
+// wantsGraphGroups tells whether this identity's groups must come from
+// Graph.
+func (h *Handler) wantsGraphGroups(claims map[string]any) bool {
+	if h.graph == nil {
+		return false
+	}
+	if h.Groups == "graph" {
+		return true
+	}
+	return hasGroupsOverage(claims) && (h.rulesNameGroups() || h.KeepGroups == "all")
+}
+
+// guidInPath finds a tenant ID in an issuer URL.
+var guidInPath = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+
+// graphTenant is the tenant to ask Graph about: the token's tid, else the
+// tenant ID in its issuer (B2C's https://<name>.b2clogin.com/<tenant ID>/v2.0/).
+func graphTenant(values map[string]string) string {
+	if tid := values["tid"]; tid != "" {
+		return tid
+	}
+	return guidInPath.FindString(values["iss"])
+}
+
+// graphGroups reads the identity's groups from Graph and keeps what the
+// configuration says. A refusal is logged with what to fix.
+func (h *Handler) graphGroups(ctx context.Context, values map[string]string) ([]string, error) {
+	user := values["oid"]
+	if user == "" {
+		user = values["sub"]
+	}
+	ids, err := h.graph.MemberGroups(ctx, graphTenant(values), user)
+	if err != nil {
+		var ge *graph.Error
+		if errors.As(err, &ge) {
+			h.logger.Error("groups could not be read from Microsoft Graph: "+ge.Hint, zap.Int("status", ge.Status), zap.String("code", ge.Code))
+		} else {
+			h.logger.Error("groups could not be read from Microsoft Graph", zap.Error(err))
+		}
+		return nil, err
+	}
+	return h.keptGroups(ids), nil
+}
+
+// keptGroups are the groups a session keeps: those the rules name, or up
+// to maxKeptGroups of them.
+func (h *Handler) keptGroups(ids []string) []string {
+	if h.KeepGroups == "all" {
+		if len(ids) > maxKeptGroups {
+			h.logger.Warn("the user is in more groups than a session keeps; the rest are left out", zap.Int("groups", len(ids)), zap.Int("kept", maxKeptGroups))
+			ids = ids[:maxKeptGroups]
+		}
+		return ids
+	}
+	var out []string
+	for _, id := range ids {
+		if (Rule{Claim: "groups"}).namedBy(h.Allow, h.Deny, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// namedBy tells whether a groups rule of allow or deny matches the value.
+func (Rule) namedBy(allow, deny []Rule, value string) bool {
+	for _, r := range append(append([]Rule{}, allow...), deny...) {
+		if r.Claim == "groups" && r.matches(map[string]any{"groups": value}) {
+			return true
+		}
+	}
+	return false
+}
+
+// sessionGroups puts the Graph groups of a new or renewed session in it
+// (beside the claims the ID token lacks), or marks them unknown. A renewal
+// that cannot read them keeps those the session had.
+func (h *Handler) sessionGroups(ctx context.Context, s *session, payload []byte, previous *session) {
+	s.GroupsUnknown = false
+	id, ok := h.identity(payload)
+	if !ok || !h.wantsGraphGroups(id.claims) {
+		return
+	}
+	groups, err := h.graphGroups(ctx, id.values)
+	if err != nil {
+		s.GroupsUnknown = previous == nil || previous.GroupsUnknown
+		return
+	}
+	s.UserInfo = maps.Clone(s.UserInfo) // the previous session's map is shared
+	if s.UserInfo == nil {
+		s.UserInfo = map[string]any{}
+	}
+	list := make([]any, len(groups))
+	for i, g := range groups {
+		list[i] = g
+	}
+	s.UserInfo["groups"] = list
+}
+
+// bearerGroups are the Graph groups of bearer identities, cached briefly
+// by tenant and user.
+type bearerGroups struct {
+	mu      sync.Mutex
+	entries map[string]cachedGroups
+}
+
+type cachedGroups struct {
+	groups  []string
+	expires time.Time
+}
+
+const bearerGroupsTTL = 5 * time.Minute
+
+// withGraphGroups adds a bearer identity's groups from Graph when they
+// must come from there; an error when Graph fails.
+func (h *Handler) withGraphGroups(ctx context.Context, id *identity) error {
+	if !h.wantsGraphGroups(id.claims) {
+		return nil
+	}
+	key := graphTenant(id.values) + "/" + id.id
+	h.bearerGroups.mu.Lock()
+	c, ok := h.bearerGroups.entries[key]
+	h.bearerGroups.mu.Unlock()
+	if !ok || time.Now().After(c.expires) {
+		groups, err := h.graphGroups(ctx, id.values)
+		if err != nil {
+			return err
+		}
+		c = cachedGroups{groups, time.Now().Add(bearerGroupsTTL)}
+		h.bearerGroups.mu.Lock()
+		if len(h.bearerGroups.entries) >= 4096 {
+			clear(h.bearerGroups.entries)
+		}
+		h.bearerGroups.entries[key] = c
+		h.bearerGroups.mu.Unlock()
+	}
+	list := make([]any, len(c.groups))
+	for i, g := range c.groups {
+		list[i] = g
+	}
+	id.claims["groups"] = list
+	id.values["groups"] = strings.Join(c.groups, ",")
+	return nil
+}
+
+// groupsUnknownPage says the site cannot check the user's access now: the
+// rules need groups, and Microsoft Graph could not give them. No detail;
+// the log says what to fix.
+var groupsUnknownPage = pageData{Title: "Access cannot be checked", Message: "This site cannot check your access right now. Try again later.", Link: "/", LinkText: "Home"}
+
+// refuseUnknownGroups answers a request whose rules need groups that could
+// not be read.
+func (h *Handler) refuseUnknownGroups(w http.ResponseWriter, r *http.Request) error {
+	countRequest("503")
+	w.Header().Set("Retry-After", "60")
+	return h.fail(w, r, http.StatusServiceUnavailable, groupsUnknownPage.Title, groupsUnknownPage.Message, errors.New("groups unknown: Microsoft Graph failed"))
+}
