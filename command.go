@@ -9,6 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
 	"io"
 	"net"
 	"os"
@@ -16,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -42,6 +46,12 @@ caddy b2c check [--config <file>] [--adapter caddyfile]
 
 caddy b2c secret
     Prints a new cookie_secret (base64 of 32 random bytes).
+
+caddy b2c revoke --user <id> [--config <file>] [--adapter caddyfile]
+    Signs a user out of every Caddy that shares the config's storage:
+    every session of theirs issued until now, and their bearer tokens
+    issued until now, are refused within revocation_sync. <id> is what
+    {http.auth.user.id} shows: the oid, else the sub.
 
 caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso]
                    [--flavor b2c|external_id|entra_id] [--config <file>]
@@ -95,7 +105,17 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 			emulator.Flags().String("tenant", b2cemulator.DemoTenant, "tenant name")
 			emulator.Flags().String("flavor", b2cemulator.FlavorB2C, "b2c, external_id or entra_id")
 			emulator.Flags().String("config", "", "a file with more b2c_emulator options")
-			cmd.AddCommand(check, secret, emulator)
+			revoke := &cobra.Command{Use: "revoke", Short: "Signs a user out of every instance that shares the config's storage", Args: cobra.NoArgs,
+				RunE: func(c *cobra.Command, _ []string) error {
+					file, _ := c.Flags().GetString("config")
+					adapter, _ := c.Flags().GetString("adapter")
+					user, _ := c.Flags().GetString("user")
+					return runRevoke(c.Context(), file, adapter, user, c.OutOrStdout())
+				}}
+			revoke.Flags().String("config", "", "the config file (default ./Caddyfile)")
+			revoke.Flags().String("adapter", "", "its adapter (caddyfile for a Caddyfile)")
+			revoke.Flags().String("user", "", "the user's ID: the oid (else sub), as {http.auth.user.id} shows it")
+			cmd.AddCommand(check, secret, emulator, revoke)
 		},
 	})
 }
@@ -116,12 +136,9 @@ type foundHandler struct {
 // runCheck checks every b2c_auth of a config file, prints the findings and
 // returns how many are problems.
 func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, error) {
-	if file == "" {
-		// As Caddy's own commands: the Caddyfile of the current directory.
-		if _, err := os.Stat("Caddyfile"); err != nil {
-			return 0, errors.New("no --config given, and no Caddyfile in the current directory")
-		}
-		file, adapter = "Caddyfile", cmp.Or(adapter, "caddyfile")
+	file, adapter, err := defaultConfig(file, adapter)
+	if err != nil {
+		return 0, err
 	}
 	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
 	if err != nil {
@@ -157,6 +174,100 @@ func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, er
 		}
 	}
 	return problems, nil
+}
+
+// runRevoke records, in the storage of a config, that a user signed out
+// everywhere now, for as long as the longest session_lifetime of its
+// b2c_auth handlers.
+func runRevoke(ctx context.Context, file, adapter, user string, out io.Writer) error {
+	if user == "" {
+		return errors.New("--user is required: the user's oid (else sub), as {http.auth.user.id} shows it")
+	}
+	file, adapter, err := defaultConfig(file, adapter)
+	if err != nil {
+		return err
+	}
+	cfg, _, _, err := caddycmd.LoadConfig(file, adapter)
+	if err != nil {
+		return err
+	}
+	handlers, err := findHandlers(cfg)
+	if err != nil {
+		return err
+	}
+	if len(handlers) == 0 {
+		return errors.New("no b2c_auth handler in the config")
+	}
+	lifetime := b2cauth.DefaultSessionLifetime
+	for _, f := range handlers {
+		var h b2cauth.Handler
+		if json.Unmarshal(f.raw, &h) == nil {
+			lifetime = max(lifetime, time.Duration(h.SessionLifetime))
+		}
+	}
+	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	defer cancel()
+	storage, err := configStorage(cctx, cfg)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	entry := signouts.Entry{Kind: signouts.KindUser, Value: user, Before: now.UnixMilli() + 1, Expires: now.Add(lifetime).Unix()}
+	if err := signouts.New(storage, signouts.DefaultSync, zap.NewNop()).Add(ctx, entry); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "signed out %s everywhere: sessions and bearer tokens issued before %s are refused by every instance sharing %s, within its revocation_sync\n",
+		user, now.UTC().Format(time.RFC3339), storageName(storage))
+	return err
+}
+
+// defaultConfig is --config, or the Caddyfile of the current directory, as
+// Caddy's own commands default to.
+func defaultConfig(file, adapter string) (string, string, error) {
+	if file != "" {
+		return file, adapter, nil
+	}
+	if _, err := os.Stat("Caddyfile"); err != nil {
+		return "", "", errors.New("no --config given, and no Caddyfile in the current directory")
+	}
+	return "Caddyfile", cmp.Or(adapter, "caddyfile"), nil
+}
+
+// configStorage loads the storage a JSON config names, or Caddy's default.
+func configStorage(ctx caddy.Context, cfg []byte) (certmagic.Storage, error) {
+	var c struct {
+		Storage json.RawMessage `json:"storage"`
+	}
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		return nil, err
+	}
+	if len(c.Storage) == 0 {
+		return caddy.DefaultStorage, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(c.Storage, &fields); err != nil {
+		return nil, err
+	}
+	var name string
+	_ = json.Unmarshal(fields["module"], &name)
+	delete(fields, "module")
+	rest, _ := json.Marshal(fields)
+	mod, err := ctx.LoadModuleByID("caddy.storage."+name, rest)
+	if err != nil {
+		return nil, fmt.Errorf("storage: %v", err)
+	}
+	conv, ok := mod.(caddy.StorageConverter)
+	if !ok {
+		return nil, fmt.Errorf("storage: %s is not a storage module", name)
+	}
+	return conv.CertMagicStorage()
+}
+
+func storageName(s certmagic.Storage) string {
+	if str, ok := s.(fmt.Stringer); ok {
+		return str.String()
+	}
+	return fmt.Sprintf("%T", s)
 }
 
 // findHandlers walks a JSON config's HTTP servers, subroutes included, for

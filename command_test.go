@@ -189,3 +189,65 @@ func nonLoopbackIP() string {
 	}
 	return ""
 }
+
+// TestRevokeCommand: an operator signs a user out of every instance with
+// `caddy b2c revoke --user`: the running Caddy that shares the config's
+// storage refuses the user's session within its revocation_sync; another
+// user's session stays.
+func TestRevokeCommand(t *testing.T) {
+	dir := t.TempDir()
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	site := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	config := testcaddy.Globals(dir) + fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		client app-1 {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+		user ada@contoso.example Passw0rd! {
+			object_id 6f1c2d3e-4a5b-4c6d-8e7f-901234567890
+		}
+		user bob@contoso.example Passw0rd!
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id app-1
+		revocation_sync 1s
+	}
+	respond "id={http.auth.user.id}"
+}
+`, idp, site)
+	testcaddy.Start(t, config)
+	signIn := func(email string) *testcaddy.Browser {
+		b := testcaddy.NewBrowser(t)
+		page := b.Follow(site + "/")
+		if landed := b.FollowResponse(b.Submit(page, map[string]string{"email": email, "password": "Passw0rd!"}), ""); landed.StatusCode != 200 {
+			t.Fatalf("sign-in of %s: %d", email, landed.StatusCode)
+		}
+		return b
+	}
+	ada, bob := signIn("ada@contoso.example"), signIn("bob@contoso.example")
+
+	file := filepath.Join(dir, "Caddyfile")
+	_ = os.WriteFile(file, []byte(config), 0o600)
+	out, err := b2c(t, "revoke", "--config", file, "--adapter", "caddyfile", "--user", "6f1c2d3e-4a5b-4c6d-8e7f-901234567890")
+	if err != nil || !strings.Contains(out, "signed out 6f1c2d3e-4a5b-4c6d-8e7f-901234567890 everywhere") {
+		t.Fatalf("caddy b2c revoke: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ada.Get(site+"/").StatusCode == 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("the running instance still opens the revoked user's session")
+		}
+		time.Sleep(100 * time.Millisecond) // the next revocation_sync (1s) of the running Caddy
+	}
+	if r := bob.Get(site + "/"); r.StatusCode != 200 {
+		t.Errorf("another user's session: %d", r.StatusCode)
+	}
+	if _, err := b2c(t, "revoke", "--config", file, "--adapter", "caddyfile"); err == nil {
+		t.Error("revoke without --user was accepted")
+	}
+}
