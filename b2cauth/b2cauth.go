@@ -23,6 +23,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"go.uber.org/zap"
@@ -169,6 +170,16 @@ type Handler struct {
 	// cannot issue one). Default: https://login.microsoftonline.com.
 	GraphLogin string `json:"graph_login,omitempty"`
 
+	// Sign the user's identity for upstreams: the request header that
+	// carries an ES256 JWT assertion (iss the site's origin, aud, sub and
+	// the user's claims, valid 5 minutes, a kid), verifiable with the keys
+	// at /.auth/keys, which live in Caddy's storage and rotate. Client-sent
+	// copies of the header are removed. Default: off; the Caddyfile's
+	// `identity_assertion` without a name uses X-B2C-Identity-Assertion.
+	IdentityAssertion string `json:"identity_assertion,omitempty"`
+	// The assertion's aud. Default: the site's origin.
+	AssertionAudience []string `json:"assertion_audience,omitempty"`
+
 	// Renew the session's tokens with the refresh token when a request
 	// comes within 5 minutes of their expiry: auto or off. Default: auto
 	// when the scopes include offline_access.
@@ -217,6 +228,7 @@ type Handler struct {
 	autoRefresh    bool
 	renewals       *renewals
 	graph          *graph.Client // Microsoft Graph, when groups may come from it
+	assertions     *assertion.Ring
 	bearerGroups   *bearerGroups
 	signouts       *signouts.Store
 	signoutsKey    string            // for signouts.Release
@@ -400,10 +412,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 
 	registerMetrics(ctx.GetMetricsRegistry())
-	if h.EasyAuthHeaders && h.logger.Core().Enabled(zapcore.DebugLevel) {
-		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
+	if (h.EasyAuthHeaders || h.IdentityAssertion != "") && h.logger.Core().Enabled(zapcore.DebugLevel) {
+		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
 	}
 
+	if h.IdentityAssertion != "" {
+		if h.assertions, err = assertion.Open(ctx, h.storage, h.now); err != nil {
+			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
+		}
+	}
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(signouts.DefaultSync)
 	}
@@ -639,6 +656,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// in the chain must not remove what an earlier one set.
 	if caddyhttp.GetVar(r.Context(), strippedVar) == nil {
 		stripIdentityHeaders(r.Header)
+		if h.IdentityAssertion != "" {
+			r.Header.Del(h.IdentityAssertion)
+		}
 		caddyhttp.SetVar(r.Context(), strippedVar, true)
 	}
 	restoreCookies(r)
@@ -706,6 +726,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countRequest("session")
 	} else {
 		countRequest("bearer")
+	}
+	if h.assertions != nil {
+		signed, err := h.assertFor(r, id)
+		if err != nil {
+			h.logger.Error("identity assertion not signed", zap.Error(err))
+			return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "This site cannot vouch for your identity right now. Try again in a moment.", err)
+		}
+		r.Header.Set(h.IdentityAssertion, signed)
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
 	hideOwnCookies(r)

@@ -62,6 +62,15 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	bench(b, h, req)
 }
 
+// BenchmarkAuthenticatedRequestWithAssertion: the same with
+// identity_assertion: the assertion signed for the session is reused, so
+// the request costs a lookup, not a signature.
+func BenchmarkAuthenticatedRequestWithAssertion(b *testing.B) {
+	h, p, s := setup(b, func(h *Handler) { h.IdentityAssertion = "X-B2C-Identity-Assertion" })
+	req := withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil))
+	bench(b, h, req)
+}
+
 // BenchmarkUnauthenticatedRedirect: a browser request without a session,
 // redirected to the provider with a new flow cookie.
 func BenchmarkUnauthenticatedRedirect(b *testing.B) {

@@ -54,6 +54,8 @@ func init() {
 //	    revocation_sync <duration>
 //	    public_url <origin>
 //	    tls_trust_pool <source> [...]
+//	    identity_assertion [<header>]
+//	    assertion_audience <aud...>
 //	    groups token|graph
 //	    keep_groups named|all
 //	    graph_endpoint <url>
@@ -188,6 +190,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("tls_trust_pool: %s is not a CA pool source", modStem)
 			}
 			h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
+		case "identity_assertion":
+			h.IdentityAssertion = "X-B2C-Identity-Assertion"
+			if d.NextArg() {
+				h.IdentityAssertion = d.Val()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "assertion_audience":
+			err = many(&h.AssertionAudience)
 		case "groups":
 			err = one(&h.Groups)
 		case "keep_groups":
@@ -230,7 +242,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

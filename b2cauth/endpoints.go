@@ -30,6 +30,8 @@ func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool
 		return true, h.me(w, r)
 	case "/.auth/refresh":
 		return true, h.refresh(w, r)
+	case "/.auth/keys":
+		return true, h.keys(w, r)
 	}
 	return false, nil
 }

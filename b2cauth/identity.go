@@ -32,6 +32,9 @@ type identity struct {
 
 	principalOnce sync.Once
 	principal     string // X-MS-CLIENT-PRINCIPAL
+
+	assertionMu sync.Mutex
+	assertion   signedAssertion // the last one signed for it
 }
 
 // notSupportedSubject is the `sub` of B2C user flows set to the legacy

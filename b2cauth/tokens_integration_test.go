@@ -261,6 +261,7 @@ const debugLogFilter = `format filter {
 				request>headers>X-Ms-Token-Aad-Id-Token delete
 				request>headers>X-Ms-Token-Aad-Access-Token delete
 				request>headers>X-Ms-Client-Principal delete
+				request>headers>X-B2c-Identity-Assertion delete
 			}
 		}`
 
@@ -292,6 +293,7 @@ func TestDebugLogsHoldNoTokens(t *testing.T) {
 		client_id %[3]s
 		scopes openid offline_access %[3]s
 		easy_auth_headers
+		identity_assertion
 	}
 	reverse_proxy %[4]s {
 		header_up Authorization "Bearer {http.auth.b2c.access_token}"
@@ -306,12 +308,12 @@ func TestDebugLogsHoldNoTokens(t *testing.T) {
 	code := cb.Query().Get("code")
 	seen := upstreamHeaders(t, b.FollowResponse(back, ""))
 	accessToken, idToken := sessionTokens(t, b, base)
-	principal := seen.Get("X-Ms-Client-Principal")
-	if seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken || principal == "" || code == "" {
+	principal, assertion := seen.Get("X-Ms-Client-Principal"), seen.Get("X-B2C-Identity-Assertion")
+	if seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken || principal == "" || assertion == "" || code == "" {
 		t.Fatalf("upstream headers: %v", seen)
 	}
 	u, _ := url.Parse(base)
-	secrets := map[string]string{"access token": accessToken, "ID token": idToken, "code": code, "principal": principal}
+	secrets := map[string]string{"access token": accessToken, "ID token": idToken, "code": code, "principal": principal, "assertion": assertion}
 	for _, c := range b.Jar.Cookies(u) {
 		secrets["cookie "+c.Name] = c.Value
 	}
@@ -333,7 +335,7 @@ func TestDebugLogsHoldNoTokens(t *testing.T) {
 	}
 	// Every part of a token counts: a JWT's signature alone is a token's
 	// fingerprint, its payload the user's claims.
-	for _, tok := range []string{accessToken, idToken} {
+	for _, tok := range []string{accessToken, idToken, assertion} {
 		for _, part := range strings.Split(tok, ".") {
 			if len(part) > 16 && strings.Contains(log, part) {
 				t.Errorf("a part of a token appears in the debug log")

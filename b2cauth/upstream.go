@@ -44,6 +44,10 @@ func (id *identity) token(name string) (any, bool) {
 			return "", true
 		}
 		return id.session.IDToken, true
+	case "assertion":
+		id.assertionMu.Lock()
+		defer id.assertionMu.Unlock()
+		return id.assertion.token, true
 	case "access_token_expires":
 		if exp := id.accessExpiry(); !exp.IsZero() {
 			return exp.UTC().Format(time.RFC3339), true
