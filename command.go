@@ -1,6 +1,7 @@
 package caddyb2c
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
@@ -47,11 +49,13 @@ caddy b2c check [--config <file>] [--adapter caddyfile]
 caddy b2c secret
     Prints a new cookie_secret (base64 of 32 random bytes).
 
-caddy b2c revoke --user <id> [--config <file>] [--adapter caddyfile]
-    Signs a user out of every Caddy that shares the config's storage:
-    every session of theirs issued until now, and their bearer tokens
-    issued until now, are refused within revocation_sync. <id> is what
-    {http.auth.user.id} shows: the oid, else the sub.
+caddy b2c revoke --user <id> [--address localhost:2019 | --config <file> [--adapter caddyfile]]
+    Signs a user out of every Caddy that shares the running config's
+    storage, through the admin API (POST /b2c_auth/revoke): every session
+    of theirs issued until now, and their bearer tokens issued until now,
+    are refused within revocation_sync. <id> is what {http.auth.user.id}
+    shows: the oid, else the sub. With --config, it writes to that
+    config's storage itself, for a Caddy that is not running.
 
 caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso]
                    [--flavor b2c|external_id|entra_id] [--config <file>]
@@ -110,9 +114,14 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 					file, _ := c.Flags().GetString("config")
 					adapter, _ := c.Flags().GetString("adapter")
 					user, _ := c.Flags().GetString("user")
+					if file == "" {
+						address, _ := c.Flags().GetString("address")
+						return revokeThroughAdmin(c.Context(), address, user, c.OutOrStdout())
+					}
 					return runRevoke(c.Context(), file, adapter, user, c.OutOrStdout())
 				}}
-			revoke.Flags().String("config", "", "the config file (default ./Caddyfile)")
+			revoke.Flags().String("address", "", "the running Caddy's admin API (default: CADDY_ADMIN, else localhost:2019)")
+			revoke.Flags().String("config", "", "instead of the admin API: write to the storage of this config (Caddy may be stopped)")
 			revoke.Flags().String("adapter", "", "its adapter (caddyfile for a Caddyfile)")
 			revoke.Flags().String("user", "", "the user's ID: the oid (else sub), as {http.auth.user.id} shows it")
 			cmd.AddCommand(check, secret, emulator, revoke)
@@ -218,6 +227,36 @@ func runRevoke(ctx context.Context, file, adapter, user string, out io.Writer) e
 	}
 	_, err = fmt.Fprintf(out, "signed out %s everywhere: sessions and bearer tokens issued before %s are refused by every instance sharing %s, within its revocation_sync\n",
 		user, now.UTC().Format(time.RFC3339), storageName(storage))
+	return err
+}
+
+// revokeThroughAdmin asks a running Caddy's admin API to sign a user out.
+func revokeThroughAdmin(ctx context.Context, address, user string, out io.Writer) error {
+	if user == "" {
+		return errors.New("--user is required: the user's oid (else sub), as {http.auth.user.id} shows it")
+	}
+	address = cmp.Or(address, os.Getenv("CADDY_ADMIN"), "localhost:2019")
+	body, _ := json.Marshal(b2cauth.RevokeRequest{User: user})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+address+"/b2c_auth/revoke", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("the admin API at %s: %v (is Caddy running with its admin endpoint? or use --config)", address, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the admin API answered %d: %s", resp.StatusCode, strings.TrimSpace(string(data)))
+	}
+	var res b2cauth.RevokeResponse
+	if err := json.Unmarshal(data, &res); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, "signed out %s everywhere: sessions and bearer tokens issued before %s are refused by every instance sharing the running config's storage, within its revocation_sync (recorded until %s)\n",
+		res.User, res.Before.UTC().Format(time.RFC3339), res.Expires.UTC().Format(time.RFC3339))
 	return err
 }
 

@@ -64,6 +64,16 @@ func TestIdentityAssertion(t *testing.T) {
 	if again := serve(h, withCookies(navigation("GET", "/page"), cookies)); again.upstream.Get(assertionHeader) != token {
 		t.Error("a second request signed a new assertion")
 	}
+	// Near its expiry, a new one is signed; the old one is expired for an
+	// app that checks exp.
+	h.now = func() time.Time { return time.Now().Add(5 * time.Minute) }
+	if later := serve(h, withCookies(navigation("GET", "/page"), cookies)).upstream.Get(assertionHeader); later == token || later == "" {
+		t.Error("no new assertion when the old one expires")
+	}
+	if exp := int64(c["exp"].(float64)); exp > time.Now().Add(5*time.Minute).Unix() {
+		t.Errorf("the first assertion outlives 5 minutes: exp %d", exp)
+	}
+	h.now = time.Now
 
 	// A bearer caller gets one too.
 	bearer := serve(h, apiRequest("Bearer "+s.sign(t, accessClaims(p))))

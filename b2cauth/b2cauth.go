@@ -428,11 +428,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("revocation_sync: %v", err)
 	}
 	h.whenRunning(ctx)
+	sessionLifetimes.Store(h, time.Duration(h.SessionLifetime))
 	return nil
 }
 
 // Cleanup releases the shared revocation list; the last user stops its sync.
 func (h *Handler) Cleanup() error {
+	sessionLifetimes.Delete(h)
 	if h.signoutsKey == "" {
 		return nil
 	}

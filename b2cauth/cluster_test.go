@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 
 	// Caddy storage in Redis, as a cluster would share it.
@@ -150,5 +153,63 @@ func TestDockerComposeCaddyfile(t *testing.T) {
 	b.Follow(two + "/.auth/logout")
 	if !refusedWithin(replay, one+"/", 10*time.Second) {
 		t.Fatal("the first instance still opens a session signed out on the second")
+	}
+}
+
+// TestRevokeThroughTheAdminAPI: an operator runs `caddy b2c revoke --user`
+// against a running Caddy's admin API; the user's session, open on two
+// instances sharing storage, is refused on both within revocation_sync.
+func TestRevokeThroughTheAdminAPI(t *testing.T) {
+	dir := t.TempDir()
+	admin := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	one := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	two := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	site := func(addr string) string {
+		return fmt.Sprintf(`%s {
+	b2c_auth {
+		authority %s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %s
+		revocation_sync 1s
+	}
+	respond "id={http.auth.user.id}"
+}
+`, addr, idp, clientID)
+	}
+	testcaddy.Start(t, strings.Replace(testcaddy.Globals(dir), "admin off", "admin "+admin, 1)+fmt.Sprintf(`
+%s {
+	b2c_emulator {
+		client %s {
+			redirect_uri %s/.auth/login/b2c/callback
+		}
+		user ada@contoso.example Passw0rd! {
+			object_id 6f1c2d3e-4a5b-4c6d-8e7f-901234567890
+		}
+	}
+}
+`, idp, clientID, one)+site(one))
+	startOtherCaddy(t, testcaddy.Globals(dir)+site(two))
+
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(one + "/")
+	if landed := b.FollowResponse(b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), ""); landed.StatusCode != 200 {
+		t.Fatalf("sign-in: %d", landed.StatusCode)
+	}
+	other := b.Copy(two)
+	if r := other.Get(two + "/"); r.StatusCode != 200 {
+		t.Fatalf("the second instance does not open the session: %d", r.StatusCode)
+	}
+
+	cmd := &cobra.Command{Use: "b2c"}
+	caddycmd.Commands()["b2c"].CobraFunc(cmd)
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"revoke", "--address", admin, "--user", "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"})
+	if err := cmd.Execute(); err != nil || !strings.Contains(out.String(), "signed out 6f1c2d3e-4a5b-4c6d-8e7f-901234567890 everywhere") {
+		t.Fatalf("caddy b2c revoke: %v\n%s", err, out.String())
+	}
+	if !refusedWithin(b, one+"/", 5*time.Second) || !refusedWithin(other, two+"/", 5*time.Second) {
+		t.Error("an instance still opens the revoked user's session")
 	}
 }

@@ -53,7 +53,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	id := h.readSession(nil, r)
 	clearSession(w, r)
 	if id != nil {
-		if err := h.revoke(r.Context(), id, everywhere); err != nil {
+		if err := h.revoke(r.Context(), id, everywhere, "user"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 			if everywhere {
 				return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out incomplete", "You are signed out in this browser, but your other sessions could not be ended. Try again in a moment.", err)
@@ -132,8 +132,10 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 }
 
 // revoke records the sign-out of a session, or of every session of its user
-// issued until now, for every instance that shares the storage.
-func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool) error {
+// issued until now, for every instance that shares the storage; origin
+// (user, front_channel, provider) is counted.
+func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool, origin string) error {
+	countRevocation(origin)
 	entries := []signouts.Entry{{Kind: signouts.KindSession, Value: id.session.ID, Expires: id.session.Expires}}
 	if everywhere {
 		now := h.now()
@@ -181,7 +183,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	ctx := r.Context()
 	if id := h.readSession(nil, r); id != nil {
-		if err := h.revoke(ctx, id, false); err != nil {
+		if err := h.revoke(ctx, id, false, "front_channel"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 		}
 	}
@@ -205,6 +207,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 			break
 		}
 		entry := signouts.Entry{Kind: signouts.KindSID, Value: sid, Expires: h.now().Add(time.Duration(h.SessionLifetime)).Unix()}
+		countRevocation("front_channel")
 		if err := h.signouts.Add(ctx, entry); err != nil {
 			h.logger.Error("front-channel logout not recorded in storage", zap.Error(err))
 			break

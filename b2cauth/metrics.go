@@ -21,6 +21,7 @@ type metricSet struct {
 	fetches        *prometheus.CounterVec   // kind, result
 	fetchSeconds   *prometheus.HistogramVec // kind
 	refreshes      *prometheus.CounterVec   // result
+	revocations    *prometheus.CounterVec   // origin
 
 	byOutcome map[string]prometheus.Counter // requests, resolved once: counted on every request
 	byBearer  map[string]prometheus.Counter
@@ -52,6 +53,8 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Latency of requests to the identity provider, by kind.", Buckets: prometheus.DefBuckets}, []string{"kind"}),
 			refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "refreshes_total",
 				Help: "Session renewals by result: renewed; refused (invalid_grant) and interaction_required, which end the session; blocked (interaction asked again right after a sign-in); failed and backoff (retried later); expired (tokens dead, signing in again)."}, []string{"result"}),
+			revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "revocations_total",
+				Help: "Sign-outs recorded, by origin: user (sign-out, everywhere), front_channel (the provider's front-channel logout), provider (a refused renewal), operator (caddy b2c revoke)."}, []string{"origin"}),
 			byOutcome: map[string]prometheus.Counter{},
 			byBearer:  map[string]prometheus.Counter{},
 			byRefresh: map[string]prometheus.Counter{},
@@ -69,7 +72,7 @@ func registerMetrics(registry *prometheus.Registry) {
 	if registry == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes} {
+	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes, metrics.revocations} {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -82,6 +85,12 @@ func registerMetrics(registry *prometheus.Registry) {
 // countRequest counts a request's outcome.
 func countRequest(outcome string) {
 	metrics.byOutcome[outcome].Inc()
+}
+
+// countRevocation counts a recorded sign-out by its origin: user,
+// front_channel, provider or operator.
+func countRevocation(origin string) {
+	metrics.revocations.WithLabelValues(origin).Inc()
 }
 
 // refreshResults are the values of refreshes_total's result label.

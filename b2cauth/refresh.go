@@ -111,7 +111,7 @@ func refreshOutcome(err error) string {
 func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity, cause error) {
 	h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(cause))
 	clearSession(w, r)
-	if err := h.revoke(r.Context(), id, false); err != nil {
+	if err := h.revoke(r.Context(), id, false, "provider"); err != nil {
 		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -341,5 +342,59 @@ func TestDebugLogsHoldNoTokens(t *testing.T) {
 				t.Errorf("a part of a token appears in the debug log")
 			}
 		}
+	}
+}
+
+// TestAssertionVerifiedByPyJWT: an app written with PyJWT (which nobody
+// here wrote) verifies the identity assertion with the site's /.auth/keys,
+// and refuses a forged one and one for another audience.
+func TestAssertionVerifiedByPyJWT(t *testing.T) {
+	python := "/usr/bin/python3"
+	_, err := os.Stat("/usr/lib/python3/dist-packages/jwt")
+	testcaddy.Require(t, "python3-jwt", "apt-get install python3-jwt", err == nil)
+	up := echoUpstream(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator {
+		client %[3]s {
+			redirect_uri %[2]s/.auth/login/b2c/callback
+		}
+	}
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+		identity_assertion
+	}
+	reverse_proxy %[4]s
+}
+`, idp, base, clientID, strings.TrimPrefix(up, "http://")))
+	b := testcaddy.NewBrowser(t)
+	page := b.Follow(base + "/app")
+	seen := upstreamHeaders(t, b.FollowResponse(b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), ""))
+	token := seen.Get("X-B2C-Identity-Assertion")
+	verify := func(token, audience string) map[string]string {
+		out, err := exec.Command(python, filepath.Join("..", "testdata", "jwt", "verify_assertion.py"), base+"/.auth/keys", token, base, audience).Output()
+		var res map[string]string
+		if err != nil || json.Unmarshal(out, &res) != nil {
+			t.Fatalf("PyJWT: %v %s", err, out)
+		}
+		return res
+	}
+	if res := verify(token, base); res["sub"] == "" || res["email"] != "ada@contoso.example" {
+		t.Errorf("PyJWT does not verify the assertion: %v", res)
+	}
+	if res := verify(token, "https://another.app"); res["error"] != "InvalidAudienceError" {
+		t.Errorf("for another audience: %v", res)
+	}
+	parts := strings.Split(token, ".")
+	forged := []byte(parts[1])
+	forged[5] ^= 0x01
+	if res := verify(parts[0]+"."+string(forged)+"."+parts[2], base); res["error"] == "" {
+		t.Errorf("a forged assertion verifies: %v", res)
 	}
 }
