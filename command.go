@@ -49,7 +49,7 @@ caddy b2c check [--config <file>] [--adapter caddyfile]
 caddy b2c secret
     Prints a new cookie_secret (base64 of 32 random bytes).
 
-caddy b2c revoke --user <id> [--address localhost:2019 | --config <file> [--adapter caddyfile]]
+caddy b2c revoke --user <id> | --session <id> [--address localhost:2019 | --config <file> [--adapter caddyfile]]
     Signs a user out of every Caddy that shares the running config's
     storage, through the admin API (POST /b2c_auth/revoke): every session
     of theirs issued until now, and their bearer tokens issued until now,
@@ -114,9 +114,13 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 					file, _ := c.Flags().GetString("config")
 					adapter, _ := c.Flags().GetString("adapter")
 					user, _ := c.Flags().GetString("user")
+					session, _ := c.Flags().GetString("session")
 					if file == "" {
 						address, _ := c.Flags().GetString("address")
-						return revokeThroughAdmin(c.Context(), address, user, c.OutOrStdout())
+						return revokeThroughAdmin(c.Context(), address, b2cauth.RevokeRequest{User: user, Session: session}, c.OutOrStdout())
+					}
+					if session != "" {
+						return errors.New("--session works through the admin API, without --config")
 					}
 					return runRevoke(c.Context(), file, adapter, user, c.OutOrStdout())
 				}}
@@ -124,6 +128,7 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 			revoke.Flags().String("config", "", "instead of the admin API: write to the storage of this config (Caddy may be stopped)")
 			revoke.Flags().String("adapter", "", "its adapter (caddyfile for a Caddyfile)")
 			revoke.Flags().String("user", "", "the user's ID: the oid (else sub), as {http.auth.user.id} shows it")
+			revoke.Flags().String("session", "", "instead of a user: one session, as {http.auth.b2c.session_id} shows it")
 			cmd.AddCommand(check, secret, emulator, revoke)
 		},
 	})
@@ -231,12 +236,12 @@ func runRevoke(ctx context.Context, file, adapter, user string, out io.Writer) e
 }
 
 // revokeThroughAdmin asks a running Caddy's admin API to sign a user out.
-func revokeThroughAdmin(ctx context.Context, address, user string, out io.Writer) error {
-	if user == "" {
-		return errors.New("--user is required: the user's oid (else sub), as {http.auth.user.id} shows it")
+func revokeThroughAdmin(ctx context.Context, address string, what b2cauth.RevokeRequest, out io.Writer) error {
+	if (what.User == "") == (what.Session == "") {
+		return errors.New("give --user (the user's oid, else sub, as {http.auth.user.id} shows it) or --session ({http.auth.b2c.session_id})")
 	}
 	address = cmp.Or(address, os.Getenv("CADDY_ADMIN"), "localhost:2019")
-	body, _ := json.Marshal(b2cauth.RevokeRequest{User: user})
+	body, _ := json.Marshal(what)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+address+"/b2c_auth/revoke", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -253,6 +258,10 @@ func revokeThroughAdmin(ctx context.Context, address, user string, out io.Writer
 	}
 	var res b2cauth.RevokeResponse
 	if err := json.Unmarshal(data, &res); err != nil {
+		return err
+	}
+	if res.Session != "" {
+		_, err = fmt.Fprintf(out, "signed out session %s: refused by every instance sharing the running config's storage, within its revocation_sync\n", res.Session)
 		return err
 	}
 	_, err = fmt.Fprintf(out, "signed out %s everywhere: sessions and bearer tokens issued before %s are refused by every instance sharing the running config's storage, within its revocation_sync (recorded until %s)\n",

@@ -42,14 +42,17 @@ func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: "/b2c_auth/revoke", Handler: caddy.AdminHandlerFunc(a.revoke)}}
 }
 
-// RevokeRequest is what POST /b2c_auth/revoke takes.
+// RevokeRequest is what POST /b2c_auth/revoke takes: a user, or one
+// session.
 type RevokeRequest struct {
-	User string `json:"user"` // what {http.auth.user.id} shows: the oid, else the sub
+	User    string `json:"user,omitempty"`    // what {http.auth.user.id} shows: the oid, else the sub
+	Session string `json:"session,omitempty"` // what {http.auth.b2c.session_id} shows
 }
 
 // RevokeResponse is what it answers.
 type RevokeResponse struct {
-	User    string    `json:"user"`
+	User    string    `json:"user,omitempty"`
+	Session string    `json:"session,omitempty"`
 	Before  time.Time `json:"before"`  // sessions and bearer tokens issued before this are refused
 	Expires time.Time `json:"expires"` // when the record goes: every session it covers has ended
 }
@@ -59,21 +62,24 @@ func (a *adminAPI) revoke(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("POST a JSON {\"user\": \"<id>\"}")}
 	}
 	var req RevokeRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&req); err != nil || req.User == "" || len(req.User) > 256 {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("want a JSON {\"user\": \"<id>\"}: the oid, else the sub, as {http.auth.user.id} shows it")}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&req); err != nil || (req.User == "") == (req.Session == "") || len(req.User) > 256 || len(req.Session) > 256 {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("want a JSON {\"user\": \"<id>\"} (the oid, else the sub, as {http.auth.user.id} shows it) or {\"session\": \"<id>\"} ({http.auth.b2c.session_id})")}
 	}
 	storage := caddy.ActiveContext().Storage()
 	if storage == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("no config is running")}
 	}
 	now := time.Now()
-	res := RevokeResponse{User: req.User, Before: now, Expires: now.Add(liveSessionLifetime())}
+	res := RevokeResponse{User: req.User, Session: req.Session, Before: now, Expires: now.Add(liveSessionLifetime())}
 	entry := signouts.Entry{Kind: signouts.KindUser, Value: req.User, Before: now.UnixMilli() + 1, Expires: res.Expires.Unix()}
+	if req.Session != "" {
+		entry = signouts.Entry{Kind: signouts.KindSession, Value: req.Session, Expires: res.Expires.Unix()}
+	}
 	if err := signouts.New(storage, signouts.DefaultSync, a.logger).Add(r.Context(), entry); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("recording the sign-out in storage: %v", err)}
 	}
 	countRevocation("operator")
-	a.logger.Info("user signed out everywhere by an operator", zap.String("user_id", req.User))
+	a.logger.Info("signed out by an operator", zap.String("user_id", req.User), zap.Bool("one_session", req.Session != ""))
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(res)
 }

@@ -173,7 +173,7 @@ func TestRevokeThroughTheAdminAPI(t *testing.T) {
 		client_id %s
 		revocation_sync 1s
 	}
-	respond "id={http.auth.user.id}"
+	respond "id={http.auth.user.id} session={http.auth.b2c.session_id}"
 }
 `, addr, idp, clientID)
 	}
@@ -201,13 +201,35 @@ func TestRevokeThroughTheAdminAPI(t *testing.T) {
 		t.Fatalf("the second instance does not open the session: %d", r.StatusCode)
 	}
 
-	cmd := &cobra.Command{Use: "b2c"}
-	caddycmd.Commands()["b2c"].CobraFunc(cmd)
-	var out strings.Builder
-	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"revoke", "--address", admin, "--user", "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"})
-	if err := cmd.Execute(); err != nil || !strings.Contains(out.String(), "signed out 6f1c2d3e-4a5b-4c6d-8e7f-901234567890 everywhere") {
-		t.Fatalf("caddy b2c revoke: %v\n%s", err, out.String())
+	revoke := func(args ...string) string {
+		cmd := &cobra.Command{Use: "b2c"}
+		caddycmd.Commands()["b2c"].CobraFunc(cmd)
+		var out strings.Builder
+		cmd.SetOut(&out)
+		cmd.SetArgs(append([]string{"revoke", "--address", admin}, args...))
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("caddy b2c revoke %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+
+	// One session, by the ID {http.auth.b2c.session_id} shows: the user's
+	// other session stays.
+	second := testcaddy.NewBrowser(t)
+	landed := second.FollowResponse(second.Submit(second.Follow(one+"/"), map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"}), "")
+	_, sessionID, _ := strings.Cut(landed.Body, "session=")
+	if out := revoke("--session", sessionID); !strings.Contains(out, "signed out session") {
+		t.Fatalf("revoke --session: %s", out)
+	}
+	if !refusedWithin(second, one+"/", 5*time.Second) {
+		t.Error("the revoked session still opens")
+	}
+	if r := b.Get(one + "/"); r.StatusCode != 200 {
+		t.Errorf("the user's other session was ended: %d", r.StatusCode)
+	}
+
+	if out := revoke("--user", "6f1c2d3e-4a5b-4c6d-8e7f-901234567890"); !strings.Contains(out, "signed out 6f1c2d3e-4a5b-4c6d-8e7f-901234567890 everywhere") {
+		t.Fatalf("revoke --user: %s", out)
 	}
 	if !refusedWithin(b, one+"/", 5*time.Second) || !refusedWithin(other, two+"/", 5*time.Second) {
 		t.Error("an instance still opens the revoked user's session")

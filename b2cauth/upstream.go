@@ -44,6 +44,13 @@ func (id *identity) token(name string) (any, bool) {
 			return "", true
 		}
 		return id.session.IDToken, true
+	case "session_id":
+		// What an operator revokes one session by (caddy b2c revoke
+		// --session); not a credential: it opens nothing by itself.
+		if id.session == nil {
+			return "", true
+		}
+		return id.session.ID, true
 	case "assertion":
 		id.assertionMu.Lock()
 		defer id.assertionMu.Unlock()
