@@ -81,10 +81,15 @@ func TestRotationSchedule(t *testing.T) {
 	}
 
 	// Past the switch, the new key signs; the old stays published while
-	// its assertions may live, then goes.
+	// its assertions may live, then goes: an assertion signed just before
+	// the switch still verifies just after it, as traffic flows on.
+	beforeSwitch, _, _ := a.Sign(ctx, map[string]any{"sub": "in-flight"})
 	clock = start.Add(SignPeriod + time.Minute)
 	token, _, _ = b.Sign(ctx, nil)
 	jwks, _ = a.JWKS(ctx)
+	if kid, c := verify(t, beforeSwitch, jwks); kid != first || c["sub"] != "in-flight" {
+		t.Errorf("an assertion signed before the switch: kid %s", kid)
+	}
 	if kid, _ := verify(t, token, jwks); kid != next {
 		t.Errorf("after the switch: signs with %s, want %s", kid, next)
 	}
