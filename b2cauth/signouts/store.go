@@ -206,14 +206,14 @@ type Store struct {
 	mu          sync.Mutex // guards what follows
 	storage     certmagic.Storage
 	logger      *zap.Logger
-	expiring    expiryHeap          // every live entry, soonest expiry first
-	recent      map[string]int64    // keys seen in the buckets a sync lists again → their bucket
-	bucketLive  map[int64]int       // live entries per bucket, to delete a bucket once empty
-	legacyKnown map[string]struct{} // legacy entries already loaded
-	legacySIDs  map[string]int64    // legacy sign-in records: hash prefix → expiry
-	lastPass    time.Time           // when the last complete sync started; zero before the first
-	prunedHour  int64               // the last hour whose sign-in records were pruned
-	failing     bool                // the last sync failed (logged once)
+	expiring    expiryHeap       // every live entry, soonest expiry first
+	recent      map[string]int64 // keys seen in the buckets a sync lists again → their bucket
+	bucketLive  map[int64]int    // live entries per bucket, to delete a bucket once empty
+	legacyKnown map[string]int64 // legacy entries already loaded (→ -1)
+	legacySIDs  map[string]int64 // legacy sign-in records: hash prefix → expiry
+	lastPass    time.Time        // when the last complete sync started; zero before the first
+	prunedHour  int64            // the last hour whose sign-in records were pruned
+	failing     bool             // the last sync failed (logged once)
 	stop, done  chan struct{}
 }
 
@@ -247,7 +247,7 @@ func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) 
 	return &Store{
 		interval: interval, storage: storage, logger: logger,
 		recent: map[string]int64{}, bucketLive: map[int64]int{},
-		legacyKnown: map[string]struct{}{}, legacySIDs: map[string]int64{},
+		legacyKnown: map[string]int64{}, legacySIDs: map[string]int64{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -386,12 +386,21 @@ func (st *Store) readBucket(ctx context.Context, bucket int64) error {
 	if err != nil {
 		return err
 	}
+	return st.readNew(ctx, keys, st.recent, bucket, func(e Entry) string {
+		return e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0))
+	})
+}
+
+// readNew loads the keys that seen does not hold, marks them seen (with
+// bucket), and records the live entries stored where they belong (keyOf);
+// expired ones are deleted, anything else ignored, never trusted.
+func (st *Store) readNew(ctx context.Context, keys []string, seen map[string]int64, bucket int64, keyOf func(Entry) string) error {
 	now := time.Now().Unix()
 	for _, k := range keys {
 		st.mu.Lock()
-		_, seen := st.recent[k]
+		_, known := seen[k]
 		st.mu.Unlock()
-		if seen {
+		if known {
 			continue
 		}
 		e, err := st.load(ctx, k)
@@ -399,10 +408,10 @@ func (st *Store) readBucket(ctx context.Context, bucket int64) error {
 			return err
 		}
 		st.mu.Lock()
-		st.recent[k] = bucket
+		seen[k] = bucket
 		st.mu.Unlock()
-		if e == nil || e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0)) != k {
-			continue // deleted meanwhile, not ours, or damaged: ignore, never trust
+		if e == nil || keyOf(*e) != k {
+			continue // deleted meanwhile, not ours, or damaged
 		}
 		if e.Expires <= now {
 			st.deleteKey(ctx, k)
@@ -450,29 +459,8 @@ func (st *Store) readLegacy(ctx context.Context) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	now := time.Now().Unix()
-	for _, k := range keys {
-		st.mu.Lock()
-		_, seen := st.legacyKnown[k]
-		st.mu.Unlock()
-		if seen {
-			continue
-		}
-		e, err := st.load(ctx, k)
-		if err != nil {
-			return err
-		}
-		st.mu.Lock()
-		st.legacyKnown[k] = struct{}{}
-		st.mu.Unlock()
-		if e == nil || path.Join(legacyRevocationDir, e.name()) != k {
-			continue
-		}
-		if e.Expires <= now {
-			st.deleteKey(ctx, k)
-			continue
-		}
-		st.record(*e, -1)
+	if err := st.readNew(ctx, keys, st.legacyKnown, -1, func(e Entry) string { return path.Join(legacyRevocationDir, e.name()) }); err != nil {
+		return err
 	}
 
 	storage, _ = st.store()
@@ -480,7 +468,7 @@ func (st *Store) readLegacy(ctx context.Context) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	sids := make(map[string]int64, len(keys))
+	sids, now := make(map[string]int64, len(keys)), time.Now().Unix()
 	for _, k := range keys {
 		prefix, exp, _ := strings.Cut(path.Base(k), "_")
 		t, err := strconv.ParseInt(exp, 10, 64)
