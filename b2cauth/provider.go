@@ -292,7 +292,7 @@ type keySet struct {
 	limiter *rate.Limiter
 
 	mu      sync.Mutex
-	keys    []jose.JSONWebKey
+	keys    []publishedKey
 	fetched time.Time
 }
 
@@ -322,21 +322,56 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if len(pubs) == 0 {
 		return nil, fmt.Errorf("no key with kid %q", kid)
 	}
-	return (&oidc.StaticKeySet{PublicKeys: pubs}).VerifySignature(ctx, jwt)
+	err = fmt.Errorf("no key with kid %q verifies the token", kid)
+	for _, key := range pubs {
+		payload, verr := (&oidc.StaticKeySet{PublicKeys: []crypto.PublicKey{key.Key}}).VerifySignature(ctx, jwt)
+		if verr != nil {
+			err = verr
+			continue
+		}
+		if !key.forIssuer(payload) {
+			// Microsoft: with the tenant-independent metadata, a key whose
+			// issuer names a tenant "should only be used when the iss claim
+			// in the token matches the value exactly".
+			err = fmt.Errorf("key %q belongs to issuer %q, not to the token's", key.KeyID, key.issuer)
+			continue
+		}
+		return payload, nil
+	}
+	return nil, err
 }
 
-// matching are the public keys a token with this kid may be signed with:
-// the key with that ID or, for a token without a kid, every key.
-func (k *keySet) matching(kid string) []crypto.PublicKey {
+// publishedKey is a key of the JWKS, with the issuer Entra ID's JWKS may
+// name for it (a tenant's, or the {tenantid} template for any tenant).
+type publishedKey struct {
+	jose.JSONWebKey
+	issuer string
+}
+
+// forIssuer tells whether a verified token's iss may use this key: any
+// when the key names no issuer or the template; else exactly its own.
+func (k publishedKey) forIssuer(payload []byte) bool {
+	if k.issuer == "" || strings.Contains(k.issuer, tenantPlaceholder) {
+		return true
+	}
+	var c struct {
+		Iss string `json:"iss"`
+	}
+	return json.Unmarshal(payload, &c) == nil && c.Iss == k.issuer
+}
+
+// matching are the keys a token with this kid may be signed with: the key
+// with that ID or, for a token without a kid, every key.
+func (k *keySet) matching(kid string) []publishedKey {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var pubs []crypto.PublicKey
+	var keys []publishedKey
 	for _, key := range k.keys {
 		if kid == "" || key.KeyID == kid {
-			pubs = append(pubs, key.Key)
+			keys = append(keys, key)
 		}
 	}
-	return pubs
+	return keys
 }
 
 // stale tells whether the keys were fetched over maxAge ago (or never) and
@@ -360,13 +395,17 @@ func (k *keySet) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var keys []jose.JSONWebKey
+	var keys []publishedKey
 	for _, raw := range set.Keys {
 		var key jose.JSONWebKey
 		if json.Unmarshal(raw, &key) != nil || !key.IsPublic() || (key.Use != "" && key.Use != "sig") {
 			continue // a key we cannot use is skipped, not fatal
 		}
-		keys = append(keys, key)
+		var extra struct {
+			Issuer string `json:"issuer"`
+		}
+		_ = json.Unmarshal(raw, &extra)
+		keys = append(keys, publishedKey{JSONWebKey: key, issuer: extra.Issuer})
 	}
 	k.mu.Lock()
 	k.keys, k.fetched = keys, k.now()

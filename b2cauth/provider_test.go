@@ -35,6 +35,7 @@ type hostile struct {
 	jwksHits    int
 	refreshHits int // refresh_token grants received
 	down        bool
+	keyIssuers  map[string]string // kid → the issuer its JWKS entry names, as Entra's does
 }
 
 const testClient = "client-123"
@@ -63,7 +64,20 @@ func newHostile(t testing.TB) *hostile {
 			})
 		case strings.HasSuffix(r.URL.Path, "/keys"):
 			p.jwksHits++
-			_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: p.keys})
+			data, _ := json.Marshal(jose.JSONWebKeySet{Keys: p.keys})
+			if len(p.keyIssuers) > 0 {
+				var set struct {
+					Keys []map[string]any `json:"keys"`
+				}
+				_ = json.Unmarshal(data, &set)
+				for _, k := range set.Keys {
+					if iss, ok := p.keyIssuers[k["kid"].(string)]; ok {
+						k["issuer"] = iss
+					}
+				}
+				data, _ = json.Marshal(set)
+			}
+			_, _ = w.Write(data)
 		case strings.HasSuffix(r.URL.Path, "/token"):
 			_ = r.ParseForm()
 			if r.PostForm.Get("grant_type") == "refresh_token" {

@@ -122,3 +122,26 @@ func TestAADSTSErrors(t *testing.T) {
 		t.Errorf("AADSTS50011: %d %s", res.Code, res.Body)
 	}
 }
+
+// TestKeyIssuerOfTenantIndependentMetadata: Entra ID's tenant-independent
+// JWKS names an issuer for some keys. access-tokens.md: keys "that have an
+// issuer value with a GUID … should only be used when the iss claim in the
+// token matches the value exactly"; a key with the {tenantid} template
+// serves every tenant. The attack: tenant B's token signed with a key
+// published for tenant A.
+func TestKeyIssuerOfTenantIndependentMetadata(t *testing.T) {
+	h, p, s := multiTenant(t, tenantA, tenantB)
+	p.set(func(p *hostile) { p.keyIssuers = map[string]string{s.kid: issuerOf(tenantA)} })
+	if code, body := entraSignIn(t, h, p, s, tenantA, issuerOf(tenantA)); code != http.StatusFound {
+		t.Fatalf("tenant A's token with tenant A's key: %d %s", code, body)
+	}
+	if code, _ := entraSignIn(t, h, p, s, tenantB, issuerOf(tenantB)); code == http.StatusFound {
+		t.Error("tenant B's token signed with a key published for tenant A signs in")
+	}
+
+	shared, sp, ss := multiTenant(t, tenantA, tenantB)
+	sp.set(func(p *hostile) { p.keyIssuers = map[string]string{ss.kid: "https://login.microsoftonline.com/{tenantid}/v2.0"} })
+	if code, body := entraSignIn(t, shared, sp, ss, tenantB, issuerOf(tenantB)); code != http.StatusFound {
+		t.Errorf("a key for {tenantid} refused tenant B: %d %s", code, body)
+	}
+}
