@@ -140,7 +140,9 @@ func TestKeyIssuerOfTenantIndependentMetadata(t *testing.T) {
 	}
 
 	shared, sp, ss := multiTenant(t, tenantA, tenantB)
-	sp.set(func(p *hostile) { p.keyIssuers = map[string]string{ss.kid: "https://login.microsoftonline.com/{tenantid}/v2.0"} })
+	sp.set(func(p *hostile) {
+		p.keyIssuers = map[string]string{ss.kid: "https://login.microsoftonline.com/{tenantid}/v2.0"}
+	})
 	if code, body := entraSignIn(t, shared, sp, ss, tenantB, issuerOf(tenantB)); code != http.StatusFound {
 		t.Errorf("a key for {tenantid} refused tenant B: %d %s", code, body)
 	}
