@@ -49,14 +49,12 @@ func hasGroupsOverage(claims map[string]any) bool {
 // wantsGraphGroups tells whether this identity's groups must come from
 // Graph.
 func (h *Handler) wantsGraphGroups(claims map[string]any) bool {
-	if h.graph == nil {
-		return false
-	}
-	if h.Groups == "graph" {
-		return true
-	}
-	return hasGroupsOverage(claims) && (h.rulesNameGroups() || h.KeepGroups == "all")
+	return h.Groups == "graph" || (hasGroupsOverage(claims) && (h.rulesNameGroups() || h.KeepGroups == "all"))
 }
+
+// errNoGraph is groups that only Graph has, without the client_secret that
+// gets a Graph token.
+var errNoGraph = errors.New("the token carries the groups overage indicator, and without client_secret b2c_auth cannot read the groups from Microsoft Graph")
 
 // guidInPath finds a tenant ID in an issuer URL.
 var guidInPath = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
@@ -76,6 +74,10 @@ func (h *Handler) graphGroups(ctx context.Context, values map[string]string) ([]
 	user := values["oid"]
 	if user == "" {
 		user = values["sub"]
+	}
+	if h.graph == nil {
+		h.logger.Error("groups could not be read: " + errNoGraph.Error())
+		return nil, errNoGraph
 	}
 	ids, err := h.graph.MemberGroups(ctx, graphTenant(values), user)
 	if err != nil {
