@@ -164,14 +164,10 @@ func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, rt 
 // (login.microsoftonline.com/<tenant>/oauth2/v2.0/token): client
 // credentials for Microsoft Graph only.
 func (e *Emulator) tenantToken(w http.ResponseWriter, r *http.Request, rt route) error {
-	if r.Method != http.MethodPost {
-		return e.tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
+	f, status, bad := tokenForm(w, r)
+	if bad != nil {
+		return e.tokenError(w, status, *bad)
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
-	}
-	f := r.PostForm
 	client := e.client(f.Get("client_id"))
 	switch {
 	case f.Get("grant_type") != "client_credentials" || !isGraphScope(r, f.Get("scope")):

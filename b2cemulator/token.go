@@ -58,16 +58,28 @@ func (e *Emulator) discovery(r *http.Request, rt route) object {
 	}
 }
 
-// token is the token endpoint: authorization_code and refresh_token grants.
-func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error {
+// tokenForm reads a token request's form; a POST of a form, else the
+// status and error to answer.
+func tokenForm(w http.ResponseWriter, r *http.Request) (url.Values, int, *b2cError) {
 	if r.Method != http.MethodPost {
-		return e.tokenError(w, http.StatusMethodNotAllowed, errRequest("AADB2C90085", "The token endpoint accepts only POST."))
+		bad := errRequest("AADB2C90085", "The token endpoint accepts only POST.")
+		return nil, http.StatusMethodNotAllowed, &bad
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
-		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The request body is not a valid form."))
+		bad := errRequest("AADB2C90083", "The request body is not a valid form.")
+		return nil, http.StatusBadRequest, &bad
 	}
-	f := r.PostForm
+	return r.PostForm, 0, nil
+}
+
+// token is the token endpoint: authorization_code, refresh_token and
+// client_credentials grants.
+func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error {
+	f, status, bad := tokenForm(w, r)
+	if bad != nil {
+		return e.tokenError(w, status, *bad)
+	}
 	clientID, secret, basic := r.BasicAuth()
 	if basic {
 		clientID, _ = url.QueryUnescape(clientID)
