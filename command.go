@@ -37,8 +37,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "b2c",
-		Usage: "check [--config <file>] [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>]",
-		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C",
+		Usage: "check [--config <file>] [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>] | revoke --user <id> | --session <id> [--address <admin>]",
+		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C, signs users out",
 		Long: `
 caddy b2c check [--config <file>] [--adapter caddyfile]
     For every b2c_auth in the config: resolve its placeholders, fetch each
@@ -109,7 +109,7 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 			emulator.Flags().String("tenant", b2cemulator.DemoTenant, "tenant name")
 			emulator.Flags().String("flavor", b2cemulator.FlavorB2C, "b2c, external_id or entra_id")
 			emulator.Flags().String("config", "", "a file with more b2c_emulator options")
-			revoke := &cobra.Command{Use: "revoke", Short: "Signs a user out of every instance that shares the config's storage", Args: cobra.NoArgs,
+			revoke := &cobra.Command{Use: "revoke", Short: "Signs a user (or a session) out of every instance that shares the running config's storage", Args: cobra.NoArgs,
 				RunE: func(c *cobra.Command, _ []string) error {
 					file, _ := c.Flags().GetString("config")
 					adapter, _ := c.Flags().GetString("adapter")
