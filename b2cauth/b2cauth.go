@@ -475,8 +475,12 @@ func (h *Handler) checkConfig() error {
 			continue
 		}
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query", field, v)
+		query := u.Query()
+		if field == "issuer" && err == nil {
+			query.Del("appid") // Entra ID's metadata of an app with claims-mapping signing keys
+		}
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(query) > 0 || u.Fragment != "" {
+			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query (issuer may carry ?appid=<client id>)", field, v)
 		}
 	}
 	if u, err := url.Parse(h.Authority); h.Authority != "" && !hasPlaceholder(h.Authority) && err == nil {
@@ -622,7 +626,14 @@ func (h *Handler) policies() []string {
 func (h *Handler) metadataURL(policy string) string {
 	switch {
 	case h.Issuer != "":
-		return strings.TrimSuffix(h.Issuer, "/") + "/.well-known/openid-configuration"
+		// ?appid=<client id> (Entra ID, for apps whose tokens are signed
+		// with claims-mapping keys) goes after the document's path.
+		base, query, _ := strings.Cut(h.Issuer, "?")
+		metadata := strings.TrimSuffix(base, "/") + "/.well-known/openid-configuration"
+		if query != "" {
+			metadata += "?" + query
+		}
+		return metadata
 	case h.ExternalID != "":
 		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or
 		// name.onmicrosoft.com>/v2.0; a tenant ID is also its host label.

@@ -87,7 +87,9 @@ func newIdentity(payload []byte) (*identity, bool) {
 	}
 	if p := id.values["tfp"]; p != "" {
 		id.values["policy"] = p
-	} else if p := id.values["acr"]; p != "" {
+	} else if p := id.values["acr"]; strings.HasPrefix(strings.ToLower(p), "b2c_1a_") {
+		// B2C custom policies name themselves in acr; Entra ID's v1 acr
+		// ("1") is an authentication level, not a policy.
 		id.values["policy"] = p
 	}
 	if iat, ok := claims["iat"].(json.Number); ok {

@@ -93,6 +93,11 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if hint := h.logoutHint(r.Context(), id); hint != "" {
 		params.Set("id_token_hint", hint)
 	}
+	if id != nil && id.values["login_hint"] != "" {
+		// Entra ID signs the account out without asking which one, given
+		// the ID token's optional login_hint claim.
+		params.Set("logout_hint", id.values["login_hint"])
+	}
 	// A self-submitting GET form rather than a redirect: the ID token in
 	// the URL must not reach Caddy's access log through a Location header.
 	u.RawQuery = ""

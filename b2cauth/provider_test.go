@@ -36,6 +36,7 @@ type hostile struct {
 	refreshHits int // refresh_token grants received
 	down        bool
 	keyIssuers  map[string]string // kid → the issuer its JWKS entry names, as Entra's does
+	metaQueries []string          // the query of each metadata request
 }
 
 const testClient = "client-123"
@@ -51,6 +52,7 @@ func newHostile(t testing.TB) *hostile {
 		}
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/v2.0/.well-known/openid-configuration"):
+			p.metaQueries = append(p.metaQueries, r.URL.RawQuery)
 			policy := strings.Split(r.URL.Path, "/")[2]
 			base := p.srv.URL + "/contoso.onmicrosoft.com/oauth2/v2.0/"
 			_ = json.NewEncoder(w).Encode(map[string]any{

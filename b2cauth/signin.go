@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -354,10 +355,25 @@ func (h *Handler) hints(from url.Values) map[string]string {
 			out[name] = v
 		}
 	}
-	if from.Get("prompt") == "login" {
-		out["prompt"] = "login"
+	if p := from.Get("prompt"); slices.Contains(h.prompts(), p) {
+		out["prompt"] = p
 	}
 	return out
+}
+
+// prompts are the prompt values /.auth/login passes on, as each platform
+// documents them: B2C takes only login; Entra ID also select_account and
+// consent; External ID also create (sign-up first). none is never passed:
+// the sign-in is interactive.
+func (h *Handler) prompts() []string {
+	switch {
+	case h.b2c():
+		return []string{"login"}
+	case h.ExternalID != "":
+		return []string{"login", "select_account", "consent", "create"}
+	default:
+		return []string{"login", "select_account", "consent"}
+	}
 }
 
 // maxPreservedPost bounds a form kept across a sign-in: it travels in the

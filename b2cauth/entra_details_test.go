@@ -1,0 +1,87 @@
+package b2cauth
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestIssuerWithAppID: Entra ID's metadata for an app whose tokens are
+// signed with claims-mapping keys is asked for with ?appid=<client id>
+// (access-tokens.md, "Validate the signature"); no other query is taken.
+func TestIssuerWithAppID(t *testing.T) {
+	h, p, _ := entraSite(t, func(h *Handler) { h.Issuer += "?appid=" + testClient })
+	serve(h, navigation("GET", "/"))
+	p.set(func(p *hostile) {
+		if !slices.Contains(p.metaQueries, "appid="+testClient) {
+			t.Errorf("metadata requests: %v, want one with appid", p.metaQueries)
+		}
+	})
+	bad := &Handler{Issuer: "https://login.microsoftonline.com/" + testClient + "/v2.0?p=B2C_1_x", ClientID: "x"}
+	if err := bad.checkConfig(); err == nil || !strings.Contains(err.Error(), "appid") {
+		t.Errorf("another query in issuer: %v", err)
+	}
+}
+
+// TestPromptPerPlatform: /.auth/login passes on the prompt values each
+// platform documents: B2C only login; Entra ID select_account and consent
+// too; External ID also create; none never (the sign-in is interactive).
+func TestPromptPerPlatform(t *testing.T) {
+	sent := func(h *Handler, prompt string) string {
+		res := serve(h, navigation("GET", "/.auth/login?prompt="+prompt))
+		loc, _ := url.Parse(res.Header().Get("Location"))
+		return loc.Query().Get("prompt")
+	}
+	b2c, _, _ := setup(t, nil)
+	entra, _, _ := entraSite(t, nil)
+	for _, tc := range []struct {
+		h            *Handler
+		name, prompt string
+		want         string
+	}{
+		{b2c, "b2c", "login", "login"},
+		{b2c, "b2c", "select_account", ""},
+		{entra, "entra", "select_account", "select_account"},
+		{entra, "entra", "consent", "consent"},
+		{entra, "entra", "none", ""},
+		{entra, "entra", "create", ""},
+	} {
+		if got := sent(tc.h, tc.prompt); got != tc.want {
+			t.Errorf("%s prompt=%s: sent %q, want %q", tc.name, tc.prompt, got, tc.want)
+		}
+	}
+	if !slices.Contains((&Handler{ExternalID: "contoso"}).prompts(), "create") {
+		t.Error("External ID does not pass prompt=create")
+	}
+}
+
+// TestPolicyOnlyFromB2C: {http.auth.user.policy} comes from tfp, or from a
+// B2C custom policy's acr; Entra ID's v1 acr ("1") is not a policy.
+func TestPolicyOnlyFromB2C(t *testing.T) {
+	for payload, want := range map[string]string{
+		`{"sub":"s","tfp":"B2C_1_susi"}`:           "B2C_1_susi",
+		`{"sub":"s","acr":"b2c_1a_signup_signin"}`: "b2c_1a_signup_signin",
+		`{"sub":"s","acr":"1"}`:                    "",
+	} {
+		id, _ := newIdentity([]byte(payload))
+		if id.values["policy"] != want {
+			t.Errorf("%s: policy %q, want %q", payload, id.values["policy"], want)
+		}
+	}
+}
+
+// TestLogoutHint: with the ID token's optional login_hint claim, Entra's
+// end_session gets logout_hint, to sign the account out without asking
+// which one.
+func TestLogoutHint(t *testing.T) {
+	h, p, s := setup(t, nil)
+	cookies := signedIn(t, h, p, s, func(c map[string]any) { c["login_hint"] = "O.aXNzdWVyLW9wYXF1ZQ" })
+	if loc := endSession(t, logoutWith(h, "", cookies)); loc.Query().Get("logout_hint") != "O.aXNzdWVyLW9wYXF1ZQ" {
+		t.Errorf("end_session without logout_hint: %s", loc)
+	}
+	plain := signedIn(t, h, p, s, nil)
+	if loc := endSession(t, logoutWith(h, "", plain)); loc.Query().Has("logout_hint") || loc.Query().Get("id_token_hint") == "" {
+		t.Errorf("without login_hint: %s", loc)
+	}
+}
