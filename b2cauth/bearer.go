@@ -40,10 +40,12 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 	if err != nil {
 		return nil, err
 	}
-	if iss := tokenIssuer(token); iss != d.meta.Issuer && d.verifiers.template == "" {
-		// Perhaps one of additional_issuers; its keys and issuer decide.
+	if iss, tid := tokenIssuer(token); !issuerNames(d.meta.Issuer, iss, tid) {
+		// Perhaps one of additional_issuers (a fixed issuer, or a template
+		// such as Entra's v1.0 https://sts.windows.net/{tenantid}/ beside
+		// a multi-tenant v2.0 one); its keys and issuer decide.
 		for _, ap := range h.extraIssuers {
-			if ad, err := ap.get(r.Context()); err == nil && ad.meta.Issuer == iss {
+			if ad, err := ap.get(r.Context()); err == nil && issuerNames(ad.meta.Issuer, iss, tid) {
 				d = ad
 				break
 			}
@@ -73,19 +75,30 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 	return id, nil
 }
 
-// tokenIssuer peeks at an unverified token's iss, to choose which issuer's
-// keys verify it. The verification decides.
-func tokenIssuer(token string) string {
+// tokenIssuer peeks at an unverified token's iss and tid, to choose which
+// issuer's keys verify it. The verification decides.
+func tokenIssuer(token string) (iss, tid string) {
 	payload, err := jwtPayload(token)
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	var c struct {
 		Iss any `json:"iss"`
+		TID any `json:"tid"`
 	}
 	_ = json.Unmarshal(payload, &c)
-	iss, _ := c.Iss.(string)
-	return iss
+	iss, _ = c.Iss.(string)
+	tid, _ = c.TID.(string)
+	return iss, tid
+}
+
+// issuerNames tells whether a metadata issuer (perhaps a {tenantid}
+// template) names a token's iss, filled with the token's tid.
+func issuerNames(metaIssuer, iss, tid string) bool {
+	if !strings.Contains(metaIssuer, tenantPlaceholder) {
+		return metaIssuer == iss
+	}
+	return tid != "" && strings.ReplaceAll(metaIssuer, tenantPlaceholder, strings.ToLower(tid)) == iss
 }
 
 // tokenPolicy peeks at an unverified token's tfp or acr, to choose which

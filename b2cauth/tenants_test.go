@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -145,5 +146,35 @@ func TestKeyIssuerOfTenantIndependentMetadata(t *testing.T) {
 	})
 	if code, body := entraSignIn(t, shared, sp, ss, tenantB, issuerOf(tenantB)); code != http.StatusFound {
 		t.Errorf("a key for {tenantid} refused tenant B: %d %s", code, body)
+	}
+}
+
+// TestV1TokensBesideATemplateIssuer: with a multi-tenant v2.0 issuer, an
+// API still gets Entra's v1.0 access tokens (iss
+// https://sts.windows.net/<tid>/) unless its manifest asks for v2:
+// additional_issuer with the v1 template admits those of admitted tenants
+// only, each checked against its own tenant's v1 issuer.
+func TestV1TokensBesideATemplateIssuer(t *testing.T) {
+	h, p, s := multiTenantAt(t, "/organizations/v2.0", tenantA)
+	h2 := newTestHandler(t, p, func(h2 *Handler) {
+		h2.Authority, h2.Policy, h2.PasswordResetPolicy = "", "", ""
+		h2.Issuer, h2.Tenants = h.Issuer, []string{tenantA}
+		h2.Audience = []string{"api://tasks"}
+		h2.AdditionalIssuers = []AdditionalIssuer{{Issuer: "https://sts.windows.net/{tenantid}/", JWKSURI: p.srv.URL + "/common/discovery/keys"}}
+	})
+	v1 := func(tid, iss string) map[string]any {
+		now := time.Now()
+		return map[string]any{"iss": iss, "aud": "api://tasks", "tid": tid, "oid": "99999999-0000-0000-0000-000000000001",
+			"sub": "99999999-0000-0000-0000-000000000001", "appid": "daemon", "roles": []string{"Tasks.Read.All"},
+			"exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "iat": now.Unix(), "ver": "1.0"}
+	}
+	if res := serve(h2, apiRequest("Bearer "+s.sign(t, v1(tenantA, "https://sts.windows.net/"+tenantA+"/")))); !res.reachedNext {
+		t.Errorf("a v1.0 token of an admitted tenant: %d %s", res.Code, res.Header().Get("WWW-Authenticate"))
+	}
+	if res := serve(h2, apiRequest("Bearer "+s.sign(t, v1(tenantB, "https://sts.windows.net/"+tenantB+"/")))); res.reachedNext {
+		t.Error("a v1.0 token of a tenant not admitted opens the API")
+	}
+	if res := serve(h2, apiRequest("Bearer "+s.sign(t, v1(tenantB, "https://sts.windows.net/"+tenantA+"/")))); res.reachedNext {
+		t.Error("a v1.0 token claiming another tenant's issuer opens the API")
 	}
 }
