@@ -10,9 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
-	"github.com/caddyserver/certmagic"
-	"go.uber.org/zap"
 	"io"
 	"net"
 	"net/http"
@@ -26,9 +23,12 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/certmagic"
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
 )
 

@@ -18,7 +18,7 @@ const maxTokenLength = 16 << 10
 // exp, so a client that sends the same token again costs no RSA check.
 func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 	id, err := h.verifyBearer(r, token)
-	if err == nil && h.signouts.UserRevoked(id.id, id.issuedMs) {
+	if err == nil && id.signedOutEverywhere(h.signouts, id.issuedMs) {
 		// The user signed out everywhere after this token was issued.
 		id, err = nil, errors.New("bearer token issued before the user signed out everywhere")
 	}

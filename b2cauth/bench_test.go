@@ -3,8 +3,6 @@ package b2cauth
 import (
 	"context"
 	"encoding/json"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
-	"github.com/caddyserver/certmagic"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -14,6 +12,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
 // discard is a ResponseWriter that keeps nothing.

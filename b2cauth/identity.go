@@ -17,9 +17,13 @@ import (
 // identity is a signed-in user, from a session or a bearer token, with
 // everything downstream handlers see computed once.
 type identity struct {
-	claims  map[string]any
-	values  map[string]string // placeholder name → value
-	id      string
+	claims map[string]any
+	values map[string]string // placeholder name → value
+	id     string
+	// userKey keys per-user state (sign-out everywhere): <tid>/<oid> where
+	// there is a tenant, as Microsoft's claims validation guidance says an
+	// oid alone is not unique across tenants; else the id.
+	userKey string
 	session *session  // nil for a bearer token
 	expires time.Time // when caches forget it: the token's exp, or the session's end
 	// issuedMs is the token's iat (Unix ms; 0 without one), for "everywhere".
@@ -79,6 +83,10 @@ func newIdentity(payload []byte) (*identity, bool) {
 		return nil, false
 	}
 	id.values["id"] = id.id
+	id.userKey = id.id
+	if tid := strings.ToLower(id.values["tid"]); tid != "" {
+		id.userKey = tid + "/" + id.id
+	}
 	id.values["type"] = "user" // a bearer token's may say otherwise: appOnly
 	if id.values["email"] == "" {
 		if first := firstString(claims["emails"]); first != "" {
@@ -103,6 +111,13 @@ func newIdentity(payload []byte) (*identity, bool) {
 		}
 	}
 	return id, true
+}
+
+// signedOutEverywhere tells whether the user signed out everywhere after
+// issuedMs: by their key, or by their id alone, as entries written before
+// per-user keys had tenants (and operators who give the oid) name them.
+func (id *identity) signedOutEverywhere(st interface{ UserRevoked(string, int64) bool }, issuedMs int64) bool {
+	return st.UserRevoked(id.userKey, issuedMs) || (id.userKey != id.id && st.UserRevoked(id.id, issuedMs))
 }
 
 // appOnly tells whether an access token's caller is an application on its

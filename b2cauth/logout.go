@@ -145,7 +145,7 @@ func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool, ori
 	if everywhere {
 		now := h.now()
 		entries = append(entries, signouts.Entry{
-			Kind: signouts.KindUser, Value: id.id, Before: now.UnixMilli() + 1,
+			Kind: signouts.KindUser, Value: id.userKey, Before: now.UnixMilli() + 1,
 			Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(),
 		})
 	}

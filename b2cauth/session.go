@@ -243,7 +243,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) *identity 
 	if now.Unix() >= s.Expires {
 		return nil
 	}
-	if h.signouts.Revoked(s.ID, id.id, id.values["sid"], s.Issued) {
+	if h.signouts.Revoked(s.ID, id.userKey, id.values["sid"], s.Issued) || (id.userKey != id.id && h.signouts.UserRevoked(id.id, s.Issued)) {
 		if ce := h.logger.Check(zap.InfoLevel, "signed-out session refused"); ce != nil {
 			ce.Write(zap.String("user_id", id.id))
 		}

@@ -1,11 +1,14 @@
 package b2cauth
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
 const (
@@ -176,5 +179,37 @@ func TestV1TokensBesideATemplateIssuer(t *testing.T) {
 	}
 	if res := serve(h2, apiRequest("Bearer "+s.sign(t, v1(tenantB, "https://sts.windows.net/"+tenantA+"/")))); res.reachedNext {
 		t.Error("a v1.0 token claiming another tenant's issuer opens the API")
+	}
+}
+
+// TestPerUserStateKeyedByTenant: an oid is unique within a tenant only, so
+// signing out everywhere is keyed <tid>/<oid>: a user of another tenant
+// with the same oid stays signed in; a sign-out recorded by oid alone (by
+// the previous version, or an operator who gives the oid) still counts.
+func TestPerUserStateKeyedByTenant(t *testing.T) {
+	h, p, s := multiTenant(t, tenantA, tenantB)
+	signIn := func(tid string) []*http.Cookie {
+		state, nonce, fc := pendingFlow(t, h, "/")
+		claims := goodClaims(p, nonce)
+		claims["iss"], claims["tid"], claims["ver"] = issuerOf(tid), tid, "2.0"
+		delete(claims, "tfp")
+		redeemWith(p, s.sign(t, claims))
+		res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
+		return []*http.Cookie{res.cookie(sessionCookie)}
+	}
+	a, b := signIn(tenantA), signIn(tenantB)
+	res := serve(h, withCookies(withFetchSite(navigation("GET", "/.auth/logout?everywhere=1"), "same-origin"), a))
+	if res.Code != http.StatusOK || opens(h, a) {
+		t.Fatalf("sign-out everywhere in tenant A: %d", res.Code)
+	}
+	if !opens(h, b) {
+		t.Error("tenant B's user with the same oid was signed out")
+	}
+	// Recorded by oid alone: every tenant's session of that oid goes.
+	if err := h.signouts.Add(context.Background(), signouts.Entry{Kind: signouts.KindUser, Value: "user-1", Before: time.Now().UnixMilli() + 1, Expires: time.Now().Add(time.Hour).Unix()}); err != nil {
+		t.Fatal(err)
+	}
+	if opens(h, b) {
+		t.Error("a sign-out recorded by oid alone is not honoured")
 	}
 }

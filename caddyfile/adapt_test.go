@@ -7,7 +7,6 @@ package caddyfile
 import (
 	"bytes"
 	"encoding/json"
-	_ "github.com/pberkel/caddy-storage-redis"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	_ "github.com/caddy-b2c/caddy-b2c"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	_ "github.com/pberkel/caddy-storage-redis"
 )
 
 func adapt(src string) (string, error) {
