@@ -1,6 +1,9 @@
 package b2cauth
 
 import (
+	"encoding/json"
+	"maps"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -83,5 +86,55 @@ func TestLogoutHint(t *testing.T) {
 	plain := signedIn(t, h, p, s, nil)
 	if loc := endSession(t, logoutWith(h, "", plain)); loc.Query().Has("logout_hint") || loc.Query().Get("id_token_hint") == "" {
 		t.Errorf("without login_hint: %s", loc)
+	}
+}
+
+// TestUserInfoOnlyWhereItAddsClaims: an ID token without email, scopes
+// that promise one and a userinfo_endpoint make a generic provider's
+// UserInfo be asked; Entra ID's (its metadata has cloud_instance_name) is
+// not: its ID token is a superset of UserInfo, so the sign-in makes no
+// extra round trip.
+func TestUserInfoOnlyWhereItAddsClaims(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		hits  int
+		email string
+	}{
+		{"generic", nil, 1, "from-userinfo@contoso.com"},
+		{"entra", map[string]any{"cloud_instance_name": "microsoftonline.com"}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, p, s := entraSite(t, nil)
+			p.set(func(p *hostile) {
+				p.extraMeta = map[string]any{"userinfo_endpoint": p.srv.URL + "/oidc/userinfo"}
+				p.userInfoReply = `{"sub":"pairwise-sub","email":"from-userinfo@contoso.com"}`
+				maps.Copy(p.extraMeta, tc.extra)
+			})
+			state, nonce, fc := pendingFlow(t, h, "/")
+			claims := entraClaims(p, "id")
+			claims["nonce"], claims["name"] = nonce, "Ada"
+			body, _ := json.Marshal(map[string]any{"id_token": s.sign(t, claims), "access_token": "graph-token", "token_type": "Bearer", "expires_in": 3600})
+			p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(body), 200 })
+			res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
+			if res.Code != http.StatusFound {
+				t.Fatalf("sign-in: %d %s", res.Code, res.Body)
+			}
+			p.set(func(p *hostile) {
+				if p.userInfoHits != tc.hits {
+					t.Errorf("UserInfo asked %d times, want %d", p.userInfoHits, tc.hits)
+				}
+			})
+			var cookies []*http.Cookie
+			for _, c := range res.Result().Cookies() {
+				if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
+					cookies = append(cookies, c)
+				}
+			}
+			after := serve(h, withCookies(navigation("GET", "/"), cookies))
+			if got := after.repl.ReplaceAll("{http.auth.user.email}", ""); got != tc.email {
+				t.Errorf("email %q, want %q", got, tc.email)
+			}
+		})
 	}
 }

@@ -43,13 +43,15 @@ func (e *misconfiguredError) Unwrap() error { return e.err }
 
 // metadata is the part of an OpenID Connect discovery document we use.
 type metadata struct {
-	Issuer                string   `json:"issuer"`
-	AuthorizationEndpoint string   `json:"authorization_endpoint"`
-	TokenEndpoint         string   `json:"token_endpoint"`
-	EndSessionEndpoint    string   `json:"end_session_endpoint"`
-	UserInfoEndpoint      string   `json:"userinfo_endpoint"`
-	JWKSURI               string   `json:"jwks_uri"`
-	SigningAlgs           []string `json:"id_token_signing_alg_values_supported"`
+	Issuer                string `json:"issuer"`
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	EndSessionEndpoint    string `json:"end_session_endpoint"`
+	UserInfoEndpoint      string `json:"userinfo_endpoint"`
+	// CloudInstanceName is published by Entra ID (and External ID) only.
+	CloudInstanceName string   `json:"cloud_instance_name"`
+	JWKSURI           string   `json:"jwks_uri"`
+	SigningAlgs       []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // asymmetricAlgs are the only signature algorithms ever accepted: never

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -37,6 +38,12 @@ type hostile struct {
 	down        bool
 	keyIssuers  map[string]string // kid → the issuer its JWKS entry names, as Entra's does
 	metaQueries []string          // the query of each metadata request
+	// extraMeta is added to the metadata document (userinfo_endpoint,
+	// cloud_instance_name, …); /userinfo answers userInfoReply and
+	// counts requests in userInfoHits.
+	extraMeta     map[string]any
+	userInfoReply string
+	userInfoHits  int
 }
 
 const testClient = "client-123"
@@ -55,7 +62,7 @@ func newHostile(t testing.TB) *hostile {
 			p.metaQueries = append(p.metaQueries, r.URL.RawQuery)
 			policy := strings.Split(r.URL.Path, "/")[2]
 			base := p.srv.URL + "/contoso.onmicrosoft.com/oauth2/v2.0/"
-			_ = json.NewEncoder(w).Encode(map[string]any{
+			doc := map[string]any{
 				"issuer":                 p.issuer,
 				"authorization_endpoint": base + "authorize?p=" + policy,
 				"token_endpoint":         base + "token?p=" + policy,
@@ -63,7 +70,12 @@ func newHostile(t testing.TB) *hostile {
 				"jwks_uri":               p.srv.URL + "/contoso.onmicrosoft.com/discovery/v2.0/keys?p=" + policy,
 				// A provider announcing weak algorithms must not get them accepted.
 				"id_token_signing_alg_values_supported": []string{"RS256", "HS256", "none"},
-			})
+			}
+			maps.Copy(doc, p.extraMeta)
+			_ = json.NewEncoder(w).Encode(doc)
+		case strings.HasSuffix(r.URL.Path, "/userinfo"):
+			p.userInfoHits++
+			_, _ = w.Write([]byte(p.userInfoReply))
 		case strings.HasSuffix(r.URL.Path, "/keys"):
 			p.jwksHits++
 			data, _ := json.Marshal(jose.JSONWebKeySet{Keys: p.keys})

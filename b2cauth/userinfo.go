@@ -20,13 +20,20 @@ import (
 // at refresh) with the access token, checked to name the same `sub`, and
 // kept in the session.
 
+// Entra ID and External ID are the exception: "The information in an ID
+// token is a superset of the information available on UserInfo endpoint"
+// (learn.microsoft.com/entra/identity-platform/userinfo), so a claim their
+// ID token lacks is not in UserInfo either, and asking costs a round trip at
+// every sign-in and renewal for nothing. (B2C custom policies' UserInfo
+// returns what its technical profile lists, which may be more.)
+
 // promisedClaims are the claims a scope promises: name for profile, email
 // for email.
 var promisedClaims = map[string]string{"profile": "name", "email": "email"}
 
 // needsUserInfo tells whether the ID token lacks a claim the scopes promise.
 func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bool {
-	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" {
+	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" || h.entraPlatform(d) {
 		return false
 	}
 	var claims map[string]json.RawMessage
@@ -39,6 +46,13 @@ func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte
 		}
 	}
 	return false
+}
+
+// entraPlatform tells whether the provider is Entra ID or External ID:
+// configured with external_id, or an issuer whose metadata is Entra's
+// (only it publishes cloud_instance_name; B2C's does not).
+func (h *Handler) entraPlatform(d *discovered) bool {
+	return h.ExternalID != "" || d.meta.CloudInstanceName != ""
 }
 
 // userInfo is the UserInfo claims to keep in a new session, or nil when
