@@ -416,6 +416,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
 	}
 
+	if claim := h.unverifiedRuleClaim(); claim != "" {
+		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
+	}
 	if h.IdentityAssertion != "" {
 		if h.assertions, err = assertion.Open(ctx, h.storage, h.now); err != nil {
 			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
@@ -589,6 +592,39 @@ func (h *Handler) checkConfig() error {
 		}
 	}
 	return nil
+}
+
+// entraLoginHosts are Entra ID's sign-in hosts, in each cloud.
+var entraLoginHosts = []string{"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"}
+
+// entraConfigured tells, from the configuration alone, whether the provider
+// is Entra ID or External ID.
+func (h *Handler) entraConfigured() bool {
+	if h.ExternalID != "" {
+		return true
+	}
+	u, err := url.Parse(h.Issuer)
+	if h.Issuer == "" || err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return slices.Contains(entraLoginHosts, host) || strings.HasSuffix(host, ".ciamlogin.com")
+}
+
+// unverifiedRuleClaim is the first allow/deny claim that Entra ID does not
+// verify (email, preferred_username: "mutable" and not to be used for
+// authorization, per Microsoft's ID token claims reference), when the
+// provider is Entra ID or External ID; else "".
+func (h *Handler) unverifiedRuleClaim() string {
+	if !h.entraConfigured() {
+		return ""
+	}
+	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+		if c := strings.ToLower(r.Claim); c == "email" || c == "preferred_username" || c == "upn" || c == "unique_name" {
+			return r.Claim
+		}
+	}
+	return ""
 }
 
 // hasPlaceholder tells whether a value holds a {placeholder}, which only

@@ -138,3 +138,43 @@ func TestUserInfoOnlyWhereItAddsClaims(t *testing.T) {
 		})
 	}
 }
+
+// TestEmailRuleWarnsWithEntra: a rule on email (mutable, not verified for
+// every Entra account) is named at start-up with Entra ID or External ID,
+// not with B2C nor for a rule on oid or groups.
+func TestEmailRuleWarnsWithEntra(t *testing.T) {
+	email := []Rule{{Claim: "email", Patterns: []string{"*@contoso.com"}}}
+	for _, tc := range []struct {
+		h    *Handler
+		want string
+	}{
+		{&Handler{Issuer: "https://login.microsoftonline.com/f06c2fe8-709f-4030-85dc-38a4bfd9e82d/v2.0", Allow: email}, "email"},
+		{&Handler{ExternalID: "contoso", Deny: []Rule{{Claim: "preferred_username", Patterns: []string{"x*"}}}}, "preferred_username"},
+		{&Handler{Issuer: "https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0", Allow: email}, "email"},
+		{&Handler{Tenant: "contoso", Policy: "B2C_1_susi", Allow: email}, ""},
+		{&Handler{Issuer: "https://accounts.example.com", Allow: email}, ""},
+		{&Handler{Issuer: "https://login.microsoftonline.com/organizations/v2.0", Allow: []Rule{{Claim: "groups", Patterns: []string{"g"}}}}, ""},
+	} {
+		if got := tc.h.unverifiedRuleClaim(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.h, got, tc.want)
+		}
+	}
+}
+
+// TestVerifiedEmailDomainRule: the README's allow email with deny
+// xms_edov false admits an e-mail of a verified domain only.
+func TestVerifiedEmailDomainRule(t *testing.T) {
+	allow := []Rule{{Claim: "email", Patterns: []string{"*@contoso.com"}}}
+	deny := []Rule{{Claim: "xms_edov", Patterns: []string{"false"}}}
+	for payload, want := range map[string]bool{
+		`{"email":"ada@contoso.com","xms_edov":true}`:  true,
+		`{"email":"ada@contoso.com","xms_edov":false}`: false,
+		`{"email":"ada@fabrikam.com","xms_edov":true}`: false,
+	} {
+		var claims map[string]any
+		_ = json.Unmarshal([]byte(payload), &claims)
+		if got := permitted(allow, deny, claims); got != want {
+			t.Errorf("%s: permitted %v, want %v", payload, got, want)
+		}
+	}
+}
