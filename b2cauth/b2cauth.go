@@ -84,6 +84,10 @@ type Handler struct {
 	// https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0) or its
 	// tenant ID. No policies.
 	ExternalID string `json:"external_id,omitempty"`
+	// With external_id: the tenant's custom URL domain (login.contoso.com),
+	// where its metadata is https://<custom domain>/<tenant name or
+	// ID>/v2.0/.well-known/openid-configuration.
+	CustomDomain string `json:"custom_domain,omitempty"`
 	// With a multi-tenant Entra ID issuer (…/organizations/v2.0 or
 	// …/common/v2.0): the tenant IDs whose users are admitted, or * for
 	// any. Each token's iss must be the issuer of its own tid.
@@ -280,7 +284,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
 		if *f.v, err = resolve(f.name, *f.v); err != nil {
 			return err
 		}
@@ -465,6 +469,12 @@ func (h *Handler) checkConfig() error {
 	if h.ExternalID != "" && !hasPlaceholder(h.ExternalID) && !validTenant(h.ExternalID) {
 		return fmt.Errorf("external_id: %q is neither a tenant subdomain (contoso for contoso.ciamlogin.com) nor a tenant ID", h.ExternalID)
 	}
+	if h.CustomDomain != "" && h.ExternalID == "" {
+		return errors.New("custom_domain: only with external_id (a B2C custom domain goes in authority, another provider's in issuer)")
+	}
+	if h.CustomDomain != "" && !hasPlaceholder(h.CustomDomain) && !validDomain(h.CustomDomain) {
+		return fmt.Errorf("custom_domain: %q is not a host name like login.contoso.com (no scheme, port or path)", h.CustomDomain)
+	}
 	for _, t := range h.Tenants {
 		if t != "*" && !hasPlaceholder(t) && !guidPattern.MatchString(strings.ToLower(t)) {
 			return fmt.Errorf("tenants: %q is neither a tenant ID (GUID) nor *", t)
@@ -631,6 +641,20 @@ func (h *Handler) unverifiedRuleClaim() string {
 // Provision resolves.
 func hasPlaceholder(v string) bool { return strings.Contains(v, "{") }
 
+// validDomain tells whether h is a DNS host name: dot-separated labels of
+// letters, digits and dashes.
+func validDomain(h string) bool {
+	if len(h) > 253 || !strings.Contains(h, ".") {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if !validTenant(label) {
+			return false
+		}
+	}
+	return true
+}
+
 func validTenant(t string) bool {
 	if t == "" || len(t) > 63 {
 		return false
@@ -672,12 +696,17 @@ func (h *Handler) metadataURL(policy string) string {
 		return metadata
 	case h.ExternalID != "":
 		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or
-		// name.onmicrosoft.com>/v2.0; a tenant ID is also its host label.
+		// name.onmicrosoft.com>/v2.0, a tenant ID also being its host
+		// label, and https://<custom URL domain>/<the same>/v2.0.
 		t := strings.ToLower(h.ExternalID)
+		host, path := t+".ciamlogin.com", t+".onmicrosoft.com"
 		if guidPattern.MatchString(t) {
-			return "https://" + t + ".ciamlogin.com/" + t + "/v2.0/.well-known/openid-configuration"
+			path = t
 		}
-		return "https://" + t + ".ciamlogin.com/" + t + ".onmicrosoft.com/v2.0/.well-known/openid-configuration"
+		if h.CustomDomain != "" {
+			host = strings.ToLower(h.CustomDomain)
+		}
+		return "https://" + host + "/" + path + "/v2.0/.well-known/openid-configuration"
 	case h.Tenant != "":
 		t := strings.ToLower(h.Tenant)
 		return "https://" + t + ".b2clogin.com/" + t + ".onmicrosoft.com/" + policy + "/v2.0/.well-known/openid-configuration"

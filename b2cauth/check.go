@@ -55,7 +55,7 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"tenant", &c.Tenant}, {"authority", &c.Authority}, {"issuer", &c.Issuer}, {"external_id", &c.ExternalID}, {"client_id", &c.ClientID}, {"client_secret", &c.ClientSecret}, {"public_url", &c.PublicURL}} {
+	}{{"tenant", &c.Tenant}, {"authority", &c.Authority}, {"issuer", &c.Issuer}, {"external_id", &c.ExternalID}, {"custom_domain", &c.CustomDomain}, {"client_id", &c.ClientID}, {"client_secret", &c.ClientSecret}, {"public_url", &c.PublicURL}} {
 		*f.v = resolve(f.name, *f.v)
 	}
 	for i := range c.Tenants {

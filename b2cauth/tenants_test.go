@@ -213,3 +213,37 @@ func TestPerUserStateKeyedByTenant(t *testing.T) {
 		t.Error("a sign-out recorded by oid alone is not honoured")
 	}
 }
+
+// TestExternalIDCustomDomain: with custom_domain, External ID's metadata
+// is at https://<custom URL domain>/<tenant name or ID>/v2.0 (Microsoft's
+// how-to-custom-url-domain.md), the shorthand's defaults kept; custom_domain
+// needs external_id and a bare host name.
+func TestExternalIDCustomDomain(t *testing.T) {
+	for tenant, want := range map[string]string{
+		"contoso":                              "https://login.contoso.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+		"cbf2e3d3-af81-40dd-a396-aae11d2c6b3f": "https://login.contoso.com/cbf2e3d3-af81-40dd-a396-aae11d2c6b3f/v2.0/.well-known/openid-configuration",
+	} {
+		h := &Handler{ExternalID: tenant, CustomDomain: "Login.Contoso.com"}
+		if got := h.metadataURL(""); got != want {
+			t.Errorf("external_id %s with custom_domain: %s, want %s", tenant, got, want)
+		}
+	}
+	h := &Handler{ExternalID: "contoso", CustomDomain: "login.contoso.com", ClientID: "c", ClientSecret: "s"}
+	if err := h.checkConfig(); err != nil {
+		t.Fatalf("a good custom_domain refused: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		h    Handler
+		want string
+	}{
+		"without external_id": {Handler{Issuer: "https://login.contoso.com/x/v2.0", CustomDomain: "login.contoso.com"}, "only with external_id"},
+		"a URL":               {Handler{ExternalID: "contoso", CustomDomain: "https://login.contoso.com"}, "not a host name"},
+		"a path":              {Handler{ExternalID: "contoso", CustomDomain: "login.contoso.com/contoso"}, "not a host name"},
+		"a port":              {Handler{ExternalID: "contoso", CustomDomain: "login.contoso.com:8443"}, "not a host name"},
+	} {
+		tc.h.ClientID = "c"
+		if err := tc.h.checkConfig(); err == nil || !strings.Contains(err.Error(), "custom_domain") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
