@@ -329,7 +329,8 @@ func (e *Emulator) respond(w http.ResponseWriter, req *authRequest, params []par
 // logout is end_session, following B2C's documented rules: with a valid
 // id_token_hint, post_logout_redirect_uri must be one of the hint's
 // application's redirect URIs; without one, any URI is followed, unless the
-// user flow requires the hint (AADB2C90272). A refused request leaves the
+// user flow requires the hint (AADB2C90272). The Entra flavors follow only
+// a registered one. A refused request leaves the
 // single sign-on session as it was. A successful one ends it and loads the
 // front-channel logout URL of every other application it signed in to, in
 // hidden iframes, before going on.
@@ -347,12 +348,20 @@ func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) erro
 		if time.Now().After(exp) {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is expired. Please provide another token and try again.")
 		}
-		if c := e.client(aud); target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
+		if c := e.client(aud); e.Flavor == FlavorB2C && target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90287", fmt.Sprintf("The request contains invalid redirect URI '%s'.", target))
 		}
 		clientID = aud
 	case e.LogoutRequiresIDToken:
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90272", "The id_token_hint parameter has not been specified in the request. Please provide token and try again.")
+	}
+	// Entra ID and External ID sign the user out whatever the target, but
+	// follow only a redirect URI registered for the application the hint
+	// or client_id names ("This URL must match one of the redirect URIs
+	// registered for your application"); otherwise they stay on their
+	// signed-out page.
+	if c := e.client(clientID); e.Flavor != FlavorB2C && target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
+		target = ""
 	}
 	if target != "" {
 		if u, err := url.Parse(target); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

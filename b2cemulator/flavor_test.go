@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
 
 // TestIdentityPlatformFlavors: External ID and Entra ID speak the
@@ -88,6 +90,54 @@ func TestKeyRotationInEveryFlavor(t *testing.T) {
 			getJSON(t, c.policyURL(policy, "discovery/v2.0/keys"), &jwks)
 			if resp.StatusCode != http.StatusOK || rotated.KID == "" || len(jwks.Keys) != 2 {
 				t.Errorf("rotation: %d %q, %d keys published", resp.StatusCode, rotated.KID, len(jwks.Keys))
+			}
+		})
+	}
+}
+
+// TestEntraLogoutFollowsOnlyRegisteredURIs: in the Entra flavors, logout
+// ends the session whatever it is sent, but goes on to
+// post_logout_redirect_uri only when it is a redirect URI registered for the
+// application the hint or client_id names; B2C follows any without a hint.
+func TestEntraLogoutFollowsOnlyRegisteredURIs(t *testing.T) {
+	for _, flavor := range []string{"external_id", "entra_id"} {
+		t.Run(flavor, func(t *testing.T) {
+			c := startEmulator(t, "flavor "+flavor)
+			signIn := func() string {
+				q := c.signIn(c.authorizeURL("", nil), "ada@contoso.example", "Passw0rd!")
+				_, body := c.redeem("", codeForm(q.Get("code")))
+				return body["id_token"].(string)
+			}
+			signedIn := func() bool { return c.b.Get(c.authorizeURL("", nil)).StatusCode == http.StatusFound }
+			logout := func(q url.Values) *testcaddy.Response {
+				return c.b.Get(c.policyURL("", "oauth2/v2.0/logout") + "?" + q.Encode())
+			}
+			for name, q := range map[string]url.Values{
+				"no hint, no client_id":   {"post_logout_redirect_uri": {callback}},
+				"unregistered, with hint": {"id_token_hint": {""}, "post_logout_redirect_uri": {"https://evil.example/"}},
+				"unregistered, client_id": {"client_id": {secretClient}, "post_logout_redirect_uri": {"https://evil.example/"}},
+			} {
+				hint := signIn()
+				if q.Has("id_token_hint") {
+					q.Set("id_token_hint", hint)
+				}
+				out := logout(q)
+				if out.StatusCode != http.StatusOK || out.Header.Get("Location") != "" || signedIn() {
+					t.Errorf("%s: %d to %q, still signed in %v", name, out.StatusCode, out.Header.Get("Location"), signedIn())
+				}
+			}
+			for name, q := range map[string]url.Values{
+				"registered, with hint": {"id_token_hint": {""}, "post_logout_redirect_uri": {callback}, "state": {"s1"}},
+				"registered, client_id": {"client_id": {secretClient}, "post_logout_redirect_uri": {callback}, "state": {"s1"}},
+			} {
+				hint := signIn()
+				if q.Has("id_token_hint") {
+					q.Set("id_token_hint", hint)
+				}
+				out := logout(q)
+				if out.StatusCode != http.StatusFound || out.Header.Get("Location") != callback+"?state=s1" || signedIn() {
+					t.Errorf("%s: %d to %q", name, out.StatusCode, out.Header.Get("Location"))
+				}
 			}
 		})
 	}
