@@ -90,13 +90,28 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	// With application-scoped SSO, B2C ends its session only for a known
 	// client: always say which.
 	params.Set("client_id", h.ClientID)
-	if hint := h.logoutHint(r.Context(), id); hint != "" {
+	hint := h.logoutHint(r.Context(), id)
+	if hint != "" {
 		params.Set("id_token_hint", hint)
 	}
 	if id != nil && id.values["login_hint"] != "" {
 		// Entra ID signs the account out without asking which one, given
 		// the ID token's optional login_hint claim.
 		params.Set("logout_hint", id.values["login_hint"])
+	}
+	if hint == "" && id != nil && h.b2c() {
+		// The ID token expired and could not be renewed. A B2C tenant that
+		// requires id_token_hint would strand the user on AADB2C90272:
+		// say what is done and what may not be, and let them choose.
+		h.logger.Info("sign-out without id_token_hint: the ID token expired and could not be renewed", zap.String("user_id", id.id))
+		u.RawQuery = params.Encode()
+		return renderPage(w, http.StatusOK, pageData{
+			Title: "Signed out of this site",
+			Message: "You are signed out here. Your sign-in at the identity provider is too old to be named in a sign-out request, so it may still be active there until you close the browser. " +
+				"You can ask it to end that sign-in too (some tenants refuse a request that does not name it).",
+			Link: u.String(), LinkText: "Sign out at the identity provider too",
+			OtherLink: target, OtherLinkText: "Continue",
+		})
 	}
 	// A self-submitting GET form rather than a redirect: the ID token in
 	// the URL must not reach Caddy's access log through a Location header.

@@ -263,10 +263,26 @@ func TestSignOutRenewsAnExpiredIDTokenForTheHint(t *testing.T) {
 	h.now = time.Now
 	cookies = signedIn(t, h, p, s, nil)
 	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	out = logoutWith(h, "", cookies)
-	loc = endSession(t, out)
-	if loc.Query().Has("id_token_hint") {
-		t.Error("an expired id_token_hint was sent")
+	out = logoutWith(h, "?post_logout_redirect_uri=/bye", cookies)
+	// Our session ends all the same, and the page says what it could not do.
+	body := out.Body.String()
+	links := regexp.MustCompile(`<a href="([^"]*)">`).FindAllStringSubmatch(body, -1)
+	if out.Code != http.StatusOK || !strings.Contains(body, "You are signed out here") || len(links) != 2 {
+		t.Fatalf("sign-out without a renewable ID token: %d\n%s", out.Code, body)
+	}
+	provider, _ := url.Parse(html.UnescapeString(links[0][1]))
+	if !strings.HasSuffix(provider.Path, "/logout") || provider.Query().Has("id_token_hint") || provider.Query().Get("state") == "" || provider.Query().Get("client_id") != testClient {
+		t.Errorf("the link to end the provider's session: %s", provider)
+	}
+	if links[1][1] != "/bye" {
+		t.Errorf("continue goes to %q, want /bye", links[1][1])
+	}
+	cleared := false
+	for _, c := range out.Result().Cookies() {
+		cleared = cleared || (strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge < 0)
+	}
+	if !cleared {
+		t.Error("the session cookie is not cleared")
 	}
 }
 

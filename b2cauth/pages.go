@@ -16,6 +16,9 @@ type pageData struct {
 	Description string
 	Link        string
 	LinkText    string
+	// A second link, for a page that offers two ways on.
+	OtherLink     string
+	OtherLinkText string
 	// A button that POSTs to FormAction, for what a link must not do alone.
 	FormAction string
 	FormButton string
@@ -47,6 +50,7 @@ code,pre{background:#f4f4f4;padding:.2rem .4rem}pre{white-space:pre-wrap;padding
 {{with .Description}}<pre id="error-description">{{.}}</pre>{{end}}
 {{with .FormAction}}<form method="post" action="{{.}}"><button type="submit">{{$.FormButton}}</button></form>{{end}}
 {{with .Link}}<p><a href="{{.}}">{{$.LinkText}}</a></p>{{end}}
+{{with .OtherLink}}<p><a href="{{.}}">{{$.OtherLinkText}}</a></p>{{end}}
 </body></html>
 `))
 
