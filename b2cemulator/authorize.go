@@ -297,6 +297,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 		sid:             sid,
 		scopes:          req.scopes,
 		authTime:        authTime,
+		issued:          time.Now(),
 		expires:         time.Now().Add(10 * time.Minute), // B2C: codes live 10 minutes
 	}, code)
 	params := []param{{"code", code}}

@@ -193,7 +193,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Users = append(e.Users, u)
-		case "token_lifetime", "refresh_token_lifetime":
+		case "token_lifetime", "refresh_token_lifetime", "refresh_token_window":
 			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -202,7 +202,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", name, err)
 			}
-			*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime}[name] = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime, "refresh_token_window": &e.RefreshTokenWindow}[name] = caddy.Duration(dur)
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -344,4 +344,4 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 }
 
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}
+var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}

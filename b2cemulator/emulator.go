@@ -74,6 +74,11 @@ type Emulator struct {
 	// lifetime"); after it, AADB2C90080. Single-page apps' live 24h
 	// whatever this says. Default: 14 days.
 	RefreshTokenLifetime caddy.Duration `json:"refresh_token_lifetime,omitempty"`
+	// B2C's "Refresh token sliding window lifetime" (Bounded): after it,
+	// counted from the sign-in, refreshing answers AADB2C90080 whatever the
+	// newest refresh token's lifetime. At least refresh_token_lifetime, at
+	// most 365 days; flavor b2c only. Default: 90 days.
+	RefreshTokenWindow caddy.Duration `json:"refresh_token_window,omitempty"`
 	// The issuer's form: "tenant_id" (default;
 	// `<origin>/<tenant GUID>/v2.0/`) or "tfp"
 	// (`<origin>/tfp/<tenant GUID>/<policy>/v2.0/`).
@@ -309,6 +314,12 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	if e.RefreshTokenLifetime == 0 {
 		e.RefreshTokenLifetime = caddy.Duration(DefaultRefreshTokenLifetime)
 	}
+	if e.RefreshTokenWindow != 0 && e.Flavor != FlavorB2C {
+		return fmt.Errorf("refresh_token_window: only flavor b2c has a sliding window (Entra's refresh tokens have none)")
+	}
+	if e.RefreshTokenWindow == 0 && e.Flavor == FlavorB2C {
+		e.RefreshTokenWindow = caddy.Duration(DefaultRefreshTokenWindow)
+	}
 	if e.IssuerForm == "" {
 		e.IssuerForm = "tenant_id"
 	}
@@ -435,6 +446,9 @@ func (e *Emulator) validate() error {
 	}
 	if e.RefreshTokenLifetime < caddy.Duration(time.Second) || time.Duration(e.RefreshTokenLifetime) > 90*24*time.Hour {
 		return fmt.Errorf("refresh_token_lifetime: %s is outside 1s..90 days", time.Duration(e.RefreshTokenLifetime))
+	}
+	if e.RefreshTokenWindow != 0 && (e.RefreshTokenWindow < e.RefreshTokenLifetime || time.Duration(e.RefreshTokenWindow) > 365*24*time.Hour) {
+		return fmt.Errorf("refresh_token_window: %s must be at least refresh_token_lifetime (%s) and at most 365 days", time.Duration(e.RefreshTokenWindow), time.Duration(e.RefreshTokenLifetime))
 	}
 	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)

@@ -873,3 +873,56 @@ func (c *rp) rotateKeys(key, origin string) *http.Response {
 	c.t.Cleanup(func() { resp.Body.Close() })
 	return resp
 }
+
+// TestRefreshTokenSlidingWindow: B2C's bounded sliding window ends the
+// refresh chain a fixed time after the sign-in, "irrespective of the
+// validity period of the most recent refresh token": a token refreshed a
+// moment ago is refused (AADB2C90080) once the window has passed, and no
+// refresh token is issued past it. Entra has no such window.
+func TestRefreshTokenSlidingWindow(t *testing.T) {
+	c := startEmulator(t, "refresh_token_lifetime 1s\n\t\trefresh_token_window 2s")
+	start := time.Now()
+	q := c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	_, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	rt := body["refresh_token"].(string)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	refreshes := 0
+	rtIssued := time.Now()
+	for {
+		status, body := c.redeem("B2C_1_susi", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {secretClient}, "client_secret": {"s3cret"}, "scope": {"openid offline_access"}})
+		if status == http.StatusOK {
+			refreshes++
+			rt, rtIssued = body["refresh_token"].(string), time.Now()
+			if left := time.Until(start.Add(2 * time.Second)); body["refresh_token_expires_in"].(float64) > left.Seconds()+1 {
+				t.Fatalf("a refresh token outlives the window: %v s, %v left", body["refresh_token_expires_in"], left)
+			}
+		} else {
+			if errorCode(t, body) != "AADB2C90080" || time.Since(start) < 2*time.Second {
+				t.Fatalf("refused after %s: %d %v", time.Since(start), status, body)
+			}
+			if time.Since(rtIssued) > time.Second {
+				t.Fatalf("the refresh token was past its own lifetime: the test proves nothing")
+			}
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the chain outlived its 2s window")
+		}
+		<-tick.C
+	}
+	if refreshes < 5 {
+		t.Errorf("only %d refreshes inside the window", refreshes)
+	}
+	for name, e := range map[string]*b2cemulator.Emulator{
+		"shorter than the lifetime": {RefreshTokenWindow: caddy.Duration(time.Hour)},
+		"in an Entra flavor":        {Flavor: "entra_id", RefreshTokenWindow: caddy.Duration(2000 * time.Hour)},
+	} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := e.Provision(ctx)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "refresh_token_window") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

@@ -62,6 +62,7 @@ type grant struct {
 	sid             string // the single sign-on session
 	scopes          []string
 	authTime        time.Time
+	issued          time.Time // when the code was: the start of its refresh tokens' sliding window
 	expires         time.Time
 }
 

@@ -22,6 +22,10 @@ import (
 // DefaultRefreshTokenLifetime is B2C's default refresh token lifetime (14 days).
 const DefaultRefreshTokenLifetime = 14 * 24 * time.Hour
 
+// DefaultRefreshTokenWindow is B2C's default refresh token sliding window
+// lifetime (Bounded, 90 days).
+const DefaultRefreshTokenWindow = 90 * 24 * time.Hour
+
 // spaRefreshLifetime is a single-page app's refresh token lifetime, always
 // 24 hours (tokens-overview).
 const spaRefreshLifetime = 24 * time.Hour
@@ -133,6 +137,9 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		}
 		if g == nil {
 			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
+		}
+		if e.RefreshTokenWindow != 0 && time.Now().After(g.issued.Add(time.Duration(e.RefreshTokenWindow))) {
+			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -264,6 +271,11 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		lifetime := time.Duration(e.RefreshTokenLifetime)
 		if c := e.client(g.clientID); c != nil && c.Platform == "spa" {
 			lifetime = spaRefreshLifetime
+		}
+		if e.RefreshTokenWindow != 0 {
+			// Never past the sliding window, "irrespective of the validity
+			// period of the most recent refresh token".
+			lifetime = min(lifetime, g.issued.Add(time.Duration(e.RefreshTokenWindow)).Sub(now))
 		}
 		rt := newRefreshToken()
 		ng := *g
