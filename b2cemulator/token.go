@@ -26,6 +26,12 @@ const DefaultRefreshTokenLifetime = 14 * 24 * time.Hour
 // lifetime (Bounded, 90 days).
 const DefaultRefreshTokenWindow = 90 * 24 * time.Hour
 
+// errExpiredGrant is B2C's answer to a code or refresh token past its
+// lifetime, or a refresh token past its sliding window.
+func errExpiredGrant() b2cError {
+	return errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix()))
+}
+
 // spaRefreshLifetime is a single-page app's refresh token lifetime, always
 // 24 hours (tokens-overview).
 const spaRefreshLifetime = 24 * time.Hour
@@ -118,7 +124,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		}
 		g = e.state.takeCode(code)
 		if g == nil {
-			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -133,13 +139,13 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		var expired bool
 		g, expired = e.state.refreshGrant(f.Get("refresh_token"))
 		if expired {
-			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
 		}
 		if g == nil {
 			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
 		}
 		if e.RefreshTokenWindow != 0 && time.Now().After(g.issued.Add(time.Duration(e.RefreshTokenWindow))) {
-			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix())))
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
