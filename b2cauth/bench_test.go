@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -156,12 +155,7 @@ func BenchmarkAuthenticatedRequestThreeChunks(b *testing.B) {
 	body, _ := json.Marshal(map[string]any{"id_token": s.sign(b, claims), "access_token": s.sign(b, access), "expires_in": 3600, "refresh_token": randomString() + randomString()})
 	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(body), 200 })
 	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
-	var cookies []*http.Cookie
-	for _, c := range res.Result().Cookies() {
-		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
-			cookies = append(cookies, c)
-		}
-	}
+	cookies := sessionCookies(res)
 	if len(cookies) != 3 {
 		b.Fatalf("the session takes %d cookies, want 3", len(cookies))
 	}

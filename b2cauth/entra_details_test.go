@@ -125,12 +125,7 @@ func TestUserInfoOnlyWhereItAddsClaims(t *testing.T) {
 					t.Errorf("UserInfo asked %d times, want %d", p.userInfoHits, tc.hits)
 				}
 			})
-			var cookies []*http.Cookie
-			for _, c := range res.Result().Cookies() {
-				if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
-					cookies = append(cookies, c)
-				}
-			}
+			cookies := sessionCookies(res)
 			after := serve(h, withCookies(navigation("GET", "/"), cookies))
 			if got := after.repl.ReplaceAll("{http.auth.user.email}", ""); got != tc.email {
 				t.Errorf("email %q, want %q", got, tc.email)

@@ -237,12 +237,7 @@ func TestSignOutRenewsAnExpiredIDTokenForTheHint(t *testing.T) {
 	state, nonce, fc := pendingFlow(t, h, "/")
 	tokenReply(p, s.sign(t, goodClaims(p, nonce)), "rt-1")
 	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
-	var cookies []*http.Cookie
-	for _, c := range res.Result().Cookies() {
-		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
-			cookies = append(cookies, c)
-		}
-	}
+	cookies := sessionCookies(res)
 	// Two hours later the ID token has expired; B2C would refuse it as a
 	// hint (AADB2C90208), so the sign-out renews it first.
 	h.now = func() time.Time { return time.Now().Add(2 * time.Hour) }

@@ -27,6 +27,12 @@ func signedIn(t testing.TB, h *Handler, p *hostile, s signer, change func(map[st
 	if res.Code != http.StatusFound {
 		t.Fatalf("sign-in: %d %s", res.Code, res.Body)
 	}
+	return sessionCookies(res)
+}
+
+// sessionCookies are the session cookies a response sets (not those it
+// clears).
+func sessionCookies(res result) []*http.Cookie {
 	var out []*http.Cookie
 	for _, c := range res.Result().Cookies() {
 		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {

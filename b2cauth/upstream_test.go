@@ -19,12 +19,7 @@ func signedInWithTokens(t *testing.T, h *Handler, p *hostile, s signer, accessTo
 	body, _ := json.Marshal(map[string]any{"id_token": s.sign(t, goodClaims(p, nonce)), "access_token": accessToken, "expires_in": int(expiresIn.Seconds()), "refresh_token": "rt-1"})
 	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(body), 200 })
 	res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}}))
-	var out []*http.Cookie
-	for _, c := range res.Result().Cookies() {
-		if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge >= 0 {
-			out = append(out, c)
-		}
-	}
+	out := sessionCookies(res)
 	if len(out) == 0 {
 		t.Fatalf("sign-in: %d %s", res.Code, res.Body)
 	}
