@@ -488,11 +488,14 @@ func (h *Handler) checkConfig() error {
 			continue
 		}
 		u, err := url.Parse(v)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a URL: %v", field, v, err)
+		}
 		query := u.Query()
-		if field == "issuer" && err == nil {
+		if field == "issuer" {
 			query.Del("appid") // Entra ID's metadata of an app with claims-mapping signing keys
 		}
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(query) > 0 || u.Fragment != "" {
+		if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(query) > 0 || u.Fragment != "" {
 			return fmt.Errorf("%s: %q is not an absolute http(s) URL without query (issuer may carry ?appid=<client id>)", field, v)
 		}
 	}
