@@ -48,11 +48,11 @@ func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte
 	return false
 }
 
-// entraPlatform tells whether the provider is Entra ID or External ID:
-// configured with external_id, or an issuer whose metadata is Entra's
-// (only it publishes cloud_instance_name; B2C's does not).
+// entraPlatform tells whether the provider is Entra ID or External ID: as
+// configured, or by its metadata, which only Entra's gives a
+// cloud_instance_name (B2C's does not; a custom domain hides the host).
 func (h *Handler) entraPlatform(d *discovered) bool {
-	return h.ExternalID != "" || d.meta.CloudInstanceName != ""
+	return h.entraConfigured() || d.meta.CloudInstanceName != ""
 }
 
 // userInfo is the UserInfo claims to keep in a new session, or nil when
