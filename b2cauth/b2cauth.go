@@ -27,6 +27,7 @@ import (
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
@@ -124,6 +125,15 @@ type Handler struct {
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 	// End a session unused for this long. Default: off.
 	InactivityTimeout caddy.Duration `json:"inactivity_timeout,omitempty"`
+	// Where sessions live: cookie (default: sealed in the cookie, nothing
+	// kept server-side) or storage (in Caddy's storage, shared by every
+	// instance that shares it; the cookie holds only the key to them).
+	SessionStore string `json:"session_store,omitempty"`
+	// The tokens a session keeps: any of id, access, refresh, or none.
+	// Default: all three. Without id, the ID token's claims are kept
+	// instead of the token; without access or refresh, the token
+	// placeholders, App Service's token headers and renewal go without.
+	SessionTokens []string `json:"session_tokens,omitempty"`
 
 	// Who may in: any one rule must match. Default: every signed-in user.
 	Allow []Rule `json:"allow,omitempty"`
@@ -228,6 +238,7 @@ type Handler struct {
 	httpClient     *http.Client
 	now            func() time.Time
 	cache          *identityCache
+	sessions       *sessionstore.Store // session_store storage's records
 	bearerCache    *identityCache
 	autoRefresh    bool
 	renewals       *renewals
@@ -400,6 +411,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.extraIssuers = append(h.extraIssuers, p)
 	}
+	h.sessions = &sessionstore.Store{Storage: h.storage}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
 
@@ -551,6 +563,21 @@ func (h *Handler) checkConfig() error {
 	}
 	if h.InactivityTimeout < 0 || (h.InactivityTimeout > 0 && time.Duration(h.InactivityTimeout) < time.Minute) {
 		return errors.New("inactivity_timeout: must be at least 1m")
+	}
+	switch h.SessionStore {
+	case "", "cookie", "storage":
+	default:
+		return fmt.Errorf("session_store: %q is neither cookie nor storage", h.SessionStore)
+	}
+	for _, t := range h.SessionTokens {
+		switch {
+		case t == "none" && len(h.SessionTokens) == 1:
+		case t == "id" || t == "access" || t == "refresh":
+		case t == "none":
+			return errors.New("session_tokens: none cannot go with other tokens")
+		default:
+			return fmt.Errorf("session_tokens: %q is not id, access, refresh or none", t)
+		}
 	}
 	if h.RevocationSync < 0 || (h.RevocationSync > 0 && time.Duration(h.RevocationSync) < time.Second) {
 		return errors.New("revocation_sync: must be at least 1s")

@@ -124,6 +124,9 @@ func tokenPolicy(token string) string {
 // bearerFailure answers a refused bearer token as RFC 6750 says: 401
 // invalid_token, or 403 insufficient_scope; 503 if the provider is down.
 func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err error) error {
+	if errors.Is(err, errSessionStore) {
+		return h.sessionStoreDown(w, r, err)
+	}
 	if errors.Is(err, errUnavailable) {
 		return h.unavailable(w, r, err)
 	}

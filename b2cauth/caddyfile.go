@@ -41,6 +41,8 @@ func init() {
 //	    cookie_secret <secret...>
 //	    session_lifetime   <duration>
 //	    inactivity_timeout <duration>
+//	    session_store cookie|storage
+//	    session_tokens id|access|refresh...|none
 //	    allow <claim> <pattern...>
 //	    deny  <claim> <pattern...>
 //	    unauthenticated redirect|401|allow
@@ -173,6 +175,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "session_lifetime":
 			err = duration(&h.SessionLifetime)
+		case "session_store":
+			err = one(&h.SessionStore)
+		case "session_tokens":
+			err = many(&h.SessionTokens)
 		case "inactivity_timeout":
 			err = duration(&h.InactivityTimeout)
 		case "revocation_sync":
@@ -244,7 +250,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

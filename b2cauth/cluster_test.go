@@ -3,6 +3,7 @@ package b2cauth_test
 import (
 	"bufio"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -49,10 +50,18 @@ func startRedis(t *testing.T) string {
 }
 
 // TestTwoInstancesShareRedis runs two Caddy processes that share a real
-// Redis through caddy-storage-redis, as a cluster behind a load balancer:
-// a sign-in on one opens the other, and a sign-out on one is honoured by
-// the other within revocation_sync.
+// Redis through caddy-storage-redis, as a cluster behind a load balancer,
+// with each session_store: a sign-in on one opens the other (with
+// storage, a cookie of at most 512 bytes, and also after the other
+// restarts), and a sign-out on one is honoured by the other within
+// revocation_sync.
 func TestTwoInstancesShareRedis(t *testing.T) {
+	for _, store := range []string{"cookie", "storage"} {
+		t.Run(store, func(t *testing.T) { twoInstancesShareRedis(t, store) })
+	}
+}
+
+func twoInstancesShareRedis(t *testing.T, store string) {
 	redis := startRedis(t)
 	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
 	one := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
@@ -65,10 +74,11 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 		policy B2C_1_susi
 		client_id %s
 		revocation_sync 1s
+		session_store %s
 	}
 	respond "name={http.auth.user.name}"
 }
-`, addr, idp, clientID)
+`, addr, idp, clientID, store)
 	}
 	emulator := fmt.Sprintf(`%s {
 	b2c_emulator {
@@ -79,7 +89,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 }
 `, idp, clientID, one, two)
 	testcaddy.Start(t, globals+emulator+site(one))
-	startOtherCaddy(t, globals+site(two))
+	stopTwo := startOtherCaddy(t, globals+site(two))
 
 	b := testcaddy.NewBrowser(t)
 	page := b.Follow(one + "/")
@@ -89,6 +99,21 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	}
 	if other := b.Get(two + "/"); other.StatusCode != 200 || !strings.Contains(other.Body, "name=Ada Lovelace") {
 		t.Fatalf("the second instance does not open the session: %d %q", other.StatusCode, other.Body)
+	}
+	if store == "storage" {
+		u, _ := url.Parse(one)
+		size := 0
+		for _, c := range b.Jar.Cookies(u) {
+			size += len(c.Name) + 1 + len(c.Value) + 2
+		}
+		if size > 512 {
+			t.Errorf("a stored session's cookies are %d bytes, want at most 512", size)
+		}
+		stopTwo()
+		startOtherCaddy(t, globals+site(two))
+		if other := b.Get(two + "/"); !strings.Contains(other.Body, "name=Ada Lovelace") {
+			t.Fatalf("the second instance, restarted, does not open the session: %d %q", other.StatusCode, other.Body)
+		}
 	}
 
 	// A copy of the cookie, then sign-out on the second instance: the first

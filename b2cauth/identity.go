@@ -306,7 +306,9 @@ func (id *identity) me() []map[string]any {
 		"user_claims":   id.userClaims(),
 	}
 	if s := id.session; s != nil {
-		entry["id_token"] = s.IDToken
+		if s.IDToken != "" {
+			entry["id_token"] = s.IDToken
+		}
 		if s.AccessToken != "" {
 			entry["access_token"] = s.AccessToken
 			entry["expires_on"] = time.Unix(s.AccessExpiry, 0).UTC().Format("2006-01-02T15:04:05.0000000Z")

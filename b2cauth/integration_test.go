@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -293,7 +294,7 @@ func TestTwoProcessesShareSessionsThroughStorage(t *testing.T) {
 
 // startOtherCaddy runs a Caddyfile in a second Caddy process (this test
 // binary, see TestMain) until the test ends.
-func startOtherCaddy(t *testing.T, caddyfile string) {
+func startOtherCaddy(t *testing.T, caddyfile string) (stop func()) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
@@ -307,11 +308,14 @@ func startOtherCaddy(t *testing.T, caddyfile string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stdin.Close(); _ = cmd.Wait() })
+	var once sync.Once
+	stop = func() { once.Do(func() { stdin.Close(); _ = cmd.Wait() }) }
+	t.Cleanup(stop)
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
 		t.Fatalf("second Caddy did not start: %q %v", line, err)
 	}
+	return stop
 }
 
 // refusedWithin tells whether a browser's session to u stops opening (u

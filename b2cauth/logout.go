@@ -50,9 +50,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 
-	id := h.readSession(nil, r)
+	id, _ := h.readSession(nil, r) // storage down: the cookie goes all the same
 	clearSession(w, r)
 	if id != nil {
+		h.dropSession(r.Context(), id.session)
 		if err := h.revoke(r.Context(), id, everywhere, "user"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 			if everywhere {
@@ -137,7 +138,7 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 	if id == nil {
 		return ""
 	}
-	if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now().Add(clockSkew)) {
+	if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now().Add(clockSkew)) && id.session.IDToken != "" {
 		return id.session.IDToken
 	}
 	if id.session.RefreshToken == "" {
@@ -148,7 +149,7 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 		h.logger.Info("could not renew the ID token for sign-out", zap.String("user_id", id.id), zap.Error(err))
 		return ""
 	}
-	return s.IDToken
+	return s.issuedIDToken
 }
 
 // revoke records the sign-out of a session, or of every session of its user
@@ -202,7 +203,8 @@ var signedOutPage = pageData{Title: "Signed out", Message: "You have signed out.
 func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	ctx := r.Context()
-	if id := h.readSession(nil, r); id != nil {
+	if id, _ := h.readSession(nil, r); id != nil {
+		h.dropSession(ctx, id.session)
 		if err := h.revoke(ctx, id, false, "front_channel"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 		}

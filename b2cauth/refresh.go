@@ -21,7 +21,10 @@ import (
 // refresh token, against the policy that issued them.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id := h.readSession(nil, r)
+	id, err := h.readSession(nil, r)
+	if err != nil {
+		return h.sessionStoreDown(w, r, err)
+	}
 	if id == nil || id.session.RefreshToken == "" {
 		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
 	}
@@ -42,8 +45,8 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	countRefresh("renewed")
-	if err := h.writeSession(w, r, s); err != nil {
-		return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The session is too large to keep in cookies.", err)
+	if err := h.writeSession(w, r, s, nil); err != nil {
+		return h.sessionNotKept(w, r, "Cannot refresh", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -73,13 +76,13 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 	if nid, ok := h.identity(payload); !ok || nid.id != id.id {
 		return nil, errors.New("the renewed token names another user")
 	}
-	s := h.newSession(tr, policy)
-	s.ID, s.Issued, s.Expires = id.session.ID, id.session.Issued, id.session.Expires // the same session, renewed
+	s := h.newSession(tr, policy, payload)
+	s.ID, s.Issued, s.Expires, s.ref = id.session.ID, id.session.Issued, id.session.Expires, id.session.ref // the same session, renewed
 	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
 	h.sessionGroups(ctx, s, payload, id.session)
-	if s.RefreshToken == "" {
+	if s.RefreshToken == "" && h.keepsToken("refresh") {
 		s.RefreshToken = id.session.RefreshToken
 	}
 	return s, nil
@@ -111,6 +114,7 @@ func refreshOutcome(err error) string {
 func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity, cause error) {
 	h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(cause))
 	clearSession(w, r)
+	h.dropSession(r.Context(), id.session)
 	if err := h.revoke(r.Context(), id, false, "provider"); err != nil {
 		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 	}
@@ -301,7 +305,7 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 		return id
 	}
 	countRefresh("renewed")
-	payload, err := jwtPayload(s.IDToken)
+	payload, err := s.payload()
 	if err != nil {
 		return id
 	}
@@ -309,9 +313,8 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 	if !ok {
 		return id
 	}
-	renewed.session, renewed.expires, renewed.groupsUnknown = s, time.Unix(s.Expires, 0), s.GroupsUnknown
-	if err := h.writeSession(w, r, s); err != nil {
-		h.logger.Warn("renewed session too large for cookies", zap.String("user_id", id.id), zap.Error(err))
+	if err := h.writeSession(w, r, s, renewed); err != nil {
+		h.logger.Warn("renewed session not kept; the current one goes on", zap.String("user_id", id.id), zap.Error(err))
 		return id
 	}
 	return renewed

@@ -32,6 +32,28 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, title
 	return renderPage(w, status, pageData{Title: title, Message: message, Link: "/.auth/login", LinkText: "Sign in again"})
 }
 
+// sessionStoreDown answers 503 while the storage that keeps the sessions
+// (session_store storage) cannot be read: the cookie is kept, for when it
+// can.
+func (h *Handler) sessionStoreDown(w http.ResponseWriter, r *http.Request, err error) error {
+	countRequest("503")
+	h.logger.Error("sessions cannot be read from storage", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	return h.fail(w, r, http.StatusServiceUnavailable, "Sessions unavailable", "This site cannot read its sessions right now. Try again in a moment.", err)
+}
+
+// sessionNotKept answers a session that could not be kept: 503 when its
+// storage failed, else 502 (it is too large for cookies).
+func (h *Handler) sessionNotKept(w http.ResponseWriter, r *http.Request, title string, err error) error {
+	if errors.Is(err, errSessionStore) {
+		countRequest("503")
+		h.logger.Error("session not written to storage", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		return h.fail(w, r, http.StatusServiceUnavailable, title, "This site cannot keep sessions right now. Try again in a moment.", err)
+	}
+	return h.fail(w, r, http.StatusBadGateway, title, "The session is too large to keep in cookies.", err)
+}
+
 // unavailable answers 503 while the provider cannot be reached, and 500
 // when it answers but not for this configuration.
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) error {

@@ -185,7 +185,7 @@ func TestSessionBombRefused(t *testing.T) {
 	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
 	_, _ = zw.Write([]byte(`{"it":"a.b.c","id":"x","pad":"` + strings.Repeat("A", maxSessionJSON) + `"}`))
 	_ = zw.Close()
-	if _, ok := h.decodeSession(h.codec.seal(buf.Bytes(), h.sessionPurpose)); ok {
+	if got, _ := h.openSession(t.Context(), h.codec.seal(buf.Bytes(), h.sessionPurpose)); got != nil {
 		t.Error("a session inflating past the limit was accepted")
 	}
 }

@@ -69,7 +69,7 @@ func (id *identity) accessExpiry() time.Time {
 	switch {
 	case id.session == nil:
 		return id.expires
-	case id.session.AccessToken != "":
+	case id.session.AccessExpiry != 0: // the token may not be kept (session_tokens)
 		return time.Unix(id.session.AccessExpiry, 0)
 	}
 	return time.Time{}
@@ -91,7 +91,9 @@ func (h *Handler) setTokenHeaders(id *identity, header http.Header) {
 		return
 	}
 	prefix := headerTokenPrefix + h.tokenHeaderProvider() + "-"
-	header.Set(prefix+"Id-Token", id.session.IDToken)
+	if id.session.IDToken != "" {
+		header.Set(prefix+"Id-Token", id.session.IDToken)
+	}
 	if id.session.AccessToken != "" {
 		header.Set(prefix+"Access-Token", id.session.AccessToken)
 		header.Set(prefix+"Expires-On", time.Unix(id.session.AccessExpiry, 0).UTC().Format("2006-01-02T15:04:05.0000000Z"))

@@ -1,0 +1,301 @@
+package b2cauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
+)
+
+// flakyStorage is file storage that can be taken down, and that counts
+// the directories listed.
+type flakyStorage struct {
+	*certmagic.FileStorage
+	mu     sync.Mutex
+	down   bool
+	listed []string
+}
+
+var errStorageDown = errors.New("storage down")
+
+func (f *flakyStorage) isDown() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.down
+}
+
+func (f *flakyStorage) setDown(down bool) {
+	f.mu.Lock()
+	f.down = down
+	f.mu.Unlock()
+}
+
+func (f *flakyStorage) Load(ctx context.Context, key string) ([]byte, error) {
+	if f.isDown() {
+		return nil, errStorageDown
+	}
+	return f.FileStorage.Load(ctx, key)
+}
+
+func (f *flakyStorage) Store(ctx context.Context, key string, value []byte) error {
+	if f.isDown() {
+		return errStorageDown
+	}
+	return f.FileStorage.Store(ctx, key, value)
+}
+
+func (f *flakyStorage) List(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	f.mu.Lock()
+	f.listed = append(f.listed, prefix)
+	f.mu.Unlock()
+	if f.isDown() {
+		return nil, errStorageDown
+	}
+	return f.FileStorage.List(ctx, prefix, recursive)
+}
+
+// storedSessions are the session records in storage.
+func storedSessions(t *testing.T, st certmagic.Storage) []string {
+	t.Helper()
+	keys, err := st.List(t.Context(), sessionstore.Dir, true)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		if info, err := st.Stat(t.Context(), k); err == nil && info.IsTerminal {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func cookieBytes(cs []*http.Cookie) (n int) {
+	for _, c := range cs {
+		n += len(c.Name) + 1 + len(c.Value)
+	}
+	return n
+}
+
+// TestStoredSessions: with session_store storage the tokens live in
+// storage and the cookie is a few hundred bytes at most; another instance
+// (or this one after a restart) finds the session through the same
+// storage; renewal rewrites the record and changes the cookie, so every
+// instance's cache loads the new tokens; sign-out deletes the record, so a
+// copy of the cookie opens nothing anywhere.
+func TestStoredSessions(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	stored := func(h *Handler) {
+		h.SessionStore = "storage"
+		h.Scopes = []string{"openid", "offline_access", testClient}
+		h.storage = storage
+	}
+	h, p, s := setup(t, stored)
+	clock := time.Now()
+	h.now = func() time.Time { return clock }
+	bigAccess := strings.Repeat("a", 1500) // the size of B2C's access tokens
+	cookies := signedInWithTokens(t, h, p, s, bigAccess, time.Hour)
+	if n := cookieBytes(cookies); n > 512 {
+		t.Errorf("the stored session's cookies are %d bytes, want at most 512", n)
+	}
+	if recs := storedSessions(t, storage); len(recs) != 1 {
+		t.Fatalf("records after sign-in: %v", recs)
+	}
+	for _, rec := range storedSessions(t, storage) {
+		data, _ := storage.Load(t.Context(), rec)
+		if strings.Contains(string(data), "aaaa") || strings.Contains(string(data), "rt-1") {
+			t.Error("the record holds a token in the clear")
+		}
+	}
+	res := serve(h, withCookies(navigation("GET", "/"), cookies))
+	if !res.reachedNext || upstreamToken(res) != bigAccess {
+		t.Fatalf("stored session on its instance: %d, token %.10q", res.Code, upstreamToken(res))
+	}
+
+	// Another instance (or a restart): no cache, the same storage.
+	other := newTestHandler(t, p, stored)
+	other.now = h.now
+	res = serve(other, withCookies(navigation("GET", "/"), cookies))
+	if name, _ := res.repl.GetString("http.auth.user.name"); !res.reachedNext || name == "" || upstreamToken(res) != bigAccess {
+		t.Fatalf("stored session on another instance: %d, name %q", res.Code, name)
+	}
+
+	// Renewal: a new record, a new cookie; the other instance loads it.
+	clock = clock.Add(58 * time.Minute)
+	renewWith(t, p, s, "at-renewed")
+	res = serve(h, withCookies(navigation("GET", "/"), cookies))
+	renewed := sessionCookies(res)
+	if upstreamToken(res) != "at-renewed" || len(renewed) == 0 {
+		t.Fatalf("renewal: token %.10q, cookie set %v", upstreamToken(res), len(renewed) > 0)
+	}
+	if recs := storedSessions(t, storage); len(recs) != 1 {
+		t.Errorf("records after renewal: %v (want the one, rewritten)", recs)
+	}
+	res = serve(other, withCookies(navigation("GET", "/"), renewed))
+	if upstreamToken(res) != "at-renewed" {
+		t.Errorf("the other instance sees token %.10q after the renewal", upstreamToken(res))
+	}
+
+	// Sign-out: the record goes; a copy of the cookie opens nothing on an
+	// instance that never saw it.
+	serve(h, withCookies(navigation("GET", "/.auth/logout"), renewed))
+	if recs := storedSessions(t, storage); len(recs) != 0 {
+		t.Errorf("records after sign-out: %v", recs)
+	}
+	fresh := newTestHandler(t, p, stored)
+	fresh.now = h.now
+	if res := serve(fresh, withCookies(navigation("GET", "/"), renewed)); res.reachedNext {
+		t.Error("a copy of a signed-out stored session opened")
+	}
+}
+
+// TestStoredSessionsOutlastAStorageOutage: while storage cannot be read, a
+// session an instance has cached keeps working; one it has not gets 503
+// with Retry-After, and its cookie is kept, not cleared; once storage is
+// back it opens.
+func TestStoredSessionsOutlastAStorageOutage(t *testing.T) {
+	storage := &flakyStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	stored := func(h *Handler) { h.SessionStore = "storage"; h.storage = storage }
+	h, p, s := setup(t, stored)
+	cookies := signedIn(t, h, p, s, nil)
+	other := newTestHandler(t, p, stored)
+
+	storage.setDown(true)
+	if res := serve(h, withCookies(navigation("GET", "/"), cookies)); !res.reachedNext {
+		t.Errorf("a cached session during the outage: %d", res.Code)
+	}
+	for _, req := range []*http.Request{navigation("GET", "/"), apiRequest("")} {
+		res := serve(other, withCookies(req, cookies))
+		if res.Code != http.StatusServiceUnavailable || res.Header().Get("Retry-After") == "" || res.reachedNext {
+			t.Errorf("an uncached session during the outage: %d, Retry-After %q", res.Code, res.Header().Get("Retry-After"))
+		}
+		for _, c := range res.Result().Cookies() {
+			if strings.HasPrefix(c.Name, sessionCookie) && c.MaxAge < 0 {
+				t.Error("the outage cleared the session cookie")
+			}
+		}
+	}
+	// A sign-in cannot keep its session: 503, not a cookie without a record.
+	state, nonce, fc := pendingFlow(t, h, "/")
+	redeemWith(p, s.sign(t, goodClaims(p, nonce)))
+	if res := serve(h, callbackRequest(state, fc, map[string][]string{"code": {"c"}})); res.Code != http.StatusServiceUnavailable || len(sessionCookies(res)) != 0 {
+		t.Errorf("a sign-in during the outage: %d, cookies %d", res.Code, len(sessionCookies(res)))
+	}
+
+	storage.setDown(false)
+	if res := serve(other, withCookies(navigation("GET", "/"), cookies)); !res.reachedNext {
+		t.Errorf("after the outage: %d", res.Code)
+	}
+}
+
+// TestStoredSessionsAreSwept: records of ended sessions go, once an hour,
+// by listing only the hours gone by: the live sessions' hours are never
+// listed, whatever their number.
+func TestStoredSessionsAreSwept(t *testing.T) {
+	storage := &flakyStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
+	st := &sessionstore.Store{Storage: storage}
+	ctx := t.Context()
+	now := time.Now().Unix()
+	for i, expires := range []int64{now - 7200, now - 3700, now + 60, now + 7200, now + 7200} {
+		if err := st.Put(ctx, sessionstore.NewSecret(), expires, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := sessionstore.NewSecret()
+	if err := st.Put(ctx, live, now+3600, []byte("live")); err != nil {
+		t.Fatal(err)
+	}
+	storage.listed = nil
+	n, err := st.Sweep(ctx, now)
+	if err != nil || n != 2 {
+		t.Fatalf("swept %d (%v), want the 2 ended", n, err)
+	}
+	if recs := storedSessions(t, storage); len(recs) != 4 {
+		t.Errorf("records left: %d, want the 4 live", len(recs))
+	}
+	if got, err := st.Get(ctx, live, now+3600); err != nil || string(got) != "live" {
+		t.Errorf("a live record after the sweep: %q, %v", got, err)
+	}
+	for _, dir := range storage.listed {
+		if dir != sessionstore.Dir && !strings.HasSuffix(dir, "/"+itoa((now-7200)/3600)) && !strings.HasSuffix(dir, "/"+itoa((now-3700)/3600)) {
+			t.Errorf("the sweep listed %s, an hour of live sessions", dir)
+		}
+	}
+	storage.listed = nil
+	if n, _ := st.Sweep(ctx, now+60); n != 0 || len(storage.listed) != 0 {
+		t.Errorf("a second sweep within the hour: %d deleted, %d listings", n, len(storage.listed))
+	}
+	// A record opens only with its own secret, and not once tampered.
+	if _, err := st.Get(ctx, sessionstore.NewSecret(), now+3600); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("another secret: %v", err)
+	}
+}
+
+// TestSessionStoreSwitchSignsNobodyOut: sessions written by one
+// session_store open with the other (an upgrade from cookie sessions, or
+// a change of mind), and a cookie session moves to storage when renewed.
+func TestSessionStoreSwitchSignsNobodyOut(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	h, p, s := setup(t, func(h *Handler) { h.storage = storage })
+	cookieSession := signedInWithTokens(t, h, p, s, "at-1", time.Hour)
+	stored := newTestHandler(t, p, func(h *Handler) { h.SessionStore = "storage"; h.storage = storage })
+	if res := serve(stored, withCookies(navigation("GET", "/"), cookieSession)); !res.reachedNext || upstreamToken(res) != "at-1" {
+		t.Errorf("a cookie session under session_store storage: %d", res.Code)
+	}
+	storedSession := signedIn(t, stored, p, s, nil)
+	if res := serve(h, withCookies(navigation("GET", "/"), storedSession)); !res.reachedNext {
+		t.Errorf("a stored session under session_store cookie: %d", res.Code)
+	}
+}
+
+// TestSessionTokens: session_tokens keeps only the tokens it names; the
+// claims stay whatever it says, and what was left out is empty.
+func TestSessionTokens(t *testing.T) {
+	for _, tc := range []struct {
+		keep                  []string
+		wantID, wantAT, renew bool
+	}{
+		{nil, true, true, true},
+		{[]string{"id"}, true, false, false},
+		{[]string{"access", "refresh"}, false, true, true},
+		{[]string{"none"}, false, false, false},
+	} {
+		t.Run(strings.Join(tc.keep, "+"), func(t *testing.T) {
+			h, p, s := setup(t, func(h *Handler) { h.SessionTokens = tc.keep })
+			cookies := signedInWithTokens(t, h, p, s, "at-1", time.Hour)
+			res := serve(h, withCookies(navigation("GET", "/"), cookies))
+			name, _ := res.repl.GetString("http.auth.user.name")
+			idt, _ := res.repl.GetString("http.auth.b2c.id_token")
+			if !res.reachedNext || name == "" {
+				t.Fatalf("session refused or without claims: %d, name %q", res.Code, name)
+			}
+			if (idt != "") != tc.wantID || (upstreamToken(res) != "") != tc.wantAT {
+				t.Errorf("id token kept %v, access token kept %v", idt != "", upstreamToken(res) != "")
+			}
+			me := serve(h, withCookies(navigation("GET", "/.auth/me"), cookies))
+			var body []map[string]any
+			_ = json.Unmarshal(me.Body.Bytes(), &body)
+			if len(body) != 1 || (body[0]["id_token"] != nil) != tc.wantID {
+				t.Errorf("/.auth/me: %s", me.Body)
+			}
+			refresh := serve(h, withCookies(navigation("POST", "/.auth/refresh"), cookies))
+			if renewed := refresh.Code == http.StatusNoContent; renewed != tc.renew {
+				t.Errorf("/.auth/refresh: %d", refresh.Code)
+			}
+		})
+	}
+}
+
+func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
