@@ -173,6 +173,25 @@ func (c *identityCache) get(key string, now time.Time) *identity {
 	return id
 }
 
+// getChunked is get for a session cookie's value still in chunks: the
+// entry is found by the first chunk and must match the value whole.
+func (c *identityCache) getChunked(v *chunkedValue, now time.Time) *identity {
+	c.mu.RLock()
+	id := c.entries[v.parts[0]]
+	c.mu.RUnlock()
+	if id == nil || !now.Before(id.expires) || !v.equals(id.cacheKey) {
+		return nil
+	}
+	return id
+}
+
+// putCookie caches a session cookie's identity for getChunked: under the
+// value's first chunk, the whole value kept to compare.
+func (c *identityCache) putCookie(value string, id *identity) {
+	id.cacheKey = value
+	c.put(value[:min(len(value), chunkSize)], id)
+}
+
 func (c *identityCache) put(key string, id *identity) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

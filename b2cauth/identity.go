@@ -30,6 +30,7 @@ type identity struct {
 	issuedMs int64
 
 	bearerToken string // the access token presented, for a bearer identity
+	cacheKey    string // the session cookie's value it is cached for
 	// groupsUnknown: the groups had to come from Microsoft Graph, which
 	// failed; rules that need them refuse.
 	groupsUnknown bool
@@ -290,12 +291,16 @@ func (id *identity) setEasyAuthHeaders(h http.Header) {
 // stripIdentityHeaders removes every client-sent X-MS-CLIENT-PRINCIPAL* and
 // X-MS-TOKEN-* header: only this handler may set them.
 func stripIdentityHeaders(h http.Header) {
-	for k := range h {
-		ck := http.CanonicalHeaderKey(k)
-		if strings.HasPrefix(ck, headerPrincipal) || strings.HasPrefix(ck, headerTokenPrefix) {
+	for k := range h { // any spelling: a map set by hand may hold non-canonical keys
+		if hasPrefixFold(k, headerPrincipal) || hasPrefixFold(k, headerTokenPrefix) {
 			delete(h, k)
 		}
 	}
+}
+
+// hasPrefixFold is strings.HasPrefix ignoring ASCII case, without allocating.
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // me is the /.auth/me body: App Service's array of one provider object.

@@ -67,11 +67,47 @@ const (
 	maxChunks = 8
 )
 
-// readChunked reassembles a possibly chunked cookie value; "" if absent or
-// malformed. It reads the Cookie header once, without allocating but for
-// the reassembled value (net/http's r.Cookie parses every cookie on each
-// call), and, as r.Cookie does, takes the first cookie of each name.
-func readChunked(r *http.Request, name string) string {
+// chunkedValue is a cookie value as its chunks arrived: looked up and
+// compared without joining them, which for a long session would copy
+// kilobytes on every request.
+type chunkedValue struct {
+	parts [maxChunks]string
+	n     int
+}
+
+// join is the whole value.
+func (v *chunkedValue) join() string {
+	if v.n == 1 {
+		return v.parts[0]
+	}
+	size := 0
+	for _, p := range v.parts[:v.n] {
+		size += len(p)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	for _, p := range v.parts[:v.n] {
+		sb.WriteString(p)
+	}
+	return sb.String()
+}
+
+// equals tells whether the chunks joined are s, without joining them.
+func (v *chunkedValue) equals(s string) bool {
+	for _, p := range v.parts[:v.n] {
+		if !strings.HasPrefix(s, p) {
+			return false
+		}
+		s = s[len(p):]
+	}
+	return s == ""
+}
+
+// readChunked finds a possibly chunked cookie value; n is 0 if it is absent
+// or malformed. It reads the Cookie header once, without allocating
+// (net/http's r.Cookie parses every cookie on each call), and, as r.Cookie
+// does, takes the first cookie of each name.
+func readChunked(r *http.Request, name string) (v chunkedValue) {
 	var parts [maxChunks]string
 	for _, line := range r.Header["Cookie"] {
 		for rest := line; rest != ""; {
@@ -88,28 +124,26 @@ func readChunked(r *http.Request, name string) string {
 			parts[i] = v
 		}
 	}
+	if parts[0] == "" {
+		return v
+	}
 	countStr, first, split := strings.Cut(parts[0], ".")
 	if !split {
-		return parts[0]
+		v.parts[0], v.n = parts[0], 1
+		return v
 	}
 	n, err := strconv.Atoi(countStr)
 	if err != nil || n < 2 || n > maxChunks {
-		return ""
+		return v
 	}
-	size := len(first)
 	for i := 1; i < n; i++ {
 		if parts[i] == "" {
-			return ""
+			return v
 		}
-		size += len(parts[i])
 	}
-	var sb strings.Builder
-	sb.Grow(size)
-	sb.WriteString(first)
-	for i := 1; i < n; i++ {
-		sb.WriteString(parts[i])
-	}
-	return sb.String()
+	v.parts, v.n = parts, n
+	v.parts[0] = first
+	return v
 }
 
 // chunkIndex is which chunk of name a cookie name is (0 for name itself,
@@ -329,7 +363,7 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	if id != nil {
 		id.session, id.expires, id.groupsUnknown = s, time.Unix(s.Expires, 0), s.GroupsUnknown
-		h.cache.put(value, id)
+		h.cache.putCookie(value, id)
 	}
 	return nil
 }
@@ -388,13 +422,14 @@ func clearSession(w http.ResponseWriter, r *http.Request) {
 // (errSessionStore) means the session is kept in storage that cannot be
 // read now: the cookie stays, for when it can.
 func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity, error) {
-	value := readChunked(r, cookie(r, sessionCookie).Name)
-	if value == "" {
+	chunks := readChunked(r, cookie(r, sessionCookie).Name)
+	if chunks.n == 0 {
 		return nil, nil
 	}
 	now := h.now()
-	id := h.cache.get(value, now)
+	id := h.cache.getChunked(&chunks, now)
 	if id == nil {
+		value := chunks.join()
 		s, err := h.openSession(r.Context(), value)
 		if s == nil {
 			return nil, err
@@ -409,7 +444,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
 		id.groupsUnknown = s.GroupsUnknown
-		h.cache.put(value, id)
+		h.cache.putCookie(value, id)
 	}
 	s := id.session
 	if now.Unix() >= s.Expires {

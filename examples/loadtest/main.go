@@ -26,6 +26,8 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -36,6 +38,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,16 +61,23 @@ func (fatal) Fatal(args ...any)            { log.Fatal(args...) }
 func (fatal) Fatalf(f string, args ...any) { log.Fatalf(f, args...) }
 
 func main() {
-	requests := flag.Int("requests", 20000, "requests per site per round")
+	requests := flag.Int("requests", 20000, "requests per side per round")
 	concurrency := flag.Int("concurrency", 8, "concurrent clients")
-	rounds := flag.Int("rounds", 3, "alternating rounds")
+	rounds := flag.Int("rounds", 4, "alternating rounds")
+	signIns := flag.Int("sign-ins", 300, "full sign-ins per round")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving Caddy while it serves only signed-in requests (one-cookie session) to this file")
 	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
 	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
 	scaleN := flag.Int("scale", 0, "measure the sign-out state with this many sign-ins and sign-outs recorded")
 	storageKind := flag.String("storage", "file", "scale: file or redis")
 	idle := flag.Duration("idle", 30*time.Second, "scale: how long the idle CPU is measured")
+	serveFile := flag.String("serve", "", "internal: serve this Caddyfile until stdin closes (the comparison's Caddy processes)")
 	flag.Parse()
-	if *scaleN > 0 {
+	switch {
+	case *serveFile != "":
+		serve(*serveFile)
+		return
+	case *scaleN > 0:
 		if err := scale(*scaleN, *storageKind, *idle); err != nil {
 			log.Fatal(err)
 		}
@@ -73,20 +87,143 @@ func main() {
 	dir, _ := os.MkdirTemp("", "b2c-load-")
 	defer os.RemoveAll(dir)
 	t := fatal{}
-	idp, plain, protected := testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)
-	clientID := "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
-	cfg := fmt.Sprintf(`{
-	admin off
-	persist_config off
-	storage file_system %q
-	log default {
-		level ERROR
+	ports := sitePorts{idp: testcaddy.FreePort(t), plain: testcaddy.FreePort(t), protected: testcaddy.FreePort(t), stored: testcaddy.FreePort(t)}
+	idpConfig, sitesConfig := configs(dir, ports)
+	if *soakFor > 0 {
+		// The soak samples its own process: everything runs in it.
+		if err := caddy.Load(testcaddy.Adapt(t, idpConfig+sitesConfig), true); err != nil {
+			log.Fatal(err)
+		}
+		defer caddy.Stop()
+		site := fmt.Sprintf("http://localhost:%d", ports.protected)
+		_, cookie := signIn(site, "ada@contoso.example")
+		if err := soak(site, cookie, *soakFor, *rssGrowth<<20); err != nil {
+			log.Fatalf("soak failed: %v", err)
+		}
+		return
 	}
+
+	// The provider and the sites run in processes of their own, so that the
+	// sites' CPU time is theirs alone (not the load generator's, nor the
+	// emulator's signing).
+	idpServer := startServer(dir, "idp", globals(dir)+idpConfig)
+	defer idpServer.stop()
+	sites := startServer(dir, "sites", globals(dir)+sitesConfig)
+	defer sites.stop()
+	site := fmt.Sprintf("http://localhost:%d", ports.protected)
+	stored := fmt.Sprintf("http://localhost:%d", ports.stored)
+	plain := fmt.Sprintf("http://localhost:%d/", ports.plain)
+
+	// Sign in, as a browser, and keep the session cookie and the access
+	// token (the client ID as a scope gives one); also as a user with many
+	// claims, whose session needs several cookies; and on the site that
+	// keeps sessions in storage.
+	b, cookie := signIn(site, "ada@contoso.example")
+	_, bigCookie := signIn(site, "many@contoso.example")
+	_, storedCookie := signIn(stored, "ada@contoso.example")
+	fmt.Printf("session cookies: %d bytes in %d cookie(s); with many claims %d bytes in %d; session_store storage %d bytes\n",
+		len(cookie), strings.Count(cookie, "="), len(bigCookie), strings.Count(bigCookie, "="), len(storedCookie))
+	me := b.Get(site + "/.auth/me")
+	var who []struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal([]byte(me.Body), &who); err != nil || len(who) == 0 || who[0].AccessToken == "" {
+		log.Fatalf("no access token in /.auth/me: %s", me.Body)
+	}
+	bearer := "Bearer " + who[0].AccessToken
+
+	if *cpuProfile != "" {
+		profile(sites, *cpuProfile, dir, site, cookie, *requests**rounds, *concurrency)
+		return
+	}
+
+	// Each side is measured against a baseline: the same Caddy, the site
+	// without b2c_auth, sent the same headers (or none).
+	sides := []side{
+		{name: "stock Caddy, no cookie", url: plain},
+		{name: "stock Caddy, the session's Cookie", url: plain, header: "Cookie", value: cookie},
+		{name: "b2c_auth, one-cookie session", url: site + "/", header: "Cookie", value: cookie, sameHeader: 1},
+		{name: "stock Caddy, three cookies' header", url: plain, header: "Cookie", value: bigCookie},
+		{name: "b2c_auth, three-cookie session", url: site + "/", header: "Cookie", value: bigCookie, sameHeader: 3},
+		{name: "b2c_auth, session_store storage", url: stored + "/", header: "Cookie", value: storedCookie},
+		{name: "stock Caddy, the bearer header", url: plain, header: "Authorization", value: bearer},
+		{name: "b2c_auth, bearer token", url: site + "/", header: "Authorization", value: bearer, sameHeader: 6},
+	}
+	signInCPU := make([]float64, 0, *rounds)
+	signInRate := make([]float64, 0, *rounds)
+	for r := range *rounds {
+		for i := range sides {
+			sd := &sides[i]
+			before := cpuTime(sites.pid)
+			d := load(sd.url, sd.header, sd.value, *requests, *concurrency)
+			cpu := cpuTime(sites.pid) - before
+			sd.cpu = append(sd.cpu, float64(cpu.Microseconds())/float64(*requests))
+			sd.rps = append(sd.rps, float64(*requests)/d.Seconds())
+			fmt.Printf("round %d  %-36s %8.0f req/s %7.1f µs CPU/request\n", r+1, sd.name, sd.rps[r], sd.cpu[r])
+		}
+		// Full sign-ins (start, the emulator's form, the callback with its
+		// token redemption and verification), one after the other.
+		before, start := cpuTime(sites.pid), time.Now()
+		for range *signIns {
+			signIn(site, "ada@contoso.example")
+		}
+		signInRate = append(signInRate, float64(*signIns)/time.Since(start).Seconds())
+		signInCPU = append(signInCPU, float64((cpuTime(sites.pid)-before).Microseconds())/float64(*signIns))
+		fmt.Printf("round %d  %-36s %8.0f /s     %7.0f µs CPU/sign-in\n", r+1, "full sign-ins, one at a time", signInRate[r], signInCPU[r])
+	}
+
+	fmt.Printf("\nmedians over %d alternating rounds, CPU of the serving Caddy process per request:\n", *rounds)
+	fmt.Printf("%-36s %9s %12s %s\n", "", "req/s", "CPU/request", "against")
+	for _, sd := range sides {
+		cpu, rps := medianFloat(sd.cpu), medianFloat(sd.rps)
+		line := fmt.Sprintf("%-36s %9.0f %9.1f µs", sd.name, rps, cpu)
+		if sd.header != "" {
+			line += fmt.Sprintf("   %+5.1f%% vs %s", (cpu/medianFloat(sides[0].cpu)-1)*100, sides[0].name)
+		}
+		if sd.sameHeader > 0 {
+			same := sides[sd.sameHeader]
+			line += fmt.Sprintf(", %+5.1f%% vs %s", (cpu/medianFloat(same.cpu)-1)*100, same.name)
+		}
+		fmt.Println(line)
+	}
+	fmt.Printf("%-36s %9.0f /s %7.0f µs CPU/sign-in\n", "full sign-ins, one at a time", medianFloat(signInRate), medianFloat(signInCPU))
 }
-http://127.0.0.1:%d {
+
+// side is one kind of request the comparison sends, and what it measured.
+type side struct {
+	name, url, header, value string
+	sameHeader               int // the stock side sent the same header, when > 0
+	cpu, rps                 []float64
+}
+
+func medianFloat(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else if n > 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+	return 0
+}
+
+// sitePorts are the loopback ports of the comparison.
+type sitePorts struct{ idp, plain, protected, stored int }
+
+// globals are the comparison's Caddy global options.
+func globals(dir string) string {
+	return fmt.Sprintf("{\n\tadmin off\n\tpersist_config off\n\tstorage file_system %q\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", dir)
+}
+
+// configs are the emulator's site and the compared sites: the same
+// respond without b2c_auth, with it (cookie sessions), and with it and
+// session_store storage.
+func configs(dir string, p sitePorts) (idp, sites string) {
+	clientID := "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
+	idp = fmt.Sprintf(`http://127.0.0.1:%d {
 	b2c_emulator {
 		client %s {
-			redirect_uri http://localhost:%d/.auth/login/b2c/callback
+			redirect_uri http://localhost:%d/.auth/login/b2c/callback http://localhost:%d/.auth/login/b2c/callback
 		}
 		user ada@contoso.example Passw0rd! {
 			name "Ada Lovelace"
@@ -96,86 +233,119 @@ http://127.0.0.1:%d {
 %s		}
 	}
 }
-http://localhost:%d {
-	respond "hello {http.auth.user.name}"
-}
-http://localhost:%d {
-	b2c_auth {
+`, p.idp, clientID, p.protected, p.stored, manyClaims())
+	auth := func(extra string) string {
+		return fmt.Sprintf(`	b2c_auth {
 		authority http://127.0.0.1:%d/contoso.onmicrosoft.com
 		policy B2C_1_susi
 		client_id %s
 		scopes openid offline_access %s
-	}
+%s	}
 	respond "hello {http.auth.user.name}"
+`, p.idp, clientID, clientID, extra)
+	}
+	sites = fmt.Sprintf("http://localhost:%d {\n\trespond \"hello {http.auth.user.name}\"\n}\nhttp://localhost:%d {\n%s}\nhttp://localhost:%d {\n%s}\n",
+		p.plain, p.protected, auth(""), p.stored, auth("\t\tsession_store storage\n"))
+	return idp, sites
 }
-`, dir, idp, clientID, protected, manyClaims(), plain, protected, idp, clientID, clientID)
-	if err := caddy.Load(testcaddy.Adapt(t, cfg), true); err != nil {
+
+// startServer runs this program with -serve on a Caddyfile, in a process
+// of its own, until stop; the CPU profile goes where B2C_LOAD_CPUPROFILE
+// says.
+func startServer(dir, name, config string) serverHandle {
+	path := filepath.Join(dir, name+".Caddyfile")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		log.Fatal(err)
 	}
-	defer caddy.Stop()
-
-	// Sign in, as a browser, and keep the session cookie and the access
-	// token (the client ID as a scope gives one); also as a user with many
-	// claims, whose session needs several cookies.
-	site := fmt.Sprintf("http://localhost:%d", protected)
-	b, cookie := signIn(site, "ada@contoso.example")
-	_, bigCookie := signIn(site, "many@contoso.example")
-	fmt.Printf("session cookies: %d bytes in %d cookie(s); with many claims %d bytes in %d\n",
-		len(cookie), strings.Count(cookie, "="), len(bigCookie), strings.Count(bigCookie, "="))
-	me := b.Get(site + "/.auth/me")
-	var who []struct {
-		AccessToken string `json:"access_token"`
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
 	}
-	if err := json.Unmarshal([]byte(me.Body), &who); err != nil || len(who) == 0 || who[0].AccessToken == "" {
-		log.Fatalf("no access token in /.auth/me: %s", me.Body)
+	cmd := exec.Command(self, "-serve", path)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
 	}
-
-	if *soakFor > 0 {
-		if err := soak(site, cookie, *soakFor, *rssGrowth<<20); err != nil {
-			log.Fatalf("soak failed: %v", err)
-		}
-		return
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		log.Fatalf("%s: Caddy did not start: %q %v", name, line, err)
 	}
-
-	targets := []struct {
-		name, url, header, value string
-	}{
-		// The same cookie goes to the site without the plugin, so that only
-		// the plugin's work differs.
-		{"without plugin", fmt.Sprintf("http://localhost:%d/", plain), "Cookie", cookie},
-		{"b2c_auth, session cookie", site + "/", "Cookie", cookie},
-		{"without plugin, big cookie", fmt.Sprintf("http://localhost:%d/", plain), "Cookie", bigCookie},
-		{"b2c_auth, chunked session", site + "/", "Cookie", bigCookie},
-		{"b2c_auth, bearer token", site + "/", "Authorization", "Bearer " + who[0].AccessToken},
-	}
-	totals := make([]time.Duration, len(targets))
-	for r := range *rounds {
-		for i, tg := range targets {
-			d := load(tg.url, tg.header, tg.value, *requests, *concurrency)
-			totals[i] += d
-			fmt.Printf("round %d  %-26s %8.0f req/s\n", r+1, tg.name, float64(*requests)/d.Seconds())
-		}
-	}
-	base, bigBase := float64(*requests**rounds)/totals[0].Seconds(), float64(*requests**rounds)/totals[2].Seconds()
-	fmt.Println()
-	for i, tg := range targets {
-		rps := float64(*requests**rounds) / totals[i].Seconds()
-		ratio := rps / base
-		if strings.Contains(tg.name, "big") || strings.Contains(tg.name, "chunked") {
-			ratio = rps / bigBase // against plain Caddy with the same big Cookie header
-		}
-		fmt.Printf("%-26s %8.0f req/s  ratio to without plugin: %.2f\n", tg.name, rps, ratio)
-	}
-
-	// Full sign-ins (start, the emulator's form, the callback) per second,
-	// one after the other: what one client sustains end to end.
-	start, n := time.Now(), 0
-	for time.Since(start) < 5*time.Second {
-		signIn(site, "ada@contoso.example")
-		n++
-	}
-	fmt.Printf("\nfull sign-ins, one at a time: %.0f/s\n", float64(n)/time.Since(start).Seconds())
+	return serverHandle{pid: cmd.Process.Pid, stdin: stdin, cmd: cmd}
 }
+
+// serverHandle is a running -serve process.
+type serverHandle struct {
+	pid   int
+	stdin io.Closer
+	cmd   *exec.Cmd
+}
+
+// stop ends the process (it stops when its stdin closes) and waits for it.
+func (s serverHandle) stop() {
+	_ = s.stdin.Close()
+	_ = s.cmd.Wait()
+}
+
+// serve runs a Caddyfile until stdin closes, printing "ready" once it
+// serves; with B2C_LOAD_CPUPROFILE, it profiles its CPU meanwhile.
+func serve(path string) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := caddy.Load(testcaddy.Adapt(fatal{}, string(data)), true); err != nil {
+		log.Fatal(err)
+	}
+	if out := os.Getenv("B2C_LOAD_CPUPROFILE"); out != "" {
+		f, err := os.Create(out)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = caddy.Stop()
+}
+
+// profile serves only signed-in requests with a one-cookie session from a
+// Caddy process that profiles its CPU, and writes the profile to out.
+func profile(sites serverHandle, out, dir, site, cookie string, n, c int) {
+	sites.stop()
+	os.Setenv("B2C_LOAD_CPUPROFILE", out)
+	// The same sites again, the cookie key in the same storage: the session
+	// opens in the new process.
+	data, _ := os.ReadFile(filepath.Join(dir, "sites.Caddyfile"))
+	profiled := startServer(dir, "profiled", string(data))
+	os.Unsetenv("B2C_LOAD_CPUPROFILE")
+	load(site+"/", "Cookie", cookie, n, c)
+	profiled.stop()
+	fmt.Printf("CPU profile of %d signed-in requests: %s (go tool pprof -top %s)\n", n, out, out)
+}
+
+// cpuTime is a process's CPU time so far (user and system, every thread),
+// from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatalf("CPU time of the serving process: %v (Linux /proc needed)", err)
+	}
+	// The command may hold spaces: the fields start after its closing ')'.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
 
 // signIn signs in as a browser and returns it with its Cookie header.
 func signIn(site, email string) (*testcaddy.Browser, string) {

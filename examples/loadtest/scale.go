@@ -252,21 +252,9 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 // idleCPU is the process's CPU use over d with no traffic, in % of a core.
 func idleCPU(d time.Duration) float64 {
-	before, start := cpuTime(), time.Now()
+	before, start := cpuTime(os.Getpid()), time.Now()
 	time.Sleep(d)
-	return 100 * (cpuTime() - before).Seconds() / time.Since(start).Seconds()
-}
-
-// cpuTime is the process's user and system CPU time, from /proc (Linux).
-func cpuTime() time.Duration {
-	data, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	return 100 * (cpuTime(os.Getpid()) - before).Seconds() / time.Since(start).Seconds()
 }
 
 // startRedis runs Debian's redis-server on a loopback port.
