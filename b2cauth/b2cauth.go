@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
@@ -108,6 +109,13 @@ type Handler struct {
 	// AADB2C90079 without it); a mobile and desktop registration is a
 	// public client, without one, and relies on PKCE.
 	ClientSecret string `json:"client_secret,omitempty"`
+	// A certificate the app proves itself with, instead of a secret
+	// (Entra ID and External ID): PEM files, {env.*} placeholders allowed.
+	ClientCertificate *CertificateFiles `json:"client_certificate,omitempty"`
+	// A federated token the app proves itself with (workload identity
+	// federation, Entra ID and External ID): from a file, or from a
+	// user-assigned managed identity.
+	ClientAssertion *ClientAssertion `json:"client_assertion,omitempty"`
 	// The scopes asked for. Default: openid offline_access with B2C;
 	// openid profile email with issuer.
 	Scopes []string `json:"scopes,omitempty"`
@@ -230,7 +238,7 @@ type Handler struct {
 
 	extraIssuers   []*provider // AdditionalIssuers, discovered lazily
 	protect        caddyhttp.MatcherSet
-	clientSecret   string
+	credential     credentials.Credential // nil for a public client
 	codec          *codec
 	sessionPurpose string
 	identityVar    string               // the request variable that shares the session identity between blocks
@@ -308,10 +316,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
-	if h.ClientSecret != "" {
-		if h.clientSecret, err = resolve("client_secret", h.ClientSecret); err != nil {
-			return err
-		}
+	if h.credential, err = h.buildCredential(resolve); err != nil {
+		return err
 	}
 	var keys [][]byte
 	for i, s := range h.CookieSecret {
@@ -417,11 +423,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
 	if h.Groups == "graph" || h.rulesNameGroups() || h.KeepGroups == "all" {
-		if h.clientSecret != "" {
+		if h.credential != nil {
 			h.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
-				ClientID: h.ClientID, ClientSecret: h.clientSecret, HTTP: h.httpClient, MaxWait: 10 * time.Second}
+				ClientID: h.ClientID, Credential: h.credential, HTTP: h.httpClient, MaxWait: 10 * time.Second}
 		} else if h.Groups == "graph" {
-			return errors.New("groups: graph needs client_secret: the app's credentials get its Microsoft Graph token")
+			return errors.New("groups: graph needs the app's credentials (client_secret, client_certificate or client_assertion) to get its Microsoft Graph token")
 		}
 		h.bearerGroups = &bearerGroups{entries: map[string]cachedGroups{}}
 	}
@@ -463,6 +469,9 @@ func (h *Handler) Cleanup() error {
 // checkConfig checks the configuration as written; every error names the
 // field. The Caddyfile parser runs it too, so `caddy adapt` reports them.
 func (h *Handler) checkConfig() error {
+	if err := h.checkCredential(); err != nil {
+		return err
+	}
 	n := 0
 	for _, v := range []string{h.Tenant, h.Authority, h.Issuer, h.ExternalID} {
 		if v != "" {

@@ -35,6 +35,8 @@ func init() {
 //	    profile_edit_policy   <user flow>
 //	    client_id     <id>
 //	    client_secret <secret>
+//	    client_certificate <cert path> <key path>
+//	    client_assertion file <path> | managed_identity <client ID>
 //	    scopes        <scope...>
 //	    redirect_path <path>
 //	    response_mode query|form_post
@@ -145,6 +147,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = one(&h.ClientID)
 		case "client_secret":
 			err = one(&h.ClientSecret)
+		case "client_certificate":
+			h.ClientCertificate = &CertificateFiles{}
+			if !d.AllArgs(&h.ClientCertificate.Cert, &h.ClientCertificate.Key) {
+				return d.Errf("client_certificate: needs <cert path> <key path> (PEM)")
+			}
+		case "client_assertion":
+			h.ClientAssertion = &ClientAssertion{}
+			if !d.AllArgs(&h.ClientAssertion.Kind, &h.ClientAssertion.Value) {
+				return d.Errf("client_assertion: needs file <path> or managed_identity <client ID>")
+			}
 		case "redirect_path":
 			err = one(&h.RedirectPath)
 		case "response_mode":
@@ -250,7 +262,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "client_certificate", "client_assertion", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"io"
 	"net"
 	"net/http"
@@ -67,7 +68,13 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 	if err := c.checkConfig(); err != nil {
 		return append(out, problem("%v", err))
 	}
-	if c.ClientSecret == "" {
+	cred, err := c.buildCredential(func(field, v string) (string, error) { return resolve(field, v), nil })
+	if err != nil {
+		out = append(out, problem("%v", err))
+	} else if cred != nil {
+		out = append(out, note("client credential: %s", cred.Describe()))
+	}
+	if cred == nil && err == nil {
 		out = append(out, warning("no client_secret: a Web app registration needs one (B2C answers AADB2C90079); only a mobile/desktop registration may do without"))
 	}
 	if c.RedirectPath == "" {
@@ -104,8 +111,8 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 		if policy != c.Policy && c.Issuer == "" && c.ExternalID == "" {
 			continue // redirect URIs are the same for every user flow of the app
 		}
-		if c.ClientSecret != "" {
-			out = append(out, c.probeSecret(ctx, client, m.TokenEndpoint))
+		if cred != nil {
+			out = append(out, c.probeCredential(ctx, client, m.TokenEndpoint, cred))
 		}
 		for _, origin := range origins {
 			if c.PublicURL != "" {
@@ -193,9 +200,12 @@ func metadataHint(err error) string {
 // credentials: a token endpoint checks the client first, so invalid_client
 // (AADB2C90081, AADSTS7000215) means a wrong secret, and invalid_grant
 // means it was accepted.
-func (h *Handler) probeSecret(ctx context.Context, client *http.Client, tokenEndpoint string) Finding {
+func (h *Handler) probeCredential(ctx context.Context, client *http.Client, tokenEndpoint string, cred credentials.Credential) Finding {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {"caddy-b2c-check-not-a-code"},
-		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {h.ClientID}, "client_secret": {h.ClientSecret}}
+		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {h.ClientID}}
+	if err := cred.Apply(ctx, form, tokenEndpoint); err != nil {
+		return problem("client credential: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, strings.NewReader(form.Encode()))
@@ -205,15 +215,19 @@ func (h *Handler) probeSecret(ctx context.Context, client *http.Client, tokenEnd
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := client.Do(req)
 	if err != nil {
-		return warning("client_secret not checked: token endpoint: %v", err)
+		return warning("client credential not checked: token endpoint: %v", err)
 	}
 	defer resp.Body.Close()
 	var tr tokenResponse
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr)
-	if tr.Error == "invalid_client" || tr.Error == "unauthorized_client" {
-		return problem("client_secret was refused (%s %s): it is wrong or expired; create a new one under the app registration's Certificates & secrets", tr.Error, b2cCode(tr.ErrorDescription))
+	name := "the " + cred.Describe()
+	if _, secret := cred.(credentials.Secret); secret {
+		name = "client_secret"
 	}
-	return note("client_secret accepted by the token endpoint")
+	if tr.Error == "invalid_client" || tr.Error == "unauthorized_client" {
+		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, b2cCode(tr.ErrorDescription))
+	}
+	return note("%s accepted by the token endpoint", name)
 }
 
 // fetchJSON GETs a JSON document and returns the response's Date.

@@ -1,6 +1,8 @@
 package b2cauth
 
 import (
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
+
 	"cmp"
 	"context"
 	"os"
@@ -54,7 +56,7 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	}
 	h := base()
 	h.ClientSecret = "{env.B2C_TEST_SECRET}"
-	if err := provision(t, h); err != nil || h.clientSecret != "sup3r-s3cret-value" {
+	if err := provision(t, h); err != nil || h.credential != credentials.Secret("sup3r-s3cret-value") {
 		t.Errorf("env placeholder not resolved: %v", err)
 	}
 	t.Setenv("B2C_TEST_API_CLIENT", "api-client-id")

@@ -450,8 +450,10 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 // ID token and no access token, as B2C gives when no API scope was asked.
 func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*tokenResponse, error) {
 	form.Set("client_id", h.ClientID)
-	if h.clientSecret != "" {
-		form.Set("client_secret", h.clientSecret)
+	if h.credential != nil {
+		if err := h.credential.Apply(ctx, form, d.meta.TokenEndpoint); err != nil {
+			return nil, fmt.Errorf("%w: the app's credential: %v", errUnavailable, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -1,7 +1,6 @@
 package b2cemulator
 
 import (
-	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -174,8 +173,9 @@ func (e *Emulator) tenantToken(w http.ResponseWriter, r *http.Request, rt route)
 		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "The tenant endpoint serves only client credentials for Microsoft Graph; user flows serve the rest."))
 	case client == nil:
 		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", "The client ID '" + f.Get("client_id") + "' is not registered in the tenant."})
-	case client.Secret == "" || subtle.ConstantTimeCompare([]byte(f.Get("client_secret")), []byte(client.Secret)) != 1:
-		return e.tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client."})
+	}
+	if bad := e.authenticateClient(client, f.Get("client_secret"), f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
+		return e.tokenError(w, http.StatusUnauthorized, *bad)
 	}
 	return e.graphToken(w, r, e.TenantID, client)
 }

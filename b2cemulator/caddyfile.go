@@ -105,6 +105,11 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					if err := parseAppRole(d, &c.AppRoles); err != nil {
 						return err
 					}
+				case "certificate":
+					if !d.AllArgs(new(string)) {
+						return d.ArgErr()
+					}
+					c.Certificates = append(c.Certificates, d.Val())
 				case "graph_permission":
 					c.GraphPermissions = append(c.GraphPermissions, d.RemainingArgs()...)
 				default:

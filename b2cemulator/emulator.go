@@ -145,6 +145,8 @@ type Emulator struct {
 	poolID   string
 	demoUser bool // the default user: the sign-in page shows its credentials
 	logger   *zap.Logger
+	// usedAssertions are the jti of client assertions accepted: each serves one request.
+	usedAssertions *usedAssertions
 }
 
 // Client is an application registration.
@@ -172,6 +174,11 @@ type Client struct {
 	// Microsoft Graph application permissions granted (with admin consent)
 	// to this client, such as GroupMember.Read.All.
 	GraphPermissions []string `json:"graph_permissions,omitempty"`
+	// Certificate credentials (PEM files): the client may prove itself
+	// with an assertion signed by one (Entra ID and External ID flavors).
+	Certificates []string `json:"certificates,omitempty"`
+
+	certificates []registeredCertificate
 }
 
 // API is a web API registration: its App ID URI, its application (client)
@@ -257,6 +264,14 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 		}
 		e.AdminKey = key
 	}
+	e.usedAssertions = &usedAssertions{}
+	for i := range e.Clients {
+		certs, err := loadCertificates(e.Clients[i].Certificates)
+		if err != nil {
+			return fmt.Errorf("client %s: %v", e.Clients[i].ClientID, err)
+		}
+		e.Clients[i].certificates = certs
+	}
 	if e.Tenant == "" {
 		e.Tenant = DemoTenant
 	}
@@ -291,7 +306,7 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	for i := range e.Clients {
 		if c := &e.Clients[i]; c.Platform == "" {
 			c.Platform = "native"
-			if c.Secret != "" {
+			if c.Secret != "" || len(c.Certificates) > 0 {
 				c.Platform = "web"
 			}
 		}
@@ -403,10 +418,10 @@ func (e *Emulator) validate() error {
 			}
 		}
 		switch {
-		case c.Platform == "web" && c.Secret == "":
-			return fmt.Errorf("client %s: platform web needs a secret (a web app is a confidential client)", c.ClientID)
-		case (c.Platform == "spa" || c.Platform == "native") && c.Secret != "":
-			return fmt.Errorf("client %s: platform %s is a public client and has no secret", c.ClientID, c.Platform)
+		case c.Platform == "web" && c.Secret == "" && len(c.Certificates) == 0:
+			return fmt.Errorf("client %s: platform web needs a secret or a certificate (a web app is a confidential client)", c.ClientID)
+		case (c.Platform == "spa" || c.Platform == "native") && (c.Secret != "" || len(c.Certificates) > 0):
+			return fmt.Errorf("client %s: platform %s is a public client and has no secret or certificate", c.ClientID, c.Platform)
 		case c.Platform != "web" && c.Platform != "spa" && c.Platform != "native":
 			return fmt.Errorf("client %s: platform %q is not web, spa or native", c.ClientID, c.Platform)
 		}

@@ -212,7 +212,7 @@ var aadsts = map[string]string{
 // localize gives an error in the flavor's terms: B2C's as is; AADSTS codes
 // for the Microsoft identity platform.
 func (e *Emulator) localize(b b2cError) b2cError {
-	if !e.entra() {
+	if !e.entra() || strings.HasPrefix(b.code, "AADSTS") {
 		return b
 	}
 	code, ok := aadsts[b.code]

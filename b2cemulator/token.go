@@ -105,11 +105,12 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
 	}
 	if client.Platform == "web" {
-		if secret == "" {
-			return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
-		}
-		if subtle.ConstantTimeCompare([]byte(secret), []byte(client.Secret)) != 1 {
-			return e.tokenError(w, http.StatusUnauthorized, b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client. Please correct the client_secret and try again."})
+		if bad := e.authenticateClient(client, secret, f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
+			status := http.StatusBadRequest
+			if bad.err == "invalid_client" {
+				status = http.StatusUnauthorized
+			}
+			return e.tokenError(w, status, *bad)
 		}
 	}
 

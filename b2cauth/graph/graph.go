@@ -30,7 +30,11 @@ type Client struct {
 	// https://login.microsoftonline.com, or a sovereign cloud's.
 	Login string
 	// The application's credentials.
-	ClientID, ClientSecret string
+	ClientID string
+	// Credential authenticates the app at the token endpoint.
+	Credential interface {
+		Apply(ctx context.Context, form url.Values, tokenEndpoint string) error
+	}
 	// HTTP is the client requests go through.
 	HTTP *http.Client
 	// MaxWait bounds the time one lookup may take, retries included.
@@ -156,9 +160,12 @@ func (c *Client) token(ctx context.Context, tenant string) (string, error) {
 		return t.value, nil
 	}
 	c.mu.Unlock()
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID}, "client_secret": {c.ClientSecret},
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID},
 		"scope": {strings.TrimSuffix(c.Endpoint, "/") + "/.default"}}
 	tokenURL := strings.TrimSuffix(c.Login, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
+	if err := c.Credential.Apply(ctx, form, tokenURL); err != nil {
+		return "", fmt.Errorf("microsoft graph token: %w", err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err

@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
+
 	"context"
 	"errors"
 	"fmt"
@@ -35,7 +37,7 @@ func fakeGraph(t *testing.T, graph http.HandlerFunc) (*Client, *atomic.Int32) {
 		graph(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	return &Client{Endpoint: srv.URL, Login: srv.URL, ClientID: "app", ClientSecret: "s3cret", HTTP: srv.Client(), MaxWait: 3 * time.Second}, tokens
+	return &Client{Endpoint: srv.URL, Login: srv.URL, ClientID: "app", Credential: credentials.Secret("s3cret"), HTTP: srv.Client(), MaxWait: 3 * time.Second}, tokens
 }
 
 func TestMemberGroupsFollowsPagingAndReusesItsToken(t *testing.T) {
@@ -107,7 +109,7 @@ func TestRefusalsSayWhatToFix(t *testing.T) {
 	if !errors.As(err, &ge) || ge.Status != 403 || !strings.Contains(ge.Hint, "GroupMember.Read.All") {
 		t.Errorf("403: %v", err)
 	}
-	c.ClientSecret = "wrong"
+	c.Credential = credentials.Secret("wrong")
 	c.tokens = nil
 	if _, err := c.MemberGroups(context.Background(), "tenant", "user"); !errors.As(err, &ge) || ge.Code != "invalid_client" || !strings.Contains(ge.Hint, "client_secret") {
 		t.Errorf("a wrong secret: %v", err)

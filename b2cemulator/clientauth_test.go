@@ -1,0 +1,114 @@
+package b2cemulator_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
+	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
+)
+
+const certClient = "22222222-3333-4444-5555-666666666666"
+
+// forgedAssertion signs claims with the key file, naming the certificate
+// file's SHA-256 thumbprint, as a client assertion.
+func forgedAssertion(t *testing.T, certFile, keyFile string, claims map[string]any) string {
+	certPEM, _ := os.ReadFile(certFile)
+	keyPEM, _ := os.ReadFile(keyFile)
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(cb.Bytes)
+	h, _ := json.Marshal(map[string]string{"alg": "PS256", "typ": "JWT", "x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:])})
+	c, _ := json.Marshal(claims)
+	signing := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	digest := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPSS(rand.Reader, k.(*rsa.PrivateKey), crypto.SHA256, digest[:], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// TestClientAssertionsCheckedAsEntraDoes: the Entra ID flavor's token
+// endpoint accepts a certificate assertion made as Microsoft documents it
+// (credentials.Certificate), once, and refuses each defect with Entra's
+// code; the B2C flavor refuses assertions with AADB2C99027.
+func TestClientAssertionsCheckedAsEntraDoes(t *testing.T) {
+	cert, key := testcaddy.Certificate(t)
+	otherCert, otherKey := testcaddy.Certificate(t)
+	c := startEmulator(t, fmt.Sprintf("flavor entra_id\n\t\tclient %s {\n\t\t\tcertificate %s\n\t\t\tredirect_uri %s\n\t\t}", certClient, cert, callback))
+	endpoint := c.policyURL("", "oauth2/v2.0/token")
+	post := func(assertion string) (int, map[string]any) {
+		resp, err := http.PostForm(endpoint, url.Values{"grant_type": {"client_credentials"}, "client_id": {certClient},
+			"scope": {certClient + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	code := func(body map[string]any) string {
+		codes, _ := body["error_codes"].([]any)
+		if len(codes) == 0 {
+			return ""
+		}
+		return fmt.Sprintf("AADSTS%v", codes[0])
+	}
+
+	form := url.Values{}
+	good := &credentials.Certificate{ClientID: certClient, CertFile: cert, KeyFile: key}
+	if err := good.Apply(context.Background(), form, endpoint); err != nil {
+		t.Fatal(err)
+	}
+	status, body := post(form.Get("client_assertion"))
+	if body["error"] == "invalid_client" || status == http.StatusUnauthorized {
+		t.Fatalf("a good assertion: %d %v", status, body)
+	}
+	if _, body := post(form.Get("client_assertion")); code(body) != "AADSTS700027" {
+		t.Errorf("the same assertion again: %v", body)
+	}
+
+	now := time.Now().Unix()
+	claims := func(change func(map[string]any)) map[string]any {
+		m := map[string]any{"aud": endpoint, "iss": certClient, "sub": certClient, "jti": fmt.Sprint(time.Now().UnixNano()), "nbf": now, "exp": now + 300}
+		change(m)
+		return m
+	}
+	for _, tc := range []struct {
+		name, want, cert, key string
+		change                func(map[string]any)
+	}{
+		{"a certificate the app does not have", "AADSTS700027", otherCert, otherKey, func(map[string]any) {}},
+		{"another app's ID", "AADSTS700021", cert, key, func(m map[string]any) { m["iss"], m["sub"] = secretClient, secretClient }},
+		{"another audience", "AADSTS700027", cert, key, func(m map[string]any) { m["aud"] = "https://login.microsoftonline.com/x/oauth2/v2.0/token" }},
+		{"expired", "AADSTS700024", cert, key, func(m map[string]any) { m["nbf"], m["exp"] = now-3600, now-1200 }},
+		{"not yet valid", "AADSTS700024", cert, key, func(m map[string]any) { m["nbf"], m["exp"] = now+3600, now+3900 }},
+	} {
+		_, body := post(forgedAssertion(t, tc.cert, tc.key, claims(tc.change)))
+		if body["error"] != "invalid_client" || code(body) != tc.want {
+			t.Errorf("%s: %v, want invalid_client %s", tc.name, body, tc.want)
+		}
+	}
+	if _, body := post("not.a.jwt"); body["error"] != "invalid_client" {
+		t.Errorf("garbage: %v", body)
+	}
+}
