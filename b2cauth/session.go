@@ -349,7 +349,7 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 		if err := h.sessions.Put(r.Context(), ref.Secret, ref.Expires, deflate(s)); err != nil {
 			return fmt.Errorf("%w: %v", errSessionStore, err)
 		}
-		go h.sweepSessions()
+		go h.sweepSessions(h.now().Unix())
 	} else if s.ref != nil {
 		// Written under session_store storage, now kept in the cookie.
 		moved := *s
@@ -401,10 +401,10 @@ func (h *Handler) dropSession(ctx context.Context, s *session) {
 
 // sweepSessions deletes the records of ended sessions, at most once an
 // hour (sessionstore.Store.Sweep).
-func (h *Handler) sweepSessions() {
+func (h *Handler) sweepSessions(now int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if n, err := h.sessions.Sweep(ctx, h.now().Unix()); err != nil {
+	if n, err := h.sessions.Sweep(ctx, now); err != nil {
 		h.logger.Warn("sweeping ended sessions from storage", zap.Int("deleted", n), zap.Error(err))
 	}
 }
