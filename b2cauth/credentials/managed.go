@@ -40,7 +40,7 @@ type ManagedIdentity struct {
 	expires time.Time
 }
 
-// Endpoint is where the token comes from, and how: App Service's variables
+// endpoint is where the token comes from, and how: App Service's variables
 // when set, else IMDS.
 func (m *ManagedIdentity) endpoint() (u *url.URL, header http.Header) {
 	q := url.Values{"resource": {TokenExchangeAudience}, "client_id": {m.ClientID}}
