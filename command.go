@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
 )
@@ -37,8 +39,8 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "b2c",
-		Usage: "check [--config <file>] [--adapter <name>] | secret | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>] | revoke --user <id> | --session <id> [--address <admin>]",
-		Short: "Checks b2c_auth configurations, makes cookie secrets, runs a local B2C, signs users out",
+		Usage: "check [--config <file>] [--adapter <name>] | secret | certificate <cert.pem> <key.pem> [--client-id <id>] | emulator [--listen <addr>] [--tls [--trust]] [--tenant <name>] [--flavor b2c|external_id|entra_id] [--config <file>] | revoke --user <id> | --session <id> [--address <admin>]",
+		Short: "Checks b2c_auth configurations, makes cookie secrets, explains certificate credentials, runs a local B2C, signs users out",
 		Long: `
 caddy b2c check [--config <file>] [--adapter caddyfile]
     For every b2c_auth in the config: resolve its placeholders, fetch each
@@ -48,6 +50,14 @@ caddy b2c check [--config <file>] [--adapter caddyfile]
 
 caddy b2c secret
     Prints a new cookie_secret (base64 of 32 random bytes).
+
+caddy b2c certificate <cert.pem> <key.pem> [--client-id <id>]
+    Reads a certificate credential's files (what client_certificate takes),
+    checks that the key is the certificate's, and prints its thumbprint
+    (the SHA-1 the Entra admin center shows once it is uploaded), its
+    validity, how to register it with the app (portal and Azure CLI) and
+    the client_certificate line. Exits non-zero when the files do not
+    belong together or the certificate has expired.
 
 caddy b2c revoke --user <id> | --session <id> [--address localhost:2019 | --config <file> [--adapter caddyfile]]
     Signs a user out of every Caddy that shares the running config's
@@ -87,6 +97,12 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 					_, err := fmt.Fprintln(c.OutOrStdout(), newCookieSecret())
 					return err
 				}}
+			certificate := &cobra.Command{Use: "certificate <cert.pem> <key.pem>", Short: "Explains a certificate credential and how to register it", Args: cobra.ExactArgs(2),
+				RunE: func(c *cobra.Command, args []string) error {
+					clientID, _ := c.Flags().GetString("client-id")
+					return explainCertificate(args[0], args[1], clientID, time.Now(), c.OutOrStdout())
+				}}
+			certificate.Flags().String("client-id", "", "the app's client ID, for the az command")
 			emulator := &cobra.Command{Use: "emulator", Short: "Runs a local B2C tenant", Args: cobra.NoArgs,
 				RunE: func(c *cobra.Command, _ []string) error {
 					var o emulatorOptions
@@ -129,7 +145,7 @@ caddy b2c emulator [--listen 127.0.0.1:9000] [--tls [--trust]] [--tenant contoso
 			revoke.Flags().String("adapter", "", "its adapter (caddyfile for a Caddyfile)")
 			revoke.Flags().String("user", "", "the user's ID: the oid (else sub), as {http.auth.user.id} shows it")
 			revoke.Flags().String("session", "", "instead of a user: one session, as {http.auth.b2c.session_id} shows it")
-			cmd.AddCommand(check, secret, emulator, revoke)
+			cmd.AddCommand(check, secret, certificate, emulator, revoke)
 		},
 	})
 }
@@ -139,6 +155,51 @@ func newCookieSecret() string {
 	k := make([]byte, 32)
 	_, _ = rand.Read(k)
 	return base64.StdEncoding.EncodeToString(k)
+}
+
+// explainCertificate prints what registering a certificate credential
+// needs: its thumbprint and validity, the portal's and Azure CLI's steps,
+// and the b2c_auth line. The private key is read only to check it is the
+// certificate's; nothing of it is printed.
+func explainCertificate(certFile, keyFile, clientID string, now time.Time, out io.Writer) error {
+	info, err := credentials.InspectCertificate(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("client_certificate: %w", err)
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	if clientID == "" {
+		clientID = "<client ID>"
+	}
+	left := info.NotAfter.Sub(now).Hours() / 24
+	day := func(t time.Time) string { return t.UTC().Format("2006-01-02") }
+	fmt.Fprintf(out, `certificate %s
+  subject     %s
+  thumbprint  %s  (SHA-1: what the Entra admin center lists once uploaded)
+  x5t#S256    %s  (SHA-256: what each client assertion names)
+  valid       %s to %s (%.0f days left)
+  key         %s: RSA %d bits, the certificate's
+
+Register it with the app (Microsoft Entra ID or External ID; Azure AD B2C apps use client secrets):
+  Entra admin center: App registrations → the app → Certificates & secrets → Certificates →
+    Upload certificate → %s (the certificate only, never the key)
+  or Azure CLI: az ad app credential reset --id %s --cert @%s --append
+Then, in b2c_auth, instead of client_secret:
+  client_certificate %s %s
+and run "caddy b2c check" to prove it at the token endpoint.
+`, certFile, info.Subject, info.Thumbprint, info.S256, day(info.NotBefore), day(info.NotAfter), left,
+		keyFile, info.KeyBits, certFile, clientID, abs(certFile), abs(certFile), abs(keyFile))
+	switch {
+	case left < 0:
+		return fmt.Errorf("the certificate expired on %s: Entra refuses the assertions it signs", day(info.NotAfter))
+	case left < 30:
+		fmt.Fprintf(out, "warning: it expires in %.0f days: upload its successor beside it (--append) before then\n", left)
+	}
+	return nil
 }
 
 // foundHandler is a b2c_auth of a config with the origins of its site.

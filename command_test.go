@@ -3,7 +3,10 @@ package caddyb2c_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -249,5 +252,85 @@ func TestRevokeCommand(t *testing.T) {
 	}
 	if _, err := b2c(t, "revoke", "--config", file, "--adapter", "caddyfile"); err == nil {
 		t.Error("revoke without --user was accepted")
+	}
+}
+
+// TestCertificateCommand: `caddy b2c certificate` prints the thumbprint the
+// Entra admin center shows (SHA-1 of the certificate's DER), the steps and
+// the b2c_auth line, warns of a near expiry, never prints the key, and
+// refuses a key that is not the certificate's.
+func TestCertificateCommand(t *testing.T) {
+	cert, key := testcaddy.Certificate(t)
+	_, otherKey := testcaddy.Certificate(t)
+	out, err := b2c(t, "certificate", cert, key, "--client-id", "11111111-2222-3333-4444-555555555555")
+	if err != nil {
+		t.Fatalf("caddy b2c certificate: %v\n%s", err, out)
+	}
+	pemData, _ := os.ReadFile(cert)
+	block, _ := pem.Decode(pemData)
+	sum := sha1.Sum(block.Bytes)
+	keyPEM, _ := os.ReadFile(key)
+	keyBody := strings.Split(string(keyPEM), "\n")[1]
+	for _, want := range []string{
+		"thumbprint  " + strings.ToUpper(hex.EncodeToString(sum[:])),
+		"az ad app credential reset --id 11111111-2222-3333-4444-555555555555 --cert @" + cert + " --append",
+		"client_certificate " + cert + " " + key,
+		"warning: it expires in 1 days",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, keyBody) {
+		t.Errorf("the output shows the private key:\n%s", out)
+	}
+	if out, err := b2c(t, "certificate", cert, otherKey); err == nil || !strings.Contains(err.Error(), "is not the key of") {
+		t.Errorf("a key of another certificate: %v\n%s", err, out)
+	}
+}
+
+// TestCheckProvesCredentialsWithoutASecret: `caddy b2c check` names the
+// credential in use and proves it at the token endpoint: a registered
+// certificate and a trusted federated token pass; an unregistered
+// certificate and a token of an untrusted subject fail with Entra's code.
+func TestCheckProvesCredentialsWithoutASecret(t *testing.T) {
+	const app, workload = "66666666-7777-8888-9999-000000000000", "system:serviceaccount:web:caddy"
+	cert, key := testcaddy.Certificate(t)
+	otherCert, otherKey := testcaddy.Certificate(t)
+	kube := testcaddy.NewIssuer(t)
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	site := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`%s {
+	b2c_emulator {
+		flavor entra_id
+		client %s {
+			certificate %s
+			federated_credential %s %s
+			redirect_uri %s/.auth/login/b2c/callback
+		}
+	}
+}
+`, idp, app, cert, kube.URL, workload, site))
+	tokenFile := func(subject string) string {
+		f := filepath.Join(t.TempDir(), "token")
+		_ = os.WriteFile(f, []byte(kube.Token(t, subject, "api://AzureADTokenExchange", time.Hour)), 0o600)
+		return f
+	}
+	for name, tc := range map[string]struct {
+		credential, want string
+		ok               bool
+	}{
+		"registered certificate":   {fmt.Sprintf("client_certificate %s %s", cert, key), "the certificate " + cert, true},
+		"unregistered certificate": {fmt.Sprintf("client_certificate %s %s", otherCert, otherKey), "AADSTS700027", false},
+		"trusted token":            {"client_assertion file " + tokenFile(workload), "the federated token from the file", true},
+		"untrusted subject":        {"client_assertion file " + tokenFile("system:serviceaccount:web:other"), "AADSTS700213", false},
+	} {
+		file := filepath.Join(t.TempDir(), "Caddyfile")
+		cfg := fmt.Sprintf("%s {\n\tb2c_auth {\n\t\tissuer %s/contoso.onmicrosoft.com/v2.0\n\t\tclient_id %s\n\t\t%s\n\t}\n\trespond hi\n}\n", site, idp, app, tc.credential)
+		_ = os.WriteFile(file, []byte(cfg), 0o600)
+		out, err := b2c(t, "check", "--config", file, "--adapter", "caddyfile")
+		if (err == nil) != tc.ok || !strings.Contains(out, tc.want) || tc.ok != strings.Contains(out, "accepted by the token endpoint") {
+			t.Errorf("%s: error %v, want ok=%v and %q:\n%s", name, err, tc.ok, tc.want, out)
+		}
 	}
 }

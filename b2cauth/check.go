@@ -224,7 +224,7 @@ func (h *Handler) probeCredential(ctx context.Context, client *http.Client, toke
 	if _, secret := cred.(credentials.Secret); secret {
 		name = "client_secret"
 	}
-	if tr.Error == "invalid_client" || tr.Error == "unauthorized_client" {
+	if credentialRefused(tr.Error, tr.ErrorDescription) {
 		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, b2cCode(tr.ErrorDescription))
 	}
 	return note("%s accepted by the token endpoint", name)

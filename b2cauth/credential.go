@@ -68,7 +68,12 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		if err != nil {
 			return nil, err
 		}
-		c := &credentials.Certificate{ClientID: h.ClientID, CertFile: cert, KeyFile: key, Now: func() time.Time { return h.now() }}
+		c := &credentials.Certificate{ClientID: h.ClientID, CertFile: cert, KeyFile: key, Now: func() time.Time {
+			if h.now == nil { // not provisioned: caddy b2c check
+				return time.Now()
+			}
+			return h.now()
+		}}
 		if _, _, err := c.Thumbprint(); err != nil {
 			return nil, fmt.Errorf("client_certificate: %v", err)
 		}
@@ -84,4 +89,30 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		return &credentials.ManagedIdentity{ClientID: v}, nil
 	}
 	return nil, nil
+}
+
+// credentialRefused tells whether a token endpoint's error refuses the
+// app's credential: invalid_client (a wrong secret, an unknown certificate),
+// or one of the identity platform's codes for a client assertion it cannot
+// trust, which a federated token gets as invalid_request (no federated
+// credential of the app matches its issuer, subject or audience; a tenant
+// token that is not a managed identity's; expired; a bad signature).
+func credentialRefused(oauthError, description string) bool {
+	if oauthError == "invalid_client" || oauthError == "unauthorized_client" {
+		return true
+	}
+	switch b2cCode(description) {
+	case "AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213", "AADSTS700222", "AADSTS700226", "AADSTS700024", "AADSTS700027", "AADB2C99027":
+		return true
+	}
+	return false
+}
+
+// credentialHint says where to look when the provider refuses the
+// credential.
+func (h *Handler) credentialHint() string {
+	if _, secret := h.credential.(credentials.Secret); secret || h.credential == nil {
+		return "client_secret is wrong or expired (AADB2C90081, AADSTS7000215, AADSTS7000222), or client_id is not the app's"
+	}
+	return "the app registration does not trust " + h.credential.Describe() + ": see its Certificates & secrets and Federated credentials, and run caddy b2c check"
 }

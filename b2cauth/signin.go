@@ -236,10 +236,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var pe *providerError
 		if errors.As(err, &pe) {
-			if pe.Code == "invalid_client" {
+			if credentialRefused(pe.Code, pe.Description) {
 				// The site's credentials are wrong: every sign-in fails
 				// until the configuration changes.
-				h.logger.Error("the provider refused this client's credentials: client_secret is wrong or expired (AADB2C90081, AADSTS7000215, AADSTS7000222), or client_id is not the app's", zap.String("code", b2cCode(pe.Description)))
+				h.logger.Error("the provider refused this client's credentials: "+h.credentialHint(), zap.String("code", b2cCode(pe.Description)))
 			}
 			return h.providerErrorReply(w, r, &f, pe)
 		}

@@ -105,7 +105,7 @@ func (e *Emulator) resource(scope string) (string, bool) {
 // identity platform, in `scp` on B2C ("The `value` property of each app
 // role definition appears in the scope, the `scp` claim").
 func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, rt route, client *Client, scope string) error {
-	if client.Secret == "" {
+	if client.Platform != "web" { // a public client has no credential to prove itself with
 		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90079", "Clients must send a client_secret when redeeming a confidential grant."))
 	}
 	fields := strings.Fields(scope)
@@ -174,7 +174,7 @@ func (e *Emulator) tenantToken(w http.ResponseWriter, r *http.Request, rt route)
 	case client == nil:
 		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", "The client ID '" + f.Get("client_id") + "' is not registered in the tenant."})
 	}
-	if bad := e.authenticateClient(client, f.Get("client_secret"), f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
+	if bad := e.authenticateClient(r, client, f.Get("client_secret"), f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
 		return e.tokenError(w, http.StatusUnauthorized, *bad)
 	}
 	return e.graphToken(w, r, e.TenantID, client)

@@ -110,6 +110,16 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						return d.ArgErr()
 					}
 					c.Certificates = append(c.Certificates, d.Val())
+				case "federated_credential":
+					args := d.RemainingArgs()
+					if len(args) < 2 || len(args) > 3 {
+						return d.Errf("federated_credential: want <issuer> <subject> [<audience>]")
+					}
+					fc := FederatedCredential{Issuer: args[0], Subject: args[1]}
+					if len(args) == 3 {
+						fc.Audiences = []string{args[2]}
+					}
+					c.FederatedCredentials = append(c.FederatedCredentials, fc)
 				case "graph_permission":
 					c.GraphPermissions = append(c.GraphPermissions, d.RemainingArgs()...)
 				default:
@@ -117,6 +127,16 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Clients = append(e.Clients, c)
+		case "managed_identity":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.Errf("managed_identity: want <client id> [<object id>]")
+			}
+			m := ManagedIdentity{ClientID: args[0]}
+			if len(args) == 2 {
+				m.ObjectID = args[1]
+			}
+			e.ManagedIdentities = append(e.ManagedIdentities, m)
 		case "api":
 			a := API{}
 			args := d.RemainingArgs()
@@ -349,4 +369,4 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 }
 
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope"}
+var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope", "managed_identity"}

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -155,15 +156,20 @@ func (e *Emulator) checkClientAssertion(c *Client, assertion, tokenEndpoint stri
 }
 
 // authenticateClient checks how a confidential client proves itself at a
-// token endpoint: its secret, or (Entra ID and External ID) a certificate
-// assertion. B2C's user flows take only secrets.
-func (e *Emulator) authenticateClient(c *Client, secret, assertionKind, assertion, tokenEndpoint string) *b2cError {
+// token endpoint: its secret, or (Entra ID and External ID) a client
+// assertion — signed with a registered certificate (its header names the
+// certificate's thumbprint) or a token a federated credential trusts. B2C's
+// user flows take only secrets.
+func (e *Emulator) authenticateClient(r *http.Request, c *Client, secret, assertionKind, assertion, tokenEndpoint string) *b2cError {
 	if assertionKind != "" || assertion != "" {
 		if !e.entra() {
 			return &b2cError{"invalid_request", "AADB2C99027", "Policy does not support client assertions; Azure AD B2C apps authenticate with a client secret."}
 		}
 		if assertionKind != assertionType {
 			return &b2cError{"invalid_request", "AADSTS50027", "The client_assertion_type is not " + assertionType + "."}
+		}
+		if !namesCertificate(assertion) {
+			return e.checkFederatedAssertion(r, c, assertion)
 		}
 		if len(c.certificates) == 0 {
 			return &b2cError{"invalid_client", "AADSTS700027", "Client assertion failed signature validation: no certificate is registered on the application."}
@@ -178,4 +184,16 @@ func (e *Emulator) authenticateClient(c *Client, secret, assertionKind, assertio
 		return &b2cError{"invalid_client", "AADB2C90081", "The specified client_secret does not match the expected value for this client. Please correct the client_secret and try again."}
 	}
 	return nil
+}
+
+// namesCertificate tells whether an assertion's header names a certificate
+// (x5t#S256 or x5t): the app's own assertion rather than a federated token.
+func namesCertificate(assertion string) bool {
+	head, _, _ := strings.Cut(assertion, ".")
+	h, err := base64.RawURLEncoding.DecodeString(head)
+	var header struct {
+		S256 string `json:"x5t#S256"`
+		S1   string `json:"x5t"`
+	}
+	return err == nil && json.Unmarshal(h, &header) == nil && (header.S256 != "" || header.S1 != "")
 }

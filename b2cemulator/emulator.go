@@ -105,6 +105,13 @@ type Emulator struct {
 	// random key made at start and logged once.
 	AdminKey string `json:"admin_key,omitempty"`
 
+	// User-assigned managed identities: the emulator's managed identity
+	// endpoint (/metadata/identity/oauth2/token, IMDS-shaped) issues their
+	// tokens for api://AzureADTokenExchange, which a client's federated
+	// credential with the tenant's issuer and the identity's object ID
+	// trusts.
+	ManagedIdentities []ManagedIdentity `json:"managed_identities,omitempty"`
+
 	// Put the single sign-on session's ID in ID tokens as `sid`, which
 	// front-channel logout then sends (Entra ID does; B2C user flows do
 	// not). Default: off.
@@ -177,6 +184,10 @@ type Client struct {
 	// Certificate credentials (PEM files): the client may prove itself
 	// with an assertion signed by one (Entra ID and External ID flavors).
 	Certificates []string `json:"certificates,omitempty"`
+	// Federated identity credentials: tokens of another issuer (a
+	// Kubernetes cluster, a managed identity of the tenant) that prove the
+	// client (Entra ID and External ID flavors).
+	FederatedCredentials []FederatedCredential `json:"federated_credentials,omitempty"`
 
 	certificates []registeredCertificate
 }
@@ -306,7 +317,7 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	for i := range e.Clients {
 		if c := &e.Clients[i]; c.Platform == "" {
 			c.Platform = "native"
-			if c.Secret != "" || len(c.Certificates) > 0 {
+			if c.Secret != "" || len(c.Certificates) > 0 || len(c.FederatedCredentials) > 0 {
 				c.Platform = "web"
 			}
 		}
@@ -318,6 +329,18 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	for i := range e.Users {
 		if e.Users[i].ObjectID == "" {
 			e.Users[i].ObjectID = derivedGUID("user:" + e.Tenant + ":" + strings.ToLower(e.Users[i].Email))
+		}
+	}
+	for i := range e.ManagedIdentities {
+		if m := &e.ManagedIdentities[i]; m.ObjectID == "" {
+			m.ObjectID = derivedGUID("managed identity:" + e.Tenant + ":" + m.ClientID)
+		}
+	}
+	for i := range e.Clients {
+		for j := range e.Clients[i].FederatedCredentials {
+			if fc := &e.Clients[i].FederatedCredentials[j]; len(fc.Audiences) == 0 {
+				fc.Audiences = []string{tokenExchangeAudience}
+			}
 		}
 	}
 	if e.GroupsOverage == 0 {
@@ -418,12 +441,20 @@ func (e *Emulator) validate() error {
 			}
 		}
 		switch {
-		case c.Platform == "web" && c.Secret == "" && len(c.Certificates) == 0:
-			return fmt.Errorf("client %s: platform web needs a secret or a certificate (a web app is a confidential client)", c.ClientID)
-		case (c.Platform == "spa" || c.Platform == "native") && (c.Secret != "" || len(c.Certificates) > 0):
-			return fmt.Errorf("client %s: platform %s is a public client and has no secret or certificate", c.ClientID, c.Platform)
+		case c.Platform == "web" && c.Secret == "" && len(c.Certificates) == 0 && len(c.FederatedCredentials) == 0:
+			return fmt.Errorf("client %s: platform web needs a secret, a certificate or a federated_credential (a web app is a confidential client)", c.ClientID)
+		case (c.Platform == "spa" || c.Platform == "native") && (c.Secret != "" || len(c.Certificates) > 0 || len(c.FederatedCredentials) > 0):
+			return fmt.Errorf("client %s: platform %s is a public client and has no secret, certificate or federated credential", c.ClientID, c.Platform)
 		case c.Platform != "web" && c.Platform != "spa" && c.Platform != "native":
 			return fmt.Errorf("client %s: platform %q is not web, spa or native", c.ClientID, c.Platform)
+		}
+		for _, fc := range c.FederatedCredentials {
+			if u, err := url.Parse(fc.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+				return fmt.Errorf("client %s: federated_credential issuer %q is not an absolute http(s) URL", c.ClientID, fc.Issuer)
+			}
+			if fc.Subject == "" {
+				return fmt.Errorf("client %s: federated_credential needs a subject", c.ClientID)
+			}
 		}
 		if u := c.FrontChannelLogoutURI; u != "" {
 			pu, err := url.Parse(u)
@@ -431,6 +462,13 @@ func (e *Emulator) validate() error {
 				return fmt.Errorf("client %s: front_channel_logout_uri %q is not an absolute http(s) URL", c.ClientID, u)
 			}
 		}
+	}
+	identities := map[string]bool{}
+	for _, m := range e.ManagedIdentities {
+		if m.ClientID == "" || identities[m.ClientID] {
+			return fmt.Errorf("managed_identity: %q is empty or listed twice", m.ClientID)
+		}
+		identities[m.ClientID] = true
 	}
 	for _, a := range e.APIs {
 		if u, err := url.Parse(a.AppIDURI); err != nil || u.Scheme == "" || u.Host == "" || strings.HasSuffix(a.AppIDURI, "/") {
@@ -512,6 +550,13 @@ func (e *Emulator) Cleanup() error {
 
 // ServeHTTP answers the tenant's endpoints and passes anything else on.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if r.URL.Path == managedIdentityPath && len(e.ManagedIdentities) > 0 {
+		if !e.AllowRemote && !isLoopback(r) {
+			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		return e.managedIdentityToken(w, r)
+	}
 	if strings.HasPrefix(r.URL.Path, "/v1.0/") {
 		if !e.AllowRemote && !isLoopback(r) {
 			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))

@@ -16,7 +16,7 @@ func TestOptionsReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := string(readme)[strings.Index(string(readme), "`b2c_emulator`:"):]
-	jsonKeys := map[string]string{"client": "clients", "api": "apis", "user": "users", "group": "groups"}
+	jsonKeys := map[string]string{"client": "clients", "api": "apis", "user": "users", "group": "groups", "managed_identity": "managed_identities"}
 	for _, name := range subdirectives {
 		key := cmp.Or(jsonKeys[name], name)
 		if !regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\| `" + key + "` \\|").MatchString(table) {

@@ -105,7 +105,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		return e.tokenError(w, http.StatusBadRequest, b2cError{"unauthorized_client", "AADB2C90018", fmt.Sprintf("The client ID '%s' specified in the request is not registered in tenant '%s.onmicrosoft.com'.", clientID, e.Tenant)})
 	}
 	if client.Platform == "web" {
-		if bad := e.authenticateClient(client, secret, f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
+		if bad := e.authenticateClient(r, client, secret, f.Get("client_assertion_type"), f.Get("client_assertion"), origin(r)+r.URL.Path); bad != nil {
 			status := http.StatusBadRequest
 			if bad.err == "invalid_client" {
 				status = http.StatusUnauthorized

@@ -70,10 +70,18 @@ type Certificate struct {
 }
 
 type loadedCertificate struct {
-	key        *rsa.PrivateKey
-	thumbprint string // base64url SHA-256 of the DER
-	sha1Hex    string // what the portal shows as "Thumbprint"
-	notAfter   time.Time
+	key *rsa.PrivateKey
+	CertificateInfo
+}
+
+// CertificateInfo is what a user needs to know of a certificate credential
+// to register it.
+type CertificateInfo struct {
+	Subject             string
+	Thumbprint          string // SHA-1 of the DER in hex: what the Entra admin center shows
+	S256                string // base64url SHA-256 of the DER: the assertions' x5t#S256
+	NotBefore, NotAfter time.Time
+	KeyBits             int
 }
 
 // load returns the certificate and key, read again if a file changed.
@@ -94,7 +102,7 @@ func (c *Certificate) load() (*loadedCertificate, error) {
 	if c.loaded != nil && mod == c.modified {
 		return c.loaded, nil
 	}
-	l, err := LoadCertificate(c.CertFile, c.KeyFile)
+	l, err := loadCertificate(c.CertFile, c.KeyFile)
 	if err != nil {
 		if c.loaded != nil {
 			return c.loaded, nil
@@ -105,9 +113,19 @@ func (c *Certificate) load() (*loadedCertificate, error) {
 	return l, nil
 }
 
-// LoadCertificate reads a PEM certificate and its PEM RSA private key
+// InspectCertificate reads a certificate credential's files, checks that
+// they belong together and tells what registering it needs.
+func InspectCertificate(certFile, keyFile string) (CertificateInfo, error) {
+	l, err := loadCertificate(certFile, keyFile)
+	if err != nil {
+		return CertificateInfo{}, err
+	}
+	return l.CertificateInfo, nil
+}
+
+// loadCertificate reads a PEM certificate and its PEM RSA private key
 // (PKCS#8, or PKCS#1), and checks that they belong together.
-func LoadCertificate(certFile, keyFile string) (*loadedCertificate, error) {
+func loadCertificate(certFile, keyFile string) (*loadedCertificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, err
@@ -156,8 +174,9 @@ func LoadCertificate(certFile, keyFile string) (*loadedCertificate, error) {
 		return nil, fmt.Errorf("%s is not the key of %s", keyFile, certFile)
 	}
 	s256 := sha256.Sum256(cert.Raw)
-	return &loadedCertificate{key: key, thumbprint: base64.RawURLEncoding.EncodeToString(s256[:]),
-		sha1Hex: sha1Thumbprint(cert.Raw), notAfter: cert.NotAfter}, nil
+	return &loadedCertificate{key: key, CertificateInfo: CertificateInfo{Subject: cert.Subject.String(),
+		Thumbprint: sha1Thumbprint(cert.Raw), S256: base64.RawURLEncoding.EncodeToString(s256[:]),
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, KeyBits: key.N.BitLen()}}, nil
 }
 
 // Apply signs a fresh assertion for this token endpoint.
@@ -173,7 +192,7 @@ func (c *Certificate) Apply(_ context.Context, form url.Values, tokenEndpoint st
 	jti := make([]byte, 16)
 	_, _ = rand.Read(jti)
 	jti[6], jti[8] = jti[6]&0x0f|0x40, jti[8]&0x3f|0x80 // a v4 GUID, as the document shows
-	header, _ := json.Marshal(map[string]string{"alg": "PS256", "typ": "JWT", "x5t#S256": l.thumbprint})
+	header, _ := json.Marshal(map[string]string{"alg": "PS256", "typ": "JWT", "x5t#S256": l.S256})
 	claims, _ := json.Marshal(map[string]any{
 		"aud": tokenEndpoint, "iss": c.ClientID, "sub": c.ClientID, "jti": guid(jti),
 		"nbf": now.Unix(), "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
@@ -194,7 +213,7 @@ func (c *Certificate) Describe() string {
 	if err != nil {
 		return "certificate " + c.CertFile + " (unreadable: " + err.Error() + ")"
 	}
-	return fmt.Sprintf("certificate %s (thumbprint %s, expires %s)", c.CertFile, l.sha1Hex, l.notAfter.UTC().Format("2006-01-02"))
+	return fmt.Sprintf("certificate %s (thumbprint %s, expires %s)", c.CertFile, l.Thumbprint, l.NotAfter.UTC().Format("2006-01-02"))
 }
 
 // Thumbprint is what the Entra admin center shows for an uploaded
@@ -204,7 +223,7 @@ func (c *Certificate) Thumbprint() (string, time.Time, error) {
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	return l.sha1Hex, l.notAfter, nil
+	return l.Thumbprint, l.NotAfter, nil
 }
 
 func guid(b []byte) string {

@@ -35,9 +35,10 @@ type ManagedIdentity struct {
 	ClientID string // the user-assigned identity's client ID
 	HTTP     *http.Client
 
-	mu      sync.Mutex
-	token   string
-	expires time.Time
+	mu        sync.Mutex
+	token     string
+	expires   time.Time
+	firstWait time.Duration // before the second try; default 500 ms, doubling
 }
 
 // endpoint is where the token comes from, and how: App Service's variables
@@ -82,7 +83,11 @@ func (m *ManagedIdentity) Token(ctx context.Context) (string, error) {
 		return m.token, nil
 	}
 	var err error
-	for try, wait := 0, 500*time.Millisecond; try < 3; try, wait = try+1, wait*2 {
+	wait := m.firstWait
+	if wait == 0 {
+		wait = 500 * time.Millisecond
+	}
+	for try := 0; try < 3; try, wait = try+1, wait*2 {
 		if try > 0 {
 			select {
 			case <-ctx.Done():
@@ -92,22 +97,28 @@ func (m *ManagedIdentity) Token(ctx context.Context) (string, error) {
 		}
 		var token string
 		var expires time.Time
-		if token, expires, err = m.fetch(ctx); err == nil {
+		var final bool
+		if token, expires, final, err = m.fetch(ctx); err == nil {
 			m.token, m.expires = token, expires
 			return token, nil
+		}
+		if final {
+			break
 		}
 	}
 	return "", fmt.Errorf("managed identity %s: %w", m.ClientID, err)
 }
 
-// fetch asks the endpoint once.
-func (m *ManagedIdentity) fetch(ctx context.Context) (string, time.Time, error) {
+// fetch asks the endpoint once; final reports an answer that asking again
+// cannot change (Microsoft: retry on 404, 410, 429 and 5xx; other 4xx
+// "are design-time errors").
+func (m *ManagedIdentity) fetch(ctx context.Context) (token string, expires time.Time, final bool, err error) {
 	u, header := m.endpoint()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, false, err
 	}
 	req.Header = header
 	client := m.HTTP
@@ -116,7 +127,7 @@ func (m *ManagedIdentity) fetch(ctx context.Context) (string, time.Time, error) 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, false, err
 	}
 	defer resp.Body.Close()
 	var tr struct {
@@ -126,19 +137,24 @@ func (m *ManagedIdentity) fetch(ctx context.Context) (string, time.Time, error) 
 		Error       string          `json:"error"`
 		Description string          `json:"error_description"`
 	}
+	switch code := resp.StatusCode; code {
+	case http.StatusNotFound, http.StatusGone, http.StatusTooManyRequests: // passing states
+	default:
+		final = code >= 400 && code < 500
+	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil || tr.AccessToken == "" {
 		if tr.Error != "" {
-			return "", time.Time{}, fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, tr.Error, tr.Description)
+			return "", time.Time{}, final, fmt.Errorf("HTTP %d %s: %s", resp.StatusCode, tr.Error, tr.Description)
 		}
-		return "", time.Time{}, fmt.Errorf("HTTP %d: %w", resp.StatusCode, errNoToken)
+		return "", time.Time{}, final, fmt.Errorf("HTTP %d: %w", resp.StatusCode, errNoToken)
 	}
-	expires := time.Now().Add(time.Hour)
+	expires = time.Now().Add(time.Hour)
 	if on, err := strconv.ParseInt(strings.Trim(string(tr.ExpiresOn), `"`), 10, 64); err == nil {
 		expires = time.Unix(on, 0)
 	} else if in, err := strconv.ParseInt(strings.Trim(string(tr.ExpiresIn), `"`), 10, 64); err == nil {
 		expires = time.Now().Add(time.Duration(in) * time.Second)
 	}
-	return tr.AccessToken, expires, nil
+	return tr.AccessToken, expires, false, nil
 }
 
 // sha1Thumbprint is a certificate's SHA-1 thumbprint in hex capitals, as
