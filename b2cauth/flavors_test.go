@@ -115,3 +115,21 @@ func TestEntraIDMultiTenant(t *testing.T) {
 		t.Errorf("a user of another tenant: %d %q", refused.StatusCode, refused.Body)
 	}
 }
+
+// TestB2CTokenNumbersEitherWay: Microsoft's B2C pages show token responses
+// with numbers as JSON numbers (access-tokens.md) and as strings
+// (openid-connect.md); sign-in and renewal work with both.
+func TestB2CTokenNumbersEitherWay(t *testing.T) {
+	for _, format := range []string{"string", "number"} {
+		t.Run(format, func(t *testing.T) {
+			base, b := flavorSite(t, "token_numbers "+format,
+				"authority IDP/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi\n\t\tscopes openid offline_access "+clientID)
+			if landed := signInAs(t, b, base+"/", "ada@contoso.example"); landed.StatusCode != 200 || !strings.Contains(landed.Body, "name=Ada Lovelace") {
+				t.Fatalf("sign-in: %d %q", landed.StatusCode, landed.Body)
+			}
+			if res := b.Do(http.MethodPost, base+"/.auth/refresh", nil); res.StatusCode != http.StatusNoContent {
+				t.Errorf("renewal: %d %q", res.StatusCode, res.Body)
+			}
+		})
+	}
+}

@@ -238,6 +238,13 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 				return d.Errf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
 			}
+		case "token_numbers":
+			if !d.AllArgs(&e.TokenNumbers) {
+				return d.ArgErr()
+			}
+			if e.TokenNumbers != "number" && e.TokenNumbers != "string" {
+				return d.Errf("token_numbers: %q is neither number nor string", e.TokenNumbers)
+			}
 		case "policy_claim":
 			if !d.AllArgs(&e.PolicyClaim) {
 				return d.ArgErr()
@@ -369,4 +376,4 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 }
 
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope", "managed_identity"}
+var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope", "managed_identity", "token_numbers"}

@@ -83,6 +83,12 @@ type Emulator struct {
 	// `<origin>/<tenant GUID>/v2.0/`) or "tfp"
 	// (`<origin>/tfp/<tenant GUID>/<policy>/v2.0/`).
 	IssuerForm string `json:"issuer_form,omitempty"`
+	// How the B2C flavor's token responses write not_before, expires_in,
+	// expires_on, id_token_expires_in and refresh_token_expires_in:
+	// "number" (default, as access-tokens.md shows them) or "string" (as
+	// openid-connect.md shows them: "expires_in": "3600"). Microsoft's two
+	// pages disagree, so a client must read both.
+	TokenNumbers string `json:"token_numbers,omitempty"`
 	// The claim that names the policy in tokens: "tfp" (default, as user
 	// flows do) or "acr" (lower-cased, as custom policies do).
 	PolicyClaim string `json:"policy_claim,omitempty"`
@@ -502,6 +508,12 @@ func (e *Emulator) validate() error {
 	}
 	if e.RefreshTokenWindow != 0 && (e.RefreshTokenWindow < e.RefreshTokenLifetime || time.Duration(e.RefreshTokenWindow) > 365*24*time.Hour) {
 		return fmt.Errorf("refresh_token_window: %s must be at least refresh_token_lifetime (%s) and at most 365 days", time.Duration(e.RefreshTokenWindow), time.Duration(e.RefreshTokenLifetime))
+	}
+	if e.TokenNumbers != "" && e.TokenNumbers != "number" && e.TokenNumbers != "string" {
+		return fmt.Errorf("token_numbers: %q is neither number nor string", e.TokenNumbers)
+	}
+	if e.TokenNumbers == "string" && e.entra() {
+		return fmt.Errorf("token_numbers string: flavor %s answers with JSON numbers, as the identity platform does", e.Flavor)
 	}
 	if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 		return fmt.Errorf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)

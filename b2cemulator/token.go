@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -292,6 +293,13 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 			member{"refresh_token", rt},
 			member{"refresh_token_expires_in", int64(lifetime.Seconds())},
 		)
+	}
+	if e.TokenNumbers == "string" {
+		for i, m := range resp {
+			if n, ok := m.value.(int64); ok {
+				resp[i].value = strconv.FormatInt(n, 10)
+			}
+		}
 	}
 	return resp, nil
 }
