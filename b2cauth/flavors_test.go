@@ -3,6 +3,7 @@ package b2cauth_test
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -131,5 +132,60 @@ func TestB2CTokenNumbersEitherWay(t *testing.T) {
 				t.Errorf("renewal: %d %q", res.StatusCode, res.Body)
 			}
 		})
+	}
+}
+
+// TestEntraOptionalClaims: Entra ID puts sid and login_hint in ID tokens
+// only for an app that asks for them (optional claims); b2c_auth signs in
+// and out either way, and sends logout_hint when the token has login_hint.
+func TestEntraOptionalClaims(t *testing.T) {
+	const plainClient = "77777777-8888-9999-aaaa-bbbbbbbbbbbb"
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	asks, plain := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t)), fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	site := func(origin, client string) string {
+		return fmt.Sprintf(`%s {
+	b2c_auth {
+		issuer %s/contoso.onmicrosoft.com/v2.0
+		client_id %s
+	}
+	respond "sid={http.auth.user.sid} login_hint={http.auth.user.login_hint}"
+}
+`, origin, idp, client)
+	}
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf(`%s {
+	b2c_emulator {
+		flavor entra_id
+		tenant_id %s
+		client %s {
+			optional_claims sid login_hint
+			redirect_uri %s/.auth/login/b2c/callback
+		}
+		client %s {
+			redirect_uri %s/.auth/login/b2c/callback
+		}
+		user ada@contoso.example Passw0rd!
+	}
+}
+`, idp, emulatorTenantID, clientID, asks, plainClient, plain)+site(asks, clientID)+site(plain, plainClient))
+
+	for _, tc := range []struct {
+		origin string
+		asks   bool
+	}{{asks, true}, {plain, false}} {
+		b := testcaddy.NewBrowser(t)
+		landed := signInAs(t, b, tc.origin+"/", "ada@contoso.example")
+		hasSID, hasHint := !strings.Contains(landed.Body, "sid= "), !strings.HasSuffix(landed.Body, "login_hint=")
+		if landed.StatusCode != 200 || hasSID != tc.asks || hasHint != tc.asks {
+			t.Fatalf("%s (asks for optional claims: %v): %d %q", tc.origin, tc.asks, landed.StatusCode, landed.Body)
+		}
+		out := b.Get(tc.origin + "/.auth/logout") // a self-submitting form to end_session
+		hint := regexp.MustCompile(`name="logout_hint" value="([^"]*)"`).FindStringSubmatch(out.Body)
+		if (hint != nil) != tc.asks || (tc.asks && !strings.HasSuffix(landed.Body, "login_hint="+hint[1])) {
+			t.Errorf("%s: the sign-out form's logout_hint %q, want it only with the claim:\n%s", tc.origin, hint, out.Body)
+		}
+		b.FollowResponse(out, tc.origin+"/.auth/logout")
+		if r := b.Get(tc.origin + "/"); r.StatusCode != http.StatusFound {
+			t.Errorf("%s: still signed in after sign-out: %d", tc.origin, r.StatusCode)
+		}
 	}
 }

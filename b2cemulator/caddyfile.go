@@ -110,6 +110,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 						return d.ArgErr()
 					}
 					c.Certificates = append(c.Certificates, d.Val())
+				case "optional_claims":
+					c.OptionalClaims = append(c.OptionalClaims, d.RemainingArgs()...)
 				case "federated_credential":
 					args := d.RemainingArgs()
 					if len(args) < 2 || len(args) > 3 {

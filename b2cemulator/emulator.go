@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"regexp"
 	"strings"
 	"time"
@@ -194,6 +195,11 @@ type Client struct {
 	// Kubernetes cluster, a managed identity of the tenant) that prove the
 	// client (Entra ID and External ID flavors).
 	FederatedCredentials []FederatedCredential `json:"federated_credentials,omitempty"`
+	// The optional claims its ID tokens carry (the manifest's
+	// optionalClaims.idToken; Entra ID and External ID flavors): sid,
+	// login_hint, auth_time, email, xms_edov. Entra's v2.0 ID tokens have
+	// none of them unless the app asks.
+	OptionalClaims []string `json:"optional_claims,omitempty"`
 
 	certificates []registeredCertificate
 }
@@ -453,6 +459,11 @@ func (e *Emulator) validate() error {
 			return fmt.Errorf("client %s: platform %s is a public client and has no secret, certificate or federated credential", c.ClientID, c.Platform)
 		case c.Platform != "web" && c.Platform != "spa" && c.Platform != "native":
 			return fmt.Errorf("client %s: platform %q is not web, spa or native", c.ClientID, c.Platform)
+		}
+		for _, oc := range c.OptionalClaims {
+			if !slices.Contains(optionalClaims, oc) {
+				return fmt.Errorf("client %s: optional_claims: %q is not one the emulator knows (%s)", c.ClientID, oc, strings.Join(optionalClaims, ", "))
+			}
 		}
 		for _, fc := range c.FederatedCredentials {
 			if u, err := url.Parse(fc.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {

@@ -93,6 +93,10 @@ func (e *Emulator) discoveryEntra(r *http.Request, rt route) object {
 	}
 }
 
+// optionalClaims are the ID token optional claims a client may ask for
+// (Microsoft's optional claims reference).
+var optionalClaims = []string{"sid", "login_hint", "auth_time", "email", "xms_edov"}
+
 // userTenant is the tenant a user belongs to.
 func (e *Emulator) userTenant(u *User) string {
 	if u.TenantID != "" {
@@ -142,9 +146,26 @@ func (e *Emulator) entraIDTokenClaims(r *http.Request, g *grant, u *User, now ti
 	if g.nonce != "" {
 		o = append(o, member{"nonce", g.nonce})
 	}
+	asks := func(claim string) bool {
+		c := e.client(g.clientID)
+		return c != nil && slices.Contains(c.OptionalClaims, claim)
+	}
+	if asks("auth_time") {
+		o = append(o, member{"auth_time", g.authTime.Unix()})
+	}
 	o = append(o, e.entraUserClaims(u, g)...)
+	if asks("email") && !contains(g.scopes, "email") && e.Flavor != FlavorExternalID {
+		o = append(o, member{"email", u.Email})
+	}
+	if _, set := u.Claims["xms_edov"]; !set && asks("xms_edov") && (asks("email") || contains(g.scopes, "email") || e.Flavor == FlavorExternalID) {
+		o = append(o, member{"xms_edov", false}) // "requires the email claim"; a user's claim xms_edov says otherwise
+	}
+	if asks("login_hint") {
+		// Opaque to the app; the emulator reads it back at end_session.
+		o = append(o, member{"login_hint", "O." + base64.RawURLEncoding.EncodeToString([]byte(u.ObjectID+"@"+e.userTenant(u)))})
+	}
 	o = append(o, e.rolesAndGroups(g.clientID, u, e.userTenant(u))...)
-	if e.SIDClaim && g.sid != "" {
+	if (e.SIDClaim || asks("sid")) && g.sid != "" {
 		o = append(o, member{"sid", g.sid})
 	}
 	return append(o,
