@@ -3,10 +3,12 @@ package b2cauth_test
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,5 +260,81 @@ func TestRevokeThroughTheAdminAPI(t *testing.T) {
 	}
 	if !refusedWithin(b, one+"/", 5*time.Second) || !refusedWithin(other, two+"/", 5*time.Second) {
 		t.Error("an instance still opens the revoked user's session")
+	}
+}
+
+// TestTwoInstancesRenewOneSessionAtOnce: Entra ID does not revoke a
+// refresh token when it is used, so two instances that renew the same
+// session at the same moment (one browser, two tabs, a load balancer) both
+// succeed, and the session goes on on both — in a cookie or in storage.
+func TestTwoInstancesRenewOneSessionAtOnce(t *testing.T) {
+	for _, store := range []string{"cookie", "storage"} {
+		t.Run(store, func(t *testing.T) {
+			idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+			one := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+			two := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+			globals := fmt.Sprintf("{\n\tadmin off\n\tstorage file_system %s\n\tskip_install_trust\n\tpersist_config off\n\tlog default {\n\t\tlevel ERROR\n\t}\n}\n", t.TempDir())
+			site := func(addr string) string {
+				return fmt.Sprintf(`%s {
+	b2c_auth {
+		issuer %s/contoso.onmicrosoft.com/v2.0
+		client_id %s
+		scopes openid profile offline_access
+		session_store %s
+	}
+	respond "name={http.auth.user.name}"
+}
+`, addr, idp, clientID, store)
+			}
+			testcaddy.Start(t, globals+fmt.Sprintf(`%s {
+	b2c_emulator {
+		flavor entra_id
+		client %s {
+			redirect_uri %s/.auth/login/b2c/callback
+		}
+		user ada@contoso.example Passw0rd! {
+			name "Ada Lovelace"
+		}
+	}
+}
+`, idp, clientID, one)+site(one))
+			startOtherCaddy(t, globals+site(two))
+
+			b := testcaddy.NewBrowser(t)
+			if landed := signInAs(t, b, one+"/", "ada@contoso.example"); !strings.Contains(landed.Body, "name=Ada Lovelace") {
+				t.Fatalf("sign-in: %d %q", landed.StatusCode, landed.Body)
+			}
+			tabs := map[string]*testcaddy.Browser{one: b.Copy(one), two: b.Copy(one)}
+			var wg sync.WaitGroup
+			start := make(chan struct{})
+			results := make(chan string, 2)
+			for origin, tab := range tabs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					res := tab.Do(http.MethodPost, origin+"/.auth/refresh", nil)
+					results <- fmt.Sprintf("%s %d", origin, res.StatusCode)
+				}()
+			}
+			close(start)
+			wg.Wait()
+			close(results)
+			for r := range results {
+				if !strings.HasSuffix(r, " 204") {
+					t.Errorf("a renewal at the same moment failed: %s", r)
+				}
+			}
+			for origin, tab := range tabs {
+				for _, at := range []string{one, two} {
+					if res := tab.Get(at + "/"); res.StatusCode != 200 || !strings.Contains(res.Body, "name=Ada Lovelace") {
+						t.Errorf("the tab renewed on %s, on %s: %d %q", origin, at, res.StatusCode, res.Body)
+					}
+				}
+				if res := tab.Do(http.MethodPost, origin+"/.auth/refresh", nil); res.StatusCode != http.StatusNoContent {
+					t.Errorf("the tab renewed on %s cannot renew again: %d %q", origin, res.StatusCode, res.Body)
+				}
+			}
+		})
 	}
 }
