@@ -189,3 +189,29 @@ func TestEntraOptionalClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestKeepMeSignedInThroughTheSite: a user who checked "Keep me signed in"
+// at B2C comes back after the site's session has ended (a restarted browser
+// that kept only persistent cookies) and is signed in again without a form.
+func TestKeepMeSignedInThroughTheSite(t *testing.T) {
+	base, b := flavorSite(t, "keep_me_signed_in 720h", "authority IDP/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi")
+	page := b.Follow(base + "/x")
+	if !strings.Contains(page.Body, `id="rememberMe"`) {
+		t.Fatalf("no Keep me signed in: %d", page.StatusCode)
+	}
+	signIn := b.Submit(page, map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!", "rememberMe": "true"})
+	var persistent []*http.Cookie
+	for _, line := range signIn.Header.Values("Set-Cookie") {
+		if c, err := http.ParseSetCookie(line); err == nil && c.MaxAge > 0 {
+			persistent = append(persistent, &http.Cookie{Name: c.Name, Value: c.Value, Path: "/"})
+		}
+	}
+	if landed := b.FollowResponse(signIn, ""); !strings.Contains(landed.Body, "name=Ada Lovelace") {
+		t.Fatalf("sign-in: %d %q", landed.StatusCode, landed.Body)
+	}
+	restarted := testcaddy.NewBrowser(t)
+	restarted.Jar.SetCookies(signIn.Request.URL, persistent)
+	if landed := restarted.Follow(base + "/x"); landed.StatusCode != 200 || !strings.Contains(landed.Body, "name=Ada Lovelace") || landed.Request.URL.Path != "/x" {
+		t.Errorf("back after the site's session ended: %d %s %q", landed.StatusCode, landed.Request.URL, landed.Body)
+	}
+}

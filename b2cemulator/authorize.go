@@ -200,6 +200,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 	default:
 		if sso != "" {
+			e.rollSSO(w, r, req.client.ClientID, sid) // a cookie-based authentication
 			return e.issueCode(w, req, sso, sid, time.Now())
 		}
 	}
@@ -411,14 +412,45 @@ func (e *Emulator) ssoCookieName(clientID string) string {
 	return "x-ms-cpim-sso_" + e.Tenant
 }
 
-// setSSO starts a single sign-on session and returns its sid.
+// setSSO starts a single sign-on session and returns its sid. It lasts the
+// web app session lifetime, in a cookie that ends with the browser; with
+// "Keep me signed in" checked, the keep-me-signed-in period, in a
+// persistent cookie.
 func (e *Emulator) setSSO(w http.ResponseWriter, r *http.Request, clientID, email string, authTime time.Time) string {
-	sid := e.state.newSession(email, authTime)
-	http.SetCookie(w, &http.Cookie{
+	kmsi := e.KeepMeSignedIn > 0 && r.PostForm.Get("rememberMe") != ""
+	period := time.Duration(e.SSOSessionLifetime)
+	if kmsi {
+		period = time.Duration(e.KeepMeSignedIn)
+	}
+	sid := e.state.newSession(email, authTime, time.Now().Add(period), kmsi)
+	e.ssoCookie(w, r, clientID, sid, period, kmsi)
+	return sid
+}
+
+// ssoCookie writes the single sign-on cookie: persistent for a
+// keep-me-signed-in session, else ending with the browser.
+func (e *Emulator) ssoCookie(w http.ResponseWriter, r *http.Request, clientID, sid string, period time.Duration, persistent bool) {
+	c := &http.Cookie{
 		Name: e.ssoCookieName(clientID), Value: sid + "." + e.ssoMAC(sid),
 		Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
-	})
-	return sid
+	}
+	if persistent {
+		c.MaxAge = int(period.Seconds())
+	}
+	http.SetCookie(w, c)
+}
+
+// rollSSO extends a session used for single sign-on, when the web app
+// session timeout is rolling ("the session is extended every time the
+// user performs a cookie-based authentication"); absolute sessions end
+// when they end.
+func (e *Emulator) rollSSO(w http.ResponseWriter, r *http.Request, clientID, sid string) {
+	if e.SSOSessionTimeout == "absolute" {
+		return
+	}
+	if period, kmsi := e.state.extendSession(sid, time.Duration(e.SSOSessionLifetime), time.Duration(e.KeepMeSignedIn)); period > 0 {
+		e.ssoCookie(w, r, clientID, sid, period, kmsi)
+	}
 }
 
 // ssoUser is the email and sid of the browser's signed-in user, or "".

@@ -220,7 +220,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			e.Users = append(e.Users, u)
-		case "token_lifetime", "refresh_token_lifetime", "refresh_token_window":
+		case "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "sso_session_lifetime", "keep_me_signed_in":
 			name := d.Val()
 			if !d.NextArg() {
 				return d.ArgErr()
@@ -229,7 +229,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", name, err)
 			}
-			*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime, "refresh_token_window": &e.RefreshTokenWindow}[name] = caddy.Duration(dur)
+			*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime, "refresh_token_window": &e.RefreshTokenWindow,
+				"sso_session_lifetime": &e.SSOSessionLifetime, "keep_me_signed_in": &e.KeepMeSignedIn}[name] = caddy.Duration(dur)
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -239,6 +240,13 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
 				return d.Errf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+			}
+		case "sso_session_timeout":
+			if !d.AllArgs(&e.SSOSessionTimeout) {
+				return d.ArgErr()
+			}
+			if e.SSOSessionTimeout != "rolling" && e.SSOSessionTimeout != "absolute" {
+				return d.Errf("sso_session_timeout: %q is neither rolling nor absolute", e.SSOSessionTimeout)
 			}
 		case "token_numbers":
 			if !d.AllArgs(&e.TokenNumbers) {
@@ -378,4 +386,4 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 }
 
 // subdirectives are the names a b2c_emulator block takes, for "did you mean".
-var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope", "managed_identity", "token_numbers"}
+var subdirectives = []string{"group", "groups_overage", "graph_throttle", "graph_delay", "tenant", "tenant_id", "policies", "client", "api", "user", "token_lifetime", "refresh_token_lifetime", "refresh_token_window", "issuer_form", "policy_claim", "admin_key", "persist_keys", "allow_remote", "sid_claim", "logout_requires_id_token", "at_hash", "subject", "policy_claims", "flavor", "multi_tenant", "sso_scope", "managed_identity", "token_numbers", "sso_session_lifetime", "sso_session_timeout", "keep_me_signed_in"}

@@ -119,6 +119,20 @@ type Emulator struct {
 	// trusts.
 	ManagedIdentities []ManagedIdentity `json:"managed_identities,omitempty"`
 
+	// B2C's "Web app session lifetime": how long the single sign-on session
+	// (its cookie, which ends with the browser) lasts. B2C takes 15
+	// minutes to 24 hours; the emulator takes any duration, for tests.
+	// Default: 24h.
+	SSOSessionLifetime caddy.Duration `json:"sso_session_lifetime,omitempty"`
+	// B2C's "Web app session timeout": "rolling" (default; each single
+	// sign-on extends the session) or "absolute".
+	SSOSessionTimeout string `json:"sso_session_timeout,omitempty"`
+	// B2C's "Keep me signed in session (days)", flavor b2c: the sign-in
+	// page offers "Keep me signed in"; checked, the session lasts this long
+	// in a persistent cookie, so it outlives the browser. B2C takes 1 to 90
+	// days. Default: off.
+	KeepMeSignedIn caddy.Duration `json:"keep_me_signed_in,omitempty"`
+
 	// Put the single sign-on session's ID in ID tokens as `sid`, which
 	// front-channel logout then sends (Entra ID does; B2C user flows do
 	// not). Default: off.
@@ -364,6 +378,12 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	if e.RefreshTokenLifetime == 0 {
 		e.RefreshTokenLifetime = caddy.Duration(DefaultRefreshTokenLifetime)
 	}
+	if e.SSOSessionLifetime == 0 {
+		e.SSOSessionLifetime = caddy.Duration(24 * time.Hour) // B2C's default, 1440 minutes
+	}
+	if e.SSOSessionTimeout == "" {
+		e.SSOSessionTimeout = "rolling"
+	}
 	if e.RefreshTokenWindow != 0 && e.Flavor != FlavorB2C {
 		return fmt.Errorf("refresh_token_window: only flavor b2c has a sliding window (Entra's refresh tokens have none)")
 	}
@@ -519,6 +539,15 @@ func (e *Emulator) validate() error {
 	}
 	if e.RefreshTokenWindow != 0 && (e.RefreshTokenWindow < e.RefreshTokenLifetime || time.Duration(e.RefreshTokenWindow) > 365*24*time.Hour) {
 		return fmt.Errorf("refresh_token_window: %s must be at least refresh_token_lifetime (%s) and at most 365 days", time.Duration(e.RefreshTokenWindow), time.Duration(e.RefreshTokenLifetime))
+	}
+	if e.SSOSessionLifetime < 0 {
+		return fmt.Errorf("sso_session_lifetime: %s is negative", time.Duration(e.SSOSessionLifetime))
+	}
+	if e.SSOSessionTimeout != "rolling" && e.SSOSessionTimeout != "absolute" {
+		return fmt.Errorf("sso_session_timeout: %q is neither rolling nor absolute", e.SSOSessionTimeout)
+	}
+	if e.KeepMeSignedIn != 0 && (e.entra() || e.KeepMeSignedIn < 0 || time.Duration(e.KeepMeSignedIn) > 90*24*time.Hour) {
+		return fmt.Errorf("keep_me_signed_in: flavor b2c only, at most 90 days (B2C's \"Keep me signed in session (days)\" is 1 to 90)")
 	}
 	if e.TokenNumbers != "" && e.TokenNumbers != "number" && e.TokenNumbers != "string" {
 		return fmt.Errorf("token_numbers: %q is neither number nor string", e.TokenNumbers)

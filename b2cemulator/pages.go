@@ -42,6 +42,9 @@ func (e *Emulator) page(w http.ResponseWriter, req *authRequest, view, message s
 		values["email"] = hint
 	}
 	data["Values"] = values
+	// B2C offers "Keep me signed in" on its sign-in page, not on sign-up,
+	// password reset or profile editing's.
+	data["KeepMeSignedIn"] = e.KeepMeSignedIn > 0 && policyKind(req.policy) == "susi"
 	data["DomainHint"] = req.raw.Get("domain_hint")
 	data["Lang"], data["Text"] = pageText(req.raw.Get("ui_locales"))
 	if e.demoUser && view == "signin" {
@@ -99,6 +102,7 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 <input type="hidden" name="action" value="signin">
 <label for="email">{{.Text.email}}</label><input type="email" id="email" name="email" autocomplete="username" value="{{index .Values "email"}}" required autofocus>
 <label for="password">{{.Text.password}}</label><input type="password" id="password" name="password" autocomplete="current-password" required>
+{{if .KeepMeSignedIn}}<div class="links"><input type="checkbox" id="rememberMe" name="rememberMe" value="true"><label for="rememberMe" style="display:inline">Keep me signed in</label></div>{{end}}
 <div class="links"><a id="forgotPassword" href="{{.ForgotURL}}">{{.Text.forgot}}</a></div>
 <button type="submit" id="next">{{.Text.signin}}</button>
 {{if ne .Flavor "entra_id"}}<div class="links">Don't have an account? <a id="createAccount" href="{{.SignupURL}}">Sign up now</a></div>{{end}}

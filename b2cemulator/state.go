@@ -105,22 +105,22 @@ type ssoSession struct {
 	email    string
 	authTime time.Time
 	clients  []string
+	expires  time.Time
+	kmsi     bool // "Keep me signed in" was checked
 }
 
-// ssoLifetime is B2C's default web app session lifetime (1440 minutes).
-const ssoLifetime = 24 * time.Hour
-
-// newSession starts a single sign-on session and returns its sid.
-func (s *tenantState) newSession(email string, authTime time.Time) string {
+// newSession starts a single sign-on session, alive until expires, and
+// returns its sid.
+func (s *tenantState) newSession(email string, authTime, expires time.Time, kmsi bool) string {
 	sid := newGUID()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, old := range s.sessions { // forget what has expired
-		if time.Since(old.authTime) > ssoLifetime {
+		if time.Now().After(old.expires) {
 			delete(s.sessions, id)
 		}
 	}
-	s.sessions[sid] = &ssoSession{email: email, authTime: authTime}
+	s.sessions[sid] = &ssoSession{email: email, authTime: authTime, expires: expires, kmsi: kmsi}
 	return sid
 }
 
@@ -129,10 +129,28 @@ func (s *tenantState) session(sid string) (string, time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.sessions[sid]
-	if ss == nil || time.Since(ss.authTime) > ssoLifetime {
+	if ss == nil || time.Now().After(ss.expires) {
 		return "", time.Time{}, false
 	}
 	return ss.email, ss.authTime, true
+}
+
+// extendSession moves a live session's end to now plus its period (the
+// keep-me-signed-in period or the session lifetime) and returns that
+// period and whether it is a keep-me-signed-in session.
+func (s *tenantState) extendSession(sid string, lifetime, kmsiPeriod time.Duration) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[sid]
+	if ss == nil {
+		return 0, false
+	}
+	period := lifetime
+	if ss.kmsi {
+		period = kmsiPeriod
+	}
+	ss.expires = time.Now().Add(period)
+	return period, ss.kmsi
 }
 
 // signedInTo notes that a session signed in to an application.
