@@ -14,8 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
