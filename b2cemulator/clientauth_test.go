@@ -46,6 +46,29 @@ func forgedAssertion(t *testing.T, certFile, keyFile string, claims map[string]a
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
+// postAssertion asks the token endpoint for an app-only token for the
+// client itself, proving the client with the assertion.
+func postAssertion(t *testing.T, endpoint, clientID, assertion string) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(endpoint, url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID},
+		"scope": {clientID + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// stsCode is an identity platform error's first code, as AADSTS<n>.
+func stsCode(body map[string]any) string {
+	if codes, _ := body["error_codes"].([]any); len(codes) > 0 {
+		return fmt.Sprintf("AADSTS%v", codes[0])
+	}
+	return ""
+}
+
 // TestClientAssertionsCheckedAsEntraDoes: the Entra ID flavor's token
 // endpoint accepts a certificate assertion made as Microsoft documents it
 // (credentials.Certificate), once, and refuses each defect with Entra's
@@ -55,24 +78,8 @@ func TestClientAssertionsCheckedAsEntraDoes(t *testing.T) {
 	otherCert, otherKey := testcaddy.Certificate(t)
 	c := startEmulator(t, fmt.Sprintf("flavor entra_id\n\t\tclient %s {\n\t\t\tcertificate %s\n\t\t\tredirect_uri %s\n\t\t}", certClient, cert, callback))
 	endpoint := c.policyURL("", "oauth2/v2.0/token")
-	post := func(assertion string) (int, map[string]any) {
-		resp, err := http.PostForm(endpoint, url.Values{"grant_type": {"client_credentials"}, "client_id": {certClient},
-			"scope": {certClient + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
-	}
-	code := func(body map[string]any) string {
-		codes, _ := body["error_codes"].([]any)
-		if len(codes) == 0 {
-			return ""
-		}
-		return fmt.Sprintf("AADSTS%v", codes[0])
-	}
+	post := func(assertion string) (int, map[string]any) { return postAssertion(t, endpoint, certClient, assertion) }
+	code := stsCode
 
 	form := url.Values{}
 	good := &credentials.Certificate{ClientID: certClient, CertFile: cert, KeyFile: key}

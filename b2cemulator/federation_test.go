@@ -53,22 +53,10 @@ func TestFederatedCredentialsCheckedAsEntraDoes(t *testing.T) {
 	c := &rp{t: t, base: base, b: testcaddy.NewBrowser(t)}
 	endpoint := c.policyURL("", "oauth2/v2.0/token")
 	post := func(assertion string) map[string]any {
-		resp, err := http.PostForm(endpoint, url.Values{"grant_type": {"client_credentials"}, "client_id": {fedClient},
-			"scope": {fedClient + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
+		_, body := postAssertion(t, endpoint, fedClient, assertion)
 		return body
 	}
-	code := func(body map[string]any) string {
-		if codes, _ := body["error_codes"].([]any); len(codes) > 0 {
-			return fmt.Sprintf("AADSTS%v", codes[0])
-		}
-		return ""
-	}
+	code := stsCode
 
 	good := kube.Token(t, workload, "api://AzureADTokenExchange", time.Hour)
 	for i := range 2 {
