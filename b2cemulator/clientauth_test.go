@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,8 +51,17 @@ func forgedAssertion(t *testing.T, certFile, keyFile string, claims map[string]a
 // client itself, proving the client with the assertion.
 func postAssertion(t *testing.T, endpoint, clientID, assertion string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.PostForm(endpoint, url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID},
-		"scope": {clientID + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}})
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID},
+		"scope": {clientID + "/.default"}, "client_assertion_type": {credentials.AssertionType}, "client_assertion": {assertion}}
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return doJSON(t, req)
+}
+
+// doJSON sends a request and decodes its JSON answer.
+func doJSON(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

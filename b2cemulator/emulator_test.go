@@ -626,15 +626,9 @@ func TestCustomPolicyShapesAndBasicAuth(t *testing.T) {
 	req, _ := http.NewRequest("POST", c.policyURL("B2C_1_susi", "oauth2/v2.0/token"), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(secretClient), url.QueryEscape("s3cret"))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var body map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("client_secret_basic: %d %v", resp.StatusCode, body)
+	status, body := doJSON(t, req)
+	if status != 200 {
+		t.Fatalf("client_secret_basic: %d %v", status, body)
 	}
 	claims := c.verify("B2C_1_susi", body["id_token"].(string), secretClient)
 	if claims["acr"] != "b2c_1_susi" || claims["tfp"] != nil {

@@ -85,14 +85,7 @@ func TestFederatedCredentialsCheckedAsEntraDoes(t *testing.T) {
 	get := func(query string, header http.Header) (int, map[string]any) {
 		req, _ := http.NewRequest(http.MethodGet, mi+"?"+query, nil)
 		req.Header = header
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var body map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&body)
-		return resp.StatusCode, body
+		return doJSON(t, req)
 	}
 	q := "api-version=2018-02-01&resource=api://AzureADTokenExchange&client_id=" + identityClient
 	for _, tc := range []struct {
