@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -139,5 +140,53 @@ func TestB2CRefusesClientAssertions(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&body)
 	if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(body["error_description"], "AADB2C99027") {
 		t.Errorf("B2C with a client assertion: %d %v", resp.StatusCode, body)
+	}
+}
+
+// TestOnlyManagedIdentityTokensOfTheTenant: a token of the tenant itself
+// serves as a federated credential only when a managed identity got it
+// (AADSTS700226), even when a credential names its issuer, subject and
+// audience: here another app's app-only token.
+func TestOnlyManagedIdentityTokensOfTheTenant(t *testing.T) {
+	base := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	globals := testcaddy.Globals(t.TempDir())
+	config := func(credential string) string {
+		return globals + fmt.Sprintf(`%s {
+	b2c_emulator {
+		flavor entra_id
+		tenant_id %s
+		persist_keys
+		client other-app s3cret {
+			redirect_uri %s
+		}
+		client %s {
+			%s
+			redirect_uri %[3]s
+		}
+	}
+}
+`, base, fedTenant, callback, fedClient, credential)
+	}
+	testcaddy.Start(t, config(""))
+	endpoint := base + "/" + fedTenant + "/oauth2/v2.0/token"
+	req, _ := http.NewRequest(http.MethodPost, endpoint, strings.NewReader(url.Values{"grant_type": {"client_credentials"},
+		"client_id": {"other-app"}, "client_secret": {"s3cret"}, "scope": {fedClient + "/.default"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	_, body := doJSON(t, req)
+	token, _ := body["access_token"].(string)
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("no app-only token: %v", body)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var claims struct{ Iss, Sub, Aud string }
+	_ = json.Unmarshal(payload, &claims)
+
+	// The same tenant (its keys kept in storage), now trusting exactly
+	// that token's issuer, subject and audience.
+	testcaddy.Start(t, config(fmt.Sprintf("federated_credential %s %s %s", claims.Iss, claims.Sub, claims.Aud)))
+	http.DefaultClient.CloseIdleConnections() // the reload closed them
+	if _, body := postAssertion(t, endpoint, fedClient, token); stsCode(body) != "AADSTS700226" {
+		t.Errorf("another app's token of the tenant as a federated credential: %v", body)
 	}
 }
