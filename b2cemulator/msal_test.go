@@ -240,3 +240,64 @@ func TestMSALNodeClientCredentials(t *testing.T) {
 	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+ca)
 	runMSALApp(t, cmd)
 }
+
+// TestMSALNodeWorkloadIdentityFederation: Microsoft's MSAL for Node gets a
+// user-assigned managed identity's token from the emulator's managed
+// identity endpoint (App Service's shape, through IDENTITY_ENDPOINT and
+// IDENTITY_HEADER) and uses it as the client assertion of an app the
+// Entra ID flavor registers with a federated credential for that identity.
+func TestMSALNodeWorkloadIdentityFederation(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "msal")
+	needClient(t, "@azure/msal-node", "cd testdata/msal && npm ci", filepath.Join(dir, "node_modules", "@azure", "msal-node"))
+	certDir := t.TempDir()
+	caFile, certFile, keyFile := testcaddy.TestCA(t, certDir)
+	origin := fmt.Sprintf("https://127.0.0.1:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.GlobalsHTTPS(certDir)+fmt.Sprintf(`
+%s {
+	tls %s %s
+	b2c_emulator {
+		flavor entra_id
+		tenant_id %s
+		admin_key test-admin-key
+		managed_identity %[5]s %[6]s
+		client %[7]s {
+			federated_credential %[1]s/%[4]s/v2.0 %[6]s
+			redirect_uri %[8]s
+		}
+	}
+}
+`, origin, certFile, keyFile, fedTenant, identityClient, identityObject, fedClient, msalReturn))
+	cmd := exec.Command("node", "msal_node_federated.mjs", origin+"/contoso.onmicrosoft.com", fedClient, identityClient)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile,
+		"IDENTITY_ENDPOINT="+origin+"/metadata/identity/oauth2/token", "IDENTITY_HEADER=test-admin-key")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var res struct {
+		AccessToken      string `json:"access_token"`
+		Assertion        string `json:"assertion"`
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || res.Error != "" || res.AccessToken == "" {
+		t.Fatalf("MSAL: %s %s %v (%s)", res.Error, res.ErrorDescription, err, out)
+	}
+	claims := func(jwt string) map[string]any {
+		parts := strings.Split(jwt, ".")
+		var m map[string]any
+		if len(parts) == 3 {
+			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+			_ = json.Unmarshal(payload, &m)
+		}
+		return m
+	}
+	if a := claims(res.Assertion); a["aud"] != "api://AzureADTokenExchange" || a["sub"] != identityObject || a["xms_mirid"] == nil {
+		t.Errorf("the managed identity's token: %v", a)
+	}
+	if at := claims(res.AccessToken); at["azp"] != fedClient || at["aud"] != fedClient {
+		t.Errorf("the app-only token: %v", at)
+	}
+}
