@@ -442,8 +442,8 @@ func (e *Emulator) ssoCookie(w http.ResponseWriter, r *http.Request, clientID, s
 
 // rollSSO extends a session used for single sign-on, when the web app
 // session timeout is rolling ("the session is extended every time the
-// user performs a cookie-based authentication"); absolute sessions end
-// when they end.
+// user performs a cookie-based authentication"); an absolute one ends a
+// lifetime after the sign-in, whatever its use.
 func (e *Emulator) rollSSO(w http.ResponseWriter, r *http.Request, clientID, sid string) {
 	if e.SSOSessionTimeout == "absolute" {
 		return
