@@ -201,7 +201,8 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 	default:
 		if sso != "" {
 			e.rollSSO(w, r, req.client.ClientID, sid) // a cookie-based authentication
-			return e.issueCode(w, req, sso, sid, time.Now())
+			_, authTime, _ := e.state.session(sid)    // when the user last authenticated, not now
+			return e.issueCode(w, req, sso, sid, authTime)
 		}
 	}
 	if req.prompt == "none" {

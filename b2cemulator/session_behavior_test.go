@@ -105,6 +105,15 @@ func TestSSOSessionTimeout(t *testing.T) {
 					t.Fatalf("absolute: single sign-on %s after sign-in, past the %s lifetime", since.Round(time.Millisecond), lifetime)
 				}
 			}
+			if timeout == "rolling" {
+				// Tokens from a single sign-on say when the user signed in.
+				loc, _ := url.Parse(c.b.Get(c.authorizeURL("B2C_1_susi", nil)).Header.Get("Location"))
+				_, body := c.redeem("B2C_1_susi", codeForm(loc.Query().Get("code")))
+				idToken, _ := body["id_token"].(string)
+				if authTime := c.verify("B2C_1_susi", idToken, secretClient)["auth_time"]; authTime != float64(signedIn.Unix()) && authTime != float64(signedIn.Unix()+1) {
+					t.Errorf("auth_time %v after single sign-on, %s after the sign-in at %d", authTime, time.Since(signedIn).Round(time.Second), signedIn.Unix())
+				}
+			}
 			last := time.Now()
 			<-time.After(lifetime + margin)
 			if silentlySignedIn(c, c.b) {
