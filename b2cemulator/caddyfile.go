@@ -235,32 +235,20 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "issuer_form":
-			if !d.AllArgs(&e.IssuerForm) {
-				return d.ArgErr()
-			}
-			if e.IssuerForm != "tenant_id" && e.IssuerForm != "tfp" {
-				return d.Errf("issuer_form: %q is neither tenant_id nor tfp", e.IssuerForm)
+			if err := oneOf(d, &e.IssuerForm, "tenant_id", "tfp"); err != nil {
+				return err
 			}
 		case "sso_session_timeout":
-			if !d.AllArgs(&e.SSOSessionTimeout) {
-				return d.ArgErr()
-			}
-			if e.SSOSessionTimeout != "rolling" && e.SSOSessionTimeout != "absolute" {
-				return d.Errf("sso_session_timeout: %q is neither rolling nor absolute", e.SSOSessionTimeout)
+			if err := oneOf(d, &e.SSOSessionTimeout, "rolling", "absolute"); err != nil {
+				return err
 			}
 		case "token_numbers":
-			if !d.AllArgs(&e.TokenNumbers) {
-				return d.ArgErr()
-			}
-			if e.TokenNumbers != "number" && e.TokenNumbers != "string" {
-				return d.Errf("token_numbers: %q is neither number nor string", e.TokenNumbers)
+			if err := oneOf(d, &e.TokenNumbers, "number", "string"); err != nil {
+				return err
 			}
 		case "policy_claim":
-			if !d.AllArgs(&e.PolicyClaim) {
-				return d.ArgErr()
-			}
-			if e.PolicyClaim != "tfp" && e.PolicyClaim != "acr" {
-				return d.Errf("policy_claim: %q is neither tfp nor acr", e.PolicyClaim)
+			if err := oneOf(d, &e.PolicyClaim, "tfp", "acr"); err != nil {
+				return err
 			}
 		case "group":
 			g := Group{}
@@ -327,11 +315,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "subject":
-			if !d.AllArgs(&e.Subject) {
-				return d.ArgErr()
-			}
-			if e.Subject != "object_id" && e.Subject != "not_supported" {
-				return d.Errf("subject: %q is neither object_id nor not_supported", e.Subject)
+			if err := oneOf(d, &e.Subject, "object_id", "not_supported"); err != nil {
+				return err
 			}
 		case "policy_claims":
 			args := d.RemainingArgs()
@@ -355,11 +340,8 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "sso_scope":
-			if !d.AllArgs(&e.SSOScope) {
-				return d.ArgErr()
-			}
-			if e.SSOScope != "tenant" && e.SSOScope != "application" {
-				return d.Errf("sso_scope: %q is neither tenant nor application", e.SSOScope)
+			if err := oneOf(d, &e.SSOScope, "tenant", "application"); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unknown subdirective %q%s", d.Val(), suggest.DidYouMean(d.Val(), subdirectives))
@@ -382,6 +364,18 @@ func parseAppRole(d *caddyfile.Dispenser, roles *map[string][]string) error {
 		*roles = map[string][]string{}
 	}
 	(*roles)[args[0]] = append((*roles)[args[0]], args[1:]...)
+	return nil
+}
+
+// oneOf reads a subdirective's single argument into v, which must be a or b.
+func oneOf(d *caddyfile.Dispenser, v *string, a, b string) error {
+	name := d.Val()
+	if !d.AllArgs(v) {
+		return d.ArgErr()
+	}
+	if *v != a && *v != b {
+		return d.Errf("%s: %q is neither %s nor %s", name, *v, a, b)
+	}
 	return nil
 }
 
