@@ -1,10 +1,16 @@
 package b2cauth
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // entraClaims are an Entra ID v2.0 token's claims; kind "id" or "access".
@@ -208,30 +214,80 @@ func TestRolesAndGroupsInRules(t *testing.T) {
 	}
 }
 
-// TestCORSPreflightReachesTheApp: a CORS preflight carries no credentials
-// (browsers never send them): it goes to the app, which answers it; the
-// real request still needs its token.
-func TestCORSPreflightReachesTheApp(t *testing.T) {
+// corsPreflight is a browser's CORS preflight for GET /api/items.
+func corsPreflight(change func(*http.Request)) *http.Request {
+	req := apiRequest("")
+	req.Method = http.MethodOptions
+	req.Header.Set("Origin", "https://spa.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	req.Header.Set("Access-Control-Request-Headers", "authorization")
+	if change != nil {
+		change(req)
+	}
+	return req
+}
+
+// TestCORSPreflightIsNoBypass: the attack — any client (not only a
+// browser) sends OPTIONS with Origin and Access-Control-Request-Method,
+// with a body and X-HTTP-Method-Override: POST, and reaches the protected
+// handler (respond's secret, a PHP script, an upstream that honours the
+// override) with no session. By default a preflight is authenticated like
+// any request: 401, and nothing reaches the app.
+func TestCORSPreflightIsNoBypass(t *testing.T) {
 	h, _, _ := setup(t, nil)
-	preflight := func(change func(*http.Request)) result {
-		req := apiRequest("")
-		req.Method = http.MethodOptions
-		req.Header.Set("Origin", "https://spa.example")
-		req.Header.Set("Access-Control-Request-Method", "GET")
-		req.Header.Set("Access-Control-Request-Headers", "authorization")
-		if change != nil {
-			change(req)
+	for name, req := range map[string]*http.Request{
+		"a preflight": corsPreflight(nil),
+		"a preflight with a body and a method override": corsPreflight(func(r *http.Request) {
+			r.Body, r.ContentLength = io.NopCloser(strings.NewReader("delete=everything")), 17
+			r.Header.Set("X-HTTP-Method-Override", "DELETE")
+		}),
+	} {
+		if res := serve(h, req); res.reachedNext || res.Code != http.StatusUnauthorized {
+			t.Errorf("%s, by default: %d, reached the app %v", name, res.Code, res.reachedNext)
 		}
-		return serve(h, req)
 	}
-	if res := preflight(nil); !res.reachedNext {
-		t.Errorf("a CORS preflight: %d", res.Code)
+}
+
+// TestCORSPreflightPassWhenTheSiteOptsIn: with cors_preflight pass, a real
+// preflight reaches the app unauthenticated — without a body or a
+// method-override header, which a browser's preflight never has — so that
+// the app can answer it; anything else that looks like one is
+// authenticated.
+func TestCORSPreflightPassWhenTheSiteOptsIn(t *testing.T) {
+	h, _, _ := setup(t, func(h *Handler) { h.CORSPreflight = "pass" })
+	var seenBody []byte
+	var seenOverride string
+	pass := func(req *http.Request) bool {
+		reached := false
+		ctx := context.WithValue(req.Context(), caddy.ReplacerCtxKey, caddy.NewReplacer())
+		ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{})
+		_ = h.ServeHTTP(httptest.NewRecorder(), req.WithContext(ctx), caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			reached = true
+			seenBody, _ = io.ReadAll(r.Body)
+			seenOverride = r.Header.Get("X-HTTP-Method-Override")
+			return nil
+		}))
+		return reached
 	}
-	if res := preflight(func(r *http.Request) { r.Header.Del("Access-Control-Request-Method") }); res.reachedNext {
-		t.Error("a plain OPTIONS request passed unauthenticated")
+	if !pass(corsPreflight(nil)) {
+		t.Error("a CORS preflight did not reach the app")
 	}
-	if res := preflight(func(r *http.Request) { r.Header.Set("Authorization", "Bearer x.y.z") }); res.reachedNext {
-		t.Error("an OPTIONS request with credentials passed without checking them")
+	if !pass(corsPreflight(func(r *http.Request) { r.Header.Set("X-HTTP-Method-Override", "DELETE") })) || seenOverride != "" {
+		t.Errorf("a preflight reached the app with X-HTTP-Method-Override %q", seenOverride)
+	}
+	if len(seenBody) != 0 {
+		t.Errorf("a preflight reached the app with a body %q", seenBody)
+	}
+	for name, change := range map[string]func(*http.Request){
+		"a plain OPTIONS request": func(r *http.Request) { r.Header.Del("Access-Control-Request-Method") },
+		"an OPTIONS request with credentials": func(r *http.Request) { r.Header.Set("Authorization", "Bearer x.y.z") },
+		"an OPTIONS request with a body": func(r *http.Request) {
+			r.Body, r.ContentLength = io.NopCloser(strings.NewReader("x=1")), 3
+		},
+	} {
+		if res := serve(h, corsPreflight(change)); res.reachedNext {
+			t.Errorf("%s passed unauthenticated", name)
+		}
 	}
 	if res := serve(h, apiRequest("")); res.Code != http.StatusUnauthorized {
 		t.Errorf("the real request without a token: %d", res.Code)

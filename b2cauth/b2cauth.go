@@ -167,6 +167,15 @@ type Handler struct {
 	// that audience must list), which an API gets unless its manifest sets
 	// accessTokenAcceptedVersion to 2.
 	AdditionalIssuers []AdditionalIssuer `json:"additional_issuers,omitempty"`
+	// What a CORS preflight gets: authenticate (default: it is a request
+	// like any other, so an anonymous one gets 401) or pass (a real
+	// preflight — OPTIONS with Origin and Access-Control-Request-Method, no
+	// Authorization, no body — goes to the next handler unauthenticated,
+	// without a body or a method-override header, so that the app or a
+	// header directive can answer it). Opt-in, as in oauth2-proxy
+	// (--skip-auth-preflight) and Pomerium (cors_allow_preflight): whatever
+	// answers OPTIONS behind b2c_auth answers it to anyone.
+	CORSPreflight string `json:"cors_preflight,omitempty"`
 	// Set App Service's X-MS-CLIENT-PRINCIPAL, -ID, -NAME and -IDP request
 	// headers for upstream handlers.
 	EasyAuthHeaders bool `json:"easy_auth_headers,omitempty"`
@@ -622,6 +631,11 @@ func (h *Handler) checkConfig() error {
 	default:
 		return fmt.Errorf("unauthenticated: %q is not redirect, 401 or allow", h.Unauthenticated)
 	}
+	switch h.CORSPreflight {
+	case "", "authenticate", "pass":
+	default:
+		return fmt.Errorf("cors_preflight: %q is neither pass nor authenticate", h.CORSPreflight)
+	}
 	for i, a := range h.AdditionalIssuers {
 		switch {
 		case a.Metadata != "" && (a.Issuer != "" || a.JWKSURI != ""):
@@ -789,10 +803,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	if isPreflight(r) {
-		// Browsers never send credentials on a CORS preflight: it goes to
-		// the app (or a header directive) unauthenticated, so that the
-		// real request, with its token, can follow.
+	if h.CORSPreflight == "pass" && isPreflight(r) {
+		// Browsers never send credentials on a CORS preflight: the site
+		// chose to let it reach the app (or a header directive), so that
+		// the real request, with its token, can follow. It carries nothing
+		// the app could act on.
+		r.Body, r.ContentLength = http.NoBody, 0
+		for _, name := range methodOverrideHeaders {
+			r.Header.Del(name)
+		}
 		return passAnonymous(w, r, next)
 	}
 
@@ -892,11 +911,17 @@ func passAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handle
 }
 
 // isPreflight tells a CORS preflight: OPTIONS with Origin and
-// Access-Control-Request-Method, and no credentials.
+// Access-Control-Request-Method, and no credentials and no body (a
+// browser's preflight has neither).
 func isPreflight(r *http.Request) bool {
 	return r.Method == http.MethodOptions && r.Header.Get("Origin") != "" &&
-		r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Authorization") == ""
+		r.Header.Get("Access-Control-Request-Method") != "" && r.Header.Get("Authorization") == "" &&
+		r.ContentLength == 0 && len(r.TransferEncoding) == 0
 }
+
+// methodOverrideHeaders are the headers by which frameworks let a request
+// claim another method; a preflight passed unauthenticated loses them.
+var methodOverrideHeaders = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
 
 // isNavigation tells a browser navigation from an API or XHR request:
 // only a GET or HEAD that accepts HTML, is not marked as XHR and, when the

@@ -48,6 +48,7 @@ func init() {
 //	    allow <claim> <pattern...>
 //	    deny  <claim> <pattern...>
 //	    unauthenticated redirect|401|allow
+//	    cors_preflight authenticate|pass
 //	    refresh auto|off
 //	    audience       <aud...>
 //	    require_scopes <scope...>
@@ -163,6 +164,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = one(&h.ResponseMode)
 		case "unauthenticated":
 			err = one(&h.Unauthenticated)
+		case "cors_preflight":
+			err = one(&h.CORSPreflight)
 		case "refresh":
 			err = one(&h.Refresh)
 		case "scopes":
@@ -262,7 +265,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "client_certificate", "client_assertion", "redirect_path", "response_mode", "unauthenticated", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "client_certificate", "client_assertion", "redirect_path", "response_mode", "unauthenticated", "cors_preflight", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -540,8 +540,10 @@ func TestProviderDownAtStartThenBack(t *testing.T) {
 
 // TestCORSPreflightThroughCaddy runs examples/spa-api-cors.Caddyfile, with
 // the emulator for B2C: the browser's preflight gets the app's CORS answer
-// without credentials, the real request without a token 401, and with the
-// emulator's access token for the API's scope it reaches the upstream.
+// without credentials (the example opts in with cors_preflight pass), the
+// real request without a token 401, and with the emulator's access token
+// for the API's scope it reaches the upstream. The same site without the
+// option answers a preflight 401 and never runs respond.
 func TestCORSPreflightThroughCaddy(t *testing.T) {
 	example, err := os.ReadFile("../examples/spa-api-cors.Caddyfile")
 	if err != nil {
@@ -550,6 +552,7 @@ func TestCORSPreflightThroughCaddy(t *testing.T) {
 	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
 	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
 	spa := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	closed := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
 	up := echoUpstream(t)
 	site := strings.NewReplacer(
 		"api.example.com {", base+" {",
@@ -580,18 +583,13 @@ func TestCORSPreflightThroughCaddy(t *testing.T) {
 	}
 	respond "signed in"
 }
-`, idp, clientID, spa)+site)
+`, idp, clientID, spa)+site+strings.Replace(strings.Replace(site, base+" {", closed+" {", 1), "\t\tcors_preflight pass\n", "", 1))
 
-	preflight, _ := http.NewRequest(http.MethodOptions, base+"/items", nil)
-	preflight.Header.Set("Origin", "https://spa.example.com")
-	preflight.Header.Set("Access-Control-Request-Method", "GET")
-	preflight.Header.Set("Access-Control-Request-Headers", "authorization")
-	resp, err := http.DefaultClient.Do(preflight)
-	if err != nil {
-		t.Fatal(err)
+	if r := preflightTo(t, closed+"/items"); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a preflight where the site did not opt in: %d, want 401 (respond @preflight would answer 204)", r.StatusCode)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://spa.example.com" ||
+
+	if resp := preflightTo(t, base+"/items"); resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://spa.example.com" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -624,4 +622,19 @@ func TestCORSPreflightThroughCaddy(t *testing.T) {
 	if r := api("Bearer " + idToken); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("with the ID token: %d", r.StatusCode)
 	}
+}
+
+// preflightTo sends a browser's CORS preflight for GET url.
+func preflightTo(t *testing.T, url string) *http.Response {
+	t.Helper()
+	preflight, _ := http.NewRequest(http.MethodOptions, url, nil)
+	preflight.Header.Set("Origin", "https://spa.example.com")
+	preflight.Header.Set("Access-Control-Request-Method", "GET")
+	preflight.Header.Set("Access-Control-Request-Headers", "authorization")
+	resp, err := http.DefaultClient.Do(preflight)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
