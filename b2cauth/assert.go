@@ -3,9 +3,15 @@ package b2cauth
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 )
 
 // Identity assertions: what b2c_auth tells an upstream about the user,
@@ -21,9 +27,111 @@ type signedAssertion struct {
 	expires  time.Time
 }
 
-// assertFor is the identity's assertion for this request's site.
-func (h *Handler) assertFor(r *http.Request, id *identity) (string, error) {
+// assert puts the identity's assertion for this request's site in the
+// request header, or, for a host the site does not name, none (and a log
+// line): an assertion names its site from configuration, never from
+// whatever Host a client sends.
+func (h *Handler) assert(r *http.Request, id *identity) error {
+	origin, ok := h.assertionOrigin(r)
+	if !ok {
+		h.logger.Warn("identity assertion not made: the request's host is not one the site names (give the site its host names, or public_url)", zap.String("host", r.Host))
+		return nil
+	}
+	signed, err := h.assertFor(r, id, origin)
+	if err != nil {
+		return err
+	}
+	r.Header.Set(h.IdentityAssertion, signed)
+	return nil
+}
+
+// assertionOrigin is the site an assertion names: public_url when set;
+// else the request's origin when its host is one the site's routes name
+// (a site that names none — `:443`, `http://` — needs public_url).
+func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
+	if h.PublicURL != "" {
+		return strings.TrimSuffix(h.PublicURL, "/"), true
+	}
 	origin := h.origin(r)
+	u, err := url.Parse(origin)
+	if err != nil {
+		return "", false
+	}
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		return "", false
+	}
+	for _, pattern := range h.siteHosts(srv) {
+		if hostMatches(pattern, u.Hostname()) {
+			return origin, true
+		}
+	}
+	return "", false
+}
+
+// siteHosts are the host names that the routes leading to this handler in
+// a server match on (the site block's addresses), found once per server.
+func (h *Handler) siteHosts(srv *caddyhttp.Server) []string {
+	v, _ := h.hostsByServer.LoadOrStore(srv, sync.OnceValue(func() []string {
+		hosts, _ := routeHosts(srv.Routes, h, nil)
+		return hosts
+	}))
+	return v.(func() []string)()
+}
+
+// routeHosts walks routes (into subroutes) to the one holding target and
+// returns the host matchers on the way; found is false when it is not
+// there.
+func routeHosts(routes caddyhttp.RouteList, target caddyhttp.MiddlewareHandler, outer []string) (hosts []string, found bool) {
+	for _, route := range routes {
+		here := outer
+		for _, set := range route.MatcherSets {
+			for _, m := range set {
+				if mh, ok := m.(*caddyhttp.MatchHost); ok {
+					here = append(slices.Clone(here), *mh...)
+				} else if mh, ok := m.(caddyhttp.MatchHost); ok {
+					here = append(slices.Clone(here), mh...)
+				}
+			}
+		}
+		for _, handler := range route.Handlers {
+			if handler == target {
+				return here, true
+			}
+			if sub, ok := handler.(*caddyhttp.Subroute); ok {
+				if hosts, found := routeHosts(sub.Routes, target, here); found {
+					return hosts, true
+				}
+			}
+		}
+	}
+	return nil, false
+}
+
+// hostMatches tells whether a host matcher's pattern (example.com,
+// *.example.com) names host, as Caddy's host matcher compares them.
+func hostMatches(pattern, host string) bool {
+	pattern, host = strings.ToLower(pattern), strings.ToLower(host)
+	if pattern == host {
+		return true
+	}
+	if !strings.Contains(pattern, "*") {
+		return false
+	}
+	p, q := strings.Split(pattern, "."), strings.Split(host, ".")
+	if len(p) != len(q) {
+		return false
+	}
+	for i := range p {
+		if p[i] != "*" && p[i] != q[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// assertFor is the identity's assertion for a site's origin.
+func (h *Handler) assertFor(r *http.Request, id *identity, origin string) (string, error) {
 	now := h.now()
 	id.assertionMu.Lock()
 	defer id.assertionMu.Unlock()
@@ -53,6 +161,17 @@ func (h *Handler) assertFor(r *http.Request, id *identity) (string, error) {
 	}
 	id.assertion = signedAssertion{token: token, audience: origin, expires: exp}
 	return token, nil
+}
+
+// stripClientAssertion removes a client's own copy of this block's
+// assertion header, once per header name and request: before any block
+// that signs into it has run, whatever blocks without one ran before.
+func (h *Handler) stripClientAssertion(r *http.Request) {
+	key := strippedVar + ":" + strings.ToLower(h.IdentityAssertion)
+	if caddyhttp.GetVar(r.Context(), key) == nil {
+		r.Header.Del(h.IdentityAssertion)
+		caddyhttp.SetVar(r.Context(), key, true)
+	}
 }
 
 var errNoAssertions = errors.New("identity_assertion is not configured")

@@ -279,7 +279,7 @@ func TestCORSPreflightPassWhenTheSiteOptsIn(t *testing.T) {
 		t.Errorf("a preflight reached the app with a body %q", seenBody)
 	}
 	for name, change := range map[string]func(*http.Request){
-		"a plain OPTIONS request": func(r *http.Request) { r.Header.Del("Access-Control-Request-Method") },
+		"a plain OPTIONS request":             func(r *http.Request) { r.Header.Del("Access-Control-Request-Method") },
 		"an OPTIONS request with credentials": func(r *http.Request) { r.Header.Set("Authorization", "Bearer x.y.z") },
 		"an OPTIONS request with a body": func(r *http.Request) {
 			r.Body, r.ContentLength = io.NopCloser(strings.NewReader("x=1")), 3

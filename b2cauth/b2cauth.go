@@ -268,6 +268,7 @@ type Handler struct {
 	logger         *zap.Logger
 	ctx            caddy.Context
 	proxySources   *sync.Map // *caddyhttp.Server → func() caddyhttp.IPRangeSource, its trusted_proxies
+	hostsByServer  *sync.Map // *caddyhttp.Server → func() []string, the site's host names
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its
@@ -299,7 +300,7 @@ const (
 // state. It never touches the network: the provider is discovered on the
 // first request that needs it.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.ctx, h.logger, h.proxySources = ctx, ctx.Logger(), new(sync.Map)
+	h.ctx, h.logger, h.proxySources, h.hostsByServer = ctx, ctx.Logger(), new(sync.Map), new(sync.Map)
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)
@@ -412,7 +413,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// A session is bound to its provider and client: another configuration's
 	// cookie, even sealed with the same key, does not open here.
 	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ExternalID + "|" + h.ClientID))
-	h.sessionPurpose = "b2c_session|" + hex.EncodeToString(sum[:8])
+	app := hex.EncodeToString(sum[:8])
+	h.sessionPurpose = "b2c_session|" + app
 	h.identityVar = identityVarPrefix + h.sessionPurpose
 
 	h.providers = map[string]*provider{}
@@ -451,7 +453,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
 	}
 	if h.IdentityAssertion != "" {
-		if h.assertions, err = assertion.Open(ctx, h.storage, h.now); err != nil {
+		if h.assertions, err = assertion.Open(ctx, h.storage, app, h.now); err != nil {
 			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
 		}
 	}
@@ -787,10 +789,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// in the chain must not remove what an earlier one set.
 	if caddyhttp.GetVar(r.Context(), strippedVar) == nil {
 		stripIdentityHeaders(r.Header)
-		if h.IdentityAssertion != "" {
-			r.Header.Del(h.IdentityAssertion)
-		}
 		caddyhttp.SetVar(r.Context(), strippedVar, true)
+	}
+	if h.IdentityAssertion != "" {
+		h.stripClientAssertion(r)
 	}
 	restoreCookies(r)
 
@@ -864,12 +866,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countRequest("bearer")
 	}
 	if h.assertions != nil {
-		signed, err := h.assertFor(r, id)
-		if err != nil {
+		if err := h.assert(r, id); err != nil {
 			h.logger.Error("identity assertion not signed", zap.Error(err))
 			return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "This site cannot vouch for your identity right now. Try again in a moment.", err)
 		}
-		r.Header.Set(h.IdentityAssertion, signed)
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
 	hideOwnCookies(r)

@@ -67,7 +67,7 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 // the request costs a lookup, not a signature.
 func BenchmarkAuthenticatedRequestWithAssertion(b *testing.B) {
 	h, p, s := setup(b, func(h *Handler) { h.IdentityAssertion = "X-B2C-Identity-Assertion" })
-	req := withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil))
+	req := onSite(h, withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil)), "example.com")
 	bench(b, h, req)
 }
 

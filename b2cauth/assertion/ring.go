@@ -41,8 +41,10 @@ const (
 	reload = time.Hour
 )
 
-// storageKey is where the ring lives in Caddy's storage.
-const storageKey = "b2c_auth/assertion_keys.json"
+// StorageKey is where an app's ring lives in Caddy's storage: one ring
+// per app (its name, e.g. a hash of the client ID), so that sites of other
+// apps sharing the storage never verify each other's assertions.
+func StorageKey(app string) string { return "b2c_auth/assertion_keys/" + app + ".json" }
 
 // Key is a signing key and its schedule.
 type Key struct {
@@ -64,6 +66,7 @@ type storedKey struct {
 // Ring is the keys, loaded from storage and rotated there.
 type Ring struct {
 	storage certmagic.Storage
+	key     string // StorageKey of the app
 	now     func() time.Time
 
 	mu     sync.Mutex
@@ -71,10 +74,10 @@ type Ring struct {
 	loaded time.Time
 }
 
-// Open reads the ring from storage, making or rotating keys as the
+// Open reads an app's ring from storage, making or rotating keys as the
 // schedule says (under the storage's lock, so instances agree).
-func Open(ctx context.Context, storage certmagic.Storage, now func() time.Time) (*Ring, error) {
-	r := &Ring{storage: storage, now: now}
+func Open(ctx context.Context, storage certmagic.Storage, app string, now func() time.Time) (*Ring, error) {
+	r := &Ring{storage: storage, key: StorageKey(app), now: now}
 	if err := r.refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -186,10 +189,10 @@ func (r *Ring) refresh(ctx context.Context) error {
 		return err
 	}
 	if _, ok := signing(keys, now); !ok || needsRotation(keys, now) || expired(keys, now) {
-		if err := r.storage.Lock(ctx, storageKey); err != nil {
+		if err := r.storage.Lock(ctx, r.key); err != nil {
 			return err
 		}
-		defer func() { _ = r.storage.Unlock(ctx, storageKey) }()
+		defer func() { _ = r.storage.Unlock(ctx, r.key) }()
 		if keys, err = r.load(ctx); err != nil { // another instance may have rotated meanwhile
 			return err
 		}
@@ -260,7 +263,7 @@ func newKey(created time.Time) (Key, error) {
 }
 
 func (r *Ring) load(ctx context.Context) ([]Key, error) {
-	data, err := r.storage.Load(ctx, storageKey)
+	data, err := r.storage.Load(ctx, r.key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -297,5 +300,5 @@ func (r *Ring) save(ctx context.Context, keys []Key) error {
 		stored = append(stored, storedKey{ID: k.ID, PKCS8: base64.StdEncoding.EncodeToString(der), Created: k.Created.Unix()})
 	}
 	data, _ := json.Marshal(stored)
-	return r.storage.Store(ctx, storageKey, data)
+	return r.storage.Store(ctx, r.key, data)
 }

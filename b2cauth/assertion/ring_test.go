@@ -45,11 +45,11 @@ func TestRotationSchedule(t *testing.T) {
 	start := time.Now()
 	clock := start
 	now := func() time.Time { return clock }
-	a, err := Open(ctx, storage, now)
+	a, err := Open(ctx, storage, "app-a", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := Open(ctx, storage, now)
+	b, _ := Open(ctx, storage, "app-a", now)
 
 	token, exp, err := a.Sign(ctx, map[string]any{"sub": "user-1"})
 	if err != nil || exp.Sub(clock) != Lifetime {
@@ -105,5 +105,36 @@ func TestRotationSchedule(t *testing.T) {
 	_ = json.Unmarshal(jwks, &set)
 	if len(set.Key(first)) != 0 {
 		t.Error("the old key is still published after its retention")
+	}
+}
+
+// TestARingPerApp: two apps' sites on one storage sign with rings of
+// their own, so one app's assertion never verifies with the other's keys.
+func TestARingPerApp(t *testing.T) {
+	ctx := context.Background()
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	a, err := Open(ctx, storage, "app-a", time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(ctx, storage, "app-b", time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, _, _ := a.Sign(ctx, map[string]any{"sub": "user-1"})
+	jwks, _ := b.JWKS(ctx)
+	var set jose.JSONWebKeySet
+	_ = json.Unmarshal(jwks, &set)
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Key(jws.Signatures[0].Header.KeyID)) != 0 {
+		t.Error("app b publishes the key that signed app a's assertion")
+	}
+	for _, k := range set.Keys {
+		if _, err := jws.Verify(k); err == nil {
+			t.Error("app a's assertion verifies with app b's keys")
+		}
 	}
 }
