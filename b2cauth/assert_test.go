@@ -63,7 +63,9 @@ func verifyAssertion(t *testing.T, h *Handler, token string) map[string]any {
 func TestIdentityAssertion(t *testing.T) {
 	h, p, s := setup(t, func(h *Handler) { h.IdentityAssertion = assertionHeader })
 	cookies := signedIn(t, h, p, s, nil)
-	page := func() *http.Request { return onSite(h, withCookies(navigation("GET", "/page"), cookies), "example.com") }
+	page := func() *http.Request {
+		return onSite(h, withCookies(navigation("GET", "/page"), cookies), "example.com")
+	}
 	req := page()
 	req.Header.Set(assertionHeader, "forged")
 	first := serve(h, req)
