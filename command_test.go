@@ -104,6 +104,11 @@ func TestCheckCommand(t *testing.T) {
 	if out, err := b2c(t, "check", "--config", file, "--adapter", "caddyfile"); err == nil || !strings.Contains(out, "file_server (every request) answers before b2c_auth") {
 		t.Errorf("an order mistake: error %v:\n%s", err, out)
 	}
+	// One that answers only some requests (a method matcher) fails it too.
+	_ = os.WriteFile(file, []byte(fmt.Sprintf("%s {\n\troute {\n\t\t@post method POST\n\t\trespond @post \"secret\"\n\t\tb2c_auth {\n\t\t%s\n\t\t}\n\t}\n}\n", site, good)), 0o600)
+	if out, err := b2c(t, "check", "--config", file, "--adapter", "caddyfile"); err == nil || !strings.Contains(out, "respond (matched on method) may answer before b2c_auth") {
+		t.Errorf("a conditional order mistake: error %v:\n%s", err, out)
+	}
 	for name, tc := range map[string]struct{ site, auth, want string }{
 		"unregistered redirect URI": {fmt.Sprintf("http://localhost:%d", registered+1), good, "is not registered"},
 		"unknown policy":            {site, strings.Replace(good, "B2C_1_susi", "B2C_1_nope", 1), "AADB2C90022"},

@@ -3,106 +3,267 @@ package b2cauth
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 )
 
 // Order mistakes. Caddy sorts the directives of a site block and of
-// `handle`, but keeps the written order inside `route`: there, a handler
-// that answers (respond, file_server, reverse_proxy, …) placed before
-// b2c_auth, with a matcher that covers what b2c_auth protects, serves the
-// page to anyone, and b2c_auth never runs. A deliberate `respond /healthz`
-// before it, whose paths b2c_auth does not cover, is fine.
+// `handle`, but keeps the written order inside `route` (and a JSON config
+// keeps whatever it says): there, a handler that can answer (respond,
+// file_server, reverse_proxy, php_fastcgi, metrics, invoke, a subroute
+// holding one, a handler the check does not know) placed before b2c_auth,
+// with a matcher that can overlap what b2c_auth protects, serves pages to
+// anyone, and b2c_auth never runs for them.
+//
+// What counts: a handler whose matcher is only paths is reported when its
+// paths take in what b2c_auth protects (`respond /admin/*` before
+// `b2c_auth /admin/*`), and a deliberate `respond /healthz` before a
+// b2c_auth that protects everything is taken as meant. Any other matcher
+// (method, not, header, query, expression, …) may let some requests of the
+// protected paths through, and is reported as such. Host matchers tell
+// sites apart: routes of other sites never overlap.
 
-// answering are the handlers that write the response themselves.
-var answering = map[string]bool{
-	"static_response": true, "file_server": true, "reverse_proxy": true, "copy_response": true,
-	"error": true, "php_fastcgi": true,
+// scope is which requests a matcher takes, as far as the check can tell.
+type scope struct {
+	hosts  []string // nil: any host
+	paths  []string // nil: any path
+	others []string // matchers the check cannot compare (method, not, …)
 }
 
-// orderRoute is a route as the order check sees it.
-type orderRoute struct {
-	paths       []string // the path patterns of a path-only matcher; nil with none
-	conditional bool     // matched on something besides the path (host, method, …)
-	handlers    []orderHandler
-}
-
-type orderHandler struct {
-	name    string
-	protect []string     // b2c_auth: its protect paths; nil means every request
-	routes  []orderRoute // subroute
-}
-
-// shadow is an earlier route that answers requests on its paths.
-type shadow struct {
-	handler string
-	paths   []string // nil: every request
-}
-
-// orderMistakes reports, for each b2c_auth, the handlers before it that
-// answer what it should protect.
-func orderMistakes(routes []orderRoute) []string {
-	var out []string
-	walkOrder(routes, nil, &out)
-	sort.Strings(out)
+// within is the scope of a matcher nested in an outer one: the inner
+// lists where it has them.
+func (s scope) within(outer scope) scope {
+	out := outer
+	if s.hosts != nil {
+		out.hosts = s.hosts
+	}
+	if s.paths != nil {
+		out.paths = s.paths
+	}
+	out.others = append(slices.Clone(outer.others), s.others...)
 	return out
 }
 
-func walkOrder(routes []orderRoute, before []shadow, out *[]string) {
-	before = append([]shadow(nil), before...)
-	for _, r := range routes {
+// scopeOf reads matcher sets (any of which may match) as a scope.
+func scopeOf(sets []map[string]any) scope {
+	var s scope
+	if len(sets) == 0 {
+		return s
+	}
+	anyHost, anyPath := false, false
+	for _, set := range sets {
+		hosts, paths := false, false
+		for name, v := range set {
+			list, isList := v.([]string)
+			switch {
+			case name == "host" && isList:
+				s.hosts, hosts = append(s.hosts, list...), true
+			case name == "path" && isList:
+				s.paths, paths = append(s.paths, list...), true
+			default:
+				if !slices.Contains(s.others, name) {
+					s.others = append(s.others, name)
+				}
+			}
+		}
+		anyHost, anyPath = anyHost || !hosts, anyPath || !paths
+	}
+	if anyHost {
+		s.hosts = nil
+	}
+	if anyPath {
+		s.paths = nil
+	}
+	sort.Strings(s.others)
+	return s
+}
+
+// handlerKind is what a handler may do with a request.
+type handlerKind int
+
+const (
+	passes    handlerKind = iota // hands every request on (header, vars, rewrite, …)
+	harmless                     // answers, but serves nothing (redir, abort)
+	answers                      // writes a response (respond, file_server, …)
+	mayAnswer                    // a handler the check does not know
+	protects                     // b2c_auth
+	routes                       // subroute: its routes decide
+)
+
+// passing are the handlers known to hand every request on. b2c_emulator
+// answers only its own provider endpoints, which are public by design.
+var passing = []string{"headers", "vars", "map", "rewrite", "encode", "request_body", "templates", "push",
+	"intercept", "tracing", "log_append", "authentication", "copy_response_headers", "b2c_emulator"}
+
+// answering are the handlers that write responses themselves.
+var answering = []string{"static_response", "file_server", "reverse_proxy", "copy_response", "error",
+	"metrics", "invoke", "acme_server", "php_fastcgi"}
+
+// orderRoute is a route as the order check sees it.
+type orderRoute struct {
+	scope    scope
+	handlers []orderHandler
+}
+
+// orderHandler is a handler as the order check sees it.
+type orderHandler struct {
+	name    string // as the Caddyfile calls it: respond, php_fastcgi, …
+	kind    handlerKind
+	protect *scope       // b2c_auth: nil means every request
+	routes  []orderRoute // subroute
+}
+
+// kindOf classifies a handler by its module name.
+func kindOf(module string) handlerKind {
+	switch {
+	case module == "b2c_auth":
+		return protects
+	case module == "subroute":
+		return routes
+	case slices.Contains(passing, module):
+		return passes
+	case slices.Contains(answering, module):
+		return answers
+	}
+	return mayAnswer
+}
+
+// caddyfileNames are the Caddyfile's names of handlers whose module is
+// named otherwise.
+var caddyfileNames = map[string]string{"static_response": "respond", "authentication": "basic_auth", "headers": "header"}
+
+func caddyfileName(module string) string {
+	if n, ok := caddyfileNames[module]; ok {
+		return n
+	}
+	return module
+}
+
+// staticKind tells a redirect or an abort (which serve nothing) from a
+// respond that serves a page.
+func staticKind(status string, body string, abort bool) handlerKind {
+	code, _ := strconv.Atoi(status)
+	if abort || (code >= 300 && code < 400 && body == "") {
+		return harmless
+	}
+	return answers
+}
+
+// shadow is a handler that can answer some requests before a b2c_auth.
+type shadow struct {
+	handler string
+	scope   scope
+	unknown bool // the check does not know the handler
+}
+
+// orderMistakes reports, for each b2c_auth, the handlers before it that
+// can answer what it should protect.
+func orderMistakes(list []orderRoute) []string {
+	var out []string
+	walkOrder(list, scope{}, orderState{}, &out)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// orderState is what the requests have met so far: handlers that may have
+// answered them, and the scopes where a b2c_auth for every request ran
+// (what follows there is signed in).
+type orderState struct {
+	shadows []shadow
+	guards  []scope
+}
+
+// guarded tells whether every request of s went through a b2c_auth.
+func (st orderState) guarded(s scope) bool {
+	for _, g := range st.guards {
+		if g.paths == nil && len(g.others) == 0 && (g.hosts == nil || (s.hosts != nil && !slices.ContainsFunc(s.hosts, func(h string) bool { return !slices.Contains(g.hosts, h) }))) {
+			return true
+		}
+	}
+	return false
+}
+
+// walkOrder walks routes in the order they run, in an outer scope, after
+// what ran before; it returns the state after them.
+func walkOrder(list []orderRoute, outer scope, st orderState, out *[]string) orderState {
+	for _, r := range list {
+		here := r.scope.within(outer)
 		// Within a route, the handlers run in order too: one that answers
 		// shadows a b2c_auth after it in the same chain.
-		inRoute := before
 		for _, h := range r.handlers {
-			switch {
-			case h.name == "b2c_auth":
-				for _, s := range inRoute {
-					if covers(s.paths, h.protect) {
-						*out = append(*out, fmt.Sprintf("%s (%s) answers before b2c_auth (%s) in the same route: it serves those requests without sign-in; put b2c_auth first", s.handler, describePaths(s.paths), describePaths(h.protect)))
+			switch h.kind {
+			case protects:
+				target := here
+				if h.protect != nil {
+					target = h.protect.within(here)
+				}
+				for _, s := range st.shadows {
+					if m := mistake(s, target); m != "" {
+						*out = append(*out, m)
 					}
 				}
-			case h.name == "subroute":
-				walkOrder(h.routes, inRoute, out)
-			case answering[h.name] && !r.conditional:
-				inRoute = append(append([]shadow(nil), inRoute...), shadow{handler: h.name, paths: r.paths})
-			}
-		}
-		if name := answers(r); name != "" && !r.conditional {
-			before = append(before, shadow{handler: name, paths: r.paths})
-		}
-	}
-}
-
-// answers is the handler by which a route answers every request it
-// matches, or "".
-func answers(r orderRoute) string {
-	for _, h := range r.handlers {
-		if h.name == "b2c_auth" {
-			return "" // it protects what follows
-		}
-		if answering[h.name] {
-			return h.name
-		}
-		if h.name == "subroute" {
-			for _, sub := range h.routes {
-				if name := answers(sub); name != "" && sub.paths == nil && !sub.conditional {
-					return name
+				if h.protect == nil {
+					st.guards = append(slices.Clip(st.guards), here)
+				}
+			case routes:
+				st = walkOrder(h.routes, here, st, out)
+			case answers, mayAnswer:
+				if !st.guarded(here) {
+					st.shadows = append(slices.Clip(st.shadows), shadow{handler: h.name, scope: here, unknown: h.kind == mayAnswer})
 				}
 			}
 		}
 	}
-	return ""
+	return st
 }
 
-// covers tells whether earlier path patterns take every request of the
-// protected ones (nil: every request).
+// mistake is the finding when a shadow can answer requests of a b2c_auth's
+// scope, or "".
+func mistake(s shadow, target scope) string {
+	if !hostsOverlap(s.scope.hosts, target.hosts) {
+		return ""
+	}
+	what := describeScope(s.scope)
+	if s.unknown {
+		what = "a handler the check does not know; " + what
+	}
+	if len(s.scope.others) == 0 && comparable(s.scope.paths) {
+		// Paths alone: a handler on paths that do not take in what
+		// b2c_auth protects is deliberate (respond /healthz).
+		if !covers(s.scope.paths, target.paths) {
+			return ""
+		}
+		if !s.unknown {
+			return fmt.Sprintf("%s (%s) answers before b2c_auth (%s): it serves those requests without sign-in; put b2c_auth first", s.handler, what, describeScope(target))
+		}
+	} else if !pathsOverlap(s.scope.paths, target.paths) {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s) may answer before b2c_auth (%s): it may serve some requests without sign-in; put b2c_auth first", s.handler, what, describeScope(target))
+}
+
+// comparable tells whether path patterns are ones the check compares: a
+// * only at the end.
+func comparable(paths []string) bool {
+	for _, p := range paths {
+		if strings.Contains(strings.TrimSuffix(p, "*"), "*") {
+			return false
+		}
+	}
+	return true
+}
+
+// covers tells whether earlier path patterns take every request of some
+// protected one (nil: every request).
 func covers(earlier, protected []string) bool {
 	if earlier == nil {
 		return true
@@ -121,14 +282,69 @@ func covers(earlier, protected []string) bool {
 	return false
 }
 
-func describePaths(paths []string) string {
-	if paths == nil {
-		return "every request"
+// pathsOverlap tells whether some request may match both lists of path
+// patterns (nil: every path). A pattern the check cannot compare (a * that
+// is not at the end) is taken to overlap.
+func pathsOverlap(a, b []string) bool {
+	if a == nil || b == nil {
+		return true
 	}
-	return strings.Join(paths, " ")
+	for _, p := range a {
+		for _, q := range b {
+			if pathPatternsOverlap(p, q) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
-// OrderMistakes checks a JSON config's HTTP servers for handlers that
+func pathPatternsOverlap(p, q string) bool {
+	if !comparable([]string{p, q}) {
+		return true
+	}
+	pp, qp := strings.TrimSuffix(p, "*"), strings.TrimSuffix(q, "*")
+	switch {
+	case strings.HasSuffix(p, "*") && strings.HasSuffix(q, "*"):
+		return strings.HasPrefix(pp, qp) || strings.HasPrefix(qp, pp)
+	case strings.HasSuffix(p, "*"):
+		return strings.HasPrefix(q, pp)
+	case strings.HasSuffix(q, "*"):
+		return strings.HasPrefix(p, qp)
+	}
+	return strings.EqualFold(p, q)
+}
+
+// hostsOverlap tells whether some request may match both host lists (nil:
+// any host).
+func hostsOverlap(a, b []string) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	for _, p := range a {
+		for _, q := range b {
+			if hostMatches(p, q) || hostMatches(q, p) || (strings.Contains(p, "*") && strings.Contains(q, "*")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func describeScope(s scope) string {
+	var parts []string
+	if s.paths == nil && len(s.others) == 0 {
+		parts = append(parts, "every request")
+	} else if s.paths != nil {
+		parts = append(parts, strings.Join(s.paths, " "))
+	}
+	if len(s.others) > 0 {
+		parts = append(parts, "matched on "+strings.Join(s.others, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// OrderMistakes checks a JSON config's HTTP servers for handlers that can
 // answer before a b2c_auth what it should protect (caddy b2c check).
 func OrderMistakes(config []byte) ([]string, error) {
 	var cfg struct {
@@ -151,8 +367,27 @@ func OrderMistakes(config []byte) ([]string, error) {
 	return out, nil
 }
 
+// matcherSetsFromJSON reads JSON matcher sets: host and path lists, and
+// the names of the others.
+func matcherSetsFromJSON(sets []map[string]json.RawMessage) []map[string]any {
+	var out []map[string]any
+	for _, set := range sets {
+		m := map[string]any{}
+		for name, raw := range set {
+			var list []string
+			if (name == "host" || name == "path") && json.Unmarshal(raw, &list) == nil {
+				m[name] = list
+			} else {
+				m[name] = nil // another matcher (or one that cannot be read): not compared
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 func routesFromJSON(raw []json.RawMessage) []orderRoute {
-	var routes []orderRoute
+	var list []orderRoute
 	for _, rr := range raw {
 		var route struct {
 			Match  []map[string]json.RawMessage `json:"match"`
@@ -161,75 +396,102 @@ func routesFromJSON(raw []json.RawMessage) []orderRoute {
 		if json.Unmarshal(rr, &route) != nil {
 			continue
 		}
-		r := orderRoute{}
-		for _, set := range route.Match {
-			var paths []string
-			if p, ok := set["path"]; ok && len(set) == 1 && json.Unmarshal(p, &paths) == nil {
-				r.paths = append(r.paths, paths...)
-			} else {
-				r.conditional = true
-			}
-		}
+		r := orderRoute{scope: scopeOf(matcherSetsFromJSON(route.Match))}
 		for _, hr := range route.Handle {
 			var h struct {
-				Handler string                     `json:"handler"`
-				Routes  []json.RawMessage          `json:"routes"`
-				Protect map[string]json.RawMessage `json:"protect"`
+				Handler   string                     `json:"handler"`
+				Routes    []json.RawMessage          `json:"routes"`
+				Protect   map[string]json.RawMessage `json:"protect"`
+				Status    json.RawMessage            `json:"status_code"`
+				Body      string                     `json:"body"`
+				Abort     bool                       `json:"abort"`
+				Transport struct {
+					Protocol string `json:"protocol"`
+				} `json:"transport"`
 			}
 			if json.Unmarshal(hr, &h) != nil {
 				continue
 			}
-			oh := orderHandler{name: h.Handler, routes: routesFromJSON(h.Routes)}
-			if h.Handler == "b2c_auth" && h.Protect != nil {
-				var paths []string
-				if p, ok := h.Protect["path"]; ok && len(h.Protect) == 1 && json.Unmarshal(p, &paths) == nil {
-					oh.protect = paths
-				} else {
-					oh.protect = []string{} // conditional: nothing is sure to be covered
-				}
+			oh := orderHandler{name: caddyfileName(h.Handler), kind: kindOf(h.Handler), routes: routesFromJSON(h.Routes)}
+			switch {
+			case h.Handler == "static_response":
+				oh.kind = staticKind(strings.Trim(string(h.Status), `"`), h.Body, h.Abort)
+			case h.Handler == "reverse_proxy" && h.Transport.Protocol == "fastcgi":
+				oh.name = "php_fastcgi"
+			case h.Handler == "b2c_auth" && h.Protect != nil:
+				s := scopeOf(matcherSetsFromJSON([]map[string]json.RawMessage{h.Protect}))
+				oh.protect = &s
 			}
 			r.handlers = append(r.handlers, oh)
 		}
-		routes = append(routes, r)
+		list = append(list, r)
 	}
-	return routes
+	return list
+}
+
+// matcherSetsFromProvisioned reads a running route's matcher sets as
+// matcherSetsFromJSON reads a config's.
+func matcherSetsFromProvisioned(sets caddyhttp.MatcherSets) []map[string]any {
+	var out []map[string]any
+	for _, set := range sets {
+		m := map[string]any{}
+		for _, matcher := range set {
+			switch t := matcher.(type) {
+			case caddyhttp.MatchPath:
+				m["path"] = append(asStrings(m["path"]), t...)
+			case *caddyhttp.MatchPath:
+				m["path"] = append(asStrings(m["path"]), *t...)
+			case caddyhttp.MatchHost:
+				m["host"] = append(asStrings(m["host"]), t...)
+			case *caddyhttp.MatchHost:
+				m["host"] = append(asStrings(m["host"]), *t...)
+			default:
+				name := fmt.Sprintf("%T", matcher)
+				if mod, ok := matcher.(caddy.Module); ok {
+					name = caddy.GetModuleName(mod)
+				}
+				m[name] = nil
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func asStrings(v any) []string {
+	s, _ := v.([]string)
+	return s
 }
 
 // routesFromProvisioned is the order check's view of a running server's
 // routes.
 func routesFromProvisioned(list caddyhttp.RouteList) []orderRoute {
-	var routes []orderRoute
+	var out []orderRoute
 	for _, route := range list {
-		r := orderRoute{}
-		for _, set := range route.MatcherSets {
-			if len(set) == 1 {
-				if paths, ok := set[0].(caddyhttp.MatchPath); ok {
-					r.paths = append(r.paths, paths...)
-					continue
-				}
-			}
-			r.conditional = true
-		}
+		r := orderRoute{scope: scopeOf(matcherSetsFromProvisioned(route.MatcherSets))}
 		for _, h := range route.Handlers {
-			oh := orderHandler{name: caddy.GetModuleName(h)}
+			module := caddy.GetModuleName(h)
+			oh := orderHandler{name: caddyfileName(module), kind: kindOf(module)}
 			switch t := h.(type) {
 			case *caddyhttp.Subroute:
 				oh.routes = routesFromProvisioned(t.Routes)
+			case *caddyhttp.StaticResponse:
+				oh.kind = staticKind(string(t.StatusCode), t.Body, t.Abort)
+			case *reverseproxy.Handler:
+				if tr, ok := t.Transport.(caddy.Module); ok && caddy.GetModuleName(tr) == "fastcgi" {
+					oh.name = "php_fastcgi"
+				}
 			case *Handler:
 				if t.protect != nil {
-					oh.protect = []string{}
-					if len(t.protect) == 1 {
-						if paths, ok := t.protect[0].(caddyhttp.MatchPath); ok {
-							oh.protect = paths
-						}
-					}
+					s := scopeOf(matcherSetsFromProvisioned(caddyhttp.MatcherSets{t.protect}))
+					oh.protect = &s
 				}
 			}
 			r.handlers = append(r.handlers, oh)
 		}
-		routes = append(routes, r)
+		out = append(out, r)
 	}
-	return routes
+	return out
 }
 
 // checkedConfigs are the running configs whose routes were checked, so
@@ -270,8 +532,8 @@ func (h *Handler) whenRunning(ctx caddy.Context) {
 	}()
 }
 
-// warnOrderMistakes logs the handlers that answer before a b2c_auth what
-// it should protect, in the running config.
+// warnOrderMistakes logs the handlers that can answer before a b2c_auth
+// what it should protect, in the running config.
 func (h *Handler) warnOrderMistakes(active caddy.Context) {
 	app, err := active.AppIfConfigured("http")
 	if err != nil {

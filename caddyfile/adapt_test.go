@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	_ "github.com/caddy-b2c/caddy-b2c"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 	_ "github.com/pberkel/caddy-storage-redis"
@@ -85,8 +86,14 @@ func TestExamplesAdapt(t *testing.T) {
 			if !strings.HasPrefix(string(data), "#") {
 				t.Error("an example starts with a comment saying what it is for")
 			}
-			if _, err := adapt(string(data)); err != nil {
+			cfg, err := adapt(string(data))
+			if err != nil {
 				t.Fatalf("%s does not adapt: %v", f, err)
+			}
+			// What caddy b2c check says of each example: nothing answers
+			// before b2c_auth.
+			if mistakes, err := b2cauth.OrderMistakes([]byte(cfg)); err != nil || len(mistakes) > 0 {
+				t.Errorf("order check: %v %q", err, mistakes)
 			}
 		})
 	}
