@@ -436,7 +436,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Groups == "graph" || h.rulesNameGroups() || h.KeepGroups == "all" {
 		if h.credential != nil {
 			h.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
-				ClientID: h.ClientID, Credential: h.credential, HTTP: h.httpClient, MaxWait: 10 * time.Second}
+				ClientID: h.ClientID, Credential: h.credential, HTTP: h.httpClient, MaxWait: 10 * time.Second, Now: func() time.Time { return h.now() }}
 		} else if h.Groups == "graph" {
 			return errors.New("groups: graph needs the app's credentials (client_secret, client_certificate or client_assertion) to get its Microsoft Graph token")
 		}
@@ -853,7 +853,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if protected && id.groupsUnknown && h.rulesNameGroups() {
-		return h.refuseUnknownGroups(w, r)
+		if id = h.recoverGroups(w, r, id); id == nil {
+			return h.refuseUnknownGroups(w, r)
+		}
 	}
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {
 		countRequest("403")

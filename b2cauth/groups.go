@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
@@ -146,6 +147,33 @@ func (h *Handler) sessionGroups(ctx context.Context, s *session, payload []byte,
 	s.UserInfo["groups"] = list
 }
 
+// recoverGroups reads again, from Graph, the groups of a session that
+// signed in (or renewed) while Graph failed, and keeps them in it: the
+// user gets in when Graph recovers, without waiting for a renewal. It
+// returns the identity with its groups, or nil while Graph still fails —
+// the Graph client asks once per user at a time and remembers a failure,
+// so requests meanwhile cost no call.
+func (h *Handler) recoverGroups(w http.ResponseWriter, r *http.Request, id *identity) *identity {
+	if id.session == nil {
+		return nil
+	}
+	s := *id.session
+	payload, err := s.payload()
+	if err != nil {
+		return nil
+	}
+	h.sessionGroups(r.Context(), &s, payload, id.session)
+	if s.GroupsUnknown {
+		return nil
+	}
+	recovered, ok := h.identity(withUserInfo(payload, s.UserInfo))
+	if !ok || h.writeSession(w, r, &s, recovered) != nil {
+		return nil
+	}
+	caddyhttp.SetVar(r.Context(), h.identityVar, recovered)
+	return recovered
+}
+
 // bearerGroups are the Graph groups of bearer identities, cached briefly
 // by tenant and user.
 type bearerGroups struct {
@@ -170,12 +198,12 @@ func (h *Handler) withGraphGroups(ctx context.Context, id *identity) error {
 	h.bearerGroups.mu.Lock()
 	c, ok := h.bearerGroups.entries[key]
 	h.bearerGroups.mu.Unlock()
-	if !ok || time.Now().After(c.expires) {
+	if !ok || h.now().After(c.expires) {
 		groups, err := h.graphGroups(ctx, id.values)
 		if err != nil {
 			return err
 		}
-		c = cachedGroups{groups, time.Now().Add(bearerGroupsTTL)}
+		c = cachedGroups{groups, h.now().Add(bearerGroupsTTL)}
 		h.bearerGroups.mu.Lock()
 		if len(h.bearerGroups.entries) >= 4096 {
 			clear(h.bearerGroups.entries)

@@ -9,19 +9,30 @@ package graph
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Client reads group memberships. Its token comes from the tenant's own
 // token endpoint (on B2C too: user flows cannot issue Graph tokens), with
 // the client-credentials grant.
+//
+// Graph throttles per app and tenant, so a caller must not be able to
+// multiply the calls: one lookup is in flight per user (concurrent callers
+// wait for it), one token fetch per tenant, at most MaxLookups at once; a
+// failure is remembered per user until it may have changed, and paging
+// stays on Graph's own host within MaxGroups.
 type Client struct {
 	// Endpoint is Microsoft Graph's root: https://graph.microsoft.com, or a
 	// sovereign cloud's (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
@@ -39,25 +50,66 @@ type Client struct {
 	HTTP *http.Client
 	// MaxWait bounds the time one lookup may take, retries included.
 	MaxWait time.Duration
+	// Now is the clock failures are remembered by. Default: time.Now.
+	Now func() time.Time
 
-	mu     sync.Mutex
-	tokens map[string]cachedToken // by tenant
+	mu       sync.Mutex
+	tokens   map[string]cachedToken // by tenant
+	failures map[string]failure     // by tenant/user
+	flights  singleflight.Group     // "user:<tenant>/<user>" and "token:<tenant>"
+	slotsMu  sync.Once
+	slots    chan struct{}
+	joined   atomic.Int64 // callers that asked for a lookup (tests wait on it)
 }
+
+// Bounds on what one user, or all of them, can make the client do.
+const (
+	// MaxLookups is how many lookups one client runs at once; others wait.
+	MaxLookups = 8
+	// MaxGroups is how many group IDs one lookup reads: far above the 200
+	// a session keeps, far below what a hostile Graph could send.
+	MaxGroups = 5000
+	// maxPage is the most bytes of one page read (999 IDs are ~80 KB).
+	maxPage = 512 << 10
+	// maxTries is how many times one lookup asks a throttled Graph.
+	maxTries = 2
+	// retryFloor is the least wait between two tries, whatever
+	// Retry-After says (Graph's throttling guidance: back off).
+	retryFloor = time.Second
+	// ThrottledFor is the least time a user's throttled or failed lookup is
+	// not asked again, whatever Retry-After says.
+	ThrottledFor = 5 * time.Second
+	// RefusedFor is how long a refusal (403, 404, a refused credential) is
+	// remembered: until a grant or a fix may have changed it.
+	RefusedFor = time.Minute
+)
 
 type cachedToken struct {
 	value   string
 	expires time.Time
 }
 
+// failure is a lookup's error, and until when it stands.
+type failure struct {
+	err   error
+	until time.Time
+}
+
 // Error is Graph's (or the token endpoint's) refusal, with what to fix.
 type Error struct {
-	Status int
-	Code   string // Graph's error code, or the OAuth error
-	Hint   string
+	Status     int
+	Code       string // Graph's error code, or the OAuth error
+	Hint       string
+	RetryAfter time.Duration // Graph's Retry-After, on 429 and 503
 }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("microsoft graph: HTTP %d %s: %s", e.Status, e.Code, e.Hint)
+}
+
+// throttled tells a 429 or 503.
+func (e *Error) throttled() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
 }
 
 // hints say what to fix for Graph's usual refusals.
@@ -79,18 +131,59 @@ func hint(code string) string {
 
 // MemberGroups lists the object IDs of the security groups a user (by
 // object ID) is a member of, directly or not, following Graph's paging
-// (@odata.nextLink) and honouring Retry-After on 429, within MaxWait.
+// (@odata.nextLink, on Graph's host only) up to MaxGroups and honouring
+// Retry-After on 429, within MaxWait. Concurrent calls for one user share
+// one lookup; a failed lookup answers again, without asking Graph, until
+// Retry-After (at least ThrottledFor) or RefusedFor has passed.
 func (c *Client) MemberGroups(ctx context.Context, tenant, userID string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmpDuration(c.MaxWait, 10*time.Second))
-	defer cancel()
+	key := tenant + "/" + userID
+	if err := c.remembered(key); err != nil {
+		return nil, err
+	}
+	c.joined.Add(1)
+	ch := c.flights.DoChan("user:"+key, func() (any, error) {
+		// The lookup serves every caller waiting for it: one leaving does
+		// not cancel it; MaxWait bounds it.
+		lookupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmpDuration(c.MaxWait, 10*time.Second))
+		defer cancel()
+		ids, err := c.lookup(lookupCtx, tenant, userID)
+		if err != nil {
+			c.remember(key, err)
+		}
+		return ids, err
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return slices.Clone(res.Val.([]string)), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// lookup reads a user's groups from Graph, in one of the client's slots.
+func (c *Client) lookup(ctx context.Context, tenant, userID string) ([]string, error) {
+	c.slotsMu.Do(func() { c.slots = make(chan struct{}, MaxLookups) })
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("microsoft graph: %d lookups in flight, and the time allowed ran out", MaxLookups)
+	}
 	token, err := c.token(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
+	base, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("microsoft graph: graph_endpoint: %w", err)
+	}
 	next := strings.TrimSuffix(c.Endpoint, "/") + "/v1.0/users/" + url.PathEscape(userID) +
 		"/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999"
 	var ids []string
-	for pages := 0; next != "" && pages < 100; pages++ {
+	for next != "" && len(ids) < MaxGroups {
 		var page struct {
 			Value []struct {
 				ID string `json:"id"`
@@ -100,17 +193,74 @@ func (c *Client) MemberGroups(ctx context.Context, tenant, userID string) ([]str
 		if err := c.get(ctx, next, token, &page); err != nil {
 			return nil, err
 		}
-		for _, g := range page.Value {
+		for _, g := range page.Value[:min(len(page.Value), MaxGroups-len(ids))] {
 			ids = append(ids, g.ID)
 		}
 		next = page.NextLink
+		// The app's Graph token goes nowhere but Graph.
+		if u, err := url.Parse(next); next != "" && (err != nil || !strings.EqualFold(u.Scheme, base.Scheme) || !strings.EqualFold(u.Host, base.Host)) {
+			return nil, &Error{Status: http.StatusBadGateway, Code: "foreign_next_link", Hint: "Graph's @odata.nextLink leads off graph_endpoint's host; not followed"}
+		}
 	}
 	return ids, nil
 }
 
-// get fetches a Graph URL, retrying after a 429 as long as the context allows.
+// remembered is the standing failure of a user's last lookup, or nil.
+func (c *Client) remembered(key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.failures[key]
+	if !ok {
+		return nil
+	}
+	if !c.now().Before(f.until) {
+		delete(c.failures, key)
+		return nil
+	}
+	return f.err
+}
+
+// remember keeps a user's failed lookup until it may have changed.
+func (c *Client) remember(key string, err error) {
+	hold := ThrottledFor
+	var ge *Error
+	if errors.As(err, &ge) {
+		if ge.throttled() {
+			hold = max(ge.RetryAfter, ThrottledFor)
+		} else {
+			hold = RefusedFor
+		}
+	}
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failures == nil {
+		c.failures = map[string]failure{}
+	}
+	if len(c.failures) >= 10000 {
+		for k, f := range c.failures {
+			if !now.Before(f.until) {
+				delete(c.failures, k)
+			}
+		}
+	}
+	if len(c.failures) < 10000 {
+		c.failures[key] = failure{err: err, until: now.Add(hold)}
+	}
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// get fetches a Graph URL; after a 429 or 503 it tries again (maxTries in
+// all) once Retry-After, and at least retryFloor, has passed, as long as
+// the context allows.
 func (c *Client) get(ctx context.Context, u, token string, v any) error {
-	for {
+	for try := 1; ; try++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return err
@@ -121,18 +271,23 @@ func (c *Client) get(ctx context.Context, u, token string, v any) error {
 		if err != nil {
 			return fmt.Errorf("microsoft graph: %w", err)
 		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxPage+1))
 		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("microsoft graph: %w", err)
+		}
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			wait := time.Second
-			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-				wait = time.Duration(s) * time.Second
+			wait := retryAfter(resp.Header.Get("Retry-After"), c.now())
+			throttled := &Error{Status: resp.StatusCode, Code: "TooManyRequests", Hint: hint("TooManyRequests"), RetryAfter: wait}
+			if deadline, ok := ctx.Deadline(); try >= maxTries || (ok && c.now().Add(max(wait, retryFloor)).After(deadline)) {
+				return throttled // no try left, or none worth waiting for
 			}
 			select {
-			case <-time.After(wait):
+			case <-time.After(max(wait, retryFloor)):
 				continue
 			case <-ctx.Done():
-				return &Error{Status: resp.StatusCode, Code: "TooManyRequests", Hint: hint("TooManyRequests") + ", and the time allowed ran out"}
+				throttled.Hint += ", and the time allowed ran out"
+				return throttled
 			}
 		}
 		if resp.StatusCode != http.StatusOK {
@@ -144,6 +299,9 @@ func (c *Client) get(ctx context.Context, u, token string, v any) error {
 			_ = json.Unmarshal(body, &e)
 			return &Error{Status: resp.StatusCode, Code: e.Error.Code, Hint: hint(e.Error.Code)}
 		}
+		if len(body) > maxPage {
+			return &Error{Status: resp.StatusCode, Code: "page_too_large", Hint: fmt.Sprintf("a page of Graph's answer is over %d bytes; not read", maxPage)}
+		}
 		if err := json.Unmarshal(body, v); err != nil {
 			return fmt.Errorf("microsoft graph: %w", err)
 		}
@@ -151,15 +309,36 @@ func (c *Client) get(ctx context.Context, u, token string, v any) error {
 	}
 }
 
+// retryAfter reads a Retry-After header: seconds, or an HTTP date; 0 when
+// absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
 // token is an app-only Graph token for the tenant, cached until a minute
-// before it expires.
+// before it expires; one fetch per tenant at a time.
 func (c *Client) token(ctx context.Context, tenant string) (string, error) {
 	c.mu.Lock()
-	if t, ok := c.tokens[tenant]; ok && time.Now().Before(t.expires) {
+	if t, ok := c.tokens[tenant]; ok && c.now().Before(t.expires) {
 		c.mu.Unlock()
 		return t.value, nil
 	}
 	c.mu.Unlock()
+	v, err, _ := c.flights.Do("token:"+tenant, func() (any, error) { return c.fetchToken(ctx, tenant) })
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// fetchToken asks the tenant's token endpoint for a Graph token.
+func (c *Client) fetchToken(ctx context.Context, tenant string) (string, error) {
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID},
 		"scope": {strings.TrimSuffix(c.Endpoint, "/") + "/.default"}}
 	tokenURL := strings.TrimSuffix(c.Login, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
@@ -192,7 +371,7 @@ func (c *Client) token(ctx context.Context, tenant string) (string, error) {
 	if c.tokens == nil {
 		c.tokens = map[string]cachedToken{}
 	}
-	c.tokens[tenant] = cachedToken{tr.AccessToken, time.Now().Add(time.Duration(max(seconds-60, 0)) * time.Second)}
+	c.tokens[tenant] = cachedToken{tr.AccessToken, c.now().Add(time.Duration(max(seconds-60, 0)) * time.Second)}
 	c.mu.Unlock()
 	return tr.AccessToken, nil
 }

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -59,20 +61,205 @@ func TestMemberGroupsFollowsPagingAndReusesItsToken(t *testing.T) {
 	}
 }
 
+// TestMemberGroupsHonoursRetryAfter: after a 429, the lookup asks again
+// once, and gets the groups.
 func TestMemberGroupsHonoursRetryAfter(t *testing.T) {
 	calls := new(atomic.Int32)
 	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", "0")
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
 		fmt.Fprint(w, `{"value":[{"id":"g1"}]}`)
 	})
-	start := time.Now()
 	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
-	if err != nil || len(ids) != 1 || time.Since(start) < time.Second {
-		t.Errorf("after a 429 with Retry-After 1: %v %v, waited %s", ids, err, time.Since(start))
+	if err != nil || len(ids) != 1 || calls.Load() != 2 {
+		t.Errorf("after a 429: %v %v, %d calls", ids, err, calls.Load())
+	}
+}
+
+// waitFor polls a counter until it reaches n (the callers are in place),
+// failing after a generous bound; it measures no time.
+func waitFor(t *testing.T, what string, counter func() int64, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for counter() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d", what, counter(), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestOneLookupPerUser: the attack — 20 concurrent requests with one
+// bearer token made 20 token fetches and 19 lookups. Now they wait for one.
+func TestOneLookupPerUser(t *testing.T) {
+	release := make(chan struct{})
+	calls := new(atomic.Int32)
+	c, tokens := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		<-release
+		fmt.Fprint(w, `{"value":[{"id":"g1"}]}`)
+	})
+	var wg sync.WaitGroup
+	results := make(chan string, 20)
+	for range 20 {
+		wg.Go(func() {
+			ids, err := c.MemberGroups(context.Background(), "tenant", "user")
+			results <- fmt.Sprint(ids, err)
+		})
+	}
+	waitFor(t, "callers waiting", c.joined.Load, 20)
+	close(release)
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r != "[g1] <nil>" {
+			t.Errorf("a caller got %s", r)
+		}
+	}
+	if calls.Load() != 1 || tokens.Load() != 1 {
+		t.Errorf("20 concurrent callers: %d lookups and %d token fetches, want 1 and 1", calls.Load(), tokens.Load())
+	}
+}
+
+// TestLookupsInFlightAreBounded: many users at once get at most
+// MaxLookups lookups in flight; the others wait their turn.
+func TestLookupsInFlightAreBounded(t *testing.T) {
+	release := make(chan struct{})
+	inFlight, most := new(atomic.Int64), new(atomic.Int64)
+	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		inFlight.Add(-1)
+		fmt.Fprint(w, `{"value":[]}`)
+	})
+	c.MaxWait = time.Minute
+	var wg sync.WaitGroup
+	for i := range MaxLookups + 4 {
+		wg.Go(func() { _, _ = c.MemberGroups(context.Background(), "tenant", fmt.Sprint("user-", i)) })
+	}
+	waitFor(t, "callers", c.joined.Load, MaxLookups+4)
+	waitFor(t, "lookups in flight", inFlight.Load, MaxLookups)
+	close(release)
+	wg.Wait()
+	if most.Load() != MaxLookups {
+		t.Errorf("%d lookups in flight at once, want %d", most.Load(), MaxLookups)
+	}
+}
+
+// TestFailuresAreRemembered: the attack — with Graph answering 429
+// Retry-After: 0, one request made 204 calls in 10 s, and a refusal (403)
+// was asked again by every request. Now a throttled lookup asks twice and
+// is then not asked again for ThrottledFor (or a longer Retry-After); a
+// refusal for RefusedFor.
+func TestFailuresAreRemembered(t *testing.T) {
+	status, retry := new(atomic.Int32), new(atomic.Value)
+	calls := new(atomic.Int32)
+	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", retry.Load().(string))
+		w.WriteHeader(int(status.Load()))
+		fmt.Fprint(w, `{"error":{"code":"Authorization_RequestDenied"}}`)
+	})
+	clock := time.Now()
+	c.Now = func() time.Time { return clock }
+	ask := func() error { _, err := c.MemberGroups(context.Background(), "tenant", "user"); return err }
+
+	status.Store(http.StatusTooManyRequests)
+	retry.Store("0")
+	if err := ask(); err == nil || calls.Load() != 2 {
+		t.Fatalf("throttled: %v after %d calls, want an error after 2", err, calls.Load())
+	}
+	for range 100 {
+		if ask() == nil {
+			t.Fatal("a remembered failure answered with groups")
+		}
+	}
+	clock = clock.Add(ThrottledFor - time.Second)
+	_ = ask()
+	if calls.Load() != 2 {
+		t.Errorf("%d calls within ThrottledFor of a 429 with Retry-After 0, want 2", calls.Load())
+	}
+	clock = clock.Add(2 * time.Second)
+	retry.Store("120")
+	_ = ask()
+	if calls.Load() != 3 {
+		t.Errorf("after ThrottledFor: %d calls, want 3 (asked again, and not again within the lookup's time)", calls.Load())
+	}
+	clock = clock.Add(100 * time.Second)
+	_ = ask()
+	if calls.Load() != 3 {
+		t.Errorf("within Retry-After: 120: %d calls, want 3", calls.Load())
+	}
+
+	clock = clock.Add(time.Hour)
+	status.Store(http.StatusForbidden)
+	var ge *Error
+	if err := ask(); !errors.As(err, &ge) || ge.Status != 403 || calls.Load() != 4 {
+		t.Fatalf("a refusal: %v after %d calls", err, calls.Load())
+	}
+	clock = clock.Add(RefusedFor - time.Second)
+	if err := ask(); !errors.As(err, &ge) || ge.Status != 403 || calls.Load() != 4 {
+		t.Errorf("a remembered refusal: %v, %d calls, want the 403 and no call", err, calls.Load())
+	}
+	clock = clock.Add(2 * time.Second)
+	_ = ask()
+	if calls.Load() != 5 {
+		t.Errorf("after RefusedFor: %d calls, want 5", calls.Load())
+	}
+}
+
+// TestNextLinkStaysOnGraph: the attack — a hostile @odata.nextLink on
+// another host received the app's Graph token. It is not followed.
+func TestNextLinkStaysOnGraph(t *testing.T) {
+	stolen := new(atomic.Int32)
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		fmt.Fprint(w, `{"value":[]}`)
+	}))
+	t.Cleanup(elsewhere.Close)
+	for _, next := range []string{elsewhere.URL + "/v1.0/next", strings.Replace(elsewhere.URL, "http://", "https://", 1) + "/v1.0/next"} {
+		c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, `{"value":[{"id":"g1"}],"@odata.nextLink":%q}`, next)
+		})
+		if _, err := c.MemberGroups(context.Background(), "tenant", "user"); err == nil {
+			t.Errorf("a nextLink to %s was accepted", next)
+		}
+	}
+	if stolen.Load() != 0 {
+		t.Errorf("another host got %d requests with the Graph token", stolen.Load())
+	}
+}
+
+// TestMemberGroupsReadsAtMostMaxGroups: the attack — 60,000 IDs a page
+// grew the server from 52 to 413 MB. A lookup reads at most MaxGroups IDs,
+// and a page over maxPage bytes not at all.
+func TestMemberGroupsReadsAtMostMaxGroups(t *testing.T) {
+	pages := new(atomic.Int32)
+	page := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, `{"id":"g%d"},`, i)
+		}
+		return strings.TrimSuffix(b.String(), ",")
+	}
+	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		pages.Add(1)
+		fmt.Fprintf(w, `{"value":[%s],"@odata.nextLink":"http://%s/v1.0/more"}`, page(3000), r.Host)
+	})
+	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
+	if err != nil || len(ids) != MaxGroups || pages.Load() != 2 {
+		t.Errorf("%d IDs, %d pages, %v; want %d IDs from 2 pages", len(ids), pages.Load(), err, MaxGroups)
+	}
+	huge, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `{"value":[%s]}`, page(60000))
+	})
+	if _, err := huge.MemberGroups(context.Background(), "tenant", "user"); err == nil {
+		t.Error("a page of 60,000 IDs was read")
 	}
 }
 
@@ -111,7 +298,7 @@ func TestRefusalsSayWhatToFix(t *testing.T) {
 	}
 	c.Credential = credentials.Secret("wrong")
 	c.tokens = nil
-	if _, err := c.MemberGroups(context.Background(), "tenant", "user"); !errors.As(err, &ge) || ge.Code != "invalid_client" || !strings.Contains(ge.Hint, "client_secret") {
+	if _, err := c.MemberGroups(context.Background(), "tenant", "another-user"); !errors.As(err, &ge) || ge.Code != "invalid_client" || !strings.Contains(ge.Hint, "client_secret") {
 		t.Errorf("a wrong secret: %v", err)
 	}
 }
