@@ -316,8 +316,8 @@ func TestPendingFlowsAreCapped(t *testing.T) {
 			}
 		}
 	}
-	if len(jar) != maxPendingFlows {
-		t.Errorf("%d pending flow cookies, want the cap %d", len(jar), maxPendingFlows)
+	if len(jar) != maxPending {
+		t.Errorf("%d pending flow cookies, want the cap %d", len(jar), maxPending)
 	}
 	if _, ok := jar[first]; ok {
 		t.Error("the oldest flow was kept")

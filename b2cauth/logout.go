@@ -28,7 +28,7 @@ const (
 type pendingLogout struct {
 	State   string `json:"s"`
 	Return  string `json:"r"`
-	Created int64  `json:"t"` // Unix seconds
+	Created int64  `json:"t"` // Unix nanoseconds, to order a browser's sign-outs
 }
 
 // logout ends the session here and on every instance sharing the storage
@@ -78,7 +78,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 
-	pl := pendingLogout{State: randomString(), Return: target, Created: h.now().Unix()}
+	pl := pendingLogout{State: randomString(), Return: target, Created: h.now().UnixNano()}
+	h.prunePending(w, r, logoutCookiePrefix, logoutPurpose)
 	data, _ := json.Marshal(pl)
 	c := cookie(r, logoutCookiePrefix+pl.State[:16])
 	c.Value = h.codec.seal(data, logoutPurpose)
@@ -180,7 +181,7 @@ func (h *Handler) logoutReturn(w http.ResponseWriter, r *http.Request, state str
 			var pl pendingLogout
 			data, ok := h.codec.open(c.Value, logoutPurpose)
 			if ok && json.Unmarshal(data, &pl) == nil && subtle.ConstantTimeCompare([]byte(pl.State), []byte(state)) == 1 &&
-				h.now().Sub(time.Unix(pl.Created, 0)) <= flowLifetime {
+				h.now().Sub(time.Unix(0, pl.Created)) <= flowLifetime {
 				http.Redirect(w, r, safeReturnURL(pl.Return), http.StatusFound)
 				return nil
 			}

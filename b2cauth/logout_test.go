@@ -407,3 +407,38 @@ func TestProviderErrorWithoutStateIsShown(t *testing.T) {
 		t.Error("an error without state did something more than show itself")
 	}
 }
+
+// TestPendingSignOutsAreCapped: the attack — a page that loads
+// /.auth/logout in a loop set one more 10-minute cookie each time (150
+// visits: a 25 KB Cookie header on every request to the host, and a 431).
+// Pending sign-outs are capped as pending sign-ins are; the oldest go.
+func TestPendingSignOutsAreCapped(t *testing.T) {
+	h, _, _ := setup(t, nil)
+	jar := map[string]*http.Cookie{}
+	var first string
+	for i := range 30 {
+		req := navigation("GET", "/.auth/logout")
+		for _, c := range jar {
+			req.AddCookie(c)
+		}
+		res := serve(h, req)
+		for _, c := range res.Result().Cookies() {
+			switch {
+			case !strings.HasPrefix(c.Name, logoutCookiePrefix):
+			case c.MaxAge < 0:
+				delete(jar, c.Name)
+			default:
+				jar[c.Name] = c
+				if i == 0 {
+					first = c.Name
+				}
+			}
+		}
+	}
+	if len(jar) != maxPending {
+		t.Errorf("%d pending sign-out cookies after 30 visits, want the cap %d", len(jar), maxPending)
+	}
+	if _, ok := jar[first]; ok {
+		t.Error("the oldest pending sign-out was kept")
+	}
+}

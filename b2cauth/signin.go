@@ -29,7 +29,7 @@ import (
 const (
 	flowCookiePrefix = "b2c_flow_"
 	flowLifetime     = 10 * time.Minute
-	maxPendingFlows  = 5
+	maxPending       = 5 // pending sign-ins, and pending sign-outs, per browser
 	sessionCookie    = "b2c_session"
 	flowPurpose      = "b2c_flow"
 )
@@ -75,7 +75,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 		return h.unavailable(w, r, err)
 	}
 	f.State, f.Nonce, f.Verifier, f.Policy, f.Created = randomString(), randomString(), oauth2.GenerateVerifier(), policy, h.now().UnixNano()
-	h.prunePendingFlows(w, r)
+	h.prunePending(w, r, flowCookiePrefix, flowPurpose)
 
 	data, _ := json.Marshal(f)
 	c := cookie(r, flowCookiePrefix+f.State[:16])
@@ -115,32 +115,37 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	return nil
 }
 
-// prunePendingFlows caps the pending sign-ins per browser: beyond the cap,
-// the oldest (and any unreadable) flow cookies are deleted.
-func (h *Handler) prunePendingFlows(w http.ResponseWriter, r *http.Request) {
+// prunePending caps a browser's pending cookies of one kind (sign-ins,
+// sign-outs), each a sealed JSON object whose "t" orders them: beyond the
+// cap, the oldest (and any unreadable) are deleted, so that a page looping
+// over /.auth/login or /.auth/logout cannot grow the browser's Cookie
+// header for this host.
+func (h *Handler) prunePending(w http.ResponseWriter, r *http.Request, prefix, purpose string) {
 	type pending struct {
 		name    string
 		created int64
 	}
-	var flows []pending
+	var list []pending
 	for _, c := range r.Cookies() {
 		name := strings.TrimPrefix(c.Name, "__Host-")
-		if !strings.HasPrefix(name, flowCookiePrefix) {
+		if !strings.HasPrefix(name, prefix) {
 			continue
 		}
-		var f flow
-		if data, ok := h.codec.open(c.Value, flowPurpose); ok && json.Unmarshal(data, &f) == nil {
-			flows = append(flows, pending{name, f.Created})
+		var p struct {
+			Created int64 `json:"t"`
+		}
+		if data, ok := h.codec.open(c.Value, purpose); ok && json.Unmarshal(data, &p) == nil {
+			list = append(list, pending{name, p.Created})
 		} else {
-			flows = append(flows, pending{name, 0})
+			list = append(list, pending{name, 0})
 		}
 	}
-	if len(flows) < maxPendingFlows {
+	if len(list) < maxPending {
 		return
 	}
-	sort.Slice(flows, func(i, j int) bool { return flows[i].created < flows[j].created })
-	for _, f := range flows[:len(flows)-maxPendingFlows+1] {
-		c := cookie(r, f.name)
+	sort.Slice(list, func(i, j int) bool { return list[i].created < list[j].created })
+	for _, p := range list[:len(list)-maxPending+1] {
+		c := cookie(r, p.name)
 		c.MaxAge = -1
 		http.SetCookie(w, &c)
 	}
