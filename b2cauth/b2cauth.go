@@ -256,6 +256,7 @@ type Handler struct {
 	now            func() time.Time
 	cache          *identityCache
 	sessions       *sessionstore.Store // session_store storage's records
+	storedSince    time.Time           // when sessions moved to storage: whole-cookie sessions are accepted for a session_lifetime after
 	bearerCache    *identityCache
 	autoRefresh    bool
 	renewals       *renewals
@@ -429,6 +430,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.extraIssuers = append(h.extraIssuers, p)
 	}
 	h.sessions = &sessionstore.Store{Storage: h.storage}
+	if err := h.noteSessionStore(ctx, app); err != nil {
+		return fmt.Errorf("session_store: Caddy's storage: %v", err)
+	}
 	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
 

@@ -44,7 +44,7 @@ func registerMetrics(registry *prometheus.Registry) {
 			callbackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "callback_errors_total",
 				Help: "Failed callbacks by cause: the provider's AADB2C or AADSTS code, state_mismatch, token_refused."}, []string{"code"}),
 			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
-				Help: "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 500 (provider misconfigured), 503."}, []string{"outcome"}),
+				Help: "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 429 (too many sign-ins of one user), 500 (provider misconfigured), 503."}, []string{"outcome"}),
 			bearer: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bearer_verifications_total",
 				Help: "Bearer token verifications by result: valid, invalid, insufficient_scope, unavailable."}, []string{"result"}),
 			fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetches_total",
@@ -65,7 +65,7 @@ func registerMetrics(registry *prometheus.Registry) {
 		for _, r := range []string{"valid", "invalid", "insufficient_scope", "unavailable"} {
 			metrics.byBearer[r] = metrics.bearer.WithLabelValues(r)
 		}
-		for _, o := range []string{"session", "bearer", "anonymous", "redirected", "401", "403", "500", "503"} {
+		for _, o := range []string{"session", "bearer", "anonymous", "redirected", "401", "403", "429", "500", "503"} {
 			metrics.byOutcome[o] = metrics.requests.WithLabelValues(o)
 		}
 	})

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -281,6 +283,12 @@ func (h *Handler) openSession(ctx context.Context, value string) (*session, erro
 		return nil, nil
 	}
 	if plain[0] != storedSession {
+		if h.SessionStore == "storage" && !h.now().Before(h.storedSince.Add(time.Duration(h.SessionLifetime))) {
+			// Whoever can read storage (and the cookie key kept there)
+			// could seal such a cookie: past the sessions made before the
+			// switch to storage, none is accepted.
+			return nil, nil
+		}
 		return inflate(plain), nil
 	}
 	var ref sessionRef
@@ -345,6 +353,15 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 			ref.Gen++
 		}
 		ref.Seen = s.Seen
+		if s.ref == nil && id != nil {
+			// A new session: within the user's bounds (sessionstore.Admit).
+			if err := h.sessions.Admit(r.Context(), h.storedUser(id), ref.Secret, ref.Expires, h.now().Unix(), time.Duration(h.SessionLifetime)); err != nil {
+				if errors.Is(err, sessionstore.ErrTooManySignIns) {
+					return err
+				}
+				return fmt.Errorf("%w: %v", errSessionStore, err)
+			}
+		}
 		s.ref = &ref
 		if err := h.sessions.Put(r.Context(), ref.Secret, ref.Expires, deflate(s)); err != nil {
 			return fmt.Errorf("%w: %v", errSessionStore, err)
@@ -366,6 +383,41 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 		h.cache.putCookie(value, id)
 	}
 	return nil
+}
+
+// storedSinceKey is where Caddy's storage keeps when an app's sessions
+// moved to storage (Unix seconds), which bounds how long cookies holding a
+// whole session are still accepted.
+func storedSinceKey(app string) string { return "b2c_auth/session_store_since/" + app }
+
+// noteSessionStore records, for session_store storage, since when it is
+// the store (kept if already recorded), and for cookie, that it is not.
+func (h *Handler) noteSessionStore(ctx context.Context, app string) error {
+	key := storedSinceKey(app)
+	if h.SessionStore != "storage" {
+		if err := h.storage.Delete(ctx, key); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	data, err := h.storage.Load(ctx, key)
+	if err == nil {
+		if since, err := strconv.ParseInt(string(data), 10, 64); err == nil {
+			h.storedSince = time.Unix(since, 0)
+			return nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	h.storedSince = h.now()
+	return h.storage.Store(ctx, key, []byte(strconv.FormatInt(h.storedSince.Unix(), 10)))
+}
+
+// storedUser names a user's index of stored sessions: a hash of the app
+// and the user's ID, which storage shows instead of either.
+func (h *Handler) storedUser(id *identity) string {
+	sum := sha256.Sum256([]byte(h.sessionPurpose + "|" + id.id))
+	return hex.EncodeToString(sum[:16])
 }
 
 // setSessionCookie sets the session cookie(s) alone, to its encoded value.

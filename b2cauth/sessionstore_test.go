@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io/fs"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -63,7 +65,8 @@ func (f *flakyStorage) List(ctx context.Context, prefix string, recursive bool) 
 	return f.FileStorage.List(ctx, prefix, recursive)
 }
 
-// storedSessions are the session records in storage.
+// storedSessions are the session records in storage (not the users'
+// indexes).
 func storedSessions(t *testing.T, st certmagic.Storage) []string {
 	t.Helper()
 	keys, err := st.List(t.Context(), sessionstore.Dir, true)
@@ -75,6 +78,9 @@ func storedSessions(t *testing.T, st certmagic.Storage) []string {
 	}
 	var out []string
 	for _, k := range keys {
+		if strings.HasPrefix(k, sessionstore.Dir+"/users/") {
+			continue
+		}
 		if info, err := st.Stat(t.Context(), k); err == nil && info.IsTerminal {
 			out = append(out, k)
 		}
@@ -217,10 +223,20 @@ func TestStoredSessionsAreSwept(t *testing.T) {
 	if err := st.Put(ctx, live, now+3600, []byte("live")); err != nil {
 		t.Fatal(err)
 	}
+	// Two users' indexes: one whose only session ended, one live.
+	if err := st.Admit(ctx, "ended-user", sessionstore.NewSecret(), now-7200, now-7200-3600, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Admit(ctx, "live-user", live, now+3600, now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	storage.listed = nil
 	n, err := st.Sweep(ctx, now)
-	if err != nil || n != 2 {
-		t.Fatalf("swept %d (%v), want the 2 ended", n, err)
+	if err != nil || n != 3 {
+		t.Fatalf("swept %d (%v), want the 2 ended records and the ended user's index", n, err)
+	}
+	if users, _ := storage.List(ctx, sessionstore.Dir+"/users", true); len(users) == 0 || !slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/live-user") }) || slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/ended-user") }) {
+		t.Errorf("users' indexes after the sweep: %v, want only live-user's", users)
 	}
 	if recs := storedSessions(t, storage); len(recs) != 4 {
 		t.Errorf("records left: %d, want the 4 live", len(recs))
@@ -229,6 +245,11 @@ func TestStoredSessionsAreSwept(t *testing.T) {
 		t.Errorf("a live record after the sweep: %q, %v", got, err)
 	}
 	for _, dir := range storage.listed {
+		// The users' indexes: their buckets are listed (a few), never a
+		// live bucket's indexes.
+		if users := sessionstore.Dir + "/users"; dir == users || (strings.HasPrefix(dir, users+"/") && !strings.Contains(strings.TrimPrefix(dir, users+"/"), "/")) {
+			continue
+		}
 		if dir != sessionstore.Dir && !strings.HasSuffix(dir, "/"+itoa((now-7200)/3600)) && !strings.HasSuffix(dir, "/"+itoa((now-3700)/3600)) {
 			t.Errorf("the sweep listed %s, an hour of live sessions", dir)
 		}
@@ -299,3 +320,80 @@ func TestSessionTokens(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestStorageAloneOpensNothing: the attack — under session_store storage,
+// whoever can read Caddy's storage has the generated cookie key, seals a
+// whole session of their making into a cookie, and is signed in. Such a
+// cookie is accepted only for one session_lifetime after the store was
+// switched (the sessions made before still work), then never.
+func TestStorageAloneOpensNothing(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	h, p, s := setup(t, func(h *Handler) { h.storage = storage })
+	before := signedIn(t, h, p, s, nil)
+
+	switched := newTestHandler(t, p, func(h *Handler) { h.storage, h.SessionStore = storage, "storage" })
+	clock := time.Now()
+	switched.now = func() time.Time { return clock }
+	if res := serve(switched, withCookies(navigation("GET", "/"), before)); !res.reachedNext {
+		t.Fatalf("a session made before the switch: %d", res.Code)
+	}
+
+	// The attacker's cookie: a whole session, sealed with the key.
+	sess, _ := switched.openSession(t.Context(), before[0].Value)
+	if sess == nil {
+		t.Fatal("the session made before the switch does not open")
+	}
+	forged := *sess
+	forged.ID, forged.Issued, forged.Expires = "forged", clock.Add(9*time.Hour).Unix(), clock.Add(30*time.Hour).Unix()
+	cookie := &http.Cookie{Name: sessionCookie, Value: switched.encodeSession(&forged)}
+	clock = clock.Add(9 * time.Hour) // past one session_lifetime (8h) since the switch
+	if res := serve(switched, withCookies(apiRequest(""), []*http.Cookie{cookie})); res.reachedNext || res.Code != http.StatusUnauthorized {
+		t.Errorf("a whole-cookie session a session_lifetime after the switch: %d, reached the app %v", res.Code, res.reachedNext)
+	}
+	// A restart keeps the time of the switch.
+	restarted := newTestHandler(t, p, func(h *Handler) { h.storage, h.SessionStore = storage, "storage" })
+	restarted.now = switched.now
+	if res := serve(restarted, withCookies(apiRequest(""), []*http.Cookie{cookie})); res.reachedNext {
+		t.Error("after a restart, the forged cookie opens")
+	}
+}
+
+// TestStoredSessionsPerUserAreBounded: the attack — a client replaying
+// single sign-on made 60 sign-ins a second, each a record kept 8 hours.
+// A user gets at most sessionstore.MaxPerMinute sign-ins a minute (then
+// 429), and keeps at most sessionstore.MaxLive stored sessions: the oldest
+// records go, and their cookies open nothing on an instance that did not
+// cache them.
+func TestStoredSessionsPerUserAreBounded(t *testing.T) {
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	stored := func(h *Handler) { h.storage, h.SessionStore = storage, "storage" }
+	h, p, s := setup(t, stored)
+	clock := time.Now()
+	h.now = func() time.Time { return clock }
+
+	var first []*http.Cookie
+	for i := range sessionstore.MaxLive + 5 {
+		if i > 0 && i%sessionstore.MaxPerMinute == 0 {
+			// One more in the same minute is refused.
+			state, nonce, fc := pendingFlow(t, h, "/")
+			redeemWith(p, s.sign(t, goodClaims(p, nonce)))
+			if res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}})); res.Code != http.StatusTooManyRequests || res.Header().Get("Retry-After") == "" {
+				t.Fatalf("sign-in %d in a minute: %d, want 429 with Retry-After", sessionstore.MaxPerMinute+1, res.Code)
+			}
+			clock = clock.Add(61 * time.Second)
+		}
+		cookies := signedIn(t, h, p, s, nil)
+		if i == 0 {
+			first = cookies
+		}
+		clock = clock.Add(time.Second)
+	}
+	if recs := storedSessions(t, storage); len(recs) != sessionstore.MaxLive {
+		t.Errorf("%d stored sessions of one user, want %d", len(recs), sessionstore.MaxLive)
+	}
+	other := newTestHandler(t, p, stored)
+	other.now = h.now
+	if res := serve(other, withCookies(apiRequest(""), first)); res.reachedNext {
+		t.Error("the oldest session, dropped past the bound, still opens")
+	}
+}

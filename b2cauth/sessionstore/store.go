@@ -170,5 +170,39 @@ func (st *Store) Sweep(ctx context.Context, now int64) (int, error) {
 			return deleted, err
 		}
 	}
+	n, err := st.sweepUsers(ctx, now)
+	return deleted + n, err
+}
+
+// sweepUsers deletes the user indexes whose sessions have all ended: the
+// buckets gone by.
+func (st *Store) sweepUsers(ctx context.Context, now int64) (int, error) {
+	widths, err := st.Storage.List(ctx, usersDir, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, wdir := range widths {
+		width, err := strconv.ParseInt(path.Base(wdir), 10, 64)
+		if err != nil || width <= 0 {
+			continue
+		}
+		buckets, err := st.Storage.List(ctx, wdir, false)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return deleted, err
+		}
+		for _, bdir := range buckets {
+			if b, err := strconv.ParseInt(path.Base(bdir), 10, 64); err != nil || (b+1)*width > now {
+				continue
+			}
+			if err := st.Storage.Delete(ctx, bdir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return deleted, err
+			}
+			deleted++
+		}
+	}
 	return deleted, nil
 }
