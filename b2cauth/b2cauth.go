@@ -268,7 +268,6 @@ type Handler struct {
 	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
 	ctx            caddy.Context
-	proxySources   *sync.Map // *caddyhttp.Server → func() caddyhttp.IPRangeSource, its trusted_proxies
 	hostsByServer  *sync.Map // *caddyhttp.Server → func() []string, the site's host names
 }
 
@@ -301,7 +300,7 @@ const (
 // state. It never touches the network: the provider is discovered on the
 // first request that needs it.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.ctx, h.logger, h.proxySources, h.hostsByServer = ctx, ctx.Logger(), new(sync.Map), new(sync.Map)
+	h.ctx, h.logger, h.hostsByServer = ctx, ctx.Logger(), new(sync.Map)
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)

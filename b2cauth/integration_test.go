@@ -638,3 +638,62 @@ func preflightTo(t *testing.T, url string) *http.Response {
 	resp.Body.Close()
 	return resp
 }
+
+// TestRedirectURIThroughTwoProxies: a real Caddy with trusted_proxies and
+// trusted_proxies_strict behind a CDN and a load balancer, each appending
+// to X-Forwarded-For, -Host and -Proto, and a client that forges a
+// trusted-looking hop of its own. The redirect URI names what the CDN
+// received. (Caddy clears the server's trusted_proxies configuration once
+// loaded: the plugin read it there, found nothing, and took the load
+// balancer's values.)
+func TestRedirectURIThroughTwoProxies(t *testing.T) {
+	idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+	site := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(t.TempDir()), "\tadmin off\n", "\tadmin off\n\tservers {\n\t\ttrusted_proxies static 127.0.0.0/8\n\t\ttrusted_proxies_strict\n\t}\n", 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_emulator
+}
+%[2]s {
+	b2c_auth {
+		authority %[1]s/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[3]s
+	}
+	respond "signed in"
+}
+`, idp, site, clientID))
+
+	// A proxy that appends what it received, as a CDN or load balancer
+	// does; client is the address it saw the request come from.
+	proxy := func(target, client, proto string) *httptest.Server {
+		u, _ := url.Parse(target)
+		srv := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			for name, v := range map[string]string{"X-Forwarded-For": client, "X-Forwarded-Host": pr.In.Host, "X-Forwarded-Proto": proto} {
+				if prior := pr.In.Header.Get(name); prior != "" {
+					v = prior + ", " + v
+				}
+				pr.Out.Header.Set(name, v)
+			}
+		}})
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	lb := proxy(site, "127.0.0.1", "http")       // the load balancer saw the CDN's node
+	cdn := proxy(lb.URL, "203.0.113.9", "https") // the CDN saw the client's public address, over TLS
+	req, _ := http.NewRequest(http.MethodGet, cdn.URL+"/.auth/login", nil)
+	req.Host = "www.example.com"
+	req.Header.Set("X-Forwarded-For", "127.0.0.9") // the client's forged "trusted" hop
+	req.Header.Set("X-Forwarded-Host", "evil.example")
+	req.Header.Set("X-Forwarded-Proto", "http")
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if got := loc.Query().Get("redirect_uri"); got != "https://www.example.com/.auth/login/b2c/callback" {
+		t.Errorf("redirect_uri through CDN and load balancer: %q (status %d)", got, resp.StatusCode)
+	}
+}

@@ -330,31 +330,38 @@ func TestFrontChannelLogout(t *testing.T) {
 	}
 }
 
+// TestRedirectURIBehindAProxy: the redirect URI names the host and scheme
+// the outermost trusted proxy received, counted from what Caddy tells of
+// the request (whether the peer is trusted and, under
+// trusted_proxies_strict, the client's address), never from a value the
+// client chose.
 func TestRedirectURIBehindAProxy(t *testing.T) {
-	// The server trusts 10.0.0.0/8: its load balancer and its CDN's nodes.
-	srv := &caddyhttp.Server{TrustedProxiesRaw: json.RawMessage(`{"source":"static","ranges":["10.0.0.0/8"]}`)}
-	redirectURI := func(h *Handler, trusted bool, header http.Header) string {
+	// The server trusts 10.0.0.0/8 (its load balancer and its CDN's nodes),
+	// in strict mode: Caddy's client_ip is then the rightmost untrusted
+	// X-Forwarded-For address, which each case gives as Caddy computes it.
+	strict := &caddyhttp.Server{TrustedProxiesStrict: 1}
+	redirectURI := func(h *Handler, srv *caddyhttp.Server, trusted bool, clientIP string, header http.Header) string {
 		req := navigation("GET", "/page")
 		for k, v := range header {
 			req.Header[k] = v
 		}
-		ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: trusted})
+		ctx := context.WithValue(req.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: trusted, caddyhttp.ClientIPVarKey: clientIP})
 		ctx = context.WithValue(ctx, caddyhttp.ServerCtxKey, srv)
 		res := serve(h, req.WithContext(ctx))
 		loc, _ := url.Parse(res.Header().Get("Location"))
 		return loc.Query().Get("redirect_uri")
 	}
-	forwarded := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com"}}
+	forwarded := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com"}, "X-Forwarded-For": {"198.51.100.7"}}
 	h, _, _ := setup(t, nil)
-	if got := redirectURI(h, true, forwarded); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", forwarded); got != "https://www.example.com"+DefaultRedirectPath {
 		t.Errorf("from a trusted proxy: %s", got)
 	}
 	// The attack: a client that is not a trusted proxy forges the headers to
 	// have the code sent to its own host.
-	if got := redirectURI(h, false, forwarded); got != "http://example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, false, "198.51.100.7", forwarded); got != "http://example.com"+DefaultRedirectPath {
 		t.Errorf("from an untrusted client: %s", got)
 	}
-	if got := redirectURI(h, true, http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+DefaultRedirectPath {
 		t.Errorf("malformed X-Forwarded-Host: %s", got)
 	}
 	// The attack through a trusted proxy: the client sends its own
@@ -365,16 +372,17 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 		"X-Forwarded-Host":  {"evil.example, www.example.com"},
 		"X-Forwarded-For":   {"198.51.100.7"},
 	}
-	if got := redirectURI(h, true, prepended); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", prepended); got != "https://www.example.com"+DefaultRedirectPath {
 		t.Errorf("a client that prepends its own host: %s", got)
 	}
 	// A client that also forges X-Forwarded-For with a trusted address, so
-	// as to look like one more proxy: its own header lines come first.
+	// as to look like one more proxy: Caddy's strict walk stops at the
+	// client's own address, right of the forged one.
 	forgedChain := http.Header{
 		"X-Forwarded-Host": {"evil.example", "www.example.com"},
 		"X-Forwarded-For":  {"10.9.9.9", "198.51.100.7"},
 	}
-	if got := redirectURI(h, true, forgedChain); got != "http://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", forgedChain); got != "http://www.example.com"+DefaultRedirectPath {
 		t.Errorf("a client that forges a trusted hop: %s", got)
 	}
 	// Two hops: CDN (10.1.0.5) → load balancer (the peer) → Caddy. The CDN
@@ -385,11 +393,16 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 		"X-Forwarded-Host":  {"evil.example, www.example.com, origin.internal"},
 		"X-Forwarded-For":   {"203.0.113.9, 198.51.100.7, 10.1.0.5"},
 	}
-	if got := redirectURI(h, true, chain); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", chain); got != "https://www.example.com"+DefaultRedirectPath {
 		t.Errorf("through CDN and load balancer: %s", got)
 	}
+	// Without trusted_proxies_strict, Caddy's client_ip is the leftmost
+	// address, which the client chooses: only the peer counts.
+	if got := redirectURI(h, &caddyhttp.Server{}, true, "203.0.113.9", chain); got != "http://origin.internal"+DefaultRedirectPath {
+		t.Errorf("two hops without strict mode: %s, want the peer's values", got)
+	}
 	pinned, _, _ := setup(t, func(h *Handler) { h.PublicURL = "https://login.example.org" })
-	if got := redirectURI(pinned, true, forwarded); got != "https://login.example.org"+DefaultRedirectPath {
+	if got := redirectURI(pinned, strict, true, "198.51.100.7", forwarded); got != "https://login.example.org"+DefaultRedirectPath {
 		t.Errorf("with public_url: %s", got)
 	}
 }

@@ -1,16 +1,13 @@
 package b2cauth
 
 import (
-	"encoding/json"
-	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 )
 
 // The site's public origin, for redirect URIs and same-origin checks.
@@ -26,7 +23,8 @@ func (h *Handler) redirectURI(r *http.Request) string {
 // origin is the site's public scheme://host: public_url when set; else,
 // when the request comes from one of the server's trusted_proxies (a load
 // balancer that terminates TLS), the X-Forwarded-Proto and X-Forwarded-Host
-// that the outermost trusted proxy received; else the request's own.
+// that the outermost trusted proxy received (trustedHops); else the
+// request's own.
 func (h *Handler) origin(r *http.Request) string {
 	if h.PublicURL != "" {
 		return strings.TrimSuffix(h.PublicURL, "/")
@@ -36,7 +34,7 @@ func (h *Handler) origin(r *http.Request) string {
 		scheme = "https"
 	}
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		hops := h.trustedHops(r)
+		hops := trustedHops(r)
 		if p := strings.ToLower(forwardedHop(r.Header, "X-Forwarded-Proto", hops)); p == "http" || p == "https" {
 			scheme = p
 		}
@@ -75,76 +73,46 @@ func forwardedList(header http.Header, name string) []string {
 	return out
 }
 
-// trustedHops counts the trusted proxies a request came through: the one
-// that connected (trusted, or this is not called), and each X-Forwarded-For
-// address from the right that is in the server's trusted_proxies, as
-// Caddy's trusted_proxies_strict walks them.
-func (h *Handler) trustedHops(r *http.Request) int {
-	hops := 1
-	ranges := h.trustedRanges(r)
-	addrs := forwardedList(r.Header, "X-Forwarded-For")
+// trustedHops counts the trusted proxies a request came through. Caddy
+// tells only whether the connecting peer is trusted and, under
+// trusted_proxies_strict, the client's address: the rightmost
+// X-Forwarded-For address that is not a trusted proxy. The proxies are
+// then that address's right-hand neighbours and the peer. Without strict
+// mode Caddy's client_ip is the leftmost address, which a client chooses:
+// only the peer counts.
+func trustedHops(r *http.Request) int {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil || srv.TrustedProxiesStrict == 0 {
+		return 1
+	}
+	client, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	headers := srv.ClientIPHeaders
+	if len(headers) == 0 {
+		headers = []string{"X-Forwarded-For"}
+	}
+	var addrs []string
+	for _, name := range headers {
+		addrs = append(addrs, forwardedList(r.Header, name)...)
+	}
 	for j := len(addrs) - 1; j >= 0; j-- {
-		ip, err := netip.ParseAddr(strings.Trim(addrs[j], "[]"))
-		if err != nil || !containsAddr(ranges, ip.Unmap()) {
-			break
-		}
-		hops++
-	}
-	return hops
-}
-
-func containsAddr(ranges []netip.Prefix, ip netip.Addr) bool {
-	for _, p := range ranges {
-		if p.Contains(ip) {
-			return true
+		if sameAddr(addrs[j], client) {
+			return len(addrs) - j
 		}
 	}
-	return false
+	return len(addrs) + 1 // every address a trusted proxy: the outermost received the original
 }
 
-// trustedRanges are the server's trusted_proxies. Caddy keeps its loaded
-// source to itself, so the handler loads one of its own from the server's
-// configuration, once per server.
-func (h *Handler) trustedRanges(r *http.Request) []netip.Prefix {
-	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if !ok || srv.TrustedProxiesRaw == nil {
-		return nil
-	}
-	v, _ := h.proxySources.LoadOrStore(srv, sync.OnceValue(func() caddyhttp.IPRangeSource {
-		src, err := h.loadIPSource(srv.TrustedProxiesRaw)
-		if err != nil {
-			h.logger.Error("trusted_proxies: cannot read the server's ranges; X-Forwarded-* hops beyond the connecting proxy are not trusted", zap.Error(err))
-		}
-		return src
-	}))
-	if src := v.(func() caddyhttp.IPRangeSource)(); src != nil {
-		return src.GetIPRanges(r)
-	}
-	return nil
-}
-
-// loadIPSource loads an http.ip_sources module from its JSON (whose
-// "source" names the module), in the handler's context.
-func (h *Handler) loadIPSource(raw json.RawMessage) (caddyhttp.IPRangeSource, error) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &fields); err != nil {
-		return nil, err
-	}
-	var name string
-	if err := json.Unmarshal(fields["source"], &name); err != nil || name == "" {
-		return nil, fmt.Errorf("no source")
-	}
-	delete(fields, "source")
-	rest, _ := json.Marshal(fields)
-	mod, err := h.ctx.LoadModuleByID("http.ip_sources."+name, rest)
+// sameAddr tells whether a forwarded address (perhaps with a port or
+// brackets) is ip.
+func sameAddr(forwarded, ip string) bool {
+	host, _, err := net.SplitHostPort(forwarded)
 	if err != nil {
-		return nil, err
+		host = forwarded
 	}
-	src, ok := mod.(caddyhttp.IPRangeSource)
-	if !ok {
-		return nil, fmt.Errorf("%T is not an IP range source", mod)
-	}
-	return src, nil
+	host, _, _ = strings.Cut(strings.Trim(host, "[]"), "%")
+	a, err := netip.ParseAddr(host)
+	b, err2 := netip.ParseAddr(ip)
+	return err == nil && err2 == nil && a.Unmap() == b.Unmap()
 }
 
 // validHost accepts a host[:port] with no path, user info or spaces.
