@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -293,9 +294,17 @@ type keySet struct {
 	now     func() time.Time
 	limiter *rate.Limiter
 
-	mu      sync.Mutex
-	keys    []publishedKey
-	fetched time.Time
+	mu       sync.Mutex
+	keys     []publishedKey
+	fetched  time.Time
+	fetching *keyFetch // the fetch in flight, which every request that needs it waits for
+	waiting  atomic.Int64
+}
+
+// keyFetch is a fetch of the keys in flight.
+type keyFetch struct {
+	done chan struct{}
+	err  error
 }
 
 // VerifySignature implements oidc.KeySet.
@@ -310,13 +319,13 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	}
 	kid := jws.Signatures[0].Header.KeyID
 	if k.stale() {
-		if err := k.refresh(ctx); err != nil && len(k.matching(kid)) == 0 {
+		if err := k.fetch(ctx, kid); err != nil && !errors.Is(err, errNoFetch) && len(k.matching(kid)) == 0 {
 			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
 		}
 	}
 	pubs := k.matching(kid)
-	if len(pubs) == 0 && k.limiter.Allow() {
-		if err := k.refresh(ctx); err != nil {
+	if len(pubs) == 0 {
+		if err := k.fetch(ctx, kid); err != nil && !errors.Is(err, errNoFetch) {
 			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
 		}
 		pubs = k.matching(kid)
@@ -367,6 +376,10 @@ func (k publishedKey) forIssuer(payload []byte) bool {
 func (k *keySet) matching(kid string) []publishedKey {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	return k.matchingLocked(kid)
+}
+
+func (k *keySet) matchingLocked(kid string) []publishedKey {
 	var keys []publishedKey
 	for _, key := range k.keys {
 		if kid == "" || key.KeyID == kid {
@@ -376,13 +389,56 @@ func (k *keySet) matching(kid string) []publishedKey {
 	return keys
 }
 
-// stale tells whether the keys were fetched over maxAge ago (or never) and
-// may be fetched again now.
+// stale tells whether the keys were fetched over maxAge ago.
 func (k *keySet) stale() bool {
 	k.mu.Lock()
-	old := !k.fetched.IsZero() && k.now().Sub(k.fetched) > maxAge
+	defer k.mu.Unlock()
+	return k.staleLocked()
+}
+
+func (k *keySet) staleLocked() bool {
+	return !k.fetched.IsZero() && k.now().Sub(k.fetched) > maxAge
+}
+
+// errNoFetch is a fetch the rate limit refused, with none in flight.
+var errNoFetch = errors.New("keys fetched too recently")
+
+// fetch fetches the keys again for a request that needs kid: it waits for
+// the fetch in flight, or starts one when the rate limit allows, so that
+// requests at a cold start or a key rotation wait for one fetch rather
+// than fail; the wait is bounded by the fetch's own timeout and the
+// request's context.
+func (k *keySet) fetch(ctx context.Context, kid string) error {
+	k.mu.Lock()
+	f := k.fetching
+	if f == nil {
+		if len(k.matchingLocked(kid)) > 0 && !k.staleLocked() {
+			k.mu.Unlock()
+			return nil // another request's fetch brought it meanwhile
+		}
+		if !k.limiter.Allow() {
+			k.mu.Unlock()
+			return errNoFetch
+		}
+		f = &keyFetch{done: make(chan struct{})}
+		k.fetching = f
+		go func() {
+			f.err = k.refresh(context.WithoutCancel(ctx))
+			k.mu.Lock()
+			k.fetching = nil
+			k.mu.Unlock()
+			close(f.done)
+		}()
+	}
 	k.mu.Unlock()
-	return old && k.limiter.Allow()
+	k.waiting.Add(1)
+	defer k.waiting.Add(-1)
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (k *keySet) refresh(ctx context.Context) error {
