@@ -193,6 +193,9 @@ Then, in b2c_auth, instead of client_secret:
 and run "caddy b2c check" to prove it at the token endpoint.
 `, certFile, info.Subject, info.Thumbprint, info.S256, day(info.NotBefore), day(info.NotAfter), left,
 		keyFile, info.KeyBits, certFile, clientID, abs(certFile), abs(certFile), abs(keyFile))
+	if warning := credentials.ExposedKeyFile(keyFile); warning != "" {
+		fmt.Fprintln(out, "warning: "+warning)
+	}
 	switch {
 	case left < 0:
 		return fmt.Errorf("the certificate expired on %s: Entra refuses the assertions it signs", day(info.NotAfter))

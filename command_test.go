@@ -292,6 +292,16 @@ func TestCertificateCommand(t *testing.T) {
 	if out, err := b2c(t, "certificate", cert, otherKey); err == nil || !strings.Contains(err.Error(), "is not the key of") {
 		t.Errorf("a key of another certificate: %v\n%s", err, out)
 	}
+	if strings.Contains(out, "other users of this machine can read it") {
+		t.Errorf("a key file of mode 0600 was called readable by others:\n%s", out)
+	}
+	// A key file others can read: said, with what to do.
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := b2c(t, "certificate", cert, key); err != nil || !strings.Contains(out, "warning: the private key file "+key+" has mode 0644: other users of this machine can read it; chmod 600") {
+		t.Errorf("a key file readable by others: %v\n%s", err, out)
+	}
 }
 
 // TestCheckProvesCredentialsWithoutASecret: `caddy b2c check` names the

@@ -77,6 +77,9 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		if _, _, err := c.Thumbprint(); err != nil {
 			return nil, fmt.Errorf("client_certificate: %v", err)
 		}
+		if warning := credentials.ExposedKeyFile(key); warning != "" && h.logger != nil {
+			h.logger.Warn("client_certificate: " + warning)
+		}
 		return c, nil
 	case h.ClientAssertion != nil:
 		v, err := resolve("client_assertion", h.ClientAssertion.Value)

@@ -7,13 +7,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
-	"go.uber.org/zap"
 )
 
 // Order mistakes. Caddy sorts the directives of a site block and of
@@ -492,56 +489,4 @@ func routesFromProvisioned(list caddyhttp.RouteList) []orderRoute {
 		out = append(out, r)
 	}
 	return out
-}
-
-// checkedConfigs are the running configs whose routes were checked, so
-// that several b2c_auth handlers warn once.
-var checkedConfigs sync.Map
-
-// whenRunning waits (until the config is stopped, or 30 s) for the config
-// being provisioned to run — Caddy gives a handler no view of its siblings
-// nor of its listeners while provisioning — and then checks what can only
-// be checked there: the order of the routes (once per config) and the
-// provider's metadata, fetched once so that a wrong tenant, authority or
-// policy is in the log when Caddy starts, not when the first user comes.
-func (h *Handler) whenRunning(ctx caddy.Context) {
-	previous := caddy.ActiveContext().Context
-	go func() {
-		tick := time.NewTicker(25 * time.Millisecond)
-		defer tick.Stop()
-		deadline := time.After(30 * time.Second)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-deadline:
-				return
-			case <-tick.C:
-			}
-			active := caddy.ActiveContext()
-			if active.Context == nil || active.Context == previous {
-				continue
-			}
-			if _, done := checkedConfigs.LoadOrStore(active.Context, true); !done {
-				go func() { <-active.Done(); checkedConfigs.Delete(active.Context) }()
-				h.warnOrderMistakes(active)
-			}
-			h.discoverAtStart(ctx)
-			return
-		}
-	}()
-}
-
-// warnOrderMistakes logs the handlers that can answer before a b2c_auth
-// what it should protect, in the running config.
-func (h *Handler) warnOrderMistakes(active caddy.Context) {
-	app, err := active.AppIfConfigured("http")
-	if err != nil {
-		return
-	}
-	for name, srv := range app.(*caddyhttp.App).Servers {
-		for _, m := range orderMistakes(routesFromProvisioned(srv.Routes)) {
-			h.logger.Warn("b2c_auth does not protect what it should: "+m, zap.String("server", name))
-		}
-	}
 }

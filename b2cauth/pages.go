@@ -10,12 +10,11 @@ import (
 
 // pageData is what an error or status page shows. Every value is escaped.
 type pageData struct {
-	Title       string
-	Code        string
-	Message     string
-	Description string
-	Link        string
-	LinkText    string
+	Title    string
+	Code     string
+	Message  string
+	Link     string
+	LinkText string
 	// A second link, for a page that offers two ways on.
 	OtherLink     string
 	OtherLinkText string
@@ -47,7 +46,6 @@ code,pre{background:#f4f4f4;padding:.2rem .4rem}pre{white-space:pre-wrap;padding
 <body><h1>{{.Title}}</h1>
 {{with .Code}}<p>Error code: <code id="error-code">{{.}}</code></p>{{end}}
 <p>{{.Message}}</p>
-{{with .Description}}<pre id="error-description">{{.}}</pre>{{end}}
 {{with .FormAction}}<form method="post" action="{{.}}"><button type="submit">{{$.FormButton}}</button></form>{{end}}
 {{with .Link}}<p><a href="{{.}}">{{$.LinkText}}</a></p>{{end}}
 {{with .OtherLink}}<p><a href="{{.}}">{{$.OtherLinkText}}</a></p>{{end}}

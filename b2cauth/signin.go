@@ -198,7 +198,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 			pe := &providerError{Code: providerErr, Description: params.Get("error_description")}
 			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", b2cCode(pe.Description)))
 			countCallbackError(cmp.Or(b2cCode(pe.Description), pe.Code))
-			return providerErrorPage(w, pe)
+			return h.providerErrorPage(w, pe)
 		}
 		if !statePattern.MatchString(state) {
 			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
@@ -328,19 +328,26 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 		}
 	}
 	countSignIn("error", f.Policy)
-	return providerErrorPage(w, pe)
+	return h.providerErrorPage(w, pe)
 }
 
-// providerErrorPage is the 401 page that names a provider's error code and
-// shows its description, HTML-escaped.
-func providerErrorPage(w http.ResponseWriter, pe *providerError) error {
+// providerErrorPage is the 401 page that names a provider's error code,
+// with a sentence for anyone: the description (which may name the app's
+// federated credential, its tenant or its redirect URIs) goes to the log,
+// for the site's operators.
+func (h *Handler) providerErrorPage(w http.ResponseWriter, pe *providerError) error {
 	name := b2cCode(pe.Description)
 	if name == "" {
 		name = pe.Code
 	}
+	description := pe.Description
+	if len(description) > 1024 {
+		description = description[:1024]
+	}
+	h.logger.Warn("sign-in refused by the identity provider", zap.String("error", pe.Code), zap.String("code", name), zap.String("description", description))
 	return renderPage(w, http.StatusUnauthorized, pageData{
-		Title: "Sign-in failed", Code: name, Message: "The identity provider refused the sign-in.",
-		Description: pe.Description, Link: "/.auth/login", LinkText: "Try again",
+		Title: "Sign-in failed", Code: name, Message: "The identity provider refused the sign-in. If this goes on, tell the site's administrators the code above.",
+		Link: "/.auth/login", LinkText: "Try again",
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
@@ -396,5 +397,40 @@ func TestAssertionVerifiedByPyJWT(t *testing.T) {
 	forged[5] ^= 0x01
 	if res := verify(parts[0]+"."+string(forged)+"."+parts[2], base); res["error"] == "" {
 		t.Errorf("a forged assertion verifies: %v", res)
+	}
+}
+
+// TestDebugWarningForTokenPlaceholders: without easy_auth_headers or
+// identity_assertion, a site that passes a token upstream in a header of
+// its own (not Authorization, which Caddy redacts) gets the debug-logging
+// warning at start, naming the handler and the placeholder.
+func TestDebugWarningForTokenPlaceholders(t *testing.T) {
+	dir := t.TempDir()
+	serverLog := filepath.Join(dir, "caddy.log")
+	base := fmt.Sprintf("http://localhost:%d", testcaddy.FreePort(t))
+	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level DEBUG\n\t\toutput file %q", serverLog), 1)
+	testcaddy.Start(t, globals+fmt.Sprintf(`
+%[1]s {
+	b2c_auth {
+		authority http://127.0.0.1:9/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id %[2]s
+	}
+	reverse_proxy 127.0.0.1:9 {
+		header_up X-Token {http.auth.b2c.access_token}
+	}
+}
+`, base, clientID))
+	want := "debug logging prints the headers that reverse_proxy sends upstream, and reverse_proxy puts {http.auth.b2c.access_token} in a request"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(serverLog)
+		if strings.Contains(string(data), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning at start:\n%s", data)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -111,6 +112,21 @@ func (c *Certificate) load() (*loadedCertificate, error) {
 	}
 	c.loaded, c.modified = l, mod
 	return l, nil
+}
+
+// ExposedKeyFile tells, for a private key file that group or other users
+// may read or write, its permissions and a sentence that says so; "" when
+// the file is its owner's alone (or its mode cannot be read, as on
+// Windows, where permissions are ACLs).
+func ExposedKeyFile(keyFile string) string {
+	info, err := os.Stat(keyFile)
+	if err != nil || runtime.GOOS == "windows" {
+		return ""
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Sprintf("the private key file %s has mode %#o: other users of this machine can read it; chmod 600 it (owned by the user Caddy runs as)", keyFile, perm)
+	}
+	return ""
 }
 
 // InspectCertificate reads a certificate credential's files, checks that
