@@ -32,6 +32,7 @@ import (
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
+	"github.com/caddy-b2c/caddy-b2c/internal/portcheck"
 )
 
 // `caddy b2c check|secret|emulator`, registered as Caddy's own
@@ -532,6 +533,9 @@ func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
 	if err != nil {
 		return fmt.Errorf("emulator config: %v", err)
+	}
+	if err := portcheck.Unanswered(o.listen); err != nil {
+		return fmt.Errorf("--listen %w", err)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		return err

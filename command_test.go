@@ -170,6 +170,19 @@ func TestEmulatorCommand(t *testing.T) {
 	if rotate("not-the-key") != http.StatusUnauthorized || rotate(m[1]) != http.StatusOK {
 		t.Error("the printed admin key does not guard key rotation")
 	}
+	// A second one on the same address refuses to start (Caddy's listeners
+	// would share the port and take half of the connections), and the
+	// first goes on.
+	second := &cobra.Command{Use: "b2c"}
+	caddycmd.Commands()["b2c"].CobraFunc(second)
+	second.SetOut(io.Discard)
+	second.SetArgs([]string{"emulator", "--listen", listen})
+	if err := second.Execute(); err == nil || !strings.Contains(err.Error(), listen+": something already answers there") {
+		t.Errorf("a second emulator on %s: %v", listen, err)
+	}
+	if rotate(m[1]) != http.StatusOK {
+		t.Error("the first emulator stopped answering")
+	}
 	// It listens on the loopback address asked for, not on the machine's
 	// other addresses.
 	_, port, _ := net.SplitHostPort(listen)

@@ -7,11 +7,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
 
 // Identity assertions: what b2c_auth tells an upstream about the user,
@@ -61,73 +62,12 @@ func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
 	if srv == nil {
 		return "", false
 	}
-	for _, pattern := range h.siteHosts(srv) {
-		if hostMatches(pattern, u.Hostname()) {
+	for _, pattern := range h.siteHosts.Of(srv, h) {
+		if site.HostMatches(pattern, u.Hostname()) {
 			return origin, true
 		}
 	}
 	return "", false
-}
-
-// siteHosts are the host names that the routes leading to this handler in
-// a server match on (the site block's addresses), found once per server.
-func (h *Handler) siteHosts(srv *caddyhttp.Server) []string {
-	v, _ := h.hostsByServer.LoadOrStore(srv, sync.OnceValue(func() []string {
-		hosts, _ := routeHosts(srv.Routes, h, nil)
-		return hosts
-	}))
-	return v.(func() []string)()
-}
-
-// routeHosts walks routes (into subroutes) to the one holding target and
-// returns the host matchers on the way; found is false when it is not
-// there.
-func routeHosts(routes caddyhttp.RouteList, target caddyhttp.MiddlewareHandler, outer []string) (hosts []string, found bool) {
-	for _, route := range routes {
-		here := outer
-		for _, set := range route.MatcherSets {
-			for _, m := range set {
-				if mh, ok := m.(*caddyhttp.MatchHost); ok {
-					here = append(slices.Clone(here), *mh...)
-				} else if mh, ok := m.(caddyhttp.MatchHost); ok {
-					here = append(slices.Clone(here), mh...)
-				}
-			}
-		}
-		for _, handler := range route.Handlers {
-			if handler == target {
-				return here, true
-			}
-			if sub, ok := handler.(*caddyhttp.Subroute); ok {
-				if hosts, found := routeHosts(sub.Routes, target, here); found {
-					return hosts, true
-				}
-			}
-		}
-	}
-	return nil, false
-}
-
-// hostMatches tells whether a host matcher's pattern (example.com,
-// *.example.com) names host, as Caddy's host matcher compares them.
-func hostMatches(pattern, host string) bool {
-	pattern, host = strings.ToLower(pattern), strings.ToLower(host)
-	if pattern == host {
-		return true
-	}
-	if !strings.Contains(pattern, "*") {
-		return false
-	}
-	p, q := strings.Split(pattern, "."), strings.Split(host, ".")
-	if len(p) != len(q) {
-		return false
-	}
-	for i := range p {
-		if p[i] != "*" && p[i] != q[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // assertFor is the identity's assertion for a site's origin.

@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -30,6 +29,7 @@ import (
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
+	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
 
 func init() {
@@ -268,7 +268,7 @@ type Handler struct {
 	storage        certmagic.Storage // Caddy's; tests set their own
 	logger         *zap.Logger
 	ctx            caddy.Context
-	hostsByServer  *sync.Map // *caddyhttp.Server → func() []string, the site's host names
+	siteHosts      *site.Hosts // the site's host names, by server
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its
@@ -300,7 +300,7 @@ const (
 // state. It never touches the network: the provider is discovered on the
 // first request that needs it.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.ctx, h.logger, h.hostsByServer = ctx, ctx.Logger(), new(sync.Map)
+	h.ctx, h.logger, h.siteHosts = ctx, ctx.Logger(), new(site.Hosts)
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) (string, error) {
 		out, err := repl.ReplaceOrErr(v, true, true)

@@ -11,6 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
 
 // Order mistakes. Caddy sorts the directives of a site block and of
@@ -320,7 +322,7 @@ func hostsOverlap(a, b []string) bool {
 	}
 	for _, p := range a {
 		for _, q := range b {
-			if hostMatches(p, q) || hostMatches(q, p) || (strings.Contains(p, "*") && strings.Contains(q, "*")) {
+			if site.HostMatches(p, q) || site.HostMatches(q, p) || (strings.Contains(p, "*") && strings.Contains(q, "*")) {
 				return true
 			}
 		}

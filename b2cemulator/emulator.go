@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -22,6 +23,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
 
 func init() {
@@ -106,6 +109,10 @@ type Emulator struct {
 	// users of several tenants (User.TenantID). Default: off.
 	MultiTenant bool `json:"multi_tenant,omitempty"`
 	// Answer clients that are not on a loopback address. Default: off.
+	// Whatever it says, the emulator answers only requests whose Host is a
+	// loopback address, localhost, or a name its site block gives (DNS
+	// rebinding protection, as Caddy's admin API's): a site that names no
+	// host (`:9000`) answers loopback and localhost only.
 	AllowRemote bool `json:"allow_remote,omitempty"`
 	// The key its administrative endpoints (key rotation) require, as
 	// `Authorization: Bearer <key>`; {env.*} and {file.*} work. Default: a
@@ -173,6 +180,7 @@ type Emulator struct {
 	poolID   string
 	demoUser bool // the default user: the sign-in page shows its credentials
 	logger   *zap.Logger
+	hosts    *site.Hosts // the names the site block gives
 	// usedAssertions are the jti of client assertions accepted: each serves one request.
 	usedAssertions *usedAssertions
 }
@@ -293,7 +301,7 @@ var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // Provision sets the defaults and takes the tenant's state from the pool,
 // so that a config reload keeps codes, sessions and signed-up users.
 func (e *Emulator) Provision(ctx caddy.Context) error {
-	e.logger = ctx.Logger()
+	e.logger, e.hosts = ctx.Logger(), new(site.Hosts)
 	if e.AdminKey != "" {
 		key, err := caddy.NewReplacer().ReplaceOrErr(e.AdminKey, true, true)
 		if err != nil {
@@ -602,6 +610,13 @@ func (e *Emulator) Cleanup() error {
 
 // ServeHTTP answers the tenant's endpoints and passes anything else on.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rt, ours := e.route(r)
+	ours = ours || strings.HasPrefix(r.URL.Path, "/v1.0/") || (r.URL.Path == managedIdentityPath && len(e.ManagedIdentities) > 0)
+	if ours && !e.hostAllowed(r) {
+		// A DNS-rebinding page on another name reaches a host-less site
+		// through the browser: it must not read the mailbox or post forms.
+		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator: Host %q is not a loopback address, localhost or a name of its site", r.Host))
+	}
 	if r.URL.Path == managedIdentityPath && len(e.ManagedIdentities) > 0 {
 		if !e.AllowRemote && !isLoopback(r) {
 			return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
@@ -615,8 +630,7 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		}
 		return e.graph(w, r)
 	}
-	rt, ok := e.route(r)
-	if !ok {
+	if !ours {
 		return next.ServeHTTP(w, r)
 	}
 	if !e.AllowRemote && !isLoopback(r) {
@@ -796,6 +810,32 @@ func (e *Emulator) issuer(r *http.Request, policy string) string {
 		return origin(r) + "/tfp/" + e.TenantID + "/" + policy + "/v2.0/" // the policy's own casing
 	}
 	return origin(r) + "/" + e.TenantID + "/v2.0/"
+}
+
+// hostAllowed tells whether a request's Host is a loopback address,
+// localhost, or a name the emulator's site block gives.
+func (e *Emulator) hostAllowed(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Unmap().IsLoopback() {
+		return true
+	}
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil || host == "" {
+		return false
+	}
+	for _, pattern := range e.hosts.Of(srv, e) {
+		if site.HostMatches(pattern, host) {
+			return true
+		}
+	}
+	return false
 }
 
 func isLoopback(r *http.Request) bool {

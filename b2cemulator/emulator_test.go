@@ -590,7 +590,7 @@ func TestOnlyLoopbackClients(t *testing.T) {
 	defer e.Cleanup()
 	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(299); return nil })
 	for addr, want := range map[string]int{"203.0.113.5:4000": http.StatusForbidden, "127.0.0.1:4000": http.StatusOK, "[::1]:4000": http.StatusOK} {
-		req := httptest.NewRequest("GET", tenantPath+"/B2C_1_susi/v2.0/.well-known/openid-configuration", nil)
+		req := httptest.NewRequest("GET", "http://localhost"+tenantPath+"/B2C_1_susi/v2.0/.well-known/openid-configuration", nil)
 		req.RemoteAddr = addr
 		rec := httptest.NewRecorder()
 		err := e.ServeHTTP(rec, req, next)

@@ -31,7 +31,7 @@ func fuzzEmulator(f *testing.F) *Emulator {
 }
 
 func fuzzServe(t *testing.T, e *Emulator, req *http.Request) {
-	req.RemoteAddr = "127.0.0.1:40000"
+	req.RemoteAddr, req.Host = "127.0.0.1:40000", "localhost"
 	w := httptest.NewRecorder()
 	err := e.ServeHTTP(w, req, caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 		w.WriteHeader(http.StatusNotFound)

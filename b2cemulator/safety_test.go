@@ -1,6 +1,7 @@
 package b2cemulator_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -140,5 +141,43 @@ func TestAdminEndpointsNeedTheKey(t *testing.T) {
 	}
 	if res := c.rotateKeys("test-admin-key", ""); res.StatusCode != http.StatusOK {
 		t.Errorf("with the key: %d", res.StatusCode)
+	}
+}
+
+// TestEmulatorRefusesForeignHosts: the attack — the emulator bound to a
+// host-less address (caddy b2c emulator --listen :9000), a DNS-rebinding
+// page on the attacker's name read the mailbox code through the victim's
+// browser and reset a user's password. Every page and endpoint now answers
+// only a loopback address, localhost or a name of its site.
+func TestEmulatorRefusesForeignHosts(t *testing.T) {
+	port := testcaddy.FreePort(t)
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1\n\tb2c_emulator\n\trespond \"not the emulator\" 404\n}\nhttp://emulator.test:%[1]d {\n\tbind 127.0.0.1\n\tb2c_emulator\n}\n", port))
+	get := func(host, path string) int {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	pages := []string{"/contoso.onmicrosoft.com/emulator/mailbox", "/contoso.onmicrosoft.com/B2C_1_susi/v2.0/.well-known/openid-configuration",
+		"/contoso.onmicrosoft.com/B2C_1_susi/oauth2/v2.0/authorize?client_id=x", "/contoso.onmicrosoft.com/discovery/v2.0/keys?p=B2C_1_susi"}
+	for _, path := range pages {
+		for _, host := range []string{"rebind.attacker.example", fmt.Sprintf("rebind.attacker.example:%d", port), "192.0.2.1"} {
+			if code := get(host, path); code != http.StatusForbidden {
+				t.Errorf("Host %s, %s: %d, want 403", host, path, code)
+			}
+		}
+		for _, host := range []string{fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("localhost:%d", port), fmt.Sprintf("[::1]:%d", port), fmt.Sprintf("emulator.test:%d", port)} {
+			if code := get(host, path); code == http.StatusForbidden {
+				t.Errorf("Host %s, %s: 403, want it answered", host, path)
+			}
+		}
+	}
+	// What is not the emulator's is not its to refuse.
+	if code := get("rebind.attacker.example", "/elsewhere"); code != http.StatusNotFound {
+		t.Errorf("another path on a foreign Host: %d, want the next handler's 404", code)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -100,3 +101,25 @@ func TestBrowserSignInAndOut(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestDemoRefusesATakenPort: a second demo (or anything else) already on
+// the site's or the emulator's port: Start refuses, naming the address,
+// instead of sharing the port with it (Caddy's listeners would, and half
+// of the sign-ins would then fail with a misleading AADB2C90080).
+func TestDemoRefusesATakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { taken.Close() })
+	port := taken.Addr().(*net.TCPAddr).Port
+	for name, ports := range map[string][2]int{"site": {port, testcaddy.FreePort(t)}, "emulator": {testcaddy.FreePort(t), port}} {
+		err := Start(ports[0], ports[1], t.TempDir(), "query", "b2c")
+		if err == nil {
+			_ = caddy.Stop()
+		}
+		if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(port)+": something already answers there") {
+			t.Errorf("the %s's port taken: %v", name, err)
+		}
+	}
+}

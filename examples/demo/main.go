@@ -23,6 +23,7 @@ import (
 
 	_ "github.com/caddy-b2c/caddy-b2c"
 	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
+	"github.com/caddy-b2c/caddy-b2c/internal/portcheck"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
@@ -79,8 +80,14 @@ http://127.0.0.1:%[2]d {
 `, siteURL, idpPort, responseMode, root, storage, b2cemulator.DemoClientID, flavor, provider)
 }
 
-// Start writes the site to dir and starts Caddy with the demo config.
+// Start writes the site to dir and starts Caddy with the demo config,
+// unless something already answers on one of its ports.
 func Start(sitePort, idpPort int, dir, responseMode, flavor string) error {
+	for _, port := range []int{sitePort, idpPort} {
+		if err := portcheck.Unanswered(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			return err
+		}
+	}
 	root := filepath.Join(dir, "site")
 	sub, _ := fs.Sub(site, "site")
 	if err := os.CopyFS(root, sub); err != nil && !os.IsExist(err) {
