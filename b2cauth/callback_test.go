@@ -1,6 +1,7 @@
 package b2cauth
 
 import (
+	"cmp"
 	"encoding/json"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -295,30 +296,36 @@ func TestProviderDownAnswers503ThenRecovers(t *testing.T) {
 	}
 }
 
-// TestPendingFlowsAreCapped: a page that starts sign-ins in a loop cannot
-// pile up flow cookies in the browser; the oldest go first.
-func TestPendingFlowsAreCapped(t *testing.T) {
-	p := newHostile(t)
-	h := newTestHandler(t, p, nil)
-	jar := map[string]*http.Cookie{}
-	var first string
-	for i := range 8 {
-		req := navigation("GET", "/")
+// pendingAfter visits path n times as one browser would, keeping the
+// cookies it is sent (and dropping those it is told to); it returns the
+// cookies named with prefix that the browser holds, and the name of the
+// first one set.
+func pendingAfter(h *Handler, path, prefix string, n int) (jar map[string]*http.Cookie, first string) {
+	jar = map[string]*http.Cookie{}
+	for range n {
+		req := navigation("GET", path)
 		for _, c := range jar {
 			req.AddCookie(c)
 		}
-		res := serve(h, req)
-		for _, c := range res.Result().Cookies() {
-			if c.MaxAge < 0 {
+		for _, c := range serve(h, req).Result().Cookies() {
+			switch {
+			case !strings.HasPrefix(c.Name, prefix):
+			case c.MaxAge < 0:
 				delete(jar, c.Name)
-			} else {
+			default:
 				jar[c.Name] = c
-				if i == 0 {
-					first = c.Name
-				}
+				first = cmp.Or(first, c.Name)
 			}
 		}
 	}
+	return jar, first
+}
+
+// TestPendingFlowsAreCapped: a page that starts sign-ins in a loop cannot
+// pile up flow cookies in the browser; the oldest go first.
+func TestPendingFlowsAreCapped(t *testing.T) {
+	h := newTestHandler(t, newHostile(t), nil)
+	jar, first := pendingAfter(h, "/", flowCookiePrefix, 8)
 	if len(jar) != maxPending {
 		t.Errorf("%d pending flow cookies, want the cap %d", len(jar), maxPending)
 	}

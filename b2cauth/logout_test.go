@@ -427,27 +427,7 @@ func TestProviderErrorWithoutStateIsShown(t *testing.T) {
 // Pending sign-outs are capped as pending sign-ins are; the oldest go.
 func TestPendingSignOutsAreCapped(t *testing.T) {
 	h, _, _ := setup(t, nil)
-	jar := map[string]*http.Cookie{}
-	var first string
-	for i := range 30 {
-		req := navigation("GET", "/.auth/logout")
-		for _, c := range jar {
-			req.AddCookie(c)
-		}
-		res := serve(h, req)
-		for _, c := range res.Result().Cookies() {
-			switch {
-			case !strings.HasPrefix(c.Name, logoutCookiePrefix):
-			case c.MaxAge < 0:
-				delete(jar, c.Name)
-			default:
-				jar[c.Name] = c
-				if i == 0 {
-					first = c.Name
-				}
-			}
-		}
-	}
+	jar, first := pendingAfter(h, "/.auth/logout", logoutCookiePrefix, 30)
 	if len(jar) != maxPending {
 		t.Errorf("%d pending sign-out cookies after 30 visits, want the cap %d", len(jar), maxPending)
 	}

@@ -2,11 +2,9 @@ package b2cauth_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth"
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
@@ -99,17 +97,7 @@ func TestOrderMistakeWarnedAtStart(t *testing.T) {
 	globals := strings.Replace(testcaddy.Globals(dir), "level ERROR", fmt.Sprintf("level WARN\n\t\toutput file %q", logFile), 1)
 	testcaddy.Start(t, globals+base+" {\n\troute {\n\t\trespond \"secret\"\n\t\tb2c_auth {"+orderProvider+"\n\t\t}\n\t}\n}\n")
 	// The check runs once the config is the running one: wait for its line.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ := os.ReadFile(logFile)
-		if strings.Contains(string(data), "b2c_auth does not protect what it should: respond (every request) answers before b2c_auth") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning at start:\n%s", data)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
-	}
+	testcaddy.WaitForLog(t, logFile, "b2c_auth does not protect what it should: respond (every request) answers before b2c_auth")
 }
 
 // TestWrongPolicyIsAConfigurationError: a user flow the tenant does not
@@ -135,17 +123,7 @@ func TestWrongPolicyIsAConfigurationError(t *testing.T) {
 	respond "secret"
 }
 `, idp, base))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ := os.ReadFile(logFile)
-		if strings.Contains(string(data), "identity provider metadata cannot be fetched") && strings.Contains(string(data), "AADB2C90022") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing logged at start:\n%s", data)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
-	}
+	testcaddy.WaitForLog(t, logFile, "identity provider metadata cannot be fetched", "AADB2C90022")
 	page := testcaddy.NewBrowser(t).Get(base + "/")
 	if page.StatusCode != 500 || !strings.Contains(page.Body, "not set up correctly") || strings.Contains(page.Body, "AADB2C90022") || strings.Contains(page.Body, "Try again") {
 		t.Errorf("a wrong policy: %d\n%s", page.StatusCode, page.Body)

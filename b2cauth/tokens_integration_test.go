@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
@@ -421,16 +420,5 @@ func TestDebugWarningForTokenPlaceholders(t *testing.T) {
 	}
 }
 `, base, clientID))
-	want := "debug logging prints the headers that reverse_proxy sends upstream, and reverse_proxy puts {http.auth.b2c.access_token} in a request"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		data, _ := os.ReadFile(serverLog)
-		if strings.Contains(string(data), want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no warning at start:\n%s", data)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the log file for the line, not waiting for a server
-	}
+	testcaddy.WaitForLog(t, serverLog, "debug logging prints the headers that reverse_proxy sends upstream, and reverse_proxy puts {http.auth.b2c.access_token} in a request")
 }

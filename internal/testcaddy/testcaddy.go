@@ -348,3 +348,25 @@ func TestCA(t TB, dir string) (caFile, certFile, keyFile string) {
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(leafKey)
 	return write("ca.pem", "CERTIFICATE", caDER), write("cert.pem", "CERTIFICATE", leafDER), write("key.pem", "PRIVATE KEY", keyDER)
 }
+
+// WaitForLog polls a log file until it holds every one of want (a line
+// that the config logs once it runs), failing the test with the log after
+// 10 s. It polls a file; it does not wait for a server.
+func WaitForLog(t testing.TB, file string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(file)
+		found := true
+		for _, w := range want {
+			found = found && strings.Contains(string(data), w)
+		}
+		if found {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log lacks %q:\n%s", want, data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
