@@ -1,0 +1,103 @@
+package b2cauth
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Which platform the configuration names (Azure AD B2C, Entra External
+// ID, Entra ID, any OpenID provider), and where its metadata is.
+
+// entraLoginHosts are Entra ID's sign-in hosts, in each cloud.
+var entraLoginHosts = []string{"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"}
+
+// entraConfigured tells, from the configuration alone, whether the provider
+// is Entra ID or External ID.
+func (h *Handler) entraConfigured() bool {
+	if h.ExternalID != "" {
+		return true
+	}
+	u, err := url.Parse(h.Issuer)
+	if h.Issuer == "" || err != nil {
+		return false
+	}
+	host := strings.ToLower(u.Hostname())
+	return slices.Contains(entraLoginHosts, host) || strings.HasSuffix(host, ".ciamlogin.com")
+}
+
+// unverifiedRuleClaim is the first allow/deny claim that Entra ID does not
+// verify (email, preferred_username: "mutable" and not to be used for
+// authorization, per Microsoft's ID token claims reference), when the
+// provider is Entra ID or External ID; else "".
+func (h *Handler) unverifiedRuleClaim() string {
+	if !h.entraConfigured() {
+		return ""
+	}
+	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+		if c := strings.ToLower(r.Claim); c == "email" || c == "preferred_username" || c == "upn" || c == "unique_name" {
+			return r.Claim
+		}
+	}
+	return ""
+}
+
+// policies lists the configured user flows; [""] with issuer or
+// external_id, which have none.
+func (h *Handler) policies() []string {
+	if h.Issuer != "" || h.ExternalID != "" {
+		return []string{""}
+	}
+	out := []string{h.Policy}
+	for _, p := range []string{h.PasswordResetPolicy, h.ProfileEditPolicy} {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// metadataURL is where a policy's discovery document is.
+func (h *Handler) metadataURL(policy string) string {
+	switch {
+	case h.Issuer != "":
+		// ?appid=<client id> (Entra ID, for apps whose tokens are signed
+		// with claims-mapping keys) goes after the document's path.
+		base, query, _ := strings.Cut(h.Issuer, "?")
+		metadata := strings.TrimSuffix(base, "/") + "/.well-known/openid-configuration"
+		if query != "" {
+			metadata += "?" + query
+		}
+		return metadata
+	case h.ExternalID != "":
+		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or
+		// name.onmicrosoft.com>/v2.0, a tenant ID also being its host
+		// label, and https://<custom URL domain>/<the same>/v2.0.
+		t := strings.ToLower(h.ExternalID)
+		host, path := t+".ciamlogin.com", t+".onmicrosoft.com"
+		if guidPattern.MatchString(t) {
+			path = t
+		}
+		if h.CustomDomain != "" {
+			host = strings.ToLower(h.CustomDomain)
+		}
+		return "https://" + host + "/" + path + "/v2.0/.well-known/openid-configuration"
+	case h.Tenant != "":
+		t := strings.ToLower(h.Tenant)
+		return "https://" + t + ".b2clogin.com/" + t + ".onmicrosoft.com/" + policy + "/v2.0/.well-known/openid-configuration"
+	default:
+		return strings.TrimSuffix(h.Authority, "/") + "/" + policy + "/v2.0/.well-known/openid-configuration"
+	}
+}
+
+// provider returns a policy's provider, matched case-insensitively; the
+// sign-in policy's for an unknown or empty name.
+func (h *Handler) provider(policy string) (*provider, string) {
+	if p, ok := h.providers[strings.ToLower(policy)]; ok {
+		return p, policy
+	}
+	if p, ok := h.providers[""]; ok {
+		return p, ""
+	}
+	return h.providers[strings.ToLower(h.Policy)], h.Policy
+}
