@@ -208,9 +208,9 @@ func chunkName(name string, i int) string {
 
 // A session is sealed as JSON compressed with DEFLATE, after a marker
 // byte: the tokens' base64 JSON compresses well, and a smaller cookie
-// needs fewer chunks (and bytes on every request). JSON without the marker
-// (it starts with '{') is read too. A session kept in storage has a cookie
-// of its own kind: the storedSession marker, then its sessionRef as JSON.
+// needs fewer chunks (and bytes on every request). A session kept in
+// storage has a cookie of its own kind: the storedSession marker, then its
+// sessionRef as JSON.
 const (
 	deflatedSession = 0x01
 	storedSession   = 0x02
@@ -243,21 +243,17 @@ func deflate(s *session) []byte {
 	return buf.Bytes()
 }
 
-// inflate reverses deflate (and reads JSON without the marker); nil for
-// anything that is not a session.
+// inflate reverses deflate; nil for anything that is not a session.
 func inflate(plain []byte) *session {
-	if len(plain) == 0 {
+	if len(plain) == 0 || plain[0] != deflatedSession {
 		return nil
 	}
-	if plain[0] == deflatedSession {
-		data, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain[1:])), maxSessionJSON+1))
-		if err != nil || len(data) > maxSessionJSON {
-			return nil
-		}
-		plain = data
+	data, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain[1:])), maxSessionJSON+1))
+	if err != nil || len(data) > maxSessionJSON {
+		return nil
 	}
 	var s session
-	if json.Unmarshal(plain, &s) != nil || (s.IDToken == "" && len(s.Claims) == 0) || s.ID == "" {
+	if json.Unmarshal(data, &s) != nil || (s.IDToken == "" && len(s.Claims) == 0) || s.ID == "" {
 		return nil
 	}
 	return &s

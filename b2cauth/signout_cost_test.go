@@ -139,8 +139,8 @@ func TestSignOutStateCostsO1(t *testing.T) {
 	if many.frontChannelKnown["load"] != 1 || many.frontChannelKnown["store"] != 1 || many.frontChannelKnown["list"] != 0 {
 		t.Errorf("a front-channel logout costs %v, want one load and one store", many.frontChannelKnown)
 	}
-	// A pass lists the few minutes since the last one (and a margin) and
-	// the two legacy directories, and loads only what is new.
+	// A pass lists the few minutes since the last one (and a margin), and
+	// loads only what is new.
 	if many.syncOneNew["load"] != 2 {
 		t.Errorf("a sync after two sign-outs costs %v, want two loads and a few lists", many.syncOneNew)
 	}

@@ -14,9 +14,7 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,18 +41,10 @@ import (
 //     records be pruned without listing them all;
 //   - an entry is forgotten, and deleted, once every session it covers has
 //     expired, taken from a heap ordered by expiry.
-//
-// The layout of earlier versions (legacyRevocationDir, legacySignInDir:
-// flat directories read whole) is still read, so that what they recorded
-// holds until it expires, and an instance of an earlier version may share
-// the storage during a rolling upgrade; nothing new is written there.
 const (
 	signOutDir      = "b2c_auth/signouts"
 	signInDir       = "b2c_auth/signins"
 	signInExpiryDir = "b2c_auth/signin_expiry"
-
-	legacyRevocationDir = "b2c_auth/revocations"
-	legacySignInDir     = "b2c_auth/sids"
 
 	// DefaultSync is how often a Store reads what other instances wrote.
 	DefaultSync = 10 * time.Second
@@ -100,101 +90,6 @@ func (e Entry) keyAt(t time.Time) string {
 	return path.Join(signOutDir, strconv.FormatInt(t.Unix()/int64(signOutBucket/time.Second), 10), e.name())
 }
 
-// userRevocation is a user's newest "everywhere".
-type userRevocation struct{ before, expires int64 }
-
-// revokedSet is what is revoked, read without locks on every request:
-// the values are when the entries expire, so that an older entry that
-// expires never removes a newer one of the same session, sid or user.
-type revokedSet struct {
-	sessions sync.Map // session ID → expires
-	sids     sync.Map // provider sid → expires
-	users    sync.Map // user ID → userRevocation
-	size     atomic.Int64
-}
-
-// revoked tells whether a session is revoked: by its ID, its user's
-// "everywhere" or its provider session.
-func (rs *revokedSet) revoked(sessionID, userID, sid string, issuedMs int64) bool {
-	if rs.size.Load() == 0 {
-		return false
-	}
-	if _, ok := rs.sessions.Load(sessionID); ok {
-		return true
-	}
-	if rs.userRevoked(userID, issuedMs) {
-		return true
-	}
-	if sid != "" {
-		if _, ok := rs.sids.Load(sid); ok {
-			return true
-		}
-	}
-	return false
-}
-
-// userRevoked tells whether the user signed out everywhere after issuedMs.
-func (rs *revokedSet) userRevoked(userID string, issuedMs int64) bool {
-	if rs.size.Load() == 0 {
-		return false
-	}
-	v, ok := rs.users.Load(userID)
-	return ok && issuedMs < v.(userRevocation).before
-}
-
-// add records an entry.
-func (rs *revokedSet) add(e Entry) {
-	switch e.Kind {
-	case KindSession:
-		storeLater(&rs.sessions, e.Value, e.Expires, &rs.size)
-	case KindSID:
-		storeLater(&rs.sids, e.Value, e.Expires, &rs.size)
-	case KindUser:
-		next := userRevocation{e.Before, e.Expires}
-		for {
-			old, loaded := rs.users.LoadOrStore(e.Value, next)
-			if !loaded {
-				rs.size.Add(1)
-				return
-			}
-			if o := old.(userRevocation); o.before >= next.before || rs.users.CompareAndSwap(e.Value, old, next) {
-				return
-			}
-		}
-	}
-}
-
-// storeLater keeps the latest expiry of a key.
-func storeLater(m *sync.Map, key string, expires int64, size *atomic.Int64) {
-	for {
-		old, loaded := m.LoadOrStore(key, expires)
-		if !loaded {
-			size.Add(1)
-			return
-		}
-		if old.(int64) >= expires || m.CompareAndSwap(key, old, expires) {
-			return
-		}
-	}
-}
-
-// remove forgets an expired entry, unless a later one of the same key
-// replaced it.
-func (rs *revokedSet) remove(e Entry) {
-	var gone bool
-	switch e.Kind {
-	case KindSession:
-		gone = rs.sessions.CompareAndDelete(e.Value, e.Expires)
-	case KindSID:
-		gone = rs.sids.CompareAndDelete(e.Value, e.Expires)
-	case KindUser:
-		gone = rs.users.CompareAndDelete(e.Value, userRevocation{e.Before, e.Expires})
-	}
-	if gone {
-		rs.size.Add(-1)
-	}
-}
-
 // Store is the sign-out list of one storage, shared by every
 // b2c_auth handler of the process that uses that storage (through a
 // caddy.UsagePool, so it lives across config reloads) and kept in step
@@ -203,18 +98,16 @@ type Store struct {
 	interval time.Duration
 	set      revokedSet
 
-	mu          sync.Mutex // guards what follows
-	storage     certmagic.Storage
-	logger      *zap.Logger
-	expiring    expiryHeap       // every live entry, soonest expiry first
-	recent      map[string]int64 // keys seen in the buckets a sync lists again → their bucket
-	bucketLive  map[int64]int    // live entries per bucket, to delete a bucket once empty
-	legacyKnown map[string]int64 // legacy entries already loaded (→ -1)
-	legacySIDs  map[string]int64 // legacy sign-in records: hash prefix → expiry
-	lastPass    time.Time        // when the last complete sync started; zero before the first
-	prunedHour  int64            // the last hour whose sign-in records were pruned
-	failing     bool             // the last sync failed (logged once)
-	stop, done  chan struct{}
+	mu         sync.Mutex // guards what follows
+	storage    certmagic.Storage
+	logger     *zap.Logger
+	expiring   expiryHeap       // every live entry, soonest expiry first
+	recent     map[string]int64 // keys seen in the buckets a sync lists again → their bucket
+	bucketLive map[int64]int    // live entries per bucket, to delete a bucket once empty
+	lastPass   time.Time        // when the last complete sync started; zero before the first
+	prunedHour int64            // the last hour whose sign-in records were pruned
+	failing    bool             // the last sync failed (logged once)
+	stop, done chan struct{}
 }
 
 // Release gives back a Store that Open returned; the last user stops its
@@ -247,7 +140,6 @@ func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) 
 	return &Store{
 		interval: interval, storage: storage, logger: logger,
 		recent: map[string]int64{}, bucketLive: map[int64]int{},
-		legacyKnown: map[string]int64{}, legacySIDs: map[string]int64{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -352,10 +244,6 @@ func (st *Store) Sync(ctx context.Context) {
 			return
 		}
 	}
-	if err := st.readLegacy(ctx); err != nil {
-		st.syncFailed(err)
-		return
-	}
 
 	st.mu.Lock()
 	if st.failing {
@@ -444,44 +332,8 @@ func (st *Store) record(e Entry, bucket int64) {
 	st.set.add(e)
 	st.mu.Lock()
 	heap.Push(&st.expiring, expiring{entry: e, bucket: bucket})
-	if bucket >= 0 {
-		st.bucketLive[bucket]++
-	}
+	st.bucketLive[bucket]++
 	st.mu.Unlock()
-}
-
-// readLegacy reads the flat directories of earlier versions: what they
-// recorded holds until it expires. They only shrink once every instance
-// runs this version (each entry is deleted when it expires).
-func (st *Store) readLegacy(ctx context.Context) error {
-	storage, _ := st.store()
-	keys, err := storage.List(ctx, legacyRevocationDir, false)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := st.readNew(ctx, keys, st.legacyKnown, -1, func(e Entry) string { return path.Join(legacyRevocationDir, e.name()) }); err != nil {
-		return err
-	}
-
-	storage, _ = st.store()
-	keys, err = storage.List(ctx, legacySignInDir, false)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	sids, now := make(map[string]int64, len(keys)), time.Now().Unix()
-	for _, k := range keys {
-		prefix, exp, _ := strings.Cut(path.Base(k), "_")
-		t, err := strconv.ParseInt(exp, 10, 64)
-		if err != nil || t <= now {
-			st.deleteKey(ctx, k)
-			continue
-		}
-		sids[prefix] = max(sids[prefix], t)
-	}
-	st.mu.Lock()
-	st.legacySIDs = sids
-	st.mu.Unlock()
-	return nil
 }
 
 // expire forgets the entries whose sessions have all ended, deletes them
@@ -496,14 +348,10 @@ func (st *Store) expire(ctx context.Context, now int64) {
 		}
 		x := heap.Pop(&st.expiring).(expiring)
 		emptied := false
-		if x.bucket >= 0 {
-			st.bucketLive[x.bucket]--
-			if st.bucketLive[x.bucket] <= 0 {
-				delete(st.bucketLive, x.bucket)
-				emptied = x.bucket < horizon
-			}
-		} else {
-			delete(st.legacyKnown, x.key())
+		st.bucketLive[x.bucket]--
+		if st.bucketLive[x.bucket] <= 0 {
+			delete(st.bucketLive, x.bucket)
+			emptied = x.bucket < horizon
 		}
 		st.mu.Unlock()
 		st.set.remove(x.entry)
@@ -568,136 +416,4 @@ func (st *Store) Add(ctx context.Context, entries ...Entry) error {
 		}
 	}
 	return nil
-}
-
-// expiring is a live entry in the expiry heap.
-type expiring struct {
-	entry  Entry
-	bucket int64 // -1 for a legacy entry
-}
-
-// key is where the entry is stored (computed, not kept: memory per entry
-// is what a large sign-out list costs).
-func (x expiring) key() string {
-	if x.bucket < 0 {
-		return path.Join(legacyRevocationDir, x.entry.name())
-	}
-	return x.entry.keyAt(time.Unix(x.bucket*int64(signOutBucket/time.Second), 0))
-}
-
-// expiryHeap orders live entries by expiry (container/heap).
-type expiryHeap []expiring
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].entry.Expires < h[j].entry.Expires }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiring)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-// Sign-in records: the provider session IDs (`sid`) that have a session
-// here, so that front-channel logout revokes only sessions that exist and
-// a flood of made-up sids writes nothing. A record is kept under the hash
-// of its sid and says when its session ends; an index entry under the hour
-// it ends lets the sync prune ended ones without listing the live ones.
-
-func sidHash(sid string) string {
-	sum := sha256.Sum256([]byte(sid))
-	return hex.EncodeToString(sum[:16])
-}
-
-// signInRecord is what a sign-in record holds.
-type signInRecord struct {
-	Expires int64 `json:"expires"` // Unix seconds
-}
-
-// RecordSignIn notes a provider sid at sign-in, until expires.
-func (st *Store) RecordSignIn(ctx context.Context, sid string, expires time.Time) error {
-	hash := sidHash(sid)
-	data, _ := json.Marshal(signInRecord{Expires: expires.Unix()})
-	storage, _ := st.store()
-	if err := storage.Store(ctx, path.Join(signInDir, hash), data); err != nil {
-		return err
-	}
-	storage, _ = st.store()
-	return storage.Store(ctx, path.Join(signInExpiryDir, strconv.FormatInt(expires.Unix()/3600, 10), hash), nil)
-}
-
-// KnownSignIn tells whether a provider sid has a live session here: one
-// storage read, whatever the number of sign-ins.
-func (st *Store) KnownSignIn(ctx context.Context, sid string) (bool, error) {
-	hash, now := sidHash(sid), time.Now().Unix()
-	st.mu.Lock()
-	legacy := st.legacySIDs[hash]
-	st.mu.Unlock()
-	if legacy > now {
-		return true, nil
-	}
-	storage, _ := st.store()
-	data, err := storage.Load(ctx, path.Join(signInDir, hash))
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	var rec signInRecord
-	return json.Unmarshal(data, &rec) == nil && rec.Expires > now, nil
-}
-
-// pruneSignIns deletes, once an hour, the sign-in records that ended in
-// the hours gone by: it lists the index's hours (a few per session
-// lifetime), then only the ended ones.
-func (st *Store) pruneSignIns(ctx context.Context, now int64) {
-	hour := now / 3600
-	st.mu.Lock()
-	due := st.prunedHour != hour
-	st.prunedHour = hour
-	st.mu.Unlock()
-	if !due {
-		return
-	}
-	storage, _ := st.store()
-	hours, err := storage.List(ctx, signInExpiryDir, false)
-	if err != nil {
-		return
-	}
-	for _, dir := range hours {
-		if h, err := strconv.ParseInt(path.Base(dir), 10, 64); err != nil || h >= hour {
-			continue
-		}
-		storage, _ = st.store()
-		entries, err := storage.List(ctx, dir, false)
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			record := path.Join(signInDir, path.Base(e))
-			storage, _ = st.store()
-			// A later sign-in of the same sid may have extended the record.
-			if data, err := storage.Load(ctx, record); err == nil {
-				var rec signInRecord
-				if json.Unmarshal(data, &rec) == nil && rec.Expires > now {
-					st.deleteKey(ctx, e)
-					continue
-				}
-			}
-			st.deleteKey(ctx, record)
-			st.deleteKey(ctx, e)
-		}
-		st.deleteKey(ctx, dir)
-	}
-}
-
-// ValidSID tells the shape a provider session ID may have: printable ASCII
-// without spaces, at most 256 characters.
-func ValidSID(sid string) bool {
-	if sid == "" || len(sid) > 256 {
-		return false
-	}
-	return !strings.ContainsFunc(sid, func(c rune) bool { return c <= ' ' || c > '~' })
 }

@@ -2,14 +2,11 @@ package signouts
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"path"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,87 +34,6 @@ func files(t *testing.T, storage certmagic.Storage, dir string) []string {
 		}
 	}
 	return out
-}
-
-// previousVersionName is how the previous version named an entry in its
-// flat directory: <kind>_<first 16 bytes of SHA-256(kind NUL value), hex>,
-// and _<before> for a user's.
-func previousVersionName(kind, value string, before int64) string {
-	sum := sha256.Sum256([]byte(kind + "\x00" + value))
-	name := kind + "_" + hex.EncodeToString(sum[:16])
-	if kind == KindUser {
-		name += "_" + strconv.FormatInt(before, 10)
-	}
-	return name
-}
-
-// TestPreviousVersionLayout: a storage written by the previous version
-// (flat b2c_auth/revocations/<name> entries, JSON; b2c_auth/sids/<sid
-// hash>_<expiry> sign-in records, empty) keeps being honoured after the
-// upgrade, and while an instance of the previous version keeps writing
-// there during a rolling upgrade; what has expired is deleted.
-func TestPreviousVersionLayout(t *testing.T) {
-	ctx := context.Background()
-	st, storage := newStore(t)
-	exp := time.Now().Add(time.Hour).Unix()
-	write := func(kind, value string, before, expires int64) {
-		data, _ := json.Marshal(map[string]any{"kind": kind, "value": value, "before": before, "expires": expires})
-		if err := storage.Store(ctx, "b2c_auth/revocations/"+previousVersionName(kind, value, before), data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	signIn := func(sid string, expires int64) {
-		sum := sha256.Sum256([]byte(sid))
-		if err := storage.Store(ctx, "b2c_auth/sids/"+hex.EncodeToString(sum[:16])+"_"+strconv.FormatInt(expires, 10), []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	issued := time.Now().UnixMilli()
-	write(KindSession, "session-1", 0, exp)
-	write(KindUser, "user-9", issued+1, exp)
-	write(KindSID, "provider-session-1", 0, exp)
-	write(KindSession, "long-gone", 0, time.Now().Add(-time.Minute).Unix())
-	signIn("provider-session-2", exp)
-	signIn("ended-provider-session", time.Now().Add(-time.Minute).Unix())
-	// Damaged or foreign files are ignored.
-	_ = storage.Store(ctx, "b2c_auth/revocations/session_garbage", []byte("{not json"))
-
-	st.Sync(ctx)
-	for _, c := range []struct {
-		what               string
-		session, user, sid string
-		issuedMs           int64
-		want               bool
-	}{
-		{"a signed-out session", "session-1", "u", "", issued, true},
-		{"a session signed out everywhere", "s", "user-9", "", issued, true},
-		{"a later session of that user", "s", "user-9", "", issued + 10, false},
-		{"a provider session ended", "s", "u", "provider-session-1", issued, true},
-		{"another session", "session-2", "u", "x", issued, false},
-	} {
-		if got := st.Revoked(c.session, c.user, c.sid, c.issuedMs); got != c.want {
-			t.Errorf("%s: revoked %v, want %v", c.what, got, c.want)
-		}
-	}
-	if known, _ := st.KnownSignIn(ctx, "provider-session-2"); !known {
-		t.Error("a sign-in recorded by the previous version is unknown: its front-channel logout would do nothing")
-	}
-	if known, _ := st.KnownSignIn(ctx, "ended-provider-session"); known {
-		t.Error("an ended sign-in of the previous version is known")
-	}
-	for _, k := range append(files(t, storage, "b2c_auth/revocations"), files(t, storage, "b2c_auth/sids")...) {
-		if strings.HasSuffix(k, previousVersionName(KindSession, "long-gone", 0)) || strings.HasPrefix(path.Base(k), sidHash("ended-provider-session")) {
-			t.Errorf("an expired entry of the previous version stays: %s", k)
-		}
-	}
-
-	// During a rolling upgrade, an instance of the previous version goes on
-	// writing its layout: the next sync sees it.
-	write(KindSession, "session-3", 0, exp)
-	st.Sync(ctx)
-	if !st.Revoked("session-3", "u", "", issued) {
-		t.Error("a sign-out written by an instance of the previous version is not seen")
-	}
 }
 
 // TestEntriesExpire: sign-outs and sign-in records are deleted once their
