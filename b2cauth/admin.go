@@ -90,7 +90,7 @@ var sessionLifetimes sync.Map // *Handler → time.Duration
 
 // liveSessionLifetime is the longest session_lifetime of the handlers.
 func liveSessionLifetime() time.Duration {
-	longest := DefaultSessionLifetime
+	longest := defaultSessionLifetime
 	sessionLifetimes.Range(func(_, v any) bool {
 		longest = max(longest, v.(time.Duration))
 		return true

@@ -291,8 +291,8 @@ const strippedVar = "b2c_auth.identity_headers_stripped"
 
 // Defaults.
 const (
-	DefaultRedirectPath    = "/.auth/login/b2c/callback"
-	DefaultSessionLifetime = 8 * time.Hour
+	defaultRedirectPath    = "/.auth/login/b2c/callback"
+	defaultSessionLifetime = 8 * time.Hour
 )
 
 // Provision resolves placeholders, sets defaults and builds the handler's
@@ -355,7 +355,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.RedirectPath == "" {
-		h.RedirectPath = DefaultRedirectPath
+		h.RedirectPath = defaultRedirectPath
 	}
 	if h.ResponseMode == "" {
 		h.ResponseMode = "query"
@@ -371,7 +371,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	if h.SessionLifetime == 0 {
-		h.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
+		h.SessionLifetime = caddy.Duration(defaultSessionLifetime)
 	}
 	for i, a := range h.Audience {
 		if h.Audience[i], err = resolve("audience", a); err != nil {

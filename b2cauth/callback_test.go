@@ -195,7 +195,7 @@ func TestHostileCallbacks(t *testing.T) {
 	h := newTestHandler(t, p, nil)
 
 	t.Run("state missing", func(t *testing.T) {
-		res := serve(h, navigation("GET", DefaultRedirectPath+"?code=x"))
+		res := serve(h, navigation("GET", defaultRedirectPath+"?code=x"))
 		if res.Code != http.StatusBadRequest {
 			t.Errorf("%d", res.Code)
 		}
@@ -256,13 +256,13 @@ func TestHostileCallbacks(t *testing.T) {
 		}
 	})
 	t.Run("wrong method", func(t *testing.T) {
-		if res := serve(h, navigation("DELETE", DefaultRedirectPath)); res.Code != http.StatusMethodNotAllowed {
+		if res := serve(h, navigation("DELETE", defaultRedirectPath)); res.Code != http.StatusMethodNotAllowed {
 			t.Errorf("%d", res.Code)
 		}
 	})
 	t.Run("form_post without the cookie is posted again from this site", func(t *testing.T) {
 		state, _, _ := pendingFlow(t, h, "/")
-		req := navigation("POST", DefaultRedirectPath)
+		req := navigation("POST", defaultRedirectPath)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Body = io.NopCloser(strings.NewReader("state=" + state + "&code=%22%3E%3Cscript%3E"))
 		res := serve(h, req)

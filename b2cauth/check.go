@@ -18,20 +18,20 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Finding is one line of a configuration check: a problem (the check
+// finding is one line of a configuration check: a problem (the check
 // fails), a warning, or a note.
-type Finding struct {
+type finding struct {
 	Level string // "problem", "warning" or "ok"
 	Text  string
 }
 
-func problem(format string, args ...any) Finding {
-	return Finding{"problem", fmt.Sprintf(format, args...)}
+func problem(format string, args ...any) finding {
+	return finding{"problem", fmt.Sprintf(format, args...)}
 }
-func warning(format string, args ...any) Finding {
-	return Finding{"warning", fmt.Sprintf(format, args...)}
+func warning(format string, args ...any) finding {
+	return finding{"warning", fmt.Sprintf(format, args...)}
 }
-func note(format string, args ...any) Finding { return Finding{"ok", fmt.Sprintf(format, args...)} }
+func note(format string, args ...any) finding { return finding{"ok", fmt.Sprintf(format, args...)} }
 
 // Check verifies what this configuration relies on, before a user meets
 // it: its placeholders resolve; every policy's metadata and keys can be
@@ -40,8 +40,8 @@ func note(format string, args ...any) Finding { return Finding{"ok", fmt.Sprintf
 // authorize endpoint is asked, as a browser would be sent there); and it
 // warns about a missing client secret and http:// sites. `caddy b2c check`
 // runs it for every b2c_auth of a config.
-func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
-	var out []Finding
+func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding {
+	var out []finding
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) string {
 		got, err := repl.ReplaceOrErr(v, true, true)
@@ -78,7 +78,7 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 		out = append(out, warning("no client_secret: a Web app registration needs one (B2C answers AADB2C90079); only a mobile/desktop registration may do without"))
 	}
 	if c.RedirectPath == "" {
-		c.RedirectPath = DefaultRedirectPath
+		c.RedirectPath = defaultRedirectPath
 	}
 	client := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
@@ -131,7 +131,7 @@ func (h *Handler) Check(ctx context.Context, origins []string) []Finding {
 // redirect URI and tells whether the provider accepts it: an unregistered
 // one gives AADB2C90006 (B2C sends it to a registered URI, or shows it) or
 // AADSTS50011.
-func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, authorize, redirectURI string) Finding {
+func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, authorize, redirectURI string) finding {
 	u, err := url.Parse(authorize)
 	if err != nil {
 		return problem("authorize endpoint %q: %v", authorize, err)
@@ -200,7 +200,7 @@ func metadataHint(err error) string {
 // credentials: a token endpoint checks the client first, so invalid_client
 // (AADB2C90081, AADSTS7000215) means a wrong secret, and invalid_grant
 // means it was accepted.
-func (h *Handler) probeCredential(ctx context.Context, client *http.Client, tokenEndpoint string, cred credentials.Credential) Finding {
+func (h *Handler) probeCredential(ctx context.Context, client *http.Client, tokenEndpoint string, cred credentials.Credential) finding {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {"caddy-b2c-check-not-a-code"},
 		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {h.ClientID}}
 	if err := cred.Apply(ctx, form, tokenEndpoint); err != nil {

@@ -84,7 +84,7 @@ func FuzzCallback(f *testing.F) {
 		if method != "GET" && method != "POST" {
 			method = "PUT"
 		}
-		req := navigation(method, DefaultRedirectPath+"?"+url.PathEscape(query))
+		req := navigation(method, defaultRedirectPath+"?"+url.PathEscape(query))
 		req.URL.RawQuery = query
 		if method == "POST" {
 			req.Body = io.NopCloser(strings.NewReader(body))

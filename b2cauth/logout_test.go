@@ -63,7 +63,7 @@ func TestSignOutRevokesACopiedCookie(t *testing.T) {
 		t.Fatalf("logout: %d %s", res.Code, loc)
 	}
 	// One registered redirect URI: sign-out comes back through the callback.
-	if q.Get("post_logout_redirect_uri") != "http://example.com"+DefaultRedirectPath || q.Get("client_id") != testClient ||
+	if q.Get("post_logout_redirect_uri") != "http://example.com"+defaultRedirectPath || q.Get("client_id") != testClient ||
 		q.Get("id_token_hint") == "" || !statePattern.MatchString(q.Get("state")) {
 		t.Errorf("end_session parameters: %v", q)
 	}
@@ -353,15 +353,15 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 	}
 	forwarded := http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"www.example.com"}, "X-Forwarded-For": {"198.51.100.7"}}
 	h, _, _ := setup(t, nil)
-	if got := redirectURI(h, strict, true, "198.51.100.7", forwarded); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", forwarded); got != "https://www.example.com"+defaultRedirectPath {
 		t.Errorf("from a trusted proxy: %s", got)
 	}
 	// The attack: a client that is not a trusted proxy forges the headers to
 	// have the code sent to its own host.
-	if got := redirectURI(h, strict, false, "198.51.100.7", forwarded); got != "http://example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, false, "198.51.100.7", forwarded); got != "http://example.com"+defaultRedirectPath {
 		t.Errorf("from an untrusted client: %s", got)
 	}
-	if got := redirectURI(h, strict, true, "198.51.100.7", http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", http.Header{"X-Forwarded-Host": {"evil.example/path"}}); got != "http://example.com"+defaultRedirectPath {
 		t.Errorf("malformed X-Forwarded-Host: %s", got)
 	}
 	// The attack through a trusted proxy: the client sends its own
@@ -372,7 +372,7 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 		"X-Forwarded-Host":  {"evil.example, www.example.com"},
 		"X-Forwarded-For":   {"198.51.100.7"},
 	}
-	if got := redirectURI(h, strict, true, "198.51.100.7", prepended); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", prepended); got != "https://www.example.com"+defaultRedirectPath {
 		t.Errorf("a client that prepends its own host: %s", got)
 	}
 	// A client that also forges X-Forwarded-For with a trusted address, so
@@ -382,7 +382,7 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 		"X-Forwarded-Host": {"evil.example", "www.example.com"},
 		"X-Forwarded-For":  {"10.9.9.9", "198.51.100.7"},
 	}
-	if got := redirectURI(h, strict, true, "198.51.100.7", forgedChain); got != "http://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", forgedChain); got != "http://www.example.com"+defaultRedirectPath {
 		t.Errorf("a client that forges a trusted hop: %s", got)
 	}
 	// Two hops: CDN (10.1.0.5) → load balancer (the peer) → Caddy. The CDN
@@ -393,16 +393,16 @@ func TestRedirectURIBehindAProxy(t *testing.T) {
 		"X-Forwarded-Host":  {"evil.example, www.example.com, origin.internal"},
 		"X-Forwarded-For":   {"203.0.113.9, 198.51.100.7, 10.1.0.5"},
 	}
-	if got := redirectURI(h, strict, true, "198.51.100.7", chain); got != "https://www.example.com"+DefaultRedirectPath {
+	if got := redirectURI(h, strict, true, "198.51.100.7", chain); got != "https://www.example.com"+defaultRedirectPath {
 		t.Errorf("through CDN and load balancer: %s", got)
 	}
 	// Without trusted_proxies_strict, Caddy's client_ip is the leftmost
 	// address, which the client chooses: only the peer counts.
-	if got := redirectURI(h, &caddyhttp.Server{}, true, "203.0.113.9", chain); got != "http://origin.internal"+DefaultRedirectPath {
+	if got := redirectURI(h, &caddyhttp.Server{}, true, "203.0.113.9", chain); got != "http://origin.internal"+defaultRedirectPath {
 		t.Errorf("two hops without strict mode: %s, want the peer's values", got)
 	}
 	pinned, _, _ := setup(t, func(h *Handler) { h.PublicURL = "https://login.example.org" })
-	if got := redirectURI(pinned, strict, true, "198.51.100.7", forwarded); got != "https://login.example.org"+DefaultRedirectPath {
+	if got := redirectURI(pinned, strict, true, "198.51.100.7", forwarded); got != "https://login.example.org"+defaultRedirectPath {
 		t.Errorf("with public_url: %s", got)
 	}
 }
@@ -411,7 +411,7 @@ func TestProviderErrorWithoutStateIsShown(t *testing.T) {
 	h, _, _ := setup(t, nil)
 	// B2C sends AADB2C90006 to another registered redirect URI, without state.
 	q := url.Values{"error": {"redirect_uri_mismatch"}, "error_description": {"AADB2C90006: The redirect URI 'http://x/cb' provided in the request is not registered for the client id 'c'.\r\nCorrelation ID: 447ce08a\r\nTimestamp: 2020-04-25 17:09:08Z\r\n<script>"}}
-	res := serve(h, navigation("GET", DefaultRedirectPath+"?"+q.Encode()))
+	res := serve(h, navigation("GET", defaultRedirectPath+"?"+q.Encode()))
 	body := res.Body.String()
 	if res.Code != http.StatusUnauthorized || !strings.Contains(body, "AADB2C90006") || strings.Contains(body, "state mismatch") || strings.Contains(body, "script") || strings.Contains(body, "http://x/cb") {
 		t.Errorf("error without state: %d\n%s", res.Code, body)

@@ -283,7 +283,7 @@ func callbackRequest(state string, flowCookie *http.Cookie, extra url.Values) *h
 	for k, v := range extra {
 		q[k] = v
 	}
-	req := navigation("GET", DefaultRedirectPath+"?"+q.Encode())
+	req := navigation("GET", defaultRedirectPath+"?"+q.Encode())
 	if flowCookie != nil {
 		req.AddCookie(flowCookie)
 	}

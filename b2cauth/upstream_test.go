@@ -163,7 +163,7 @@ func TestSignInHints(t *testing.T) {
 	if q.Get("domain_hint") != "facebook.com" || q.Get("login_hint") != "ada@contoso.example" || q.Get("ui_locales") != "fr" || q.Get("prompt") != "login" {
 		t.Errorf("hints: %v", q)
 	}
-	if q.Get("redirect_uri") != "http://example.com"+DefaultRedirectPath || q.Get("client_id") != testClient || q.Get("scope") != "openid offline_access" || q.Has("response_mode") || q.Get("p") != "B2C_1_susi" {
+	if q.Get("redirect_uri") != "http://example.com"+defaultRedirectPath || q.Get("client_id") != testClient || q.Get("scope") != "openid offline_access" || q.Has("response_mode") || q.Get("p") != "B2C_1_susi" {
 		t.Errorf("a parameter outside the allowlist got through: %v", q)
 	}
 	if q := authorize("/.auth/login?prompt=none"); q.Has("prompt") {

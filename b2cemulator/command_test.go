@@ -1,4 +1,4 @@
-package caddyb2c
+package b2cemulator
 
 import (
 	"strings"
