@@ -4,7 +4,7 @@
 // sends the same bounded load to each, in alternating rounds so that the
 // noise of a shared machine falls on both, and reports throughput ratios.
 //
-//	go run ./examples/loadtest [-requests 20000] [-concurrency 8] [-rounds 3]
+//	go run ./internal/loadtest [-requests 20000] [-concurrency 8] [-rounds 3]
 //
 // With -soak <duration> it runs a soak instead: for that long, signed-in
 // traffic mixed with floods of bogus callbacks, distinct garbage session
@@ -12,7 +12,7 @@
 // abandoned; it samples the process's RSS and goroutines and fails if they
 // grow past a bound or any answer is a 5xx.
 //
-//	go run ./examples/loadtest -soak 5m [-rss-growth-mb 64]
+//	go run ./internal/loadtest -soak 5m [-rss-growth-mb 64]
 //
 // With -scale <n> it measures the sign-out state instead, with n recorded
 // sign-ins and n sign-outs, on file storage or on a Redis it starts
@@ -20,7 +20,7 @@
 // request, of a sync pass, the idle CPU, the RSS, and the signed-in latency
 // under a front-channel flood, before and after.
 //
-//	go run ./examples/loadtest -scale 100000 [-storage file|redis] [-idle 30s]
+//	go run ./internal/loadtest -scale 100000 [-storage file|redis] [-idle 30s]
 //
 // Everything runs on 127.0.0.1; the load is bounded in count and time.
 package main
