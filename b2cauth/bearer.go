@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
-	"time"
 
 	"go.uber.org/zap"
 )
@@ -71,7 +69,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		id.groupsUnknown = true // not cached: the next request asks Graph again
 		return id, nil
 	}
-	h.bearerCache.put(token, id)
+	h.bearerCache.put(token, id, h.now())
 	return id, nil
 }
 
@@ -147,67 +145,4 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="invalid_token"`)
 	return h.fail(w, r, http.StatusUnauthorized, "Invalid token", "The access token is not valid here.", err)
-}
-
-// identityCache remembers identities by the exact cookie value or token
-// they came from (compared whole, so no collision can pass one user off as
-// another), until they expire. It is bounded: when full, it drops expired
-// entries, then half of the rest.
-type identityCache struct {
-	mu      sync.RWMutex
-	max     int
-	entries map[string]*identity
-}
-
-func newIdentityCache(max int) *identityCache {
-	return &identityCache{max: max, entries: make(map[string]*identity)}
-}
-
-func (c *identityCache) get(key string, now time.Time) *identity {
-	c.mu.RLock()
-	id := c.entries[key]
-	c.mu.RUnlock()
-	if id == nil || !now.Before(id.expires) {
-		return nil
-	}
-	return id
-}
-
-// getChunked is get for a session cookie's value still in chunks: the
-// entry is found by the first chunk and must match the value whole.
-func (c *identityCache) getChunked(v *chunkedValue, now time.Time) *identity {
-	c.mu.RLock()
-	id := c.entries[v.parts[0]]
-	c.mu.RUnlock()
-	if id == nil || !now.Before(id.expires) || !v.equals(id.cacheKey) {
-		return nil
-	}
-	return id
-}
-
-// putCookie caches a session cookie's identity for getChunked: under the
-// value's first chunk, the whole value kept to compare.
-func (c *identityCache) putCookie(value string, id *identity) {
-	id.cacheKey = value
-	c.put(value[:min(len(value), chunkSize)], id)
-}
-
-func (c *identityCache) put(key string, id *identity) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		now := time.Now()
-		for k, v := range c.entries {
-			if !now.Before(v.expires) {
-				delete(c.entries, k)
-			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < c.max/2 {
-				break
-			}
-			delete(c.entries, k)
-		}
-	}
-	c.entries[key] = id
 }

@@ -127,7 +127,7 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 		}
 		return p.result()
 	}
-	if time.Now().Before(p.retryAt) {
+	if p.now().Before(p.retryAt) {
 		err := p.lastErr
 		p.mu.Unlock()
 		return nil, err
@@ -142,7 +142,7 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 	p.fetching = nil
 	if err != nil {
 		p.backoff = min(max(p.backoff*2, minBackoff), maxBackoff)
-		p.retryAt = time.Now().Add(p.backoff)
+		p.retryAt = p.now().Add(p.backoff)
 		p.lastErr = &unavailableError{err: err, retryAt: p.retryAt}
 	} else {
 		p.ready, p.backoff, p.lastErr = d, 0, nil

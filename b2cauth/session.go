@@ -228,7 +228,7 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	if id != nil {
 		id.session, id.expires, id.groupsUnknown = s, time.Unix(s.Expires, 0), s.GroupsUnknown
-		h.cache.putCookie(value, id)
+		h.cache.putCookie(value, id, h.now())
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
 		id.groupsUnknown = s.GroupsUnknown
-		h.cache.putCookie(value, id)
+		h.cache.putCookie(value, id, h.now())
 	}
 	s := id.session
 	if now.Unix() >= s.Expires {
