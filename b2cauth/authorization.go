@@ -74,7 +74,7 @@ func (h *Handler) accessTokenOnly(c *bearerClaims) error {
 	if c.AtHash != nil || c.CHash != nil {
 		return errNotAccessToken
 	}
-	if h.b2c() {
+	if h.platform.b2c {
 		if len(c.AuthTime) > 0 || c.AZP == "" {
 			return errNotAccessToken
 		}
@@ -89,14 +89,11 @@ func (h *Handler) accessTokenOnly(c *bearerClaims) error {
 	if len(c.scopes()) > 0 || len(c.roles()) > 0 {
 		return nil
 	}
-	if h.b2c() && c.AZP == h.ClientID && slices.Equal(audiences(c.Audience), []string{h.ClientID}) {
+	if h.platform.b2c && c.AZP == h.ClientID && slices.Equal(audiences(c.Audience), []string{h.ClientID}) {
 		return nil // the client's own access token
 	}
 	return errors.New("access token carries neither scp nor roles")
 }
-
-// b2c tells whether the provider is Azure AD B2C (tenant or authority).
-func (h *Handler) b2c() bool { return h.Tenant != "" || h.Authority != "" }
 
 // accessCheckError is a valid access token that lacks a permission the
 // API requires: what is missing, for WWW-Authenticate.

@@ -244,6 +244,7 @@ type Handler struct {
 	// stay reachable.)
 	ProtectRaw caddy.ModuleMap `json:"protect,omitempty" caddy:"namespace=http.matchers"`
 
+	platform       platform    // which kind of provider, from the configuration
 	extraIssuers   []*provider // AdditionalIssuers, discovered lazily
 	protect        caddyhttp.MatcherSet
 	credential     credentials.Credential // nil for a public client
@@ -360,11 +361,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.ResponseMode == "" {
 		h.ResponseMode = "query"
 	}
+	h.platform = h.platformOf()
 	if len(h.Scopes) == 0 {
 		switch {
-		case h.Issuer != "":
+		case h.platform.issuer:
 			h.Scopes = []string{"openid", "profile", "email"}
-		case h.ExternalID != "":
+		case h.platform.externalID:
 			h.Scopes = []string{"openid", "profile", "email", "offline_access"}
 		default:
 			h.Scopes = []string{"openid", "offline_access"}

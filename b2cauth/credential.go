@@ -34,7 +34,7 @@ func (h *Handler) checkCredential() error {
 	if n > 1 {
 		return errors.New("client_secret, client_certificate and client_assertion: give one credential, not several")
 	}
-	if (h.ClientCertificate != nil || h.ClientAssertion != nil) && (h.Tenant != "" || h.Authority != "") {
+	if (h.ClientCertificate != nil || h.ClientAssertion != nil) && h.platformOf().b2c {
 		return errors.New("client_certificate and client_assertion are for Entra ID and External ID: Azure AD B2C apps authenticate with a client_secret (its user flows answer a client assertion with AADB2C99027)")
 	}
 	if c := h.ClientCertificate; c != nil && (c.Cert == "" || c.Key == "") {

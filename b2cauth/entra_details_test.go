@@ -54,7 +54,9 @@ func TestPromptPerPlatform(t *testing.T) {
 			t.Errorf("%s prompt=%s: sent %q, want %q", tc.name, tc.prompt, got, tc.want)
 		}
 	}
-	if !slices.Contains((&Handler{ExternalID: "contoso"}).prompts(), "create") {
+	externalID := &Handler{ExternalID: "contoso"}
+	externalID.platform = externalID.platformOf()
+	if !slices.Contains(externalID.prompts(), "create") {
 		t.Error("External ID does not pass prompt=create")
 	}
 }

@@ -101,7 +101,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		// the ID token's optional login_hint claim.
 		params.Set("logout_hint", id.values["login_hint"])
 	}
-	if hint == "" && id != nil && h.b2c() {
+	if hint == "" && id != nil && h.platform.b2c {
 		// The ID token expired and could not be renewed. A B2C tenant that
 		// requires id_token_hint would strand the user on AADB2C90272:
 		// say what is done and what may not be, and let them choose.

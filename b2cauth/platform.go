@@ -12,18 +12,26 @@ import (
 // entraLoginHosts are Entra ID's sign-in hosts, in each cloud.
 var entraLoginHosts = []string{"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"}
 
-// entraConfigured tells, from the configuration alone, whether the provider
-// is Entra ID or External ID.
-func (h *Handler) entraConfigured() bool {
-	if h.ExternalID != "" {
-		return true
+// platform is the kind of provider a configuration names, read from it
+// in one place (platformOf) and kept by Provision.
+type platform struct {
+	b2c        bool // tenant or authority: Azure AD B2C, with user flows
+	externalID bool // external_id: Entra External ID by its tenant
+	issuer     bool // issuer: any OpenID Connect provider (Entra ID and External ID too)
+	entra      bool // Entra ID or External ID, known from the configuration
+}
+
+// platformOf reads the platform from the configuration; unresolved
+// placeholders are fine, as only which field is set, and the issuer's
+// host, count.
+func (h *Handler) platformOf() platform {
+	p := platform{b2c: h.Tenant != "" || h.Authority != "", externalID: h.ExternalID != "", issuer: h.Issuer != ""}
+	p.entra = p.externalID
+	if u, err := url.Parse(h.Issuer); p.issuer && err == nil {
+		host := strings.ToLower(u.Hostname())
+		p.entra = slices.Contains(entraLoginHosts, host) || strings.HasSuffix(host, ".ciamlogin.com")
 	}
-	u, err := url.Parse(h.Issuer)
-	if h.Issuer == "" || err != nil {
-		return false
-	}
-	host := strings.ToLower(u.Hostname())
-	return slices.Contains(entraLoginHosts, host) || strings.HasSuffix(host, ".ciamlogin.com")
+	return p
 }
 
 // unverifiedRuleClaim is the first allow/deny claim that Entra ID does not
@@ -31,7 +39,7 @@ func (h *Handler) entraConfigured() bool {
 // authorization, per Microsoft's ID token claims reference), when the
 // provider is Entra ID or External ID; else "".
 func (h *Handler) unverifiedRuleClaim() string {
-	if !h.entraConfigured() {
+	if !h.platformOf().entra {
 		return ""
 	}
 	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
@@ -45,7 +53,7 @@ func (h *Handler) unverifiedRuleClaim() string {
 // policies lists the configured user flows; [""] with issuer or
 // external_id, which have none.
 func (h *Handler) policies() []string {
-	if h.Issuer != "" || h.ExternalID != "" {
+	if p := h.platformOf(); !p.b2c {
 		return []string{""}
 	}
 	out := []string{h.Policy}

@@ -379,9 +379,9 @@ func (h *Handler) hints(from url.Values) map[string]string {
 // the sign-in is interactive.
 func (h *Handler) prompts() []string {
 	switch {
-	case h.b2c():
+	case h.platform.b2c:
 		return []string{"login"}
-	case h.ExternalID != "":
+	case h.platform.externalID:
 		return []string{"login", "select_account", "consent", "create"}
 	default:
 		return []string{"login", "select_account", "consent"}

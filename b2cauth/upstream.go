@@ -77,7 +77,7 @@ func (id *identity) accessExpiry() time.Time {
 
 // tokenHeaderProvider names the provider in App Service's token headers.
 func (h *Handler) tokenHeaderProvider() string {
-	if h.Tenant != "" || h.Authority != "" {
+	if h.platform.b2c {
 		return "Aadb2c"
 	}
 	return "Aad"

@@ -52,7 +52,7 @@ func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte
 // configured, or by its metadata, which only Entra's gives a
 // cloud_instance_name (B2C's does not; a custom domain hides the host).
 func (h *Handler) entraPlatform(d *discovered) bool {
-	return h.entraConfigured() || d.meta.CloudInstanceName != ""
+	return h.platform.entra || d.meta.CloudInstanceName != ""
 }
 
 // userInfo is the UserInfo claims to keep in a new session, or nil when

@@ -81,7 +81,7 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("authority: %q ends with the user flow %s: give the authority without it (…/<tenant>.onmicrosoft.com) and the flow with policy", h.Authority, segs[len(segs)-1])
 		}
 	}
-	noPolicies := h.Issuer != "" || h.ExternalID != ""
+	noPolicies := !h.platformOf().b2c
 	if !noPolicies && h.Policy == "" {
 		return errors.New("policy: required with tenant or authority")
 	}
@@ -154,7 +154,7 @@ func (h *Handler) checkConfig() error {
 	default:
 		return fmt.Errorf("keep_groups: %q is neither named nor all", h.KeepGroups)
 	}
-	if h.b2c() && h.Groups != "graph" && h.rulesNameGroups() {
+	if h.platformOf().b2c && h.Groups != "graph" && h.rulesNameGroups() {
 		return errors.New("groups: Azure AD B2C's tokens carry no groups claim, so a rule on groups never matches: set groups graph (Microsoft Graph, with the application permission GroupMember.Read.All)")
 	}
 	for field, v := range map[string]string{"graph_endpoint": h.GraphEndpoint, "graph_login": h.GraphLogin} {
