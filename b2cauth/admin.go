@@ -69,9 +69,9 @@ func (a *adminAPI) revoke(w http.ResponseWriter, r *http.Request) error {
 	if storage == nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: errors.New("no config is running")}
 	}
-	now := time.Now()
-	res := RevokeResponse{User: req.User, Session: req.Session, Before: now, Expires: now.Add(liveSessionLifetime())}
-	entry := signouts.Entry{Kind: signouts.KindUser, Value: req.User, Before: now.UnixMilli() + 1, Expires: res.Expires.Unix()}
+	now, lifetime := time.Now(), liveSessionLifetime()
+	res := RevokeResponse{User: req.User, Session: req.Session, Before: now, Expires: now.Add(lifetime)}
+	entry := signouts.UserSignOut(req.User, now, lifetime)
 	if req.Session != "" {
 		entry = signouts.Entry{Kind: signouts.KindSession, Value: req.Session, Expires: res.Expires.Unix()}
 	}

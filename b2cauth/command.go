@@ -224,7 +224,7 @@ func runRevoke(ctx context.Context, file, adapter, user string, out io.Writer) e
 		return err
 	}
 	now := time.Now()
-	entry := signouts.Entry{Kind: signouts.KindUser, Value: user, Before: now.UnixMilli() + 1, Expires: now.Add(lifetime).Unix()}
+	entry := signouts.UserSignOut(user, now, lifetime)
 	if err := signouts.New(storage, signouts.DefaultSync, zap.NewNop()).Add(ctx, entry); err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"maps"
 	"net/http"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
 // Groups the token cannot hold come from Microsoft Graph: always with
@@ -57,16 +57,13 @@ func (h *Handler) wantsGraphGroups(claims map[string]any) bool {
 // gets a Graph token.
 var errNoGraph = errors.New("the token carries the groups overage indicator, and without client_secret b2c_auth cannot read the groups from Microsoft Graph")
 
-// guidInPath finds a tenant ID in an issuer URL.
-var guidInPath = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
-
 // graphTenant is the tenant to ask Graph about: the token's tid, else the
 // tenant ID in its issuer (B2C's https://<name>.b2clogin.com/<tenant ID>/v2.0/).
 func graphTenant(values map[string]string) string {
 	if tid := values["tid"]; tid != "" {
 		return tid
 	}
-	return guidInPath.FindString(values["iss"])
+	return guid.Find(values["iss"])
 }
 
 // graphGroups reads the identity's groups from Graph and keeps what the

@@ -160,11 +160,7 @@ func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool, ori
 	countRevocation(origin)
 	entries := []signouts.Entry{{Kind: signouts.KindSession, Value: id.session.ID, Expires: id.session.Expires}}
 	if everywhere {
-		now := h.now()
-		entries = append(entries, signouts.Entry{
-			Kind: signouts.KindUser, Value: id.userKey, Before: now.UnixMilli() + 1,
-			Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(),
-		})
+		entries = append(entries, signouts.UserSignOut(id.userKey, h.now(), time.Duration(h.SessionLifetime)))
 	}
 	return h.signouts.Add(ctx, entries...)
 }

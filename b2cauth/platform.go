@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
 // Which platform the configuration names (Azure AD B2C, Entra External
@@ -83,7 +85,7 @@ func (h *Handler) metadataURL(policy string) string {
 		// label, and https://<custom URL domain>/<the same>/v2.0.
 		t := strings.ToLower(h.ExternalID)
 		host, path := t+".ciamlogin.com", t+".onmicrosoft.com"
-		if guidPattern.MatchString(t) {
+		if guid.Valid(t) {
 			path = t
 		}
 		if h.CustomDomain != "" {

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 	"github.com/coreos/go-oidc/v3/oidc"
 )
 
@@ -18,8 +18,6 @@ import (
 // Microsoft.Identity.Web validates issuers — and only tokens of the
 // tenants the configuration admits (`tenants`) are accepted.
 const tenantPlaceholder = "{tenantid}"
-
-var guidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 // tenantError is a token of a tenant the configuration does not admit.
 type tenantError struct{ tid string }
@@ -66,7 +64,7 @@ func (v *issuerVerifiers) forToken(raw string) (*verifierPair, error) {
 	_ = json.Unmarshal(payload, &c)
 	tid, _ := c.TID.(string)
 	tid = strings.ToLower(tid)
-	if !guidPattern.MatchString(tid) {
+	if !guid.Valid(tid) {
 		return nil, &tenantError{}
 	}
 	if !tenantAdmitted(v.tenants, tid) {

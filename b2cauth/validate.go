@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
 // The configuration as written, checked before anything is built: every
@@ -42,7 +44,7 @@ func (h *Handler) checkConfig() error {
 		return fmt.Errorf("custom_domain: %q is not a host name like login.contoso.com (no scheme, port or path)", h.CustomDomain)
 	}
 	for _, t := range h.Tenants {
-		if t != "*" && !hasPlaceholder(t) && !guidPattern.MatchString(strings.ToLower(t)) {
+		if t != "*" && !hasPlaceholder(t) && !guid.Valid(strings.ToLower(t)) {
 			return fmt.Errorf("tenants: %q is neither a tenant ID (GUID) nor *", t)
 		}
 	}
@@ -69,7 +71,7 @@ func (h *Handler) checkConfig() error {
 		host, segs := strings.ToLower(u.Hostname()), strings.Split(strings.Trim(u.Path, "/"), "/")
 		last := strings.ToLower(segs[len(segs)-1])
 		switch {
-		case host == "login.microsoftonline.com" && (strings.Contains(u.Path, "/v2.0") || guidPattern.MatchString(strings.ToLower(segs[0])) || last == "organizations" || last == "common"):
+		case host == "login.microsoftonline.com" && (strings.Contains(u.Path, "/v2.0") || guid.Valid(strings.ToLower(segs[0])) || last == "organizations" || last == "common"):
 			return fmt.Errorf("authority: %q is a Microsoft Entra ID URL; authority is for Azure AD B2C: for Entra ID use issuer https://login.microsoftonline.com/<tenant ID>/v2.0", h.Authority)
 		case host == "login.microsoftonline.com":
 			return fmt.Errorf("authority: login.microsoftonline.com stopped serving B2C on 2020-12-04; use https://<tenant>.b2clogin.com/<tenant>.onmicrosoft.com (or the tenant directive); for Entra ID, use issuer")

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 	"github.com/caddy-b2c/caddy-b2c/internal/suggest"
 )
 
@@ -63,7 +64,7 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&e.TenantID) {
 				return d.ArgErr()
 			}
-			if !guidPattern.MatchString(e.TenantID) {
+			if !guid.Valid(e.TenantID) {
 				return d.Errf("tenant_id: %q is not a GUID", e.TenantID)
 			}
 		case "policies":

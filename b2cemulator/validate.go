@@ -8,10 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 	"github.com/caddyserver/caddy/v2"
 )
-
-var guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // tenantPattern is what B2C accepts as a tenant name.
 var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -21,7 +20,7 @@ func (e *Emulator) validate() error {
 	if !tenantPattern.MatchString(e.Tenant) {
 		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", e.Tenant)
 	}
-	if !guidPattern.MatchString(e.TenantID) {
+	if !guid.Valid(e.TenantID) {
 		return fmt.Errorf("tenant_id: %q is not a GUID", e.TenantID)
 	}
 	seen := map[string]bool{}
@@ -104,7 +103,7 @@ func (e *Emulator) validate() error {
 			return fmt.Errorf("user: %q is defined twice", u.Email)
 		}
 		users[strings.ToLower(u.Email)] = true
-		if u.ObjectID != "" && !guidPattern.MatchString(u.ObjectID) {
+		if u.ObjectID != "" && !guid.Valid(u.ObjectID) {
 			return fmt.Errorf("user %s: object_id %q is not a GUID", u.Email, u.ObjectID)
 		}
 	}
@@ -150,12 +149,12 @@ func (e *Emulator) validate() error {
 		return fmt.Errorf("multi_tenant: only with flavor entra_id")
 	}
 	for _, g := range e.Groups {
-		if !guidPattern.MatchString(strings.ToLower(g.ObjectID)) {
+		if !guid.Valid(strings.ToLower(g.ObjectID)) {
 			return fmt.Errorf("group: %q is not an object ID (GUID)", g.ObjectID)
 		}
 	}
 	for _, u := range e.Users {
-		if u.TenantID != "" && !guidPattern.MatchString(u.TenantID) {
+		if u.TenantID != "" && !guid.Valid(u.TenantID) {
 			return fmt.Errorf("user %s: tenant_id %q is not a GUID", u.Email, u.TenantID)
 		}
 	}

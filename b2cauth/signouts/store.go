@@ -74,6 +74,13 @@ type Entry struct {
 	Expires int64  `json:"expires"`          // Unix seconds: no covered session outlives it
 }
 
+// UserSignOut is the entry that signs a user out everywhere at now: every
+// session (and bearer token) of theirs issued until now, for as long as
+// such a session can live.
+func UserSignOut(user string, now time.Time, lifetime time.Duration) Entry {
+	return Entry{Kind: KindUser, Value: user, Before: now.UnixMilli() + 1, Expires: now.Add(lifetime).Unix()}
+}
+
 // name is the entry's file name: a user's carries its time, so a newer
 // "everywhere" is a new name and entries never change once written.
 func (e Entry) name() string {
