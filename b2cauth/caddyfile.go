@@ -2,6 +2,8 @@ package b2cauth
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -99,162 +101,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		name := d.Val()
-		one := func(dst *string) error {
-			if !d.AllArgs(dst) {
-				return d.ArgErr()
-			}
-			return nil
+		sub, ok := subdirectives[name]
+		if !ok {
+			return d.Errf("unknown subdirective %q%s", name, suggest.DidYouMean(name, slices.Sorted(maps.Keys(subdirectives))))
 		}
-		many := func(dst *[]string) error {
-			*dst = append(*dst, d.RemainingArgs()...)
-			if len(*dst) == 0 {
-				return d.ArgErr()
-			}
-			return nil
-		}
-		duration := func(dst *caddy.Duration) error {
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			v, err := caddy.ParseDuration(s)
-			if err != nil {
-				return d.Errf("%s: %v", name, err)
-			}
-			*dst = caddy.Duration(v)
-			return nil
-		}
-		var err error
-		switch name {
-		case "tenant":
-			err = one(&h.Tenant)
-		case "authority":
-			err = one(&h.Authority)
-		case "issuer":
-			err = one(&h.Issuer)
-		case "external_id":
-			err = one(&h.ExternalID)
-		case "custom_domain":
-			err = one(&h.CustomDomain)
-		case "tenants":
-			err = many(&h.Tenants)
-		case "policy":
-			err = one(&h.Policy)
-		case "password_reset_policy":
-			err = one(&h.PasswordResetPolicy)
-		case "profile_edit_policy":
-			err = one(&h.ProfileEditPolicy)
-		case "client_id":
-			err = one(&h.ClientID)
-		case "client_secret":
-			err = one(&h.ClientSecret)
-		case "client_certificate":
-			h.ClientCertificate = &CertificateFiles{}
-			if !d.AllArgs(&h.ClientCertificate.Cert, &h.ClientCertificate.Key) {
-				return d.Errf("client_certificate: needs <cert path> <key path> (PEM)")
-			}
-		case "client_assertion":
-			h.ClientAssertion = &ClientAssertion{}
-			if !d.AllArgs(&h.ClientAssertion.Kind, &h.ClientAssertion.Value) {
-				return d.Errf("client_assertion: needs file <path> or managed_identity <client ID>")
-			}
-		case "redirect_path":
-			err = one(&h.RedirectPath)
-		case "response_mode":
-			err = one(&h.ResponseMode)
-		case "unauthenticated":
-			err = one(&h.Unauthenticated)
-		case "cors_preflight":
-			err = one(&h.CORSPreflight)
-		case "refresh":
-			err = one(&h.Refresh)
-		case "scopes":
-			err = many(&h.Scopes)
-		case "cookie_secret":
-			err = many(&h.CookieSecret)
-		case "audience":
-			err = many(&h.Audience)
-		case "require_scopes":
-			err = many(&h.RequireScopes)
-		case "require_roles":
-			err = many(&h.RequireRoles)
-		case "additional_issuer":
-			args := d.RemainingArgs()
-			switch len(args) {
-			case 1:
-				h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Metadata: args[0]})
-			case 2:
-				h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Issuer: args[0], JWKSURI: args[1]})
-			default:
-				return d.Errf("additional_issuer: want <metadata URL>, or <issuer> <jwks URL>")
-			}
-		case "session_lifetime":
-			err = duration(&h.SessionLifetime)
-		case "session_store":
-			err = one(&h.SessionStore)
-		case "session_tokens":
-			err = many(&h.SessionTokens)
-		case "inactivity_timeout":
-			err = duration(&h.InactivityTimeout)
-		case "revocation_sync":
-			err = duration(&h.RevocationSync)
-		case "public_url":
-			err = one(&h.PublicURL)
-		case "tls_trust_pool":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			modStem := d.Val()
-			unm, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+modStem)
-			if err != nil {
-				return err
-			}
-			if _, ok := unm.(caddytls.CA); !ok {
-				return d.Errf("tls_trust_pool: %s is not a CA pool source", modStem)
-			}
-			h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
-		case "identity_assertion":
-			h.IdentityAssertion = "X-B2C-Identity-Assertion"
-			if d.NextArg() {
-				h.IdentityAssertion = d.Val()
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "assertion_audience":
-			err = many(&h.AssertionAudience)
-		case "groups":
-			err = one(&h.Groups)
-		case "keep_groups":
-			err = one(&h.KeepGroups)
-		case "graph_endpoint":
-			err = one(&h.GraphEndpoint)
-		case "graph_login":
-			err = one(&h.GraphLogin)
-		case "domain_hint":
-			err = one(&h.DomainHint)
-		case "ui_locales":
-			err = one(&h.UILocales)
-		case "allow", "deny":
-			args := d.RemainingArgs()
-			if len(args) < 2 {
-				return d.Errf("%s: want <claim> <pattern...>", name)
-			}
-			rule := Rule{Claim: args[0], Patterns: args[1:]}
-			if name == "allow" {
-				h.Allow = append(h.Allow, rule)
-			} else {
-				h.Deny = append(h.Deny, rule)
-			}
-		case "easy_auth_headers", "expose_idp_access_token":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			*map[string]*bool{"easy_auth_headers": &h.EasyAuthHeaders, "expose_idp_access_token": &h.ExposeIDPAccessToken}[name] = true
-		default:
-			return d.Errf("unknown subdirective %q%s", name, suggest.DidYouMean(name, subdirectives))
-		}
-		if err != nil {
+		if err := sub.parse(h, d); err != nil {
 			return err
 		}
 	}
@@ -264,8 +115,167 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// subdirectives are the names a b2c_auth block takes, for "did you mean".
-var subdirectives = []string{"identity_assertion", "assertion_audience", "groups", "keep_groups", "graph_endpoint", "graph_login", "tenant", "authority", "issuer", "external_id", "custom_domain", "tenants", "policy", "password_reset_policy", "profile_edit_policy", "client_id", "client_secret", "client_certificate", "client_assertion", "redirect_path", "response_mode", "unauthenticated", "cors_preflight", "refresh", "scopes", "cookie_secret", "audience", "require_scopes", "require_roles", "additional_issuer", "session_lifetime", "inactivity_timeout", "session_store", "session_tokens", "revocation_sync", "public_url", "tls_trust_pool", "domain_hint", "ui_locales", "allow", "deny", "easy_auth_headers", "expose_idp_access_token"}
+// subdirective is one line of a b2c_auth block: how it is parsed, and the
+// JSON key it writes. The table drives the parser, its "did you mean" and
+// the README's options reference test.
+type subdirective struct {
+	key   string // the JSON key
+	parse func(h *Handler, d *caddyfile.Dispenser) error
+}
+
+// one parses a subdirective with exactly one argument into a field.
+func one(key string, field func(*Handler) *string) subdirective {
+	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+		if !d.AllArgs(field(h)) {
+			return d.ArgErr()
+		}
+		return nil
+	}}
+}
+
+// many parses a subdirective with one or more arguments, appended to a
+// field (so the subdirective may be repeated).
+func many(key string, field func(*Handler) *[]string) subdirective {
+	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+		dst := field(h)
+		*dst = append(*dst, d.RemainingArgs()...)
+		if len(*dst) == 0 {
+			return d.ArgErr()
+		}
+		return nil
+	}}
+}
+
+// duration parses a subdirective whose one argument is a duration.
+func duration(key string, field func(*Handler) *caddy.Duration) subdirective {
+	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+		var s string
+		if !d.AllArgs(&s) {
+			return d.ArgErr()
+		}
+		v, err := caddy.ParseDuration(s)
+		if err != nil {
+			return d.Errf("%s: %v", key, err)
+		}
+		*field(h) = caddy.Duration(v)
+		return nil
+	}}
+}
+
+// flag parses a subdirective without arguments that turns a field on.
+func flag(key string, field func(*Handler) *bool) subdirective {
+	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		*field(h) = true
+		return nil
+	}}
+}
+
+// rule parses an allow or deny line: <claim> <pattern...>.
+func rule(key string, field func(*Handler) *[]Rule) subdirective {
+	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+		args := d.RemainingArgs()
+		if len(args) < 2 {
+			return d.Errf("%s: want <claim> <pattern...>", key)
+		}
+		*field(h) = append(*field(h), Rule{Claim: args[0], Patterns: args[1:]})
+		return nil
+	}}
+}
+
+// subdirectives are the lines a b2c_auth block takes, by name.
+var subdirectives = map[string]subdirective{
+	"tenant":                  one("tenant", func(h *Handler) *string { return &h.Tenant }),
+	"authority":               one("authority", func(h *Handler) *string { return &h.Authority }),
+	"issuer":                  one("issuer", func(h *Handler) *string { return &h.Issuer }),
+	"external_id":             one("external_id", func(h *Handler) *string { return &h.ExternalID }),
+	"custom_domain":           one("custom_domain", func(h *Handler) *string { return &h.CustomDomain }),
+	"tenants":                 many("tenants", func(h *Handler) *[]string { return &h.Tenants }),
+	"policy":                  one("policy", func(h *Handler) *string { return &h.Policy }),
+	"password_reset_policy":   one("password_reset_policy", func(h *Handler) *string { return &h.PasswordResetPolicy }),
+	"profile_edit_policy":     one("profile_edit_policy", func(h *Handler) *string { return &h.ProfileEditPolicy }),
+	"client_id":               one("client_id", func(h *Handler) *string { return &h.ClientID }),
+	"client_secret":           one("client_secret", func(h *Handler) *string { return &h.ClientSecret }),
+	"redirect_path":           one("redirect_path", func(h *Handler) *string { return &h.RedirectPath }),
+	"response_mode":           one("response_mode", func(h *Handler) *string { return &h.ResponseMode }),
+	"unauthenticated":         one("unauthenticated", func(h *Handler) *string { return &h.Unauthenticated }),
+	"cors_preflight":          one("cors_preflight", func(h *Handler) *string { return &h.CORSPreflight }),
+	"refresh":                 one("refresh", func(h *Handler) *string { return &h.Refresh }),
+	"scopes":                  many("scopes", func(h *Handler) *[]string { return &h.Scopes }),
+	"cookie_secret":           many("cookie_secret", func(h *Handler) *[]string { return &h.CookieSecret }),
+	"audience":                many("audience", func(h *Handler) *[]string { return &h.Audience }),
+	"require_scopes":          many("require_scopes", func(h *Handler) *[]string { return &h.RequireScopes }),
+	"require_roles":           many("require_roles", func(h *Handler) *[]string { return &h.RequireRoles }),
+	"session_lifetime":        duration("session_lifetime", func(h *Handler) *caddy.Duration { return &h.SessionLifetime }),
+	"session_store":           one("session_store", func(h *Handler) *string { return &h.SessionStore }),
+	"session_tokens":          many("session_tokens", func(h *Handler) *[]string { return &h.SessionTokens }),
+	"inactivity_timeout":      duration("inactivity_timeout", func(h *Handler) *caddy.Duration { return &h.InactivityTimeout }),
+	"revocation_sync":         duration("revocation_sync", func(h *Handler) *caddy.Duration { return &h.RevocationSync }),
+	"public_url":              one("public_url", func(h *Handler) *string { return &h.PublicURL }),
+	"assertion_audience":      many("assertion_audience", func(h *Handler) *[]string { return &h.AssertionAudience }),
+	"groups":                  one("groups", func(h *Handler) *string { return &h.Groups }),
+	"keep_groups":             one("keep_groups", func(h *Handler) *string { return &h.KeepGroups }),
+	"graph_endpoint":          one("graph_endpoint", func(h *Handler) *string { return &h.GraphEndpoint }),
+	"graph_login":             one("graph_login", func(h *Handler) *string { return &h.GraphLogin }),
+	"domain_hint":             one("domain_hint", func(h *Handler) *string { return &h.DomainHint }),
+	"ui_locales":              one("ui_locales", func(h *Handler) *string { return &h.UILocales }),
+	"allow":                   rule("allow", func(h *Handler) *[]Rule { return &h.Allow }),
+	"deny":                    rule("deny", func(h *Handler) *[]Rule { return &h.Deny }),
+	"easy_auth_headers":       flag("easy_auth_headers", func(h *Handler) *bool { return &h.EasyAuthHeaders }),
+	"expose_idp_access_token": flag("expose_idp_access_token", func(h *Handler) *bool { return &h.ExposeIDPAccessToken }),
+	"client_certificate": {"client_certificate", func(h *Handler, d *caddyfile.Dispenser) error {
+		h.ClientCertificate = &CertificateFiles{}
+		if !d.AllArgs(&h.ClientCertificate.Cert, &h.ClientCertificate.Key) {
+			return d.Errf("client_certificate: needs <cert path> <key path> (PEM)")
+		}
+		return nil
+	}},
+	"client_assertion": {"client_assertion", func(h *Handler, d *caddyfile.Dispenser) error {
+		h.ClientAssertion = &ClientAssertion{}
+		if !d.AllArgs(&h.ClientAssertion.Kind, &h.ClientAssertion.Value) {
+			return d.Errf("client_assertion: needs file <path> or managed_identity <client ID>")
+		}
+		return nil
+	}},
+	"additional_issuer": {"additional_issuers", func(h *Handler, d *caddyfile.Dispenser) error {
+		switch args := d.RemainingArgs(); len(args) {
+		case 1:
+			h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Metadata: args[0]})
+		case 2:
+			h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Issuer: args[0], JWKSURI: args[1]})
+		default:
+			return d.Errf("additional_issuer: want <metadata URL>, or <issuer> <jwks URL>")
+		}
+		return nil
+	}},
+	"tls_trust_pool": {"tls_trust_pool", func(h *Handler, d *caddyfile.Dispenser) error {
+		if !d.NextArg() {
+			return d.ArgErr()
+		}
+		modStem := d.Val()
+		unm, err := caddyfile.UnmarshalModule(d, "tls.ca_pool.source."+modStem)
+		if err != nil {
+			return err
+		}
+		if _, ok := unm.(caddytls.CA); !ok {
+			return d.Errf("tls_trust_pool: %s is not a CA pool source", modStem)
+		}
+		h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
+		return nil
+	}},
+	"identity_assertion": {"identity_assertion", func(h *Handler, d *caddyfile.Dispenser) error {
+		h.IdentityAssertion = "X-B2C-Identity-Assertion"
+		if d.NextArg() {
+			h.IdentityAssertion = d.Val()
+		}
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		return nil
+	}},
+}
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
