@@ -1,7 +1,6 @@
 package b2cemulator
 
 import (
-	"cmp"
 	"os"
 	"regexp"
 	"strings"
@@ -16,9 +15,8 @@ func TestOptionsReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := string(readme)[strings.Index(string(readme), "`b2c_emulator`:"):]
-	jsonKeys := map[string]string{"client": "clients", "api": "apis", "user": "users", "group": "groups", "managed_identity": "managed_identities"}
-	for _, name := range subdirectives {
-		key := cmp.Or(jsonKeys[name], name)
+	for name, sub := range subdirectives {
+		key := sub.key
 		if !regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\| `" + key + "` \\|").MatchString(table) {
 			t.Errorf("the options reference has no row for %s (JSON %s)", name, key)
 		}
