@@ -40,12 +40,14 @@ func init() {
 // come back with an encrypted session cookie; API clients may present a
 // B2C access token as `Authorization: Bearer`. It serves, on every request
 // it sees, the endpoints `/.auth/login` (with `/.auth/login/reset` and
-// `/.auth/login/profile`), the redirect path, `/.auth/logout` (with
-// `?everywhere=1` and `/.auth/logout/frontchannel`), `/.auth/me` and
-// `/.auth/refresh`.
+// `/.auth/login/profile`), the redirect path (which also takes the
+// provider's return from end_session), `/.auth/logout` (with
+// `?everywhere=1` and `/.auth/logout/frontchannel`), `/.auth/me`,
+// `/.auth/refresh` and, with identity_assertion, `/.auth/keys`.
 //
-// Sessions are cookies, but a sign-out is recorded in Caddy's storage, so
-// every Caddy sharing that storage refuses the session within
+// Sessions are cookies (or, with session_store storage, records in Caddy's
+// storage behind a small cookie); a sign-out is recorded in Caddy's
+// storage, so every Caddy sharing that storage refuses the session within
 // revocation_sync.
 //
 // For a signed-in user it sets these placeholders:
@@ -59,6 +61,8 @@ func init() {
 //	{http.auth.user.roles}, {http.auth.user.groups}   comma-separated
 //	{http.auth.b2c.access_token}, {http.auth.b2c.id_token},
 //	{http.auth.b2c.access_token_expires}   the session's tokens
+//	{http.auth.b2c.session_id}   the session's ID (what caddy b2c revoke --session takes)
+//	{http.auth.b2c.assertion}    the identity assertion, with identity_assertion
 //
 // A claim the token lacks is empty, never the placeholder's text; without
 // a user (an unprotected path, unauthenticated allow) they are all empty.
@@ -66,10 +70,11 @@ func init() {
 // Client-sent X-MS-CLIENT-PRINCIPAL* and X-MS-TOKEN-* headers are always
 // removed; with easy_auth_headers, App Service's identity headers are set.
 //
-// tenant, authority, issuer, external_id, tenants, client_id,
-// client_secret, cookie_secret, audience and public_url take {env.*} and
-// {file.*} placeholders, resolved when the config is
-// loaded; an unset one is an error that names the field.
+// tenant, authority, issuer, external_id, custom_domain, tenants,
+// client_id, client_secret, client_certificate, client_assertion,
+// cookie_secret, audience and public_url take {env.*} and {file.*}
+// placeholders, resolved when the config is loaded; an unset one is an
+// error that names the field.
 type Handler struct {
 	// The B2C tenant name: contoso means
 	// https://contoso.b2clogin.com/contoso.onmicrosoft.com.
@@ -296,9 +301,35 @@ const (
 	defaultSessionLifetime = 8 * time.Hour
 )
 
+// resolvePlaceholders resolves the {env.*} and {file.*} placeholders of
+// the fields that take them, but for the credential's and cookie_secret,
+// which are resolved where they are read. Provision resolves them, and
+// caddy b2c check on a copy.
+func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, error)) error {
+	var err error
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
+		if *f.v, err = resolve(f.name, *f.v); err != nil {
+			return err
+		}
+	}
+	for name, list := range map[string][]string{"tenants": h.Tenants, "audience": h.Audience} {
+		for i, v := range list {
+			if list[i], err = resolve(name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Provision resolves placeholders, sets defaults and builds the handler's
 // state. It never touches the network: the provider is discovered on the
-// first request that needs it.
+// first request that needs it. It does read and write Caddy's storage (the
+// generated cookie key, the assertion keys, the session store's marker),
+// also when Caddy only validates a config.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ctx, h.logger, h.siteHosts = ctx, ctx.Logger(), new(site.Hosts)
 	repl := caddy.NewReplacer()
@@ -310,18 +341,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return out, nil
 	}
 	var err error
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
-		if *f.v, err = resolve(f.name, *f.v); err != nil {
-			return err
-		}
-	}
-	for i, t := range h.Tenants {
-		if h.Tenants[i], err = resolve("tenants", t); err != nil {
-			return err
-		}
+	if err := h.resolvePlaceholders(resolve); err != nil {
+		return err
 	}
 	if err := h.checkConfig(); err != nil {
 		return err
@@ -374,11 +395,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	if h.SessionLifetime == 0 {
 		h.SessionLifetime = caddy.Duration(defaultSessionLifetime)
-	}
-	for i, a := range h.Audience {
-		if h.Audience[i], err = resolve("audience", a); err != nil {
-			return err
-		}
 	}
 	if len(h.Audience) == 0 {
 		h.Audience = []string{h.ClientID}

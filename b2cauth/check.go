@@ -33,7 +33,7 @@ func warning(format string, args ...any) finding {
 }
 func note(format string, args ...any) finding { return finding{"ok", fmt.Sprintf(format, args...)} }
 
-// Check verifies what this configuration relies on, before a user meets
+// checkProvider verifies what this configuration relies on, before a user meets
 // it: its placeholders resolve; every policy's metadata and keys can be
 // fetched (issuer and endpoints are reported); the provider's clock agrees
 // with this one; each site origin's redirect URI is registered (the
@@ -52,16 +52,9 @@ func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding
 		return got
 	}
 	c := *h // the configuration as written, resolved on a copy
-	c.Tenants = slices.Clone(h.Tenants)
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"tenant", &c.Tenant}, {"authority", &c.Authority}, {"issuer", &c.Issuer}, {"external_id", &c.ExternalID}, {"custom_domain", &c.CustomDomain}, {"client_id", &c.ClientID}, {"client_secret", &c.ClientSecret}, {"public_url", &c.PublicURL}} {
-		*f.v = resolve(f.name, *f.v)
-	}
-	for i := range c.Tenants {
-		c.Tenants[i] = resolve("tenants", c.Tenants[i])
-	}
+	c.Tenants, c.Audience = slices.Clone(h.Tenants), slices.Clone(h.Audience)
+	_ = c.resolvePlaceholders(func(field, v string) (string, error) { return resolve(field, v), nil })
+	c.ClientSecret = resolve("client_secret", c.ClientSecret)
 	if len(out) > 0 {
 		return out
 	}
