@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -316,40 +315,24 @@ func storageName(s certmagic.Storage) string {
 	return fmt.Sprintf("%T", s)
 }
 
-// findHandlers walks a JSON config's HTTP servers, subroutes included, for
-// b2c_auth handlers, and the origins their routes serve.
+// findHandlers finds a JSON config's b2c_auth handlers, subroutes
+// included, and the origins their routes serve.
 func findHandlers(cfg []byte) ([]foundHandler, error) {
-	var config struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Listen      []string          `json:"listen"`
-					Routes      []json.RawMessage `json:"routes"`
-					TLSPolicies json.RawMessage   `json:"tls_connection_policies"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(cfg, &config); err != nil {
+	servers, err := jsonServers(cfg)
+	if err != nil {
 		return nil, err
 	}
 	var found []foundHandler
-	names := make([]string, 0, len(config.Apps.HTTP.Servers))
-	for name := range config.Apps.HTTP.Servers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		srv := config.Apps.HTTP.Servers[name]
+	for _, srv := range servers {
 		origins := func(hosts []string) []string {
 			if len(hosts) == 0 {
 				hosts = []string{"localhost"}
 			}
 			var out []string
-			for _, listen := range srv.Listen {
+			for _, listen := range srv.listen {
 				_, port, _ := net.SplitHostPort(strings.TrimPrefix(listen, "tcp/"))
 				scheme := "https"
-				if port == "80" || (port != "443" && len(srv.TLSPolicies) == 0) {
+				if port == "80" || (port != "443" && !srv.tlsPolicies) {
 					scheme = "http"
 				}
 				for _, host := range hosts {
@@ -362,46 +345,9 @@ func findHandlers(cfg []byte) ([]foundHandler, error) {
 			}
 			return out
 		}
-		walkRoutes(srv.Routes, nil, func(raw json.RawMessage, hosts []string) {
-			found = append(found, foundHandler{raw: raw, origins: origins(hosts)})
+		eachB2CAuth(srv.routes, scope{}, func(h orderHandler, s scope) {
+			found = append(found, foundHandler{raw: h.raw, origins: origins(s.hosts)})
 		})
 	}
 	return found, nil
-}
-
-// walkRoutes calls visit for every b2c_auth handler in routes, with the
-// hosts its routes match.
-func walkRoutes(routes []json.RawMessage, hosts []string, visit func(json.RawMessage, []string)) {
-	for _, raw := range routes {
-		var route struct {
-			Match []struct {
-				Host []string `json:"host"`
-			} `json:"match"`
-			Handle []json.RawMessage `json:"handle"`
-		}
-		if json.Unmarshal(raw, &route) != nil {
-			continue
-		}
-		routeHosts := hosts
-		for _, m := range route.Match {
-			if len(m.Host) > 0 {
-				routeHosts = m.Host
-			}
-		}
-		for _, h := range route.Handle {
-			var handler struct {
-				Handler string            `json:"handler"`
-				Routes  []json.RawMessage `json:"routes"`
-			}
-			if json.Unmarshal(h, &handler) != nil {
-				continue
-			}
-			switch handler.Handler {
-			case "b2c_auth":
-				visit(h, routeHosts)
-			case "subroute":
-				walkRoutes(handler.Routes, routeHosts, visit)
-			}
-		}
-	}
 }

@@ -115,7 +115,8 @@ type orderRoute struct {
 
 // orderHandler is a handler as the order check sees it.
 type orderHandler struct {
-	name    string // as the Caddyfile calls it: respond, php_fastcgi, …
+	name    string          // as the Caddyfile calls it: respond, php_fastcgi, …
+	raw     json.RawMessage // its JSON, from a config
 	kind    handlerKind
 	protect *scope       // b2c_auth: nil means every request
 	routes  []orderRoute // subroute
@@ -341,91 +342,6 @@ func describeScope(s scope) string {
 		parts = append(parts, "matched on "+strings.Join(s.others, ", "))
 	}
 	return strings.Join(parts, "; ")
-}
-
-// OrderMistakes checks a JSON config's HTTP servers for handlers that can
-// answer before a b2c_auth what it should protect (caddy b2c check).
-func OrderMistakes(config []byte) ([]string, error) {
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []json.RawMessage `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(config, &cfg); err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		out = append(out, orderMistakes(routesFromJSON(srv.Routes))...)
-	}
-	sort.Strings(out)
-	return out, nil
-}
-
-// matcherSetsFromJSON reads JSON matcher sets: host and path lists, and
-// the names of the others.
-func matcherSetsFromJSON(sets []map[string]json.RawMessage) []map[string]any {
-	var out []map[string]any
-	for _, set := range sets {
-		m := map[string]any{}
-		for name, raw := range set {
-			var list []string
-			if (name == "host" || name == "path") && json.Unmarshal(raw, &list) == nil {
-				m[name] = list
-			} else {
-				m[name] = nil // another matcher (or one that cannot be read): not compared
-			}
-		}
-		out = append(out, m)
-	}
-	return out
-}
-
-func routesFromJSON(raw []json.RawMessage) []orderRoute {
-	var list []orderRoute
-	for _, rr := range raw {
-		var route struct {
-			Match  []map[string]json.RawMessage `json:"match"`
-			Handle []json.RawMessage            `json:"handle"`
-		}
-		if json.Unmarshal(rr, &route) != nil {
-			continue
-		}
-		r := orderRoute{scope: scopeOf(matcherSetsFromJSON(route.Match))}
-		for _, hr := range route.Handle {
-			var h struct {
-				Handler   string                     `json:"handler"`
-				Routes    []json.RawMessage          `json:"routes"`
-				Protect   map[string]json.RawMessage `json:"protect"`
-				Status    json.RawMessage            `json:"status_code"`
-				Body      string                     `json:"body"`
-				Abort     bool                       `json:"abort"`
-				Transport struct {
-					Protocol string `json:"protocol"`
-				} `json:"transport"`
-			}
-			if json.Unmarshal(hr, &h) != nil {
-				continue
-			}
-			oh := orderHandler{name: caddyfileName(h.Handler), kind: kindOf(h.Handler), routes: routesFromJSON(h.Routes)}
-			switch {
-			case h.Handler == "static_response":
-				oh.kind = staticKind(strings.Trim(string(h.Status), `"`), h.Body, h.Abort)
-			case h.Handler == "reverse_proxy" && h.Transport.Protocol == "fastcgi":
-				oh.name = "php_fastcgi"
-			case h.Handler == "b2c_auth" && h.Protect != nil:
-				s := scopeOf(matcherSetsFromJSON([]map[string]json.RawMessage{h.Protect}))
-				oh.protect = &s
-			}
-			r.handlers = append(r.handlers, oh)
-		}
-		list = append(list, r)
-	}
-	return list
 }
 
 // matcherSetsFromProvisioned reads a running route's matcher sets as
