@@ -130,7 +130,7 @@ func (e *Emulator) clientCredentials(w http.ResponseWriter, r *http.Request, rt 
 	if rt.multiTenant {
 		return e.tokenError(w, http.StatusBadRequest, errRequest("AADB2C90083", "Use a tenant-specific endpoint for the client credentials flow."))
 	}
-	now, life := time.Now(), time.Duration(e.TokenLifetime)
+	now, life := e.state.now(), time.Duration(e.TokenLifetime)
 	roles, sp := e.appRoles(aud, client.ClientID), e.servicePrincipal(client.ClientID)
 	var claims object
 	if e.entra() {

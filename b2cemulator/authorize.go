@@ -104,7 +104,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		case view == "reset" && e.state.user(email) == nil:
 			return e.page(w, req, view, "An account could not be found for the provided user ID.", values)
 		}
-		e.state.verify.send(view, email, time.Now())
+		e.state.verify.send(view, email, e.state.now())
 		e.logger.Info("verification code sent (see the emulator's mailbox page)", zap.String("purpose", view))
 		values["code_sent"] = "1"
 		return e.page(w, req, view, "", values)
@@ -120,7 +120,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		if e.entra() && !rt.multiTenant && e.userTenant(u) != rt.tenantID {
 			return e.page(w, req, "signin", "AADSTS50020: User account '"+u.Email+"' from identity provider does not exist in tenant '"+rt.tenantID+"'.", map[string]string{"email": email})
 		}
-		authTime := time.Now()
+		authTime := e.state.now()
 		sid := e.setSSO(w, r, req.client.ClientID, u.Email, authTime)
 		if kind == "edit" {
 			return e.page(w, req, "edit", "", editFields(u))
@@ -141,7 +141,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		case u.Password != f.Get("password_confirm"):
 			return e.page(w, req, "signup", "The password entry fields do not match. Please enter the same password in both fields and try again.", values)
 		}
-		if msg := e.state.verify.check("signup", u.Email, f.Get("code"), time.Now()); msg != "" {
+		if msg := e.state.verify.check("signup", u.Email, f.Get("code"), e.state.now()); msg != "" {
 			return e.page(w, req, "signup", msg, codeRetry(msg, values))
 		}
 		u.ObjectID = newGUID()
@@ -149,7 +149,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			return e.page(w, req, "signup", "A user with the specified ID already exists. Please choose a different one.", values)
 		}
 		e.logger.Info("user signed up", zap.String("oid", u.ObjectID))
-		authTime := time.Now()
+		authTime := e.state.now()
 		sid := e.setSSO(w, r, req.client.ClientID, u.Email, authTime)
 		return e.issueCode(w, req, u.Email, sid, authTime)
 	case "reset":
@@ -166,12 +166,12 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		}
 		// The proof that the user owns the address: without it, anyone could
 		// take over any account by its email.
-		if msg := e.state.verify.check("reset", email, f.Get("code"), time.Now()); msg != "" {
+		if msg := e.state.verify.check("reset", email, f.Get("code"), e.state.now()); msg != "" {
 			return e.page(w, req, "reset", msg, codeRetry(msg, values))
 		}
 		e.state.updateUser(email, func(u *User) { u.Password = password })
 		e.state.revokeRefreshTokens(email) // as B2C does: AADB2C90129 from now on
-		authTime := time.Now()
+		authTime := e.state.now()
 		sid := e.setSSO(w, r, req.client.ClientID, email, authTime)
 		return e.issueCode(w, req, email, sid, authTime)
 	case "edit":
@@ -184,7 +184,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 			u.GivenName = strings.TrimSpace(f.Get("given_name"))
 			u.FamilyName = strings.TrimSpace(f.Get("family_name"))
 		})
-		return e.issueCode(w, req, sso, sid, time.Now())
+		return e.issueCode(w, req, sso, sid, e.state.now())
 	case "":
 	default:
 		return e.errorPage(w, http.StatusBadRequest, "AADB2C90083", "Unknown action.")
@@ -299,8 +299,8 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 		sid:             sid,
 		scopes:          req.scopes,
 		authTime:        authTime,
-		issued:          time.Now(),
-		expires:         time.Now().Add(10 * time.Minute), // B2C: codes live 10 minutes
+		issued:          e.state.now(),
+		expires:         e.state.now().Add(10 * time.Minute), // B2C: codes live 10 minutes
 	}, code)
 	params := []param{{"code", code}}
 	if req.state != "" {
@@ -348,7 +348,7 @@ func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) erro
 		if err != nil {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is invalid. Please provide another token and try again.")
 		}
-		if time.Now().After(exp) {
+		if e.state.now().After(exp) {
 			return e.errorPage(w, http.StatusBadRequest, "AADB2C90208", "The provided id_token_hint parameter is expired. Please provide another token and try again.")
 		}
 		if c := e.client(aud); e.Flavor == FlavorB2C && target != "" && (c == nil || !contains(c.RedirectURIs, target)) {
@@ -423,7 +423,7 @@ func (e *Emulator) setSSO(w http.ResponseWriter, r *http.Request, clientID, emai
 	if kmsi {
 		period = time.Duration(e.KeepMeSignedIn)
 	}
-	sid := e.state.newSession(email, authTime, time.Now().Add(period), kmsi)
+	sid := e.state.newSession(email, authTime, e.state.now().Add(period), kmsi)
 	e.ssoCookie(w, r, clientID, sid, period, kmsi)
 	return sid
 }

@@ -144,7 +144,7 @@ func (e *Emulator) checkClientAssertion(c *Client, assertion, tokenEndpoint stri
 	if aud, _ := claims.Aud.(string); aud != tokenEndpoint {
 		return bad("AADSTS700027", "Client assertion contains an invalid audience: it must be the token endpoint, "+tokenEndpoint+".")
 	}
-	now := time.Now()
+	now := e.state.now()
 	exp, nbf := time.Unix(int64(claims.Exp), 0), time.Unix(int64(claims.Nbf), 0)
 	if claims.Exp == 0 || now.After(exp.Add(assertionSkew)) || now.Add(assertionSkew).Before(nbf) {
 		return bad("AADSTS700024", "Client assertion is not within its valid time range.")

@@ -42,8 +42,11 @@ func init() {
 //
 // `POST /{tenant}.onmicrosoft.com/emulator/rotate_keys` (with the admin key)
 // makes a new signing key; the previous one stays published, as during a
-// real rotation. `GET /{tenant}.onmicrosoft.com/emulator/mailbox` shows the
-// verification codes that sign-up and password reset "send".
+// real rotation. `POST /{tenant}.onmicrosoft.com/emulator/clock?advance=1h`
+// (with the admin key) moves the tenant's clock ahead, so that codes,
+// sessions and tokens age without waiting. `GET
+// /{tenant}.onmicrosoft.com/emulator/mailbox` shows the verification codes
+// that sign-up and password reset "send".
 //
 // It answers only loopback clients unless allow_remote is set. It is for
 // development and tests: never put it in front of real users.

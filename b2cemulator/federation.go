@@ -75,7 +75,7 @@ func (e *Emulator) managedIdentityToken(w http.ResponseWriter, r *http.Request) 
 	if mi == nil {
 		return fail(http.StatusBadRequest, "invalid_request", "Identity not found")
 	}
-	now := time.Now()
+	now := e.state.now()
 	exp := now.Add(24 * time.Hour)
 	token, err := e.sign(object{
 		{"aud", tokenExchangeAudience}, {"iss", entraIssuer(r, e.TenantID)},
@@ -172,7 +172,7 @@ func (e *Emulator) checkFederatedAssertion(r *http.Request, c *Client, assertion
 	if own && claims.XMSMIRID == "" {
 		return bad("AADSTS700226", "Only MSI tokens may be used as Federated Identity Credentials for AAD issuer.")
 	}
-	now := time.Now()
+	now := e.state.now()
 	if claims.Exp == 0 || now.After(time.Unix(int64(claims.Exp), 0).Add(assertionSkew)) || now.Add(assertionSkew).Before(time.Unix(int64(claims.Nbf), 0)) {
 		return bad("AADSTS700024", "Client assertion is not within its valid time range.")
 	}

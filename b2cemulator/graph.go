@@ -40,7 +40,7 @@ func isGraphScope(r *http.Request, scope string) bool {
 // graphToken issues an app-only token for Microsoft Graph with the
 // application permissions the client was granted (graph_permission).
 func (e *Emulator) graphToken(w http.ResponseWriter, r *http.Request, tenantID string, client *Client) error {
-	now, life := time.Now(), time.Duration(e.TokenLifetime)
+	now, life := e.state.now(), time.Duration(e.TokenLifetime)
 	sp := e.servicePrincipal(client.ClientID)
 	claims := object{{"aud", graphResource}, {"iss", entraIssuer(r, tenantID)}, {"iat", now.Unix()}, {"nbf", now.Unix()},
 		{"exp", now.Add(life).Unix()}, {"app_displayname", client.ClientID}, {"appid", client.ClientID}, {"idtyp", "app"}, {"oid", sp}}
@@ -144,7 +144,7 @@ func (e *Emulator) graphCaller(r *http.Request) ([]string, bool) {
 		Exp   int64    `json:"exp"`
 		Roles []string `json:"roles"`
 	}
-	if json.Unmarshal(payload, &c) != nil || (c.Aud != graphResource && c.Aud != graphAppID) || time.Now().Unix() >= c.Exp {
+	if json.Unmarshal(payload, &c) != nil || (c.Aud != graphResource && c.Aud != graphAppID) || e.state.now().Unix() >= c.Exp {
 		return nil, false
 	}
 	return c.Roles, true

@@ -8,8 +8,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/internal/site"
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -59,13 +61,16 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	switch rt.endpoint {
 	case "mailbox":
 		return e.mailboxPage(w)
-	case "rotate_keys":
+	case "rotate_keys", "clock":
 		if r.Method != http.MethodPost {
 			return caddyhttp.Error(http.StatusMethodNotAllowed, nil)
 		}
 		if !e.admin(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="b2c_emulator admin"`)
 			return writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "the emulator's administrative endpoints need its admin key: Authorization: Bearer <admin_key>"})
+		}
+		if rt.endpoint == "clock" {
+			return e.advanceClock(w, r)
 		}
 		kid, err := e.state.rotate()
 		if err != nil {
@@ -169,6 +174,7 @@ var endpoints = map[string]string{
 	"oauth2/v2.0/token":                     "token",
 	"oauth2/v2.0/logout":                    "logout",
 	"emulator/rotate_keys":                  "rotate_keys",
+	"emulator/clock":                        "clock",
 	"emulator/mailbox":                      "mailbox",
 }
 
@@ -302,4 +308,19 @@ func (e *Emulator) spaOrigin(origin string) bool {
 		}
 	}
 	return false
+}
+
+// advanceClock moves the tenant's clock ahead by ?advance=<duration>
+// (POST …/emulator/clock, with the admin key): codes, single sign-on
+// sessions, refresh tokens and the tokens it issues then age as if that
+// time had passed. It never goes back.
+func (e *Emulator) advanceClock(w http.ResponseWriter, r *http.Request) error {
+	by, err := caddy.ParseDuration(r.URL.Query().Get("advance"))
+	if err != nil || by <= 0 {
+		return writeJSON(w, http.StatusBadRequest, map[string]string{"error": "advance: want a positive duration, such as 90s or 1h"})
+	}
+	e.state.offset.Add(int64(by))
+	now := e.state.now()
+	e.logger.Info("the emulator's clock moved ahead", zap.Duration("by", by), zap.Time("now", now))
+	return writeJSON(w, http.StatusOK, map[string]string{"now": now.UTC().Format(time.RFC3339)})
 }

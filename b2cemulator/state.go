@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -41,6 +42,16 @@ type tenantState struct {
 	storage  certmagic.Storage
 	storeKey string
 	persist  bool
+	// offset is how far the tenant's clock runs ahead of the machine's:
+	// POST …/emulator/clock moves it, so that a test (or a developer)
+	// sees codes, sessions and tokens expire without waiting.
+	offset atomic.Int64
+}
+
+// now is the tenant's time: the machine's, moved by the clock endpoint.
+// Every decision on time in the emulator takes it.
+func (s *tenantState) now() time.Time {
+	return time.Now().Add(time.Duration(s.offset.Load()))
 }
 
 // signingKey is an RSA key with its B2C-style key ID.
@@ -116,7 +127,7 @@ func (s *tenantState) newSession(email string, authTime, expires time.Time, kmsi
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, old := range s.sessions { // forget what has expired
-		if time.Now().After(old.expires) {
+		if s.now().After(old.expires) {
 			delete(s.sessions, id)
 		}
 	}
@@ -129,7 +140,7 @@ func (s *tenantState) session(sid string) (string, time.Time, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.sessions[sid]
-	if ss == nil || time.Now().After(ss.expires) {
+	if ss == nil || s.now().After(ss.expires) {
 		return "", time.Time{}, false
 	}
 	return ss.email, ss.authTime, true
@@ -149,7 +160,7 @@ func (s *tenantState) extendSession(sid string, lifetime, kmsiPeriod time.Durati
 	if ss.kmsi {
 		period = kmsiPeriod
 	}
-	ss.expires = time.Now().Add(period)
+	ss.expires = s.now().Add(period)
 	return period, ss.kmsi
 }
 
@@ -230,7 +241,7 @@ func (s *tenantState) rotate() (string, error) {
 		return "", err
 	}
 	sum := sha256.Sum256(key.N.Bytes())
-	k := signingKey{kid: base64.RawURLEncoding.EncodeToString(sum[:]), nbf: time.Now().Unix(), key: key}
+	k := signingKey{kid: base64.RawURLEncoding.EncodeToString(sum[:]), nbf: s.now().Unix(), key: key}
 	s.mu.Lock()
 	s.keys = append(s.keys, k)
 	if len(s.keys) > 2 {
@@ -329,7 +340,7 @@ func (s *tenantState) updateUser(email string, change func(*User)) bool {
 func (s *tenantState) issue(m map[string]*grant, g *grant, handle string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	for h, old := range m { // forget what expired long ago (an expired refresh token still answers AADB2C90080 for a day)
 		if now.After(old.expires.Add(24 * time.Hour)) {
 			delete(m, h)
@@ -345,7 +356,7 @@ func (s *tenantState) takeCode(code string) *grant {
 	defer s.mu.Unlock()
 	g := s.codes[code]
 	delete(s.codes, code)
-	if g == nil || time.Now().After(g.expires) {
+	if g == nil || s.now().After(g.expires) {
 		return nil
 	}
 	return g
@@ -359,7 +370,7 @@ func (s *tenantState) refreshGrant(token string) (g *grant, expired bool) {
 	if g = s.refresh[token]; g == nil {
 		return nil, false
 	}
-	if time.Now().After(g.expires) {
+	if s.now().After(g.expires) {
 		return nil, true
 	}
 	c := *g

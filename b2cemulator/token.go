@@ -24,8 +24,8 @@ const DefaultRefreshTokenWindow = 90 * 24 * time.Hour
 
 // errExpiredGrant is B2C's answer to a code or refresh token past its
 // lifetime, or a refresh token past its sliding window.
-func errExpiredGrant() b2cError {
-	return errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", time.Now().Unix()))
+func errExpiredGrant(now time.Time) b2cError {
+	return errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", now.Unix()))
 }
 
 // spaRefreshLifetime is a single-page app's refresh token lifetime, always
@@ -121,7 +121,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		}
 		g = e.state.takeCode(code)
 		if g == nil {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -136,13 +136,13 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		var expired bool
 		g, expired = e.state.refreshGrant(f.Get("refresh_token"))
 		if expired {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
 		}
 		if g == nil {
 			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
 		}
-		if e.RefreshTokenWindow != 0 && time.Now().After(g.issued.Add(time.Duration(e.RefreshTokenWindow))) {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant())
+		if e.RefreshTokenWindow != 0 && e.state.now().After(g.issued.Add(time.Duration(e.RefreshTokenWindow))) {
+			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -211,7 +211,7 @@ func checkPKCE(g *grant, verifier string, spa bool) *b2cError {
 // comes only when an API scope or the client's own ID was requested; a
 // refresh token only with offline_access.
 func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object, error) {
-	now := time.Now()
+	now := e.state.now()
 	life := time.Duration(e.TokenLifetime)
 	var at, atHash string
 	aud, scp, hasAccess := e.accessAudience(g)
@@ -348,7 +348,7 @@ func (e *Emulator) tokenError(w http.ResponseWriter, status int, b b2cError) err
 	if strings.HasPrefix(b.code, "AADSTS") {
 		o = append(o,
 			member{"error_codes", []int64{stsErrorNumber(b.code)}},
-			member{"timestamp", time.Now().UTC().Format("2006-01-02 15:04:05Z")},
+			member{"timestamp", e.state.now().UTC().Format("2006-01-02 15:04:05Z")},
 			member{"trace_id", newGUID()},
 			member{"correlation_id", newGUID()})
 	}
@@ -376,7 +376,7 @@ func (e *Emulator) refreshRefusal(w http.ResponseWriter, u *User) error {
 	}
 	o := object{{"error", b.err}, {"error_description", b.description()},
 		{"error_codes", []int64{stsErrorNumber(b.code)}},
-		{"timestamp", time.Now().UTC().Format("2006-01-02 15:04:05Z")},
+		{"timestamp", e.state.now().UTC().Format("2006-01-02 15:04:05Z")},
 		{"trace_id", newGUID()}, {"correlation_id", newGUID()}}
 	if u.RefreshClaims != "" {
 		o = append(o, member{"claims", u.RefreshClaims})
