@@ -26,7 +26,7 @@ import (
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
@@ -253,15 +253,15 @@ type Handler struct {
 	extraIssuers   []*provider // AdditionalIssuers, discovered lazily
 	protect        caddyhttp.MatcherSet
 	credential     credentials.Credential // nil for a public client
-	codec          *codec
+	codec          *session.Codec
 	sessionPurpose string
 	identityVar    string               // the request variable that shares the session identity between blocks
 	providers      map[string]*provider // by policy; "" in issuer mode
 	httpClient     *http.Client
 	now            func() time.Time
 	cache          *identityCache
-	sessions       *sessionstore.Store // session_store storage's records
-	storedSince    time.Time           // when sessions moved to storage: whole-cookie sessions are accepted for a session_lifetime after
+	sessions       *session.Store // session_store storage's records
+	storedSince    time.Time      // when sessions moved to storage: whole-cookie sessions are accepted for a session_lifetime after
 	bearerCache    *identityCache
 	autoRefresh    bool
 	renewals       *renewals
@@ -356,7 +356,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		k, err := decodeCookieSecret(v)
+		k, err := session.DecodeSecret(v)
 		if err != nil {
 			return fmt.Errorf("cookie_secret: secret %d %v", i+1, err)
 		}
@@ -366,13 +366,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.storage = ctx.Storage()
 	}
 	if len(keys) == 0 {
-		k, err := storedCookieKey(ctx, h.storage)
+		k, err := session.StoredKey(ctx, h.storage)
 		if err != nil {
 			return fmt.Errorf("cookie_secret: none given, and the key in Caddy's storage could not be loaded or made: %v", err)
 		}
 		keys = append(keys, k)
 	}
-	if h.codec, err = newCodec(keys); err != nil {
+	if h.codec, err = session.NewCodec(keys); err != nil {
 		return fmt.Errorf("cookie_secret: %v", err)
 	}
 
@@ -445,7 +445,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.extraIssuers = append(h.extraIssuers, p)
 	}
-	h.sessions = &sessionstore.Store{Storage: h.storage}
+	h.sessions = &session.Store{Storage: h.storage}
 	if err := h.noteSessionStore(ctx, app); err != nil {
 		return fmt.Errorf("session_store: Caddy's storage: %v", err)
 	}

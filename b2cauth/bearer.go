@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"go.uber.org/zap"
 )
 
@@ -76,7 +77,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 // tokenIssuer peeks at an unverified token's iss and tid, to choose which
 // issuer's keys verify it. The verification decides.
 func tokenIssuer(token string) (iss, tid string) {
-	payload, err := jwtPayload(token)
+	payload, err := session.JWTPayload(token)
 	if err != nil {
 		return "", ""
 	}
@@ -102,7 +103,7 @@ func issuerNames(metaIssuer, iss, tid string) bool {
 // tokenPolicy peeks at an unverified token's tfp or acr, to choose which
 // policy's keys and issuer verify it. The verification decides.
 func tokenPolicy(token string) string {
-	payload, err := jwtPayload(token)
+	payload, err := session.JWTPayload(token)
 	if err != nil {
 		return ""
 	}

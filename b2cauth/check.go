@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 
 	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/oauth2"

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -35,7 +36,7 @@ func TestRealB2CTokensVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Run(name, func(t *testing.T) {
-			payload, _ := jwtPayload(fx.JWT)
+			payload, _ := session.JWTPayload(fx.JWT)
 			var c struct {
 				Iss   string `json:"iss"`
 				Aud   string `json:"aud"`
@@ -95,7 +96,7 @@ func TestRealAtHash(t *testing.T) {
 	var jwks jose.JSONWebKeySet
 	readFixture(t, "b2c-jwks.json", &jwks)
 	idToken := jwt("dtjacdemo_id_token_2024")
-	payload, _ := jwtPayload(idToken)
+	payload, _ := session.JWTPayload(idToken)
 	var c struct {
 		Iss, Aud, Nonce string
 		Iat             int64
@@ -162,10 +163,10 @@ func TestDiscoveryOfRealDocuments(t *testing.T) {
 func TestRealSessionCompresses(t *testing.T) {
 	jwt := fixtureJWT(t)
 	h, _, _ := setup(t, nil)
-	s := &session{ID: randomString(), Issued: 1, IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"),
+	s := &session.Session{ID: randomString(), Issued: 1, IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"),
 		RefreshToken: randomString() + randomString() + randomString(), Policy: "B2C_1_acdemo2", Expires: 2, Seen: 1}
 	plain, _ := json.Marshal(s)
-	before, after := len(h.codec.seal(plain, h.sessionPurpose)), len(h.encodeSession(s))
+	before, after := len(h.codec.Seal(plain, h.sessionPurpose)), len(h.encodeSession(s))
 	t.Logf("session cookie: %d bytes sealed as JSON, %d compressed", before, after)
 	if after > before*85/100 {
 		t.Errorf("compression saves too little: %d → %d bytes", before, after)

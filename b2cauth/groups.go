@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
@@ -122,7 +123,7 @@ func (Rule) namedBy(allow, deny []Rule, value string) bool {
 // sessionGroups puts the Graph groups of a new or renewed session in it
 // (beside the claims the ID token lacks), or marks them unknown. A renewal
 // that cannot read them keeps those the session had.
-func (h *Handler) sessionGroups(ctx context.Context, s *session, payload []byte, previous *session) {
+func (h *Handler) sessionGroups(ctx context.Context, s *session.Session, payload []byte, previous *session.Session) {
 	s.GroupsUnknown = false
 	id, ok := h.identity(payload)
 	if !ok || !h.wantsGraphGroups(id.claims) {
@@ -155,7 +156,7 @@ func (h *Handler) recoverGroups(w http.ResponseWriter, r *http.Request, id *iden
 		return nil
 	}
 	s := *id.session
-	payload, err := s.payload()
+	payload, err := s.Payload()
 	if err != nil {
 		return nil
 	}

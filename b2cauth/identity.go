@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddyserver/caddy/v2"
 )
 
@@ -24,8 +25,8 @@ type identity struct {
 	// there is a tenant, as Microsoft's claims validation guidance says an
 	// oid alone is not unique across tenants; else the id.
 	userKey string
-	session *session  // nil for a bearer token
-	expires time.Time // when caches forget it: the token's exp, or the session's end
+	session *session.Session // nil for a bearer token
+	expires time.Time        // when caches forget it: the token's exp, or the session's end
 	// issuedMs is the token's iat (Unix ms; 0 without one), for "everywhere".
 	issuedMs int64
 

@@ -3,6 +3,8 @@ package b2cauth
 import (
 	"sync"
 	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
 // identityCache remembers identities by the exact cookie value or token
@@ -31,11 +33,11 @@ func (c *identityCache) get(key string, now time.Time) *identity {
 
 // getChunked is get for a session cookie's value still in chunks: the
 // entry is found by the first chunk and must match the value whole.
-func (c *identityCache) getChunked(v *chunkedValue, now time.Time) *identity {
+func (c *identityCache) getChunked(v *session.Chunked, now time.Time) *identity {
 	c.mu.RLock()
-	id := c.entries[v.parts[0]]
+	id := c.entries[v.First()]
 	c.mu.RUnlock()
-	if id == nil || !now.Before(id.expires) || !v.equals(id.cacheKey) {
+	if id == nil || !now.Before(id.expires) || !v.Equals(id.cacheKey) {
 		return nil
 	}
 	return id
@@ -45,7 +47,7 @@ func (c *identityCache) getChunked(v *chunkedValue, now time.Time) *identity {
 // value's first chunk, the whole value kept to compare.
 func (c *identityCache) putCookie(value string, id *identity, now time.Time) {
 	id.cacheKey = value
-	c.put(value[:min(len(value), chunkSize)], id, now)
+	c.put(value[:min(len(value), session.ChunkSize)], id, now)
 }
 
 // put caches an identity under key; now decides which entries have

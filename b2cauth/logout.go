@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
@@ -81,8 +82,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	pl := pendingLogout{State: randomString(), Return: target, Created: h.now().UnixNano()}
 	h.prunePending(w, r, logoutCookiePrefix, logoutPurpose)
 	data, _ := json.Marshal(pl)
-	c := cookie(r, logoutCookiePrefix+pl.State[:16])
-	c.Value = h.codec.seal(data, logoutPurpose)
+	c := session.Cookie(r, logoutCookiePrefix+pl.State[:16])
+	c.Value = h.codec.Seal(data, logoutPurpose)
 	c.MaxAge = int(flowLifetime.Seconds())
 	http.SetCookie(w, &c)
 
@@ -150,7 +151,7 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 		h.logger.Info("could not renew the ID token for sign-out", zap.String("user_id", id.id), zap.Error(err))
 		return ""
 	}
-	return s.issuedIDToken
+	return s.IssuedIDToken
 }
 
 // revoke records the sign-out of a session, or of every session of its user
@@ -170,12 +171,12 @@ func (h *Handler) revoke(ctx context.Context, id *identity, everywhere bool, ori
 func (h *Handler) logoutReturn(w http.ResponseWriter, r *http.Request, state string) error {
 	w.Header().Set("Cache-Control", "no-store")
 	if statePattern.MatchString(state) {
-		base := cookie(r, logoutCookiePrefix+state[:16])
+		base := session.Cookie(r, logoutCookiePrefix+state[:16])
 		if c, err := r.Cookie(base.Name); err == nil {
 			base.MaxAge = -1
 			http.SetCookie(w, &base)
 			var pl pendingLogout
-			data, ok := h.codec.open(c.Value, logoutPurpose)
+			data, ok := h.codec.Open(c.Value, logoutPurpose)
 			if ok && json.Unmarshal(data, &pl) == nil && subtle.ConstantTimeCompare([]byte(pl.State), []byte(state)) == 1 &&
 				h.now().Sub(time.Unix(0, pl.Created)) <= flowLifetime {
 				http.Redirect(w, r, safeReturnURL(pl.Return), http.StatusFound)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
@@ -55,7 +56,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // renew redeems a session's refresh token against the policy that issued
 // it and returns the same session with the new tokens. The new ID token
 // must pass every check and name the same user.
-func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
+func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, error) {
 	p, policy := h.provider(id.session.Policy)
 	d, err := p.get(ctx)
 	if err != nil {
@@ -77,7 +78,7 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session, error) {
 		return nil, errors.New("the renewed token names another user")
 	}
 	s := h.newSession(tr, policy, payload)
-	s.ID, s.Issued, s.Expires, s.ref = id.session.ID, id.session.Issued, id.session.Expires, id.session.ref // the same session, renewed
+	s.ID, s.Issued, s.Expires, s.Ref = id.session.ID, id.session.Issued, id.session.Expires, id.session.Ref // the same session, renewed
 	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
@@ -153,7 +154,7 @@ type renewals struct {
 }
 
 type recentRenewal struct {
-	s    *session
+	s    *session.Session
 	seen time.Time
 }
 
@@ -172,7 +173,7 @@ const maxRenewalEntries = 4096
 
 // do renews the session holding this refresh token once, whoever asks, and
 // not again before its backoff has passed when it failed.
-func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*session, error)) (*session, error) {
+func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*session.Session, error)) (*session.Session, error) {
 	sum := sha256.Sum256([]byte(refreshToken))
 	key := string(sum[:])
 	rn.mu.Lock()
@@ -211,7 +212,7 @@ func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*sessio
 	if err != nil {
 		return nil, err
 	}
-	return v.(*session), nil
+	return v.(*session.Session), nil
 }
 
 // pruneRenewals drops the stale entries of a full map.
@@ -268,7 +269,7 @@ var accessBlockedPage = pageData{Title: "Access blocked", Message: "Your organiz
 // failed and the tokens have expired.
 func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity) *identity {
 	now := h.now()
-	s, err := h.renewals.do(id.session.RefreshToken, now, func() (*session, error) { return h.renew(r.Context(), id) })
+	s, err := h.renewals.do(id.session.RefreshToken, now, func() (*session.Session, error) { return h.renew(r.Context(), id) })
 	if err != nil {
 		switch outcome := refreshOutcome(err); {
 		case outcome == "refused":
@@ -305,7 +306,7 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 		return id
 	}
 	countRefresh("renewed")
-	payload, err := s.payload()
+	payload, err := s.Payload()
 	if err != nil {
 		return id
 	}

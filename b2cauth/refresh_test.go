@@ -161,7 +161,7 @@ func readFlow(t *testing.T, h *Handler, c *http.Cookie) flow {
 	if c == nil {
 		t.Fatal("no flow cookie")
 	}
-	data, ok := h.codec.open(c.Value, flowPurpose)
+	data, ok := h.codec.Open(c.Value, flowPurpose)
 	if !ok || json.Unmarshal(data, &f) != nil {
 		t.Fatal("the flow cookie does not open")
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
 // Error replies: every concern answers a failure through these, so that a
@@ -47,7 +47,7 @@ func (h *Handler) sessionStoreDown(w http.ResponseWriter, r *http.Request, err e
 // sessionNotKept answers a session that could not be kept: 503 when its
 // storage failed, else 502 (it is too large for cookies).
 func (h *Handler) sessionNotKept(w http.ResponseWriter, r *http.Request, title string, err error) error {
-	if errors.Is(err, sessionstore.ErrTooManySignIns) {
+	if errors.Is(err, session.ErrTooManySignIns) {
 		countRequest("429")
 		h.logger.Warn("sign-in refused: too many sign-ins of this user in the last minute", zap.Error(err))
 		w.Header().Set("Retry-After", "60")

@@ -1,14 +1,10 @@
 package b2cauth
 
 import (
-	"bytes"
-	"compress/flate"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -17,156 +13,69 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
-
-// session is a signed-in user's session: what the session cookie holds
-// (session_store cookie), or what its record in Caddy's storage holds
-// (session_store storage, see sessionstore). session_tokens says which
-// tokens it keeps.
-type session struct {
-	ID      string `json:"id"` // random: what a sign-out revokes
-	Issued  int64  `json:"is"` // sign-in time, Unix ms: "everywhere" revokes sessions issued before it
-	IDToken string `json:"it,omitempty"`
-	// The ID token's payload, kept instead of the token when session_tokens
-	// leaves `id` out: the claims, without the header and signature.
-	Claims       json.RawMessage `json:"c,omitempty"`
-	AccessToken  string          `json:"at,omitempty"` // when the provider gave one
-	AccessExpiry int64           `json:"ae,omitempty"`
-	RefreshToken string          `json:"rt,omitempty"`
-	Policy       string          `json:"p,omitempty"` // the policy that issued the tokens
-	// Claims that only the UserInfo endpoint gave (the ID token lacked them).
-	UserInfo map[string]any `json:"u,omitempty"`
-	Expires  int64          `json:"e"`
-	Seen     int64          `json:"s"` // last activity, for inactivity_timeout
-	// Microsoft Graph could not give the groups (rules that need them
-	// refuse); the groups it gave are in UserInfo.
-	GroupsUnknown bool `json:"gu,omitempty"`
-
-	// ref is set when the session lives in storage: its cookie's contents.
-	ref *sessionRef
-	// issuedIDToken is the ID token the provider just gave, kept or not
-	// (for a sign-out hint); not sealed anywhere.
-	issuedIDToken string
-}
-
-// payload is the ID token's payload: the claims.
-func (s *session) payload() ([]byte, error) {
-	if len(s.Claims) > 0 {
-		return s.Claims, nil
-	}
-	return jwtPayload(s.IDToken)
-}
-
-// A session is sealed as JSON compressed with DEFLATE, after a marker
-// byte: the tokens' base64 JSON compresses well, and a smaller cookie
-// needs fewer chunks (and bytes on every request). A session kept in
-// storage has a cookie of its own kind: the storedSession marker, then its
-// sessionRef as JSON.
-const (
-	deflatedSession = 0x01
-	storedSession   = 0x02
-	maxSessionJSON  = 64 << 10 // what a session may inflate to
-)
-
-// sessionRef is what the cookie of a session kept in storage holds: the
-// secret that names and opens its record, when it ends (where the record
-// is filed), its last activity, and how many times it was renewed (so the
-// cookie changes with the tokens, and caches keyed by it load them anew).
-type sessionRef struct {
-	Secret  []byte `json:"k"`
-	Expires int64  `json:"e"`
-	Seen    int64  `json:"s"`
-	Gen     int    `json:"g,omitempty"`
-}
 
 // errSessionStore is a session kept in storage that storage could not
 // give: an outage, not a sign-out.
 var errSessionStore = errors.New("session storage unavailable")
 
-// deflate compresses a session's JSON, after the deflatedSession marker.
-func deflate(s *session) []byte {
-	data, _ := json.Marshal(s)
-	var buf bytes.Buffer
-	buf.WriteByte(deflatedSession)
-	zw, _ := flate.NewWriter(&buf, flate.BestCompression)
-	_, _ = zw.Write(data)
-	_ = zw.Close()
-	return buf.Bytes()
-}
-
-// inflate reverses deflate; nil for anything that is not a session.
-func inflate(plain []byte) *session {
-	if len(plain) == 0 || plain[0] != deflatedSession {
-		return nil
-	}
-	data, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(plain[1:])), maxSessionJSON+1))
-	if err != nil || len(data) > maxSessionJSON {
-		return nil
-	}
-	var s session
-	if json.Unmarshal(data, &s) != nil || (s.IDToken == "" && len(s.Claims) == 0) || s.ID == "" {
-		return nil
-	}
-	return &s
-}
-
 // encodeSession turns a session into its cookie value: the session itself,
 // or, for one kept in storage, its reference.
-func (h *Handler) encodeSession(s *session) string {
-	if s.ref != nil {
-		ref, _ := json.Marshal(s.ref)
-		return h.codec.seal(append([]byte{storedSession}, ref...), h.sessionPurpose)
+func (h *Handler) encodeSession(s *session.Session) string {
+	if s.Ref != nil {
+		ref, _ := json.Marshal(s.Ref)
+		return h.codec.Seal(append([]byte{session.Stored}, ref...), h.sessionPurpose)
 	}
-	return h.codec.seal(deflate(s), h.sessionPurpose)
+	return h.codec.Seal(session.Deflate(s), h.sessionPurpose)
 }
 
 // openSession reads a session cookie value, whatever session_store wrote
 // it (so switching it signs nobody out): nil for anything tampered,
 // foreign or malformed, and for a stored session whose record is gone;
 // errSessionStore when storage cannot be read.
-func (h *Handler) openSession(ctx context.Context, value string) (*session, error) {
-	plain, ok := h.codec.open(value, h.sessionPurpose)
+func (h *Handler) openSession(ctx context.Context, value string) (*session.Session, error) {
+	plain, ok := h.codec.Open(value, h.sessionPurpose)
 	if !ok || len(plain) == 0 {
 		return nil, nil
 	}
-	if plain[0] != storedSession {
+	if plain[0] != session.Stored {
 		if h.SessionStore == "storage" && !h.now().Before(h.storedSince.Add(time.Duration(h.SessionLifetime))) {
 			// Whoever can read storage (and the cookie key kept there)
 			// could seal such a cookie: past the sessions made before the
 			// switch to storage, none is accepted.
 			return nil, nil
 		}
-		return inflate(plain), nil
+		return session.Inflate(plain), nil
 	}
-	var ref sessionRef
-	if json.Unmarshal(plain[1:], &ref) != nil || len(ref.Secret) != sessionstore.SecretSize {
+	var ref session.Ref
+	if json.Unmarshal(plain[1:], &ref) != nil || len(ref.Secret) != session.SecretSize {
 		return nil, nil
 	}
 	data, err := h.sessions.Get(ctx, ref.Secret, ref.Expires)
 	switch {
-	case errors.Is(err, fs.ErrNotExist), errors.Is(err, sessionstore.ErrUnreadable):
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, session.ErrUnreadable):
 		return nil, nil
 	case err != nil:
 		return nil, fmt.Errorf("%w: %v", errSessionStore, err)
 	}
-	s := inflate(data)
+	s := session.Inflate(data)
 	if s == nil {
 		return nil, nil
 	}
-	s.ref, s.Seen = &ref, ref.Seen
+	s.Ref, s.Seen = &ref, ref.Seen
 	return s, nil
 }
 
 // newSession makes a session from a token response and its checked ID
 // token's payload, keeping the tokens session_tokens names.
-func (h *Handler) newSession(tr *tokenResponse, policy string, payload []byte) *session {
+func (h *Handler) newSession(tr *tokenResponse, policy string, payload []byte) *session.Session {
 	now := h.now()
-	s := &session{
+	s := &session.Session{
 		ID: randomString(), Issued: now.UnixMilli(),
 		IDToken: tr.IDToken, AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, Policy: policy,
 		Expires: now.Add(time.Duration(h.SessionLifetime)).Unix(), Seen: now.Unix(),
-		issuedIDToken: tr.IDToken,
+		IssuedIDToken: tr.IDToken,
 	}
 	if tr.AccessToken != "" {
 		// Kept even when the token is not: renewal is timed by it.
@@ -193,32 +102,32 @@ func (h *Handler) keepsToken(name string) bool {
 // its record is written (a session read from a cookie moves there), then
 // the cookie is set. The session's identity, when given, is cached for
 // the new cookie, so that the next request reads nothing.
-func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session, id *identity) error {
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session, id *identity) error {
 	if h.SessionStore == "storage" {
-		ref := sessionRef{Secret: sessionstore.NewSecret(), Expires: s.Expires}
-		if s.ref != nil {
-			ref = *s.ref
+		ref := session.Ref{Secret: session.NewSecret(), Expires: s.Expires}
+		if s.Ref != nil {
+			ref = *s.Ref
 			ref.Gen++
 		}
 		ref.Seen = s.Seen
-		if s.ref == nil && id != nil {
-			// A new session: within the user's bounds (sessionstore.Admit).
+		if s.Ref == nil && id != nil {
+			// A new session: within the user's bounds (session.Admit).
 			if err := h.sessions.Admit(r.Context(), h.storedUser(id), ref.Secret, ref.Expires, h.now().Unix(), time.Duration(h.SessionLifetime)); err != nil {
-				if errors.Is(err, sessionstore.ErrTooManySignIns) {
+				if errors.Is(err, session.ErrTooManySignIns) {
 					return err
 				}
 				return fmt.Errorf("%w: %v", errSessionStore, err)
 			}
 		}
-		s.ref = &ref
-		if err := h.sessions.Put(r.Context(), ref.Secret, ref.Expires, deflate(s)); err != nil {
+		s.Ref = &ref
+		if err := h.sessions.Put(r.Context(), ref.Secret, ref.Expires, session.Deflate(s)); err != nil {
 			return fmt.Errorf("%w: %v", errSessionStore, err)
 		}
 		go h.sweepSessions(h.now().Unix())
-	} else if s.ref != nil {
+	} else if s.Ref != nil {
 		// Written under session_store storage, now kept in the cookie.
 		moved := *s
-		moved.ref = nil
+		moved.Ref = nil
 		h.dropSession(r.Context(), s)
 		*s = moved
 	}
@@ -234,38 +143,38 @@ func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 // setSessionCookie sets the session cookie(s) alone, to its encoded value.
-func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *session, value string) error {
-	c := cookie(r, sessionCookie)
+func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, s *session.Session, value string) error {
+	c := session.Cookie(r, sessionCookie)
 	c.Expires = time.Unix(s.Expires, 0)
-	return writeChunked(w, r, c, value)
+	return session.WriteChunked(w, r, c, value)
 }
 
 // touchSession notes a session's activity: in its cookie, the only part
 // that changes (a stored session's record is not written).
-func (h *Handler) touchSession(w http.ResponseWriter, r *http.Request, s *session, now time.Time) error {
+func (h *Handler) touchSession(w http.ResponseWriter, r *http.Request, s *session.Session, now time.Time) error {
 	touched := *s
 	touched.Seen = now.Unix()
-	if s.ref != nil {
-		ref := *s.ref
+	if s.Ref != nil {
+		ref := *s.Ref
 		ref.Seen = touched.Seen
-		touched.ref = &ref
+		touched.Ref = &ref
 	}
 	return h.setSessionCookie(w, r, &touched, h.encodeSession(&touched))
 }
 
 // dropSession deletes a stored session's record (sign-out): copies of its
 // cookie find nothing; instances that cached it honour the revocation.
-func (h *Handler) dropSession(ctx context.Context, s *session) {
-	if s.ref == nil {
+func (h *Handler) dropSession(ctx context.Context, s *session.Session) {
+	if s.Ref == nil {
 		return
 	}
-	if err := h.sessions.Delete(ctx, s.ref.Secret, s.ref.Expires); err != nil {
+	if err := h.sessions.Delete(ctx, s.Ref.Secret, s.Ref.Expires); err != nil {
 		h.logger.Warn("session record not deleted; it goes when the session would have ended", zap.Error(err))
 	}
 }
 
 // sweepSessions deletes the records of ended sessions, at most once an
-// hour (sessionstore.Store.Sweep).
+// hour (session.Store.Sweep).
 func (h *Handler) sweepSessions(now int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -276,10 +185,10 @@ func (h *Handler) sweepSessions(now int64) {
 
 // clearSession deletes the session cookie and its chunks.
 func clearSession(w http.ResponseWriter, r *http.Request) {
-	c := cookie(r, sessionCookie)
+	c := session.Cookie(r, sessionCookie)
 	c.MaxAge = -1
 	http.SetCookie(w, &c)
-	deleteChunks(w, r, c, 1)
+	session.DeleteChunks(w, r, c, 1)
 }
 
 // readSession returns the request's session identity, or nil: a missing,
@@ -287,19 +196,19 @@ func clearSession(w http.ResponseWriter, r *http.Request) {
 // (errSessionStore) means the session is kept in storage that cannot be
 // read now: the cookie stays, for when it can.
 func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity, error) {
-	chunks := readChunked(r, cookie(r, sessionCookie).Name)
-	if chunks.n == 0 {
+	chunks := session.ReadChunked(r, session.Cookie(r, sessionCookie).Name)
+	if !chunks.Present() {
 		return nil, nil
 	}
 	now := h.now()
 	id := h.cache.getChunked(&chunks, now)
 	if id == nil {
-		value := chunks.join()
+		value := chunks.Join()
 		s, err := h.openSession(r.Context(), value)
 		if s == nil {
 			return nil, err
 		}
-		payload, err := s.payload()
+		payload, err := s.Payload()
 		if err != nil {
 			return nil, nil
 		}
@@ -339,16 +248,6 @@ func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity
 		return h.autoRenew(w, r, id), nil
 	}
 	return id, nil
-}
-
-// jwtPayload decodes a JWT's payload without checking it: only for tokens
-// this handler checked before sealing them into the session.
-func jwtPayload(token string) ([]byte, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("not a JWT")
-	}
-	return base64.RawURLEncoding.DecodeString(parts[1])
 }
 
 // authenticate finds the request's user: a bearer token, else the session.

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
 // platformTokens are a token response of each platform, as big as real
@@ -65,7 +67,7 @@ func platformTokens(t *testing.T) map[string]*tokenResponse {
 // tokens costs every request (name=value of each cookie, and "; " between).
 func sessionCookieBytes(t *testing.T, store string, keep []string, tr *tokenResponse) int {
 	h, _, _ := setup(t, func(h *Handler) { h.SessionStore, h.SessionTokens = store, keep })
-	payload, err := jwtPayload(tr.IDToken)
+	payload, err := session.JWTPayload(tr.IDToken)
 	if err != nil {
 		t.Fatal(err)
 	}

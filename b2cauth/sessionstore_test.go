@@ -15,7 +15,7 @@ import (
 
 	"github.com/caddyserver/certmagic"
 
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/sessionstore"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
 // flakyStorage is file storage that can be taken down, and that counts
@@ -69,7 +69,7 @@ func (f *flakyStorage) List(ctx context.Context, prefix string, recursive bool) 
 // indexes).
 func storedSessions(t *testing.T, st certmagic.Storage) []string {
 	t.Helper()
-	keys, err := st.List(t.Context(), sessionstore.Dir, true)
+	keys, err := st.List(t.Context(), session.Dir, true)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -78,7 +78,7 @@ func storedSessions(t *testing.T, st certmagic.Storage) []string {
 	}
 	var out []string
 	for _, k := range keys {
-		if strings.HasPrefix(k, sessionstore.Dir+"/users/") {
+		if strings.HasPrefix(k, session.Dir+"/users/") {
 			continue
 		}
 		if info, err := st.Stat(t.Context(), k); err == nil && info.IsTerminal {
@@ -211,20 +211,20 @@ func TestStoredSessionsOutlastAStorageOutage(t *testing.T) {
 // listed, whatever their number.
 func TestStoredSessionsAreSwept(t *testing.T) {
 	storage := &flakyStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
-	st := &sessionstore.Store{Storage: storage}
+	st := &session.Store{Storage: storage}
 	ctx := t.Context()
 	now := time.Now().Unix()
 	for i, expires := range []int64{now - 7200, now - 3700, now + 60, now + 7200, now + 7200} {
-		if err := st.Put(ctx, sessionstore.NewSecret(), expires, []byte{byte(i)}); err != nil {
+		if err := st.Put(ctx, session.NewSecret(), expires, []byte{byte(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	live := sessionstore.NewSecret()
+	live := session.NewSecret()
 	if err := st.Put(ctx, live, now+3600, []byte("live")); err != nil {
 		t.Fatal(err)
 	}
 	// Two users' indexes: one whose only session ended, one live.
-	if err := st.Admit(ctx, "ended-user", sessionstore.NewSecret(), now-7200, now-7200-3600, time.Hour); err != nil {
+	if err := st.Admit(ctx, "ended-user", session.NewSecret(), now-7200, now-7200-3600, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Admit(ctx, "live-user", live, now+3600, now, time.Hour); err != nil {
@@ -235,7 +235,7 @@ func TestStoredSessionsAreSwept(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("swept %d (%v), want the 2 ended records and the ended user's index", n, err)
 	}
-	if users, _ := storage.List(ctx, sessionstore.Dir+"/users", true); len(users) == 0 || !slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/live-user") }) || slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/ended-user") }) {
+	if users, _ := storage.List(ctx, session.Dir+"/users", true); len(users) == 0 || !slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/live-user") }) || slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/ended-user") }) {
 		t.Errorf("users' indexes after the sweep: %v, want only live-user's", users)
 	}
 	if recs := storedSessions(t, storage); len(recs) != 4 {
@@ -247,10 +247,10 @@ func TestStoredSessionsAreSwept(t *testing.T) {
 	for _, dir := range storage.listed {
 		// The users' indexes: their buckets are listed (a few), never a
 		// live bucket's indexes.
-		if users := sessionstore.Dir + "/users"; dir == users || (strings.HasPrefix(dir, users+"/") && !strings.Contains(strings.TrimPrefix(dir, users+"/"), "/")) {
+		if users := session.Dir + "/users"; dir == users || (strings.HasPrefix(dir, users+"/") && !strings.Contains(strings.TrimPrefix(dir, users+"/"), "/")) {
 			continue
 		}
-		if dir != sessionstore.Dir && !strings.HasSuffix(dir, "/"+itoa((now-7200)/3600)) && !strings.HasSuffix(dir, "/"+itoa((now-3700)/3600)) {
+		if dir != session.Dir && !strings.HasSuffix(dir, "/"+itoa((now-7200)/3600)) && !strings.HasSuffix(dir, "/"+itoa((now-3700)/3600)) {
 			t.Errorf("the sweep listed %s, an hour of live sessions", dir)
 		}
 	}
@@ -259,7 +259,7 @@ func TestStoredSessionsAreSwept(t *testing.T) {
 		t.Errorf("a second sweep within the hour: %d deleted, %d listings", n, len(storage.listed))
 	}
 	// A record opens only with its own secret, and not once tampered.
-	if _, err := st.Get(ctx, sessionstore.NewSecret(), now+3600); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := st.Get(ctx, session.NewSecret(), now+3600); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("another secret: %v", err)
 	}
 }
@@ -275,8 +275,8 @@ func TestSessionStoreSwitchSignsNobodyOut(t *testing.T) {
 	if res := serve(stored, withCookies(navigation("GET", "/"), cookieSession)); !res.reachedNext || upstreamToken(res) != "at-1" {
 		t.Errorf("a cookie session under session_store storage: %d", res.Code)
 	}
-	storedSession := signedIn(t, stored, p, s, nil)
-	if res := serve(h, withCookies(navigation("GET", "/"), storedSession)); !res.reachedNext {
+	storedOne := signedIn(t, stored, p, s, nil)
+	if res := serve(h, withCookies(navigation("GET", "/"), storedOne)); !res.reachedNext {
 		t.Errorf("a stored session under session_store cookie: %d", res.Code)
 	}
 }
@@ -360,8 +360,8 @@ func TestStorageAloneOpensNothing(t *testing.T) {
 
 // TestStoredSessionsPerUserAreBounded: the attack — a client replaying
 // single sign-on made 60 sign-ins a second, each a record kept 8 hours.
-// A user gets at most sessionstore.MaxPerMinute sign-ins a minute (then
-// 429), and keeps at most sessionstore.MaxLive stored sessions: the oldest
+// A user gets at most session.MaxPerMinute sign-ins a minute (then
+// 429), and keeps at most session.MaxLive stored sessions: the oldest
 // records go, and their cookies open nothing on an instance that did not
 // cache them.
 func TestStoredSessionsPerUserAreBounded(t *testing.T) {
@@ -372,13 +372,13 @@ func TestStoredSessionsPerUserAreBounded(t *testing.T) {
 	h.now = func() time.Time { return clock }
 
 	var first []*http.Cookie
-	for i := range sessionstore.MaxLive + 5 {
-		if i > 0 && i%sessionstore.MaxPerMinute == 0 {
+	for i := range session.MaxLive + 5 {
+		if i > 0 && i%session.MaxPerMinute == 0 {
 			// One more in the same minute is refused.
 			state, nonce, fc := pendingFlow(t, h, "/")
 			redeemWith(p, s.sign(t, goodClaims(p, nonce)))
 			if res := serve(h, callbackRequest(state, fc, url.Values{"code": {"c"}})); res.Code != http.StatusTooManyRequests || res.Header().Get("Retry-After") == "" {
-				t.Fatalf("sign-in %d in a minute: %d, want 429 with Retry-After", sessionstore.MaxPerMinute+1, res.Code)
+				t.Fatalf("sign-in %d in a minute: %d, want 429 with Retry-After", session.MaxPerMinute+1, res.Code)
 			}
 			clock = clock.Add(61 * time.Second)
 		}
@@ -388,8 +388,8 @@ func TestStoredSessionsPerUserAreBounded(t *testing.T) {
 		}
 		clock = clock.Add(time.Second)
 	}
-	if recs := storedSessions(t, storage); len(recs) != sessionstore.MaxLive {
-		t.Errorf("%d stored sessions of one user, want %d", len(recs), sessionstore.MaxLive)
+	if recs := storedSessions(t, storage); len(recs) != session.MaxLive {
+		t.Errorf("%d stored sessions of one user, want %d", len(recs), session.MaxLive)
 	}
 	other := newTestHandler(t, p, stored)
 	other.now = h.now

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"golang.org/x/oauth2"
 )
@@ -78,8 +79,8 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	h.prunePending(w, r, flowCookiePrefix, flowPurpose)
 
 	data, _ := json.Marshal(f)
-	c := cookie(r, flowCookiePrefix+f.State[:16])
-	c.Value = h.codec.seal(data, flowPurpose)
+	c := session.Cookie(r, flowCookiePrefix+f.State[:16])
+	c.Value = h.codec.Seal(data, flowPurpose)
 	c.MaxAge = int(flowLifetime.Seconds())
 	if h.ResponseMode == "form_post" && secure(r) {
 		c.SameSite = http.SameSiteNoneMode // the provider POSTs back cross-site
@@ -134,7 +135,7 @@ func (h *Handler) prunePending(w http.ResponseWriter, r *http.Request, prefix, p
 		var p struct {
 			Created int64 `json:"t"`
 		}
-		if data, ok := h.codec.open(c.Value, purpose); ok && json.Unmarshal(data, &p) == nil {
+		if data, ok := h.codec.Open(c.Value, purpose); ok && json.Unmarshal(data, &p) == nil {
 			list = append(list, pending{name, p.Created})
 		} else {
 			list = append(list, pending{name, 0})
@@ -145,7 +146,7 @@ func (h *Handler) prunePending(w http.ResponseWriter, r *http.Request, prefix, p
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].created < list[j].created })
 	for _, p := range list[:len(list)-maxPending+1] {
-		c := cookie(r, p.name)
+		c := session.Cookie(r, p.name)
 		c.MaxAge = -1
 		http.SetCookie(w, &c)
 	}
@@ -184,7 +185,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	var c *http.Cookie
 	if statePattern.MatchString(state) {
-		c, _ = r.Cookie(cookie(r, flowCookiePrefix+state[:16]).Name)
+		c, _ = r.Cookie(session.Cookie(r, flowCookiePrefix+state[:16]).Name)
 	}
 	if c == nil {
 		if r.Method == http.MethodPost && params.Get("b2c_resubmit") == "" {
@@ -206,12 +207,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		countCallbackError("state_mismatch")
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
 	}
-	expired := cookie(r, flowCookiePrefix+state[:16])
+	expired := session.Cookie(r, flowCookiePrefix+state[:16])
 	expired.MaxAge = -1
 	http.SetCookie(w, &expired) // a flow is used once, whatever happens next
 
 	var f flow
-	data, ok := h.codec.open(c.Value, flowPurpose)
+	data, ok := h.codec.Open(c.Value, flowPurpose)
 	if !ok || json.Unmarshal(data, &f) != nil || subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) != 1 ||
 		h.now().Sub(time.Unix(0, f.Created)) > flowLifetime {
 		countCallbackError("state_mismatch")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 	"github.com/coreos/go-oidc/v3/oidc"
 )
@@ -54,7 +55,7 @@ func (v *issuerVerifiers) forToken(raw string) (*verifierPair, error) {
 	if v.template == "" {
 		return v.fixed, nil
 	}
-	payload, err := jwtPayload(raw)
+	payload, err := session.JWTPayload(raw)
 	if err != nil {
 		return nil, fmt.Errorf("malformed jwt")
 	}

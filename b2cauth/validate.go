@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
@@ -110,7 +111,7 @@ func (h *Handler) checkConfig() error {
 		if hasPlaceholder(s) {
 			continue // checked once resolved
 		}
-		if _, err := decodeCookieSecret(s); err != nil {
+		if _, err := session.DecodeSecret(s); err != nil {
 			return fmt.Errorf("cookie_secret: secret %d %v (want base64 of 32 bytes)", i+1, err)
 		}
 	}

@@ -1,16 +1,4 @@
-// Package sessionstore keeps the contents of sessions in Caddy's storage
-// (file system, Redis, … — shared by every instance that shares it), so
-// that a session's cookie carries only the secret that finds and opens its
-// record.
-//
-// Each record is sealed (AES-256-GCM) with a key derived from that secret,
-// and named by another value derived from it: storage holds neither, so
-// whoever reads the storage (which also holds the generated cookie key)
-// still cannot read a session's tokens without its cookie. Records live
-// under the hour their session ends, b2c_auth/sessions/<hour>/<name>, so
-// that ended ones are swept by listing only the hours gone by: the cost of
-// a sweep follows the sessions that ended, not the live ones.
-package sessionstore
+package session
 
 import (
 	"context"
@@ -40,7 +28,16 @@ const SecretSize = 32
 // secret: tampered with, or written by something else.
 var ErrUnreadable = errors.New("session record does not open")
 
-// Store reads and writes session records.
+// Store reads and writes session records, so that a session's cookie
+// carries only the secret that finds and opens its record.
+//
+// Each record is sealed (AES-256-GCM) with a key derived from that secret,
+// and named by another value derived from it: storage holds neither, so
+// whoever reads the storage (which also holds the generated cookie key)
+// still cannot read a session's tokens without its cookie. Records live
+// under the hour their session ends, b2c_auth/sessions/<hour>/<name>, so
+// that ended ones are swept by listing only the hours gone by: the cost of
+// a sweep follows the sessions that ended, not the live ones.
 type Store struct {
 	Storage certmagic.Storage
 

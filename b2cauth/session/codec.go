@@ -1,4 +1,4 @@
-package b2cauth
+package session
 
 import (
 	"context"
@@ -17,14 +17,14 @@ import (
 // sealVersion is the first byte of every sealed value: the format's version.
 const sealVersion byte = 1
 
-// codec seals and opens cookie values with AES-256-GCM. The first key
+// Codec seals and opens cookie values with AES-256-GCM. The first key
 // seals; every key opens, so keys can be rotated without signing anyone out.
-type codec struct {
+type Codec struct {
 	aeads []cipher.AEAD
 }
 
-func newCodec(keys [][]byte) (*codec, error) {
-	c := &codec{}
+func NewCodec(keys [][]byte) (*Codec, error) {
+	c := &Codec{}
 	for _, k := range keys {
 		block, err := aes.NewCipher(k)
 		if err != nil {
@@ -42,9 +42,9 @@ func newCodec(keys [][]byte) (*codec, error) {
 	return c, nil
 }
 
-// seal encrypts and authenticates plain, bound to purpose (the additional
+// Seal encrypts and authenticates plain, bound to purpose (the additional
 // data), and encodes it for a cookie: base64url(version | nonce | ciphertext).
-func (c *codec) seal(plain []byte, purpose string) string {
+func (c *Codec) Seal(plain []byte, purpose string) string {
 	aead := c.aeads[0]
 	buf := make([]byte, 1+aead.NonceSize(), 1+aead.NonceSize()+len(plain)+aead.Overhead())
 	buf[0] = sealVersion
@@ -55,9 +55,9 @@ func (c *codec) seal(plain []byte, purpose string) string {
 	return base64.RawURLEncoding.EncodeToString(buf)
 }
 
-// open reverses seal. Anything tampered, truncated, sealed for another
+// Open reverses Seal. Anything tampered, truncated, sealed for another
 // purpose or with an unknown key is refused.
-func (c *codec) open(value, purpose string) ([]byte, bool) {
+func (c *Codec) Open(value, purpose string) ([]byte, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(raw) < 1 || raw[0] != sealVersion {
 		return nil, false
@@ -74,9 +74,9 @@ func (c *codec) open(value, purpose string) ([]byte, bool) {
 	return nil, false
 }
 
-// decodeCookieSecret reads a cookie_secret: base64 (standard or URL
+// DecodeSecret reads a cookie_secret: base64 (standard or URL
 // alphabet, padded or not) of exactly 32 bytes.
-func decodeCookieSecret(s string) ([]byte, error) {
+func DecodeSecret(s string) ([]byte, error) {
 	s = strings.TrimRight(strings.TrimSpace(s), "=")
 	for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
 		if k, err := enc.DecodeString(s); err == nil {
@@ -89,26 +89,26 @@ func decodeCookieSecret(s string) ([]byte, error) {
 	return nil, errors.New("is not base64")
 }
 
-// storedKeyName is where the generated cookie key lives in Caddy's storage.
-const storedKeyName = "b2c_auth/cookie_key"
+// StoredKeyName is where the generated cookie key lives in Caddy's storage.
+const StoredKeyName = "b2c_auth/cookie_key"
 
-// storedCookieKey returns the key kept in Caddy's storage, making it the
+// StoredKey returns the key kept in Caddy's storage, making it the
 // first time. Every Caddy that shares the storage shares the key.
-func storedCookieKey(ctx context.Context, storage certmagic.Storage) ([]byte, error) {
+func StoredKey(ctx context.Context, storage certmagic.Storage) ([]byte, error) {
 	load := func() ([]byte, error) {
-		data, err := storage.Load(ctx, storedKeyName)
+		data, err := storage.Load(ctx, StoredKeyName)
 		if err != nil {
 			return nil, err
 		}
-		return decodeCookieSecret(string(data))
+		return DecodeSecret(string(data))
 	}
 	if k, err := load(); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err
 	}
-	if err := storage.Lock(ctx, storedKeyName); err != nil {
+	if err := storage.Lock(ctx, StoredKeyName); err != nil {
 		return nil, err
 	}
-	defer func() { _ = storage.Unlock(ctx, storedKeyName) }()
+	defer func() { _ = storage.Unlock(ctx, StoredKeyName) }()
 	if k, err := load(); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return k, err // another instance made it meanwhile
 	}
@@ -116,7 +116,7 @@ func storedCookieKey(ctx context.Context, storage certmagic.Storage) ([]byte, er
 	if _, err := rand.Read(k); err != nil {
 		return nil, err
 	}
-	if err := storage.Store(ctx, storedKeyName, []byte(base64.StdEncoding.EncodeToString(k))); err != nil {
+	if err := storage.Store(ctx, StoredKeyName, []byte(base64.StdEncoding.EncodeToString(k))); err != nil {
 		return nil, err
 	}
 	return k, nil

@@ -1,4 +1,4 @@
-package b2cauth
+package session
 
 import (
 	"fmt"
@@ -11,20 +11,26 @@ import (
 // is split over `<name>`, `<name>_1`, … and reassembled. When split, the
 // first cookie's value starts with the count and a dot (base64url has no dot).
 const (
-	chunkSize = 3800
+	ChunkSize = 3800
 	maxChunks = 8
 )
 
-// chunkedValue is a cookie value as its chunks arrived: looked up and
+// Chunked is a cookie value as its chunks arrived: looked up and
 // compared without joining them, which for a long session would copy
 // kilobytes on every request.
-type chunkedValue struct {
+type Chunked struct {
 	parts [maxChunks]string
 	n     int
 }
 
-// join is the whole value.
-func (v *chunkedValue) join() string {
+// Present tells whether the cookie was sent (whole, and well-formed).
+func (v *Chunked) Present() bool { return v.n > 0 }
+
+// First is the first chunk: what a cache finds the value by.
+func (v *Chunked) First() string { return v.parts[0] }
+
+// Join is the whole value.
+func (v *Chunked) Join() string {
 	if v.n == 1 {
 		return v.parts[0]
 	}
@@ -40,8 +46,8 @@ func (v *chunkedValue) join() string {
 	return sb.String()
 }
 
-// equals tells whether the chunks joined are s, without joining them.
-func (v *chunkedValue) equals(s string) bool {
+// Equals tells whether the chunks joined are s, without joining them.
+func (v *Chunked) Equals(s string) bool {
 	for _, p := range v.parts[:v.n] {
 		if !strings.HasPrefix(s, p) {
 			return false
@@ -51,11 +57,11 @@ func (v *chunkedValue) equals(s string) bool {
 	return s == ""
 }
 
-// readChunked finds a possibly chunked cookie value; n is 0 if it is absent
+// ReadChunked finds a possibly chunked cookie value; n is 0 if it is absent
 // or malformed. It reads the Cookie header once, without allocating
 // (net/http's r.Cookie parses every cookie on each call), and, as r.Cookie
 // does, takes the first cookie of each name.
-func readChunked(r *http.Request, name string) (v chunkedValue) {
+func ReadChunked(r *http.Request, name string) (v Chunked) {
 	var parts [maxChunks]string
 	for _, line := range r.Header["Cookie"] {
 		for rest := line; rest != ""; {
@@ -107,13 +113,13 @@ func chunkIndex(cookieName, name string) int {
 	return int(rest[0] - '0')
 }
 
-// writeChunked sets a cookie value, split into chunks when long, and
+// WriteChunked sets a cookie value, split into chunks when long, and
 // deletes chunks left over from a longer earlier value.
-func writeChunked(w http.ResponseWriter, r *http.Request, base http.Cookie, value string) error {
+func WriteChunked(w http.ResponseWriter, r *http.Request, base http.Cookie, value string) error {
 	var parts []string
-	for len(value) > chunkSize {
-		parts = append(parts, value[:chunkSize])
-		value = value[chunkSize:]
+	for len(value) > ChunkSize {
+		parts = append(parts, value[:ChunkSize])
+		value = value[ChunkSize:]
 	}
 	parts = append(parts, value)
 	if len(parts) > maxChunks {
@@ -128,12 +134,12 @@ func writeChunked(w http.ResponseWriter, r *http.Request, base http.Cookie, valu
 		c.Value = p
 		http.SetCookie(w, &c)
 	}
-	deleteChunks(w, r, base, len(parts))
+	DeleteChunks(w, r, base, len(parts))
 	return nil
 }
 
-// deleteChunks expires the chunks from index `from` on that the request has.
-func deleteChunks(w http.ResponseWriter, r *http.Request, base http.Cookie, from int) {
+// DeleteChunks expires the chunks from index `from` on that the request has.
+func DeleteChunks(w http.ResponseWriter, r *http.Request, base http.Cookie, from int) {
 	for i := from; i < maxChunks; i++ {
 		name := chunkName(base.Name, i)
 		if _, err := r.Cookie(name); err != nil {
