@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -206,64 +205,6 @@ func TestStoredSessionsOutlastAStorageOutage(t *testing.T) {
 	}
 }
 
-// TestStoredSessionsAreSwept: records of ended sessions go, once an hour,
-// by listing only the hours gone by: the live sessions' hours are never
-// listed, whatever their number.
-func TestStoredSessionsAreSwept(t *testing.T) {
-	storage := &flakyStorage{FileStorage: &certmagic.FileStorage{Path: t.TempDir()}}
-	st := &session.Store{Storage: storage}
-	ctx := t.Context()
-	now := time.Now().Unix()
-	for i, expires := range []int64{now - 7200, now - 3700, now + 60, now + 7200, now + 7200} {
-		if err := st.Put(ctx, session.NewSecret(), expires, []byte{byte(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	live := session.NewSecret()
-	if err := st.Put(ctx, live, now+3600, []byte("live")); err != nil {
-		t.Fatal(err)
-	}
-	// Two users' indexes: one whose only session ended, one live.
-	if err := st.Admit(ctx, "ended-user", session.NewSecret(), now-7200, now-7200-3600, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Admit(ctx, "live-user", live, now+3600, now, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	storage.listed = nil
-	n, err := st.Sweep(ctx, now)
-	if err != nil || n != 3 {
-		t.Fatalf("swept %d (%v), want the 2 ended records and the ended user's index", n, err)
-	}
-	if users, _ := storage.List(ctx, session.Dir+"/users", true); len(users) == 0 || !slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/live-user") }) || slices.ContainsFunc(users, func(k string) bool { return strings.HasSuffix(k, "/ended-user") }) {
-		t.Errorf("users' indexes after the sweep: %v, want only live-user's", users)
-	}
-	if recs := storedSessions(t, storage); len(recs) != 4 {
-		t.Errorf("records left: %d, want the 4 live", len(recs))
-	}
-	if got, err := st.Get(ctx, live, now+3600); err != nil || string(got) != "live" {
-		t.Errorf("a live record after the sweep: %q, %v", got, err)
-	}
-	for _, dir := range storage.listed {
-		// The users' indexes: their buckets are listed (a few), never a
-		// live bucket's indexes.
-		if users := session.Dir + "/users"; dir == users || (strings.HasPrefix(dir, users+"/") && !strings.Contains(strings.TrimPrefix(dir, users+"/"), "/")) {
-			continue
-		}
-		if dir != session.Dir && !strings.HasSuffix(dir, "/"+itoa((now-7200)/3600)) && !strings.HasSuffix(dir, "/"+itoa((now-3700)/3600)) {
-			t.Errorf("the sweep listed %s, an hour of live sessions", dir)
-		}
-	}
-	storage.listed = nil
-	if n, _ := st.Sweep(ctx, now+60); n != 0 || len(storage.listed) != 0 {
-		t.Errorf("a second sweep within the hour: %d deleted, %d listings", n, len(storage.listed))
-	}
-	// A record opens only with its own secret, and not once tampered.
-	if _, err := st.Get(ctx, session.NewSecret(), now+3600); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("another secret: %v", err)
-	}
-}
-
 // TestSessionStoreSwitchSignsNobodyOut: sessions written by one
 // session_store open with the other (an upgrade from cookie sessions, or
 // a change of mind), and a cookie session moves to storage when renewed.
@@ -318,8 +259,6 @@ func TestSessionTokens(t *testing.T) {
 		})
 	}
 }
-
-func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
 // TestStorageAloneOpensNothing: the attack — under session_store storage,
 // whoever can read Caddy's storage has the generated cookie key, seals a
