@@ -22,7 +22,7 @@ import (
 // refresh token, against the policy that issued them.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, err := h.readSession(nil, r)
+	id, _, err := h.readSession(r)
 	if err != nil {
 		return h.sessionStoreDown(w, r, err)
 	}

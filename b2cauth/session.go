@@ -191,63 +191,68 @@ func clearSession(w http.ResponseWriter, r *http.Request) {
 	session.DeleteChunks(w, r, c, 1)
 }
 
-// readSession returns the request's session identity, or nil: a missing,
-// tampered, truncated, foreign or expired cookie is no session. An error
+// readSession returns the request's live session identity, or nil: a
+// missing, tampered, truncated, foreign, expired or idle cookie is no
+// session. revoked tells a session signed out elsewhere, whose cookie the
+// caller may clear. It writes nothing (keepSession does); an error
 // (errSessionStore) means the session is kept in storage that cannot be
 // read now: the cookie stays, for when it can.
-func (h *Handler) readSession(w http.ResponseWriter, r *http.Request) (*identity, error) {
+func (h *Handler) readSession(r *http.Request) (id *identity, revoked bool, err error) {
 	chunks := session.ReadChunked(r, session.Cookie(r, sessionCookie).Name)
 	if !chunks.Present() {
-		return nil, nil
+		return nil, false, nil
 	}
 	now := h.now()
-	id := h.cache.getChunked(&chunks, now)
+	id = h.cache.getChunked(&chunks, now)
 	if id == nil {
 		value := chunks.Join()
 		s, err := h.openSession(r.Context(), value)
 		if s == nil {
-			return nil, err
+			return nil, false, err
 		}
 		payload, err := s.Payload()
 		if err != nil {
-			return nil, nil
+			return nil, false, nil
 		}
 		var ok bool
 		if id, ok = h.identity(withUserInfo(payload, s.UserInfo)); !ok {
-			return nil, nil
+			return nil, false, nil
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
 		id.groupsUnknown = s.GroupsUnknown
-		h.cache.putCookie(value, id, h.now())
+		h.cache.putCookie(value, id, now)
 	}
 	s := id.session
 	if now.Unix() >= s.Expires {
-		return nil, nil
+		return nil, false, nil
 	}
 	if h.signouts.Revoked(s.ID, id.userKey, id.values["sid"], s.Issued) || (id.userKey != id.id && h.signouts.UserRevoked(id.id, s.Issued)) {
 		if ce := h.logger.Check(zap.InfoLevel, "signed-out session refused"); ce != nil {
 			ce.Write(zap.String("user_id", id.id))
 		}
-		if w != nil {
-			clearSession(w, r)
-		}
-		return nil, nil
+		return nil, true, nil
 	}
-	if t := time.Duration(h.InactivityTimeout); t > 0 {
-		idle := now.Sub(time.Unix(s.Seen, 0))
-		if idle > t {
-			return nil, nil
-		}
-		if idle > t/8 && w != nil { // note the activity, not on every request
-			if err := h.touchSession(w, r, s, now); err != nil {
-				return nil, nil
-			}
+	if t := time.Duration(h.InactivityTimeout); t > 0 && now.Sub(time.Unix(s.Seen, 0)) > t {
+		return nil, false, nil
+	}
+	return id, false, nil
+}
+
+// keepSession does what a live session needs on a request: notes its
+// activity (inactivity_timeout, not on every request), and renews its
+// tokens near their expiry. It returns the identity to go on with, nil
+// when the session cannot be kept.
+func (h *Handler) keepSession(w http.ResponseWriter, r *http.Request, id *identity) *identity {
+	now, s := h.now(), id.session
+	if t := time.Duration(h.InactivityTimeout); t > 0 && now.Sub(time.Unix(s.Seen, 0)) > t/8 {
+		if err := h.touchSession(w, r, s, now); err != nil {
+			return nil
 		}
 	}
-	if h.autoRefresh && w != nil && s.RefreshToken != "" && h.nearExpiry(id, now) {
-		return h.autoRenew(w, r, id), nil
+	if h.autoRefresh && s.RefreshToken != "" && h.nearExpiry(id, now) {
+		return h.autoRenew(w, r, id)
 	}
-	return id, nil
+	return id
 }
 
 // authenticate finds the request's user: a bearer token, else the session.
@@ -258,5 +263,12 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*identit
 			return h.bearer(r, strings.TrimSpace(token))
 		}
 	}
-	return h.readSession(w, r)
+	id, revoked, err := h.readSession(r)
+	if revoked {
+		clearSession(w, r)
+	}
+	if id == nil {
+		return nil, err
+	}
+	return h.keepSession(w, r, id), nil
 }
