@@ -1,6 +1,29 @@
 // Package b2cauth is a Caddy HTTP handler that signs users in with Azure
 // AD B2C (or any OpenID Connect provider) and hands their identity to the
 // rest of Caddy.
+//
+// Where a signed-in request goes (a session cookie, its identity cached):
+//
+//	serve.go         ServeHTTP: strips client-sent identity headers, answers
+//	                 /.auth/* (endpoints.go) and the redirect path (signin.go)
+//	serve.go         requestIdentity → session.go authenticate (bearer.go
+//	                 for an Authorization header)
+//	session.go       readSession: the cookie's chunks (session package),
+//	                 the identity cache (identitycache.go), sign-outs
+//	                 (signouts package), expiry and inactivity
+//	session.go       keepSession: notes activity, renews near expiry
+//	                 (refresh.go)
+//	serve.go         the rules (rules.go, authorization.go), groups when
+//	                 Graph must give them (groups.go)
+//	assert.go        the identity assertion, with identity_assertion
+//	identity.go      the placeholders; upstream.go hides the handler's
+//	                 cookies and sets App Service's headers
+//
+// A sign-in: signin.go (startFlow, callback) over the provider
+// (provider.go discovery, keys.go, verify.go, tokenendpoint.go,
+// userinfo.go), then session.go writeSession. Sign-out: logout.go. The
+// configuration: b2cauth.go (the module, Provision), validate.go,
+// platform.go, caddyfile.go; caddy b2c …: command.go and check.go.
 package b2cauth
 
 import (
