@@ -272,31 +272,29 @@ type Handler struct {
 	// stay reachable.)
 	ProtectRaw caddy.ModuleMap `json:"protect,omitempty" caddy:"namespace=http.matchers"`
 
-	platform       platform    // which kind of provider, from the configuration
-	extraIssuers   []*provider // AdditionalIssuers, discovered lazily
-	protect        caddyhttp.MatcherSet
-	credential     credentials.Credential // nil for a public client
-	codec          *session.Codec
-	sessionPurpose string
-	identityVar    string               // the request variable that shares the session identity between blocks
-	providers      map[string]*provider // by policy; "" in issuer mode
-	httpClient     *http.Client
-	now            func() time.Time
-	cache          *identityCache
-	sessions       *session.Store // session_store storage's records
-	storedSince    time.Time      // when sessions moved to storage: whole-cookie sessions are accepted for a session_lifetime after
-	bearerCache    *identityCache
-	autoRefresh    bool
-	renewals       *renewals
-	graph          *graph.Client // Microsoft Graph, when groups may come from it
-	assertions     *assertion.Ring
-	bearerGroups   *bearerGroups
-	signouts       *signouts.Store
-	signoutsKey    string            // for signouts.Release
-	storage        certmagic.Storage // Caddy's; tests set their own
-	logger         *zap.Logger
-	ctx            caddy.Context
-	siteHosts      *site.Hosts // the site's host names, by server
+	platform     platform    // which kind of provider, from the configuration
+	extraIssuers []*provider // AdditionalIssuers, discovered lazily
+	protect      caddyhttp.MatcherSet
+	credential   credentials.Credential // nil for a public client
+	codec        *session.Codec
+	identityVar  string               // the request variable that shares the session identity between blocks
+	providers    map[string]*provider // by policy; "" in issuer mode
+	httpClient   *http.Client
+	now          func() time.Time
+	cache        *identityCache
+	sessions     *sessionKeeper // where sessions are sealed and kept
+	bearerCache  *identityCache
+	autoRefresh  bool
+	renewals     *renewals
+	graph        *graph.Client // Microsoft Graph, when groups may come from it
+	assertions   *assertion.Ring
+	bearerGroups *bearerGroups
+	signouts     *signouts.Store
+	signoutsKey  string            // for signouts.Release
+	storage      certmagic.Storage // Caddy's; tests set their own
+	logger       *zap.Logger
+	ctx          caddy.Context
+	siteHosts    *site.Hosts // the site's host names, by server
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its
@@ -454,8 +452,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// cookie, even sealed with the same key, does not open here.
 	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ExternalID + "|" + h.ClientID))
 	app := hex.EncodeToString(sum[:8])
-	h.sessionPurpose = "b2c_session|" + app
-	h.identityVar = identityVarPrefix + h.sessionPurpose
+	purpose := "b2c_session|" + app
+	h.identityVar = identityVarPrefix + purpose
 
 	h.providers = map[string]*provider{}
 	for _, p := range h.policies() {
@@ -468,11 +466,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.extraIssuers = append(h.extraIssuers, p)
 	}
-	h.sessions = &session.Store{Storage: h.storage}
-	if err := h.noteSessionStore(ctx, app); err != nil {
+	h.cache = newIdentityCache(4096)
+	h.sessions = &sessionKeeper{codec: h.codec, purpose: purpose, store: &session.Store{Storage: h.storage}, inStorage: h.SessionStore == "storage",
+		lifetime: time.Duration(h.SessionLifetime), tokens: h.SessionTokens, cache: h.cache, storage: h.storage, now: func() time.Time { return h.now() }, logger: h.logger}
+	if err := h.sessions.noteStore(ctx, app); err != nil {
 		return fmt.Errorf("session_store: Caddy's storage: %v", err)
 	}
-	h.cache = newIdentityCache(4096)
 	h.bearerCache = newIdentityCache(4096)
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))

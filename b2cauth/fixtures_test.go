@@ -166,12 +166,12 @@ func TestRealSessionCompresses(t *testing.T) {
 	s := &session.Session{ID: randomString(), Issued: 1, IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"),
 		RefreshToken: randomString() + randomString() + randomString(), Policy: "B2C_1_acdemo2", Expires: 2, Seen: 1}
 	plain, _ := json.Marshal(s)
-	before, after := len(h.codec.Seal(plain, h.sessionPurpose)), len(h.encodeSession(s))
+	before, after := len(h.codec.Seal(plain, h.sessions.purpose)), len(h.sessions.encode(s))
 	t.Logf("session cookie: %d bytes sealed as JSON, %d compressed", before, after)
 	if after > before*85/100 {
 		t.Errorf("compression saves too little: %d → %d bytes", before, after)
 	}
-	if got, _ := h.openSession(t.Context(), h.encodeSession(s)); got == nil || got.AccessToken != s.AccessToken {
+	if got, _ := h.sessions.open(t.Context(), h.sessions.encode(s)); got == nil || got.AccessToken != s.AccessToken {
 		t.Error("the compressed session does not decode")
 	}
 }

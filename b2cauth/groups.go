@@ -165,7 +165,7 @@ func (h *Handler) recoverGroups(w http.ResponseWriter, r *http.Request, id *iden
 		return nil
 	}
 	recovered, ok := h.identity(withUserInfo(payload, s.UserInfo))
-	if !ok || h.writeSession(w, r, &s, recovered) != nil {
+	if !ok || h.sessions.write(w, r, &s, recovered) != nil {
 		return nil
 	}
 	caddyhttp.SetVar(r.Context(), h.identityVar, recovered)

@@ -54,7 +54,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	id, _, _ := h.readSession(r) // storage down: the cookie goes all the same
 	clearSession(w, r)
 	if id != nil {
-		h.dropSession(r.Context(), id.session)
+		h.sessions.drop(r.Context(), id.session)
 		if err := h.revoke(r.Context(), id, everywhere, "user"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 			if everywhere {
@@ -202,7 +202,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	ctx := r.Context()
 	if id, _, _ := h.readSession(r); id != nil {
-		h.dropSession(ctx, id.session)
+		h.sessions.drop(ctx, id.session)
 		if err := h.revoke(ctx, id, false, "front_channel"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 		}

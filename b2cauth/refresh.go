@@ -46,7 +46,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	countRefresh("renewed")
-	if err := h.writeSession(w, r, s, nil); err != nil {
+	if err := h.sessions.write(w, r, s, nil); err != nil {
 		return h.sessionNotKept(w, r, "Cannot refresh", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -77,13 +77,13 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, er
 	if nid, ok := h.identity(payload); !ok || nid.id != id.id {
 		return nil, errors.New("the renewed token names another user")
 	}
-	s := h.newSession(tr, policy, payload)
+	s := h.sessions.start(tr, policy, payload)
 	s.ID, s.Issued, s.Expires, s.Ref = id.session.ID, id.session.Issued, id.session.Expires, id.session.Ref // the same session, renewed
 	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
 	h.sessionGroups(ctx, s, payload, id.session)
-	if s.RefreshToken == "" && h.keepsToken("refresh") {
+	if s.RefreshToken == "" && h.sessions.keeps("refresh") {
 		s.RefreshToken = id.session.RefreshToken
 	}
 	return s, nil
@@ -115,7 +115,7 @@ func refreshOutcome(err error) string {
 func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity, cause error) {
 	h.logger.Info("session ended: the provider refused to renew it", zap.String("user_id", id.id), zap.Error(cause))
 	clearSession(w, r)
-	h.dropSession(r.Context(), id.session)
+	h.sessions.drop(r.Context(), id.session)
 	if err := h.revoke(r.Context(), id, false, "provider"); err != nil {
 		h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 	}
@@ -314,7 +314,7 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 	if !ok {
 		return id
 	}
-	if err := h.writeSession(w, r, s, renewed); err != nil {
+	if err := h.sessions.write(w, r, s, renewed); err != nil {
 		h.logger.Warn("renewed session not kept; the current one goes on", zap.String("user_id", id.id), zap.Error(err))
 		return id
 	}

@@ -71,9 +71,9 @@ func sessionCookieBytes(t *testing.T, store string, keep []string, tr *tokenResp
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := h.newSession(tr, "B2C_1_susi", payload)
+	s := h.sessions.start(tr, "B2C_1_susi", payload)
 	rec := httptest.NewRecorder()
-	if err := h.writeSession(rec, httptest.NewRequest("GET", "https://www.contoso.example/", nil), s, nil); err != nil {
+	if err := h.sessions.write(rec, httptest.NewRequest("GET", "https://www.contoso.example/", nil), s, nil); err != nil {
 		t.Fatal(err)
 	}
 	n := 0

@@ -278,13 +278,13 @@ func TestStorageAloneOpensNothing(t *testing.T) {
 	}
 
 	// The attacker's cookie: a whole session, sealed with the key.
-	sess, _ := switched.openSession(t.Context(), before[0].Value)
+	sess, _ := switched.sessions.open(t.Context(), before[0].Value)
 	if sess == nil {
 		t.Fatal("the session made before the switch does not open")
 	}
 	forged := *sess
 	forged.ID, forged.Issued, forged.Expires = "forged", clock.Add(9*time.Hour).Unix(), clock.Add(30*time.Hour).Unix()
-	cookie := &http.Cookie{Name: sessionCookie, Value: switched.encodeSession(&forged)}
+	cookie := &http.Cookie{Name: sessionCookie, Value: switched.sessions.encode(&forged)}
 	clock = clock.Add(9 * time.Hour) // past one session_lifetime (8h) since the switch
 	if res := serve(switched, withCookies(apiRequest(""), []*http.Cookie{cookie})); res.reachedNext || res.Code != http.StatusUnauthorized {
 		t.Errorf("a whole-cookie session a session_lifetime after the switch: %d, reached the app %v", res.Code, res.reachedNext)

@@ -276,7 +276,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Info("password reset done; signing in", zap.String("policy", h.Policy))
 		return h.startSignIn(w, r, h.Policy, f.Return, nil)
 	}
-	s := h.newSession(tr, f.Policy, payload)
+	s := h.sessions.start(tr, f.Policy, payload)
 	s.UserInfo = h.userInfo(r.Context(), d, tr, payload)
 	h.sessionGroups(r.Context(), s, payload, nil)
 	id, ok := h.identity(withUserInfo(payload, s.UserInfo))
@@ -284,7 +284,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
 		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
 	}
-	if err := h.writeSession(w, r, s, id); err != nil {
+	if err := h.sessions.write(w, r, s, id); err != nil {
 		return h.sessionNotKept(w, r, "Sign-in failed", err)
 	}
 	if sid := id.values["sid"]; signouts.ValidSID(sid) {
