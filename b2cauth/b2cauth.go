@@ -286,9 +286,8 @@ type Handler struct {
 	bearerCache  *identityCache
 	autoRefresh  bool
 	renewals     *renewals
-	graph        *graph.Client // Microsoft Graph, when groups may come from it
+	groups       *groupSource // the groups tokens cannot hold, from Microsoft Graph
 	assertions   *assertion.Ring
-	bearerGroups *bearerGroups
 	signouts     *signouts.Store
 	signoutsKey  string            // for signouts.Release
 	storage      certmagic.Storage // Caddy's; tests set their own
@@ -475,14 +474,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.bearerCache = newIdentityCache(4096)
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
-	if h.Groups == "graph" || h.rulesNameGroups() || h.KeepGroups == "all" {
+	h.groups = &groupSource{always: h.Groups == "graph", keepAll: h.KeepGroups == "all", allow: h.Allow, deny: h.Deny,
+		bearer: &bearerGroups{entries: map[string]cachedGroups{}}, now: func() time.Time { return h.now() }, logger: h.logger}
+	if h.Groups == "graph" || namesGroups(h.Allow, h.Deny) || h.KeepGroups == "all" {
 		if h.credential != nil {
-			h.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
+			h.groups.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
 				ClientID: h.ClientID, Credential: h.credential, HTTP: h.httpClient, MaxWait: 10 * time.Second, Now: func() time.Time { return h.now() }}
 		} else if h.Groups == "graph" {
 			return errors.New("groups: graph needs the app's credentials (client_secret, client_certificate or client_assertion) to get its Microsoft Graph token")
 		}
-		h.bearerGroups = &bearerGroups{entries: map[string]cachedGroups{}}
 	}
 	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 

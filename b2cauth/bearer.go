@@ -66,7 +66,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 	if scopeErr != nil {
 		return id, scopeErr
 	}
-	if err := h.withGraphGroups(r.Context(), id); err != nil {
+	if err := h.groups.forBearer(r.Context(), id); err != nil {
 		id.groupsUnknown = true // not cached: the next request asks Graph again
 		return id, nil
 	}

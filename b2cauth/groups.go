@@ -28,9 +28,9 @@ import (
 // about 7 KB, two cookies' worth.
 const maxKeptGroups = 200
 
-// rulesNameGroups tells whether an allow or deny rule looks at groups.
-func (h *Handler) rulesNameGroups() bool {
-	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+// namesGroups tells whether an allow or deny rule looks at groups.
+func namesGroups(allow, deny []Rule) bool {
+	for _, r := range append(append([]Rule{}, allow...), deny...) {
 		if r.Claim == "groups" {
 			return true
 		}
@@ -48,10 +48,22 @@ func hasGroupsOverage(claims map[string]any) bool {
 	return ok
 }
 
-// wantsGraphGroups tells whether this identity's groups must come from
-// Graph.
-func (h *Handler) wantsGraphGroups(claims map[string]any) bool {
-	return h.Groups == "graph" || (hasGroupsOverage(claims) && (h.rulesNameGroups() || h.KeepGroups == "all"))
+// groupSource gives identities the groups their tokens cannot hold, from
+// Microsoft Graph (always with groups graph, else when a token carries
+// Entra's overage indicator), and keeps of them what keep_groups says.
+type groupSource struct {
+	graph       *graph.Client // nil without the app's credentials
+	always      bool          // groups graph
+	keepAll     bool          // keep_groups all
+	allow, deny []Rule
+	bearer      *bearerGroups
+	now         func() time.Time
+	logger      *zap.Logger
+}
+
+// wanted tells whether this identity's groups must come from Graph.
+func (g *groupSource) wanted(claims map[string]any) bool {
+	return g.always || (hasGroupsOverage(claims) && (namesGroups(g.allow, g.deny) || g.keepAll))
 }
 
 // errNoGraph is groups that only Graph has, without the client_secret that
@@ -67,43 +79,43 @@ func graphTenant(values map[string]string) string {
 	return guid.Find(values["iss"])
 }
 
-// graphGroups reads the identity's groups from Graph and keeps what the
+// read reads the identity's groups from Graph and keeps what the
 // configuration says. A refusal is logged with what to fix.
-func (h *Handler) graphGroups(ctx context.Context, values map[string]string) ([]string, error) {
+func (g *groupSource) read(ctx context.Context, values map[string]string) ([]string, error) {
 	user := values["oid"]
 	if user == "" {
 		user = values["sub"]
 	}
-	if h.graph == nil {
-		h.logger.Error("groups could not be read: " + errNoGraph.Error())
+	if g.graph == nil {
+		g.logger.Error("groups could not be read: " + errNoGraph.Error())
 		return nil, errNoGraph
 	}
-	ids, err := h.graph.MemberGroups(ctx, graphTenant(values), user)
+	ids, err := g.graph.MemberGroups(ctx, graphTenant(values), user)
 	if err != nil {
 		var ge *graph.Error
 		if errors.As(err, &ge) {
-			h.logger.Error("groups could not be read from Microsoft Graph: "+ge.Hint, zap.Int("status", ge.Status), zap.String("code", ge.Code))
+			g.logger.Error("groups could not be read from Microsoft Graph: "+ge.Hint, zap.Int("status", ge.Status), zap.String("code", ge.Code))
 		} else {
-			h.logger.Error("groups could not be read from Microsoft Graph", zap.Error(err))
+			g.logger.Error("groups could not be read from Microsoft Graph", zap.Error(err))
 		}
 		return nil, err
 	}
-	return h.keptGroups(ids), nil
+	return g.kept(ids), nil
 }
 
-// keptGroups are the groups a session keeps: those the rules name, or up
+// kept are the groups a session keeps: those the rules name, or up
 // to maxKeptGroups of them.
-func (h *Handler) keptGroups(ids []string) []string {
-	if h.KeepGroups == "all" {
+func (g *groupSource) kept(ids []string) []string {
+	if g.keepAll {
 		if len(ids) > maxKeptGroups {
-			h.logger.Warn("the user is in more groups than a session keeps; the rest are left out", zap.Int("groups", len(ids)), zap.Int("kept", maxKeptGroups))
+			g.logger.Warn("the user is in more groups than a session keeps; the rest are left out", zap.Int("groups", len(ids)), zap.Int("kept", maxKeptGroups))
 			ids = ids[:maxKeptGroups]
 		}
 		return ids
 	}
 	var out []string
 	for _, id := range ids {
-		if (Rule{Claim: "groups"}).namedBy(h.Allow, h.Deny, id) {
+		if (Rule{Claim: "groups"}).namedBy(g.allow, g.deny, id) {
 			out = append(out, id)
 		}
 	}
@@ -120,16 +132,15 @@ func (Rule) namedBy(allow, deny []Rule, value string) bool {
 	return false
 }
 
-// sessionGroups puts the Graph groups of a new or renewed session in it
+// forSession puts the Graph groups of a new or renewed session in it
 // (beside the claims the ID token lacks), or marks them unknown. A renewal
 // that cannot read them keeps those the session had.
-func (h *Handler) sessionGroups(ctx context.Context, s *session.Session, payload []byte, previous *session.Session) {
+func (g *groupSource) forSession(ctx context.Context, s *session.Session, id *identity, previous *session.Session) {
 	s.GroupsUnknown = false
-	id, ok := h.identity(payload)
-	if !ok || !h.wantsGraphGroups(id.claims) {
+	if id == nil || !g.wanted(id.claims) {
 		return
 	}
-	groups, err := h.graphGroups(ctx, id.values)
+	groups, err := g.read(ctx, id.values)
 	if err != nil {
 		s.GroupsUnknown = previous == nil || previous.GroupsUnknown
 		return
@@ -160,7 +171,7 @@ func (h *Handler) recoverGroups(w http.ResponseWriter, r *http.Request, id *iden
 	if err != nil {
 		return nil
 	}
-	h.sessionGroups(r.Context(), &s, payload, id.session)
+	h.groups.forSession(r.Context(), &s, orNil(h.identity(payload)), id.session)
 	if s.GroupsUnknown {
 		return nil
 	}
@@ -186,28 +197,28 @@ type cachedGroups struct {
 
 const bearerGroupsTTL = 5 * time.Minute
 
-// withGraphGroups adds a bearer identity's groups from Graph when they
+// forBearer adds a bearer identity's groups from Graph when they
 // must come from there; an error when Graph fails.
-func (h *Handler) withGraphGroups(ctx context.Context, id *identity) error {
-	if !h.wantsGraphGroups(id.claims) {
+func (g *groupSource) forBearer(ctx context.Context, id *identity) error {
+	if !g.wanted(id.claims) {
 		return nil
 	}
 	key := graphTenant(id.values) + "/" + id.id
-	h.bearerGroups.mu.Lock()
-	c, ok := h.bearerGroups.entries[key]
-	h.bearerGroups.mu.Unlock()
-	if !ok || h.now().After(c.expires) {
-		groups, err := h.graphGroups(ctx, id.values)
+	g.bearer.mu.Lock()
+	c, ok := g.bearer.entries[key]
+	g.bearer.mu.Unlock()
+	if !ok || g.now().After(c.expires) {
+		groups, err := g.read(ctx, id.values)
 		if err != nil {
 			return err
 		}
-		c = cachedGroups{groups, h.now().Add(bearerGroupsTTL)}
-		h.bearerGroups.mu.Lock()
-		if len(h.bearerGroups.entries) >= 4096 {
-			clear(h.bearerGroups.entries)
+		c = cachedGroups{groups, g.now().Add(bearerGroupsTTL)}
+		g.bearer.mu.Lock()
+		if len(g.bearer.entries) >= 4096 {
+			clear(g.bearer.entries)
 		}
-		h.bearerGroups.entries[key] = c
-		h.bearerGroups.mu.Unlock()
+		g.bearer.entries[key] = c
+		g.bearer.mu.Unlock()
 	}
 	list := make([]any, len(c.groups))
 	for i, g := range c.groups {

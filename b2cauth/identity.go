@@ -52,6 +52,14 @@ const notSupportedSubject = "Not supported currently. Use oid claim."
 // placeholders, headers and /.auth/me unless expose_idp_access_token.
 const idpAccessTokenClaim = "idp_access_token"
 
+// orNil is identity's result as one value: nil for no identity.
+func orNil(id *identity, ok bool) *identity {
+	if !ok {
+		return nil
+	}
+	return id
+}
+
 // identity builds the identity of a checked token's payload, without the
 // social provider's access token unless the configuration lets it through.
 func (h *Handler) identity(payload []byte) (*identity, bool) {

@@ -82,7 +82,7 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, er
 	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
-	h.sessionGroups(ctx, s, payload, id.session)
+	h.groups.forSession(ctx, s, orNil(h.identity(payload)), id.session)
 	if s.RefreshToken == "" && h.sessions.keeps("refresh") {
 		s.RefreshToken = id.session.RefreshToken
 	}

@@ -83,7 +83,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, nil)
 	}
 
-	if protected && id.groupsUnknown && h.rulesNameGroups() {
+	if protected && id.groupsUnknown && namesGroups(h.Allow, h.Deny) {
 		if id = h.recoverGroups(w, r, id); id == nil {
 			return h.refuseUnknownGroups(w, r)
 		}

@@ -278,7 +278,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	s := h.sessions.start(tr, f.Policy, payload)
 	s.UserInfo = h.userInfo(r.Context(), d, tr, payload)
-	h.sessionGroups(r.Context(), s, payload, nil)
+	h.groups.forSession(r.Context(), s, orNil(h.identity(payload)), nil)
 	id, ok := h.identity(withUserInfo(payload, s.UserInfo))
 	if !ok {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))

@@ -157,7 +157,7 @@ func (h *Handler) checkConfig() error {
 	default:
 		return fmt.Errorf("keep_groups: %q is neither named nor all", h.KeepGroups)
 	}
-	if h.platformOf().b2c && h.Groups != "graph" && h.rulesNameGroups() {
+	if h.platformOf().b2c && h.Groups != "graph" && namesGroups(h.Allow, h.Deny) {
 		return errors.New("groups: Azure AD B2C's tokens carry no groups claim, so a rule on groups never matches: set groups graph (Microsoft Graph, with the application permission GroupMember.Read.All)")
 	}
 	for field, v := range map[string]string{"graph_endpoint": h.GraphEndpoint, "graph_login": h.GraphLogin} {
