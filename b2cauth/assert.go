@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/internal/site"
 )
 
@@ -21,6 +22,17 @@ import (
 // reused until a minute before it expires: a signed-in request does not
 // pay for a signature.
 
+// assertions signs, for the site, the identity assertions its upstreams
+// verify, in the header it names.
+type assertions struct {
+	ring     *assertion.Ring
+	header   string
+	audience []string                           // assertion_audience; default the site's origin
+	site     func(*http.Request) (string, bool) // the site an assertion names (assertionOrigin)
+	now      func() time.Time
+	logger   *zap.Logger
+}
+
 // signedAssertion is an assertion and what it was signed for.
 type signedAssertion struct {
 	token    string
@@ -28,21 +40,21 @@ type signedAssertion struct {
 	expires  time.Time
 }
 
-// assert puts the identity's assertion for this request's site in the
+// add puts the identity's assertion for this request's site in the
 // request header, or, for a host the site does not name, none (and a log
 // line): an assertion names its site from configuration, never from
 // whatever Host a client sends.
-func (h *Handler) assert(r *http.Request, id *identity) error {
-	origin, ok := h.assertionOrigin(r)
+func (a *assertions) add(r *http.Request, id *identity) error {
+	origin, ok := a.site(r)
 	if !ok {
-		h.logger.Warn("identity assertion not made: the request's host is not one the site names (give the site its host names, or public_url)", zap.String("host", r.Host))
+		a.logger.Warn("identity assertion not made: the request's host is not one the site names (give the site its host names, or public_url)", zap.String("host", r.Host))
 		return nil
 	}
-	signed, err := h.assertFor(r, id, origin)
+	signed, err := a.signFor(r, id, origin)
 	if err != nil {
 		return err
 	}
-	r.Header.Set(h.IdentityAssertion, signed)
+	r.Header.Set(a.header, signed)
 	return nil
 }
 
@@ -70,19 +82,19 @@ func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// assertFor is the identity's assertion for a site's origin.
-func (h *Handler) assertFor(r *http.Request, id *identity, origin string) (string, error) {
-	now := h.now()
+// signFor is the identity's assertion for a site's origin.
+func (a *assertions) signFor(r *http.Request, id *identity, origin string) (string, error) {
+	now := a.now()
 	id.assertionMu.Lock()
 	defer id.assertionMu.Unlock()
 	if a := id.assertion; a.token != "" && a.audience == origin && now.Add(time.Minute).Before(a.expires) {
 		return a.token, nil
 	}
 	var aud any = origin
-	if len(h.AssertionAudience) == 1 {
-		aud = h.AssertionAudience[0]
-	} else if len(h.AssertionAudience) > 1 {
-		aud = h.AssertionAudience
+	if len(a.audience) == 1 {
+		aud = a.audience[0]
+	} else if len(a.audience) > 1 {
+		aud = a.audience
 	}
 	claims := map[string]any{"iss": origin, "aud": aud, "sub": id.id}
 	for _, name := range []string{"type", "email", "name", "tid", "idp", "policy", "oid"} {
@@ -95,7 +107,7 @@ func (h *Handler) assertFor(r *http.Request, id *identity, origin string) (strin
 			claims[name] = slices.Clone(v)
 		}
 	}
-	token, exp, err := h.assertions.Sign(r.Context(), claims)
+	token, exp, err := a.ring.Sign(r.Context(), claims)
 	if err != nil {
 		return "", err
 	}
@@ -103,13 +115,13 @@ func (h *Handler) assertFor(r *http.Request, id *identity, origin string) (strin
 	return token, nil
 }
 
-// stripClientAssertion removes a client's own copy of this block's
+// strip removes a client's own copy of this block's
 // assertion header, once per header name and request: before any block
 // that signs into it has run, whatever blocks without one ran before.
-func (h *Handler) stripClientAssertion(r *http.Request) {
-	key := strippedVar + ":" + strings.ToLower(h.IdentityAssertion)
+func (a *assertions) strip(r *http.Request) {
+	key := strippedVar + ":" + strings.ToLower(a.header)
 	if caddyhttp.GetVar(r.Context(), key) == nil {
-		r.Header.Del(h.IdentityAssertion)
+		r.Header.Del(a.header)
 		caddyhttp.SetVar(r.Context(), key, true)
 	}
 }
@@ -122,7 +134,7 @@ func (h *Handler) keys(w http.ResponseWriter, r *http.Request) error {
 	if h.assertions == nil {
 		return h.fail(w, r, http.StatusNotFound, "Not available", "This site signs no identity assertions.", errNoAssertions)
 	}
-	jwks, err := h.assertions.JWKS(r.Context())
+	jwks, err := h.assertions.ring.JWKS(r.Context())
 	if err != nil {
 		return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "The keys cannot be read right now.", err)
 	}

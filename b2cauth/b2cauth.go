@@ -287,7 +287,7 @@ type Handler struct {
 	autoRefresh  bool
 	renewals     *renewals
 	groups       *groupSource // the groups tokens cannot hold, from Microsoft Graph
-	assertions   *assertion.Ring
+	assertions   *assertions  // identity_assertion's signer
 	signouts     *signouts.Store
 	signoutsKey  string            // for signouts.Release
 	storage      certmagic.Storage // Caddy's; tests set their own
@@ -495,9 +495,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
 	}
 	if h.IdentityAssertion != "" {
-		if h.assertions, err = assertion.Open(ctx, h.storage, app, h.now); err != nil {
+		ring, err := assertion.Open(ctx, h.storage, app, h.now)
+		if err != nil {
 			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
 		}
+		h.assertions = &assertions{ring: ring, header: h.IdentityAssertion, audience: h.AssertionAudience, site: h.assertionOrigin,
+			now: func() time.Time { return h.now() }, logger: h.logger}
 	}
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(signouts.DefaultSync)

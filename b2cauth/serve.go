@@ -22,8 +22,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		stripIdentityHeaders(r.Header)
 		caddyhttp.SetVar(r.Context(), strippedVar, true)
 	}
-	if h.IdentityAssertion != "" {
-		h.stripClientAssertion(r)
+	if h.assertions != nil {
+		h.assertions.strip(r)
 	}
 	restoreCookies(r)
 
@@ -99,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		countRequest("bearer")
 	}
 	if h.assertions != nil {
-		if err := h.assert(r, id); err != nil {
+		if err := h.assertions.add(r, id); err != nil {
 			h.logger.Error("identity assertion not signed", zap.Error(err))
 			return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "This site cannot vouch for your identity right now. Try again in a moment.", err)
 		}
