@@ -47,7 +47,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
@@ -272,28 +271,26 @@ type Handler struct {
 	// stay reachable.)
 	ProtectRaw caddy.ModuleMap `json:"protect,omitempty" caddy:"namespace=http.matchers"`
 
-	platform     platform    // which kind of provider, from the configuration
-	extraIssuers []*provider // AdditionalIssuers, discovered lazily
-	protect      caddyhttp.MatcherSet
-	credential   credentials.Credential // nil for a public client
-	codec        *session.Codec
-	identityVar  string               // the request variable that shares the session identity between blocks
-	providers    map[string]*provider // by policy; "" in issuer mode
-	httpClient   *http.Client
-	now          func() time.Time
-	cache        *identityCache
-	sessions     *sessionKeeper // where sessions are sealed and kept
-	bearerCache  *identityCache
-	autoRefresh  bool
-	renewals     *renewals
-	groups       *groupSource // the groups tokens cannot hold, from Microsoft Graph
-	assertions   *assertions  // identity_assertion's signer
-	signouts     *signouts.Store
-	signoutsKey  string            // for signouts.Release
-	storage      certmagic.Storage // Caddy's; tests set their own
-	logger       *zap.Logger
-	ctx          caddy.Context
-	siteHosts    *site.Hosts // the site's host names, by server
+	platform    platform // which kind of provider, from the configuration
+	protect     caddyhttp.MatcherSet
+	codec       *session.Codec
+	identityVar string // the request variable that shares the session identity between blocks
+	idp         *idp   // the identity provider: discovery, keys, tokens, UserInfo
+	httpClient  *http.Client
+	now         func() time.Time
+	cache       *identityCache
+	sessions    *sessionKeeper // where sessions are sealed and kept
+	bearerCache *identityCache
+	autoRefresh bool
+	renewals    *renewals
+	groups      *groupSource // the groups tokens cannot hold, from Microsoft Graph
+	assertions  *assertions  // identity_assertion's signer
+	signouts    *signouts.Store
+	signoutsKey string            // for signouts.Release
+	storage     certmagic.Storage // Caddy's; tests set their own
+	logger      *zap.Logger
+	ctx         caddy.Context
+	siteHosts   *site.Hosts // the site's host names, by server
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its
@@ -367,7 +364,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
-	if h.credential, err = h.buildCredential(resolve); err != nil {
+	credential, err := h.buildCredential(resolve)
+	if err != nil {
 		return err
 	}
 	var keys [][]byte
@@ -454,16 +452,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	purpose := "b2c_session|" + app
 	h.identityVar = identityVarPrefix + purpose
 
-	h.providers = map[string]*provider{}
+	h.idp = &idp{providers: map[string]*provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
+		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: h.accessTokenOnly, permits: h.permitsAccess,
+		now: func() time.Time { return h.now() }, logger: h.logger}
 	for _, p := range h.policies() {
-		h.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
+		h.idp.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
 	}
 	for _, a := range h.AdditionalIssuers {
 		p := &provider{metadataURL: a.Metadata, clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
 		if a.Metadata == "" {
 			p.static = &metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
 		}
-		h.extraIssuers = append(h.extraIssuers, p)
+		h.idp.extra = append(h.idp.extra, p)
 	}
 	h.cache = newIdentityCache(4096)
 	h.sessions = &sessionKeeper{codec: h.codec, purpose: purpose, store: &session.Store{Storage: h.storage}, inStorage: h.SessionStore == "storage",
@@ -477,9 +477,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.groups = &groupSource{always: h.Groups == "graph", keepAll: h.KeepGroups == "all", allow: h.Allow, deny: h.Deny,
 		bearer: &bearerGroups{entries: map[string]cachedGroups{}}, now: func() time.Time { return h.now() }, logger: h.logger}
 	if h.Groups == "graph" || namesGroups(h.Allow, h.Deny) || h.KeepGroups == "all" {
-		if h.credential != nil {
+		if credential != nil {
 			h.groups.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
-				ClientID: h.ClientID, Credential: h.credential, HTTP: h.httpClient, MaxWait: 10 * time.Second, Now: func() time.Time { return h.now() }}
+				ClientID: h.ClientID, Credential: credential, HTTP: h.httpClient, MaxWait: 10 * time.Second, Now: func() time.Time { return h.now() }}
 		} else if h.Groups == "graph" {
 			return errors.New("groups: graph needs the app's credentials (client_secret, client_certificate or client_assertion) to get its Microsoft Graph token")
 		}

@@ -34,7 +34,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 	if id := h.bearerCache.get(token, now); id != nil {
 		return id, nil
 	}
-	p, _ := h.provider(tokenPolicy(token))
+	p, _ := h.idp.provider(tokenPolicy(token))
 	d, err := p.get(r.Context())
 	if err != nil {
 		return nil, err
@@ -43,14 +43,14 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		// Perhaps one of additional_issuers (a fixed issuer, or a template
 		// such as Entra's v1.0 https://sts.windows.net/{tenantid}/ beside
 		// a multi-tenant v2.0 one); its keys and issuer decide.
-		for _, ap := range h.extraIssuers {
+		for _, ap := range h.idp.extra {
 			if ad, err := ap.get(r.Context()); err == nil && issuerNames(ad.meta.Issuer, iss, tid) {
 				d = ad
 				break
 			}
 		}
 	}
-	payload, err := h.verifyAccessToken(r.Context(), d, token)
+	payload, err := h.idp.verifyAccessToken(r.Context(), d, token)
 	var scopeErr *accessCheckError
 	if err != nil && !errors.As(err, &scopeErr) {
 		return nil, err

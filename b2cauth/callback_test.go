@@ -288,7 +288,7 @@ func TestProviderDownAnswers503ThenRecovers(t *testing.T) {
 		t.Errorf("within backoff: %d", res.Code)
 	}
 	// After it (the backoff is pushed into the past here), it recovers.
-	prov, _ := h.provider("B2C_1_susi")
+	prov, _ := h.idp.provider("B2C_1_susi")
 	prov.mu.Lock()
 	prov.retryAt = time.Now().Add(-time.Second)
 	prov.mu.Unlock()

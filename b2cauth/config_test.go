@@ -54,7 +54,7 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	}
 	h := base()
 	h.ClientSecret = "{env.B2C_TEST_SECRET}"
-	if err := provision(t, h); err != nil || h.credential != credentials.Secret("sup3r-s3cret-value") {
+	if err := provision(t, h); err != nil || h.idp.credential != credentials.Secret("sup3r-s3cret-value") {
 		t.Errorf("env placeholder not resolved: %v", err)
 	}
 	t.Setenv("B2C_TEST_API_CLIENT", "api-client-id")

@@ -51,24 +51,24 @@ func TestRealB2CTokensVerify(t *testing.T) {
 			h := newTestHandler(t, p, func(h *Handler) { h.ClientID = c.Aud })
 			pinned := time.Unix(c.Iat+60, 0)
 			h.now = func() time.Time { return pinned }
-			prov, _ := h.provider(h.Policy)
+			prov, _ := h.idp.provider(h.Policy)
 			d, err := prov.get(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
 			verify := func(token string) error {
 				if fx.Kind == "id_token" {
-					_, err := h.verifyIDToken(context.Background(), d, token, c.Nonce, "")
+					_, err := h.idp.verifyIDToken(context.Background(), d, token, c.Nonce, "")
 					return err
 				}
-				_, err := h.verifyAccessToken(context.Background(), d, token)
+				_, err := h.idp.verifyAccessToken(context.Background(), d, token)
 				return err
 			}
 			if err := verify(fx.JWT); err != nil {
 				t.Fatalf("real %s refused: %v", fx.Kind, err)
 			}
 			// A real ID token, valid in every other way, never opens an API.
-			if _, err := h.verifyAccessToken(context.Background(), d, fx.JWT); fx.Kind == "id_token" && !errors.Is(err, errNotAccessToken) {
+			if _, err := h.idp.verifyAccessToken(context.Background(), d, fx.JWT); fx.Kind == "id_token" && !errors.Is(err, errNotAccessToken) {
 				t.Errorf("a real B2C ID token passed as an access token: %v", err)
 			}
 			parts := strings.Split(fx.JWT, ".")
@@ -106,15 +106,15 @@ func TestRealAtHash(t *testing.T) {
 	p.set(func(p *hostile) { p.issuer, p.keys = c.Iss, jwks.Keys })
 	h := newTestHandler(t, p, func(h *Handler) { h.ClientID = c.Aud })
 	h.now = func() time.Time { return time.Unix(c.Iat+60, 0) }
-	prov, _ := h.provider(h.Policy)
+	prov, _ := h.idp.provider(h.Policy)
 	d, err := prov.get(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("dtjacdemo_access_token_2024")); err != nil {
+	if _, err := h.idp.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("dtjacdemo_access_token_2024")); err != nil {
 		t.Errorf("the access token issued with the ID token: %v", err)
 	}
-	if _, err := h.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("fabrikamb2c_access_token_2020")); err == nil {
+	if _, err := h.idp.verifyIDToken(context.Background(), d, idToken, c.Nonce, jwt("fabrikamb2c_access_token_2020")); err == nil {
 		t.Error("another access token passes the at_hash check")
 	}
 }
@@ -145,7 +145,7 @@ func TestDiscoveryOfRealDocuments(t *testing.T) {
 			}
 			if strings.Contains(m.AuthorizationEndpoint, "?p=") {
 				h, _, _ := setup(t, nil)
-				prov, _ := h.provider(h.Policy)
+				prov, _ := h.idp.provider(h.Policy)
 				prov.ready, prov.renewAfter = &discovered{meta: m}, time.Now().Add(time.Hour)
 				res := serve(h, navigation("GET", "/"))
 				loc := res.Header().Get("Location")

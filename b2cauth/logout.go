@@ -68,7 +68,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if id != nil && id.session.Policy != "" {
 		policy = id.session.Policy
 	}
-	p, _ := h.provider(policy)
+	p, _ := h.idp.provider(policy)
 	d, err := p.get(r.Context())
 	var u *url.URL
 	if err == nil && d.meta.EndSessionEndpoint != "" {
@@ -241,7 +241,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 // policies (or of the issuer), discovering them if needed; false when none
 // can be discovered now.
 func (h *Handler) isOurIssuer(ctx context.Context, iss string) bool {
-	for _, p := range h.providers {
+	for _, p := range h.idp.providers {
 		if d, err := p.get(ctx); err == nil && subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
 			return true
 		}

@@ -102,12 +102,12 @@ func (h *Handler) metadataURL(policy string) string {
 
 // provider returns a policy's provider, matched case-insensitively; the
 // sign-in policy's for an unknown or empty name.
-func (h *Handler) provider(policy string) (*provider, string) {
-	if p, ok := h.providers[strings.ToLower(policy)]; ok {
+func (i *idp) provider(policy string) (*provider, string) {
+	if p, ok := i.providers[strings.ToLower(policy)]; ok {
 		return p, policy
 	}
-	if p, ok := h.providers[""]; ok {
+	if p, ok := i.providers[""]; ok {
 		return p, ""
 	}
-	return h.providers[strings.ToLower(h.Policy)], h.Policy
+	return i.providers[strings.ToLower(i.policy)], i.policy
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -279,12 +280,31 @@ func (e *statusError) Error() string {
 	return fmt.Sprintf("%s: HTTP %d", e.url, e.status)
 }
 
+// idp is the identity provider as the handler speaks to it: the providers
+// of its policies (discovery, keys, verifiers) and of additional issuers,
+// the token endpoint with the app's credential, and UserInfo.
+type idp struct {
+	providers  map[string]*provider // by policy; "" in issuer mode
+	extra      []*provider          // additional_issuers, discovered lazily
+	policy     string               // the sign-in policy
+	clientID   string
+	credential credentials.Credential // nil for a public client
+	audience   []string               // accepted aud of bearer access tokens
+	scopes     []string
+	platform   platform
+	client     *http.Client
+	accessOnly func(*bearerClaims) error // an access token, not an ID token
+	permits    func(*bearerClaims) error // require_scopes, require_roles
+	now        func() time.Time
+	logger     *zap.Logger
+}
+
 // discoverAtStart fetches the sign-in policy's metadata once Caddy runs, so
 // that a wrong tenant, authority or policy is in the log at start (and the
 // first user does not wait for it). Provision never touches the network.
-func (h *Handler) discoverAtStart(ctx context.Context) {
-	p, policy := h.provider(h.Policy)
+func (i *idp) discoverAtStart(ctx context.Context) {
+	p, policy := i.provider(i.policy)
 	if _, err := p.get(ctx); err != nil && ctx.Err() == nil {
-		h.logger.Error("identity provider metadata cannot be fetched; sign-ins fail until it can", zap.String("metadata", p.metadataURL), zap.String("policy", policy), zap.Error(err))
+		i.logger.Error("identity provider metadata cannot be fetched; sign-ins fail until it can", zap.String("metadata", p.metadataURL), zap.String("policy", policy), zap.Error(err))
 	}
 }

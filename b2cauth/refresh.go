@@ -57,12 +57,12 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // it and returns the same session with the new tokens. The new ID token
 // must pass every check and name the same user.
 func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, error) {
-	p, policy := h.provider(id.session.Policy)
+	p, policy := h.idp.provider(id.session.Policy)
 	d, err := p.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tr, err := h.redeem(ctx, d, url.Values{
+	tr, err := h.idp.redeem(ctx, d, url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {id.session.RefreshToken},
 		"scope":         {strings.Join(h.Scopes, " ")},
@@ -70,7 +70,7 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, er
 	if err != nil {
 		return nil, err
 	}
-	payload, err := h.verifyIDToken(ctx, d, tr.IDToken, "", tr.AccessToken)
+	payload, err := h.idp.verifyIDToken(ctx, d, tr.IDToken, "", tr.AccessToken)
 	if err != nil {
 		return nil, fmt.Errorf("renewed id token refused: %w", err)
 	}
@@ -79,7 +79,7 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, er
 	}
 	s := h.sessions.start(tr, policy, payload)
 	s.ID, s.Issued, s.Expires, s.Ref = id.session.ID, id.session.Issued, id.session.Expires, id.session.Ref // the same session, renewed
-	if s.UserInfo = h.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
+	if s.UserInfo = h.idp.userInfo(ctx, d, tr, payload); s.UserInfo == nil {
 		s.UserInfo = id.session.UserInfo
 	}
 	h.groups.forSession(ctx, s, orNil(h.identity(payload)), id.session)

@@ -48,7 +48,7 @@ func (h *Handler) whenRunning(ctx caddy.Context) {
 				h.warnOrderMistakes(active)
 				h.warnTokensInDebugLogs(active)
 			}
-			h.discoverAtStart(ctx)
+			h.idp.discoverAtStart(ctx)
 			return
 		}
 	}()

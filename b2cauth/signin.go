@@ -70,7 +70,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, re
 // startFlow starts a sign-in for f (its policy, return URL and any form to
 // post again), with fresh state, nonce and PKCE verifier.
 func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hints url.Values) error {
-	p, policy := h.provider(f.Policy)
+	p, policy := h.idp.provider(f.Policy)
 	d, err := p.get(r.Context())
 	if err != nil {
 		return h.unavailable(w, r, err)
@@ -227,12 +227,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no code.", errors.New("callback without code"))
 	}
 
-	p, _ := h.provider(f.Policy)
+	p, _ := h.idp.provider(f.Policy)
 	d, err := p.get(r.Context())
 	if err != nil {
 		return h.unavailable(w, r, err)
 	}
-	tr, err := h.redeem(r.Context(), d, url.Values{
+	tr, err := h.idp.redeem(r.Context(), d, url.Values{
 		"grant_type":    {"authorization_code"},
 		"code":          {code},
 		"redirect_uri":  {h.redirectURI(r)},
@@ -255,7 +255,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Warn("code redemption failed", zap.Error(err))
 		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be used.", err)
 	}
-	payload, err := h.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce, tr.AccessToken)
+	payload, err := h.idp.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce, tr.AccessToken)
 	if err != nil {
 		h.logger.Warn("id token refused", zap.String("policy", f.Policy), zap.Error(err))
 		countCallbackError("token_refused")
@@ -277,7 +277,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return h.startSignIn(w, r, h.Policy, f.Return, nil)
 	}
 	s := h.sessions.start(tr, f.Policy, payload)
-	s.UserInfo = h.userInfo(r.Context(), d, tr, payload)
+	s.UserInfo = h.idp.userInfo(r.Context(), d, tr, payload)
 	h.groups.forSession(r.Context(), s, orNil(h.identity(payload)), nil)
 	id, ok := h.identity(withUserInfo(payload, s.UserInfo))
 	if !ok {

@@ -49,10 +49,10 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 
 // redeem posts a grant to the token endpoint. It accepts an answer with an
 // ID token and no access token, as B2C gives when no API scope was asked.
-func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*tokenResponse, error) {
-	form.Set("client_id", h.ClientID)
-	if h.credential != nil {
-		if err := h.credential.Apply(ctx, form, d.meta.TokenEndpoint); err != nil {
+func (i *idp) redeem(ctx context.Context, d *discovered, form url.Values) (*tokenResponse, error) {
+	form.Set("client_id", i.clientID)
+	if i.credential != nil {
+		if err := i.credential.Apply(ctx, form, d.meta.TokenEndpoint); err != nil {
 			return nil, fmt.Errorf("%w: the app's credential: %v", errUnavailable, err)
 		}
 	}
@@ -65,7 +65,7 @@ func (h *Handler) redeem(ctx context.Context, d *discovered, form url.Values) (*
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := h.httpClient.Do(req)
+	resp, err := i.client.Do(req)
 	countFetch("token", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)

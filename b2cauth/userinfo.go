@@ -32,8 +32,8 @@ import (
 var promisedClaims = map[string]string{"profile": "name", "email": "email"}
 
 // needsUserInfo tells whether the ID token lacks a claim the scopes promise.
-func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bool {
-	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" || h.entraPlatform(d) {
+func (i *idp) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bool {
+	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" || i.entraPlatform(d) {
 		return false
 	}
 	var claims map[string]json.RawMessage
@@ -41,7 +41,7 @@ func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte
 		return false
 	}
 	for scope, claim := range promisedClaims {
-		if _, has := claims[claim]; !has && slices.Contains(h.Scopes, scope) {
+		if _, has := claims[claim]; !has && slices.Contains(i.scopes, scope) {
 			return true
 		}
 	}
@@ -51,19 +51,19 @@ func (h *Handler) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte
 // entraPlatform tells whether the provider is Entra ID or External ID: as
 // configured, or by its metadata, which only Entra's gives a
 // cloud_instance_name (B2C's does not; a custom domain hides the host).
-func (h *Handler) entraPlatform(d *discovered) bool {
-	return h.platform.entra || d.meta.CloudInstanceName != ""
+func (i *idp) entraPlatform(d *discovered) bool {
+	return i.platform.entra || d.meta.CloudInstanceName != ""
 }
 
 // userInfo is the UserInfo claims to keep in a new session, or nil when
 // none are needed or they cannot be had (the sign-in goes on without them).
-func (h *Handler) userInfo(ctx context.Context, d *discovered, tr *tokenResponse, payload []byte) map[string]any {
-	if !h.needsUserInfo(d, tr, payload) {
+func (i *idp) userInfo(ctx context.Context, d *discovered, tr *tokenResponse, payload []byte) map[string]any {
+	if !i.needsUserInfo(d, tr, payload) {
 		return nil
 	}
-	extra, err := h.fetchUserInfo(ctx, d, tr.AccessToken, payload)
+	extra, err := i.fetchUserInfo(ctx, d, tr.AccessToken, payload)
 	if err != nil {
-		h.logger.Warn("userinfo claims not used", zap.Error(err))
+		i.logger.Warn("userinfo claims not used", zap.Error(err))
 		return nil
 	}
 	return extra
@@ -72,7 +72,7 @@ func (h *Handler) userInfo(ctx context.Context, d *discovered, tr *tokenResponse
 // fetchUserInfo gets the UserInfo claims the ID token lacks. Their sub must
 // be the ID token's (OpenID Connect Core 5.3.2); no claim of the ID token
 // is replaced.
-func (h *Handler) fetchUserInfo(ctx context.Context, d *discovered, accessToken string, payload []byte) (map[string]any, error) {
+func (i *idp) fetchUserInfo(ctx context.Context, d *discovered, accessToken string, payload []byte) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.meta.UserInfoEndpoint, nil)
@@ -82,7 +82,7 @@ func (h *Handler) fetchUserInfo(ctx context.Context, d *discovered, accessToken 
 	req.Header.Set("Authorization", "Bearer "+accessToken)
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := h.httpClient.Do(req)
+	resp, err := i.client.Do(req)
 	countFetch("userinfo", start, err)
 	if err != nil {
 		return nil, fmt.Errorf("%w: userinfo: %v", errUnavailable, err)

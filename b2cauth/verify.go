@@ -61,7 +61,7 @@ func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.I
 // against the access token that came with it, when both are there; we add
 // what it leaves to its caller: the nonce (when wantNonce is not empty),
 // iat and sub present, and azp. It returns the token's payload.
-func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, accessToken string) (json.RawMessage, error) {
+func (i *idp) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, accessToken string) (json.RawMessage, error) {
 	v, err := d.verifiers.forToken(raw)
 	if err != nil {
 		return nil, err
@@ -78,13 +78,13 @@ func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNon
 	if c.Subject == "" {
 		return nil, errors.New("id token has no sub")
 	}
-	if err := checkIssuedAt(c.IssuedAt, h.now()); err != nil {
+	if err := checkIssuedAt(c.IssuedAt, i.now()); err != nil {
 		return nil, err
 	}
 	if wantNonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(wantNonce)) != 1 {
 		return nil, errors.New("id token nonce does not match the sign-in")
 	}
-	if (len(c.audiences()) > 1 || c.AZP != "") && c.AZP != h.ClientID {
+	if (len(c.audiences()) > 1 || c.AZP != "") && c.AZP != i.clientID {
 		return nil, fmt.Errorf("id token azp is not this client")
 	}
 	return payload, nil
@@ -94,7 +94,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw, wantNon
 // signature, iss, exp and nbf; we check aud against audience, iat when
 // present, that it is an access token at all (accessTokenOnly), and that
 // it carries what require_scopes or require_roles ask (permitsAccess).
-func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
+func (i *idp) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
 	v, err := d.verifiers.forToken(raw)
 	if err != nil {
 		return nil, err
@@ -103,11 +103,11 @@ func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw stri
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(c.audiences(), func(a string) bool { return slices.Contains(h.Audience, a) }) {
+	if !slices.ContainsFunc(c.audiences(), func(a string) bool { return slices.Contains(i.audience, a) }) {
 		return nil, errors.New("token audience is not accepted")
 	}
 	if c.IssuedAt != nil {
-		if err := checkIssuedAt(c.IssuedAt, h.now()); err != nil {
+		if err := checkIssuedAt(c.IssuedAt, i.now()); err != nil {
 			return nil, err
 		}
 	}
@@ -115,10 +115,10 @@ func (h *Handler) verifyAccessToken(ctx context.Context, d *discovered, raw stri
 	if err := json.Unmarshal(payload, &ac); err != nil {
 		return nil, err
 	}
-	if err := h.accessTokenOnly(&ac); err != nil {
+	if err := i.accessOnly(&ac); err != nil {
 		return nil, err
 	}
-	if err := h.permitsAccess(&ac); err != nil {
+	if err := i.permits(&ac); err != nil {
 		return payload, err
 	}
 	return payload, nil
