@@ -132,11 +132,11 @@ var errNoAssertions = errors.New("identity_assertion is not configured")
 // and cacheable for less than a key is published ahead of its use.
 func (h *Handler) keys(w http.ResponseWriter, r *http.Request) error {
 	if h.assertions == nil {
-		return h.fail(w, r, http.StatusNotFound, "Not available", "This site signs no identity assertions.", errNoAssertions)
+		return fail(w, r, http.StatusNotFound, "Not available", "This site signs no identity assertions.", errNoAssertions)
 	}
 	jwks, err := h.assertions.ring.JWKS(r.Context())
 	if err != nil {
-		return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "The keys cannot be read right now.", err)
+		return fail(w, r, http.StatusServiceUnavailable, "Unavailable", "The keys cannot be read right now.", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(time.Hour.Seconds())))

@@ -124,26 +124,26 @@ func tokenPolicy(token string) string {
 // invalid_token, or 403 insufficient_scope; 503 if the provider is down.
 func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err error) error {
 	if errors.Is(err, errSessionStore) {
-		return h.sessionStoreDown(w, r, err)
+		return sessionStoreDown(h.logger, w, r, err)
 	}
 	if errors.Is(err, errUnavailable) {
-		return h.unavailable(w, r, err)
+		return unavailable(h.logger, w, r, err)
 	}
 	var scopeErr *accessCheckError
 	if errors.As(err, &scopeErr) {
 		countRequest("403")
-		challenge := `Bearer realm="` + h.realm(r) + `", error="insufficient_scope"`
+		challenge := `Bearer realm="` + realm(r) + `", error="insufficient_scope"`
 		if len(h.RequireScopes) > 0 {
 			challenge += `, scope="` + strings.Join(h.RequireScopes, " ") + `"`
 		}
 		challenge += `, error_description="the access token lacks ` + scopeErr.missing + `"`
 		w.Header().Set("WWW-Authenticate", challenge)
-		return h.fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks "+scopeErr.missing+".", err)
+		return fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks "+scopeErr.missing+".", err)
 	}
 	countRequest("401")
 	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
 		ce.Write(zap.Error(err))
 	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`", error="invalid_token"`)
-	return h.fail(w, r, http.StatusUnauthorized, "Invalid token", "The access token is not valid here.", err)
+	w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`", error="invalid_token"`)
+	return fail(w, r, http.StatusUnauthorized, "Invalid token", "The access token is not valid here.", err)
 }

@@ -113,9 +113,9 @@ func credentialRefused(oauthError, description string) bool {
 
 // credentialHint says where to look when the provider refuses the
 // credential.
-func (h *Handler) credentialHint() string {
-	if _, secret := h.idp.credential.(credentials.Secret); secret || h.idp.credential == nil {
+func (i *idp) credentialHint() string {
+	if _, secret := i.credential.(credentials.Secret); secret || i.credential == nil {
 		return "client_secret is wrong or expired (AADB2C90081, AADSTS7000215, AADSTS7000222), or client_id is not the app's"
 	}
-	return "the app registration does not trust " + h.idp.credential.Describe() + ": see its Certificates & secrets and Federated credentials, and run caddy b2c check"
+	return "the app registration does not trust " + i.credential.Describe() + ": see its Certificates & secrets and Federated credentials, and run caddy b2c check"
 }

@@ -14,12 +14,12 @@ func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool
 		return true, h.startSignIn(w, r, h.Policy, safeReturnURL(q.Get("post_login_redirect_uri")), q)
 	case "/.auth/login/reset":
 		if h.PasswordResetPolicy == "" {
-			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No password reset policy is configured.", errors.New("password_reset_policy not set"))
+			return true, fail(w, r, http.StatusNotFound, "Not available", "No password reset policy is configured.", errors.New("password_reset_policy not set"))
 		}
 		return true, h.startSignIn(w, r, h.PasswordResetPolicy, safeReturnURL(q.Get("post_login_redirect_uri")), q)
 	case "/.auth/login/profile":
 		if h.ProfileEditPolicy == "" {
-			return true, h.fail(w, r, http.StatusNotFound, "Not available", "No profile edit policy is configured.", errors.New("profile_edit_policy not set"))
+			return true, fail(w, r, http.StatusNotFound, "Not available", "No profile edit policy is configured.", errors.New("profile_edit_policy not set"))
 		}
 		return true, h.startSignIn(w, r, h.ProfileEditPolicy, safeReturnURL(q.Get("post_login_redirect_uri")), q)
 	case "/.auth/logout":

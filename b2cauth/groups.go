@@ -236,8 +236,8 @@ var groupsUnknownPage = pageData{Title: "Access cannot be checked", Message: "Th
 
 // refuseUnknownGroups answers a request whose rules need groups that could
 // not be read.
-func (h *Handler) refuseUnknownGroups(w http.ResponseWriter, r *http.Request) error {
+func refuseUnknownGroups(w http.ResponseWriter, r *http.Request) error {
 	countRequest("503")
 	w.Header().Set("Retry-After", "60")
-	return h.fail(w, r, http.StatusServiceUnavailable, groupsUnknownPage.Title, groupsUnknownPage.Message, errors.New("groups unknown: Microsoft Graph failed"))
+	return fail(w, r, http.StatusServiceUnavailable, groupsUnknownPage.Title, groupsUnknownPage.Message, errors.New("groups unknown: Microsoft Graph failed"))
 }

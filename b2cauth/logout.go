@@ -58,7 +58,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		if err := h.revoke(r.Context(), id, everywhere, "user"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))
 			if everywhere {
-				return h.fail(w, r, http.StatusServiceUnavailable, "Sign-out incomplete", "You are signed out in this browser, but your other sessions could not be ended. Try again in a moment.", err)
+				return fail(w, r, http.StatusServiceUnavailable, "Sign-out incomplete", "You are signed out in this browser, but your other sessions could not be ended. Try again in a moment.", err)
 			}
 		}
 		h.logger.Info("user signed out", zap.String("user_id", id.id), zap.Bool("everywhere", everywhere))
@@ -80,7 +80,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	pl := pendingLogout{State: randomString(), Return: target, Created: h.now().UnixNano()}
-	h.prunePending(w, r, logoutCookiePrefix, logoutPurpose)
+	prunePending(h.codec, w, r, logoutCookiePrefix, logoutPurpose)
 	data, _ := json.Marshal(pl)
 	c := session.Cookie(r, logoutCookiePrefix+pl.State[:16])
 	c.Value = h.codec.Seal(data, logoutPurpose)
@@ -214,7 +214,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 	switch {
 	case !signouts.ValidSID(sid):
 		h.logger.Debug("front-channel logout without a valid sid")
-	case iss != "" && !h.isOurIssuer(ctx, iss):
+	case iss != "" && !h.idp.isOurIssuer(ctx, iss):
 		h.logger.Warn("front-channel logout from another issuer ignored")
 	default:
 		known, err := h.signouts.KnownSignIn(ctx, sid)
@@ -240,8 +240,8 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 // isOurIssuer tells whether iss is the issuer of one of the configured
 // policies (or of the issuer), discovering them if needed; false when none
 // can be discovered now.
-func (h *Handler) isOurIssuer(ctx context.Context, iss string) bool {
-	for _, p := range h.idp.providers {
+func (i *idp) isOurIssuer(ctx context.Context, iss string) bool {
+	for _, p := range i.providers {
 		if d, err := p.get(ctx); err == nil && subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
 			return true
 		}

@@ -24,10 +24,10 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	id, _, err := h.readSession(r)
 	if err != nil {
-		return h.sessionStoreDown(w, r, err)
+		return sessionStoreDown(h.logger, w, r, err)
 	}
 	if id == nil || id.session.RefreshToken == "" {
-		return h.fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
+		return fail(w, r, http.StatusUnauthorized, "Cannot refresh", "There is no session with a refresh token.", errors.New("refresh without refresh token"))
 	}
 	s, err := h.renew(r.Context(), id)
 	if err != nil {
@@ -35,19 +35,19 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		case "refused", "interaction_required":
 			countRefresh(outcome)
 			h.endRefusedSession(w, r, id, err)
-			return h.fail(w, r, http.StatusUnauthorized, "Signed out", "The identity provider ended this session. Sign in again.", err)
+			return fail(w, r, http.StatusUnauthorized, "Signed out", "The identity provider ended this session. Sign in again.", err)
 		default:
 			countRefresh("failed")
 			h.logger.Warn("token refresh failed", zap.String("user_id", id.id), zap.Error(err))
 			if errors.Is(err, errUnavailable) {
-				return h.unavailable(w, r, err)
+				return unavailable(h.logger, w, r, err)
 			}
-			return h.fail(w, r, http.StatusBadGateway, "Cannot refresh", "The identity provider could not renew the session now.", err)
+			return fail(w, r, http.StatusBadGateway, "Cannot refresh", "The identity provider could not renew the session now.", err)
 		}
 	}
 	countRefresh("renewed")
 	if err := h.sessions.write(w, r, s, nil); err != nil {
-		return h.sessionNotKept(w, r, "Cannot refresh", err)
+		return sessionNotKept(h.logger, w, r, "Cannot refresh", err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -241,7 +241,7 @@ func (id *identity) tokenExpiry() time.Time {
 }
 
 // nearExpiry tells whether a session's tokens expire within the margin.
-func (h *Handler) nearExpiry(id *identity, now time.Time) bool {
+func nearExpiry(id *identity, now time.Time) bool {
 	exp := id.tokenExpiry()
 	return !exp.IsZero() && !now.Add(refreshMargin).Before(exp)
 }

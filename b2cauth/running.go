@@ -45,8 +45,8 @@ func (h *Handler) whenRunning(ctx caddy.Context) {
 			}
 			if _, done := checkedConfigs.LoadOrStore(active.Context, true); !done {
 				go func() { <-active.Done(); checkedConfigs.Delete(active.Context) }()
-				h.warnOrderMistakes(active)
-				h.warnTokensInDebugLogs(active)
+				warnOrderMistakes(h.logger, active)
+				warnTokensInDebugLogs(h.logger, active)
 			}
 			h.idp.discoverAtStart(ctx)
 			return
@@ -56,14 +56,14 @@ func (h *Handler) whenRunning(ctx caddy.Context) {
 
 // warnOrderMistakes logs the handlers that can answer before a b2c_auth
 // what it should protect, in the running config.
-func (h *Handler) warnOrderMistakes(active caddy.Context) {
+func warnOrderMistakes(logger *zap.Logger, active caddy.Context) {
 	app, err := active.AppIfConfigured("http")
 	if err != nil {
 		return
 	}
 	for name, srv := range app.(*caddyhttp.App).Servers {
 		for _, m := range orderMistakes(routesFromProvisioned(srv.Routes)) {
-			h.logger.Warn("b2c_auth does not protect what it should: "+m, zap.String("server", name))
+			logger.Warn("b2c_auth does not protect what it should: "+m, zap.String("server", name))
 		}
 	}
 }
@@ -77,8 +77,8 @@ var tokenPlaceholder = regexp.MustCompile(`\{http\.auth\.b2c\.(access_token|id_t
 // header_up X-Token {http.auth.b2c.access_token}): Caddy's debug lines
 // print the headers sent upstream, and redact only Cookie and
 // Authorization.
-func (h *Handler) warnTokensInDebugLogs(active caddy.Context) {
-	if !h.logger.Core().Enabled(zapcore.DebugLevel) {
+func warnTokensInDebugLogs(logger *zap.Logger, active caddy.Context) {
+	if !logger.Core().Enabled(zapcore.DebugLevel) {
 		return
 	}
 	app, err := active.AppIfConfigured("http")
@@ -87,7 +87,7 @@ func (h *Handler) warnTokensInDebugLogs(active caddy.Context) {
 	}
 	for _, srv := range app.(*caddyhttp.App).Servers {
 		if name, placeholder := tokenPlaceholderIn(srv.Routes); name != "" {
-			h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, and " + name + " puts " + placeholder + " in a request; Caddy redacts only Cookie and Authorization: remove it with a log filter (see the README, \"What is logged\")")
+			logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, and " + name + " puts " + placeholder + " in a request; Caddy redacts only Cookie and Authorization: remove it with a log filter (see the README, \"What is logged\")")
 			return
 		}
 	}

@@ -73,8 +73,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		again, _ := caddyhttp.GetVar(r.Context(), reauthVar).(reauth)
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
 			countRequest("401")
-			w.Header().Set("WWW-Authenticate", `Bearer realm="`+h.realm(r)+`"`)
-			return h.fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`"`)
+			return fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
 		}
 		if again.blocked {
 			countRequest("403")
@@ -85,13 +85,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	if protected && id.groupsUnknown && namesGroups(h.Allow, h.Deny) {
 		if id = h.recoverGroups(w, r, id); id == nil {
-			return h.refuseUnknownGroups(w, r)
+			return refuseUnknownGroups(w, r)
 		}
 	}
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {
 		countRequest("403")
 		h.logger.Info("user refused by rules", zap.String("user_id", id.id), zap.String("path", r.URL.Path))
-		return h.fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
+		return fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
 	}
 	if id.session != nil {
 		countRequest("session")
@@ -101,7 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.assertions != nil {
 		if err := h.assertions.add(r, id); err != nil {
 			h.logger.Error("identity assertion not signed", zap.Error(err))
-			return h.fail(w, r, http.StatusServiceUnavailable, "Unavailable", "This site cannot vouch for your identity right now. Try again in a moment.", err)
+			return fail(w, r, http.StatusServiceUnavailable, "Unavailable", "This site cannot vouch for your identity right now. Try again in a moment.", err)
 		}
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
@@ -130,7 +130,7 @@ func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*iden
 }
 
 // realm names the site in WWW-Authenticate.
-func (h *Handler) realm(r *http.Request) string {
+func realm(r *http.Request) string {
 	return strings.NewReplacer(`"`, "", `\`, "").Replace(r.Host)
 }
 

@@ -81,7 +81,7 @@ func (h *Handler) keepSession(w http.ResponseWriter, r *http.Request, id *identi
 			return nil
 		}
 	}
-	if h.autoRefresh && s.RefreshToken != "" && h.nearExpiry(id, now) {
+	if h.autoRefresh && s.RefreshToken != "" && nearExpiry(id, now) {
 		return h.autoRenew(w, r, id)
 	}
 	return id

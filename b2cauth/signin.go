@@ -73,10 +73,10 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	p, policy := h.idp.provider(f.Policy)
 	d, err := p.get(r.Context())
 	if err != nil {
-		return h.unavailable(w, r, err)
+		return unavailable(h.logger, w, r, err)
 	}
 	f.State, f.Nonce, f.Verifier, f.Policy, f.Created = randomString(), randomString(), oauth2.GenerateVerifier(), policy, h.now().UnixNano()
-	h.prunePending(w, r, flowCookiePrefix, flowPurpose)
+	prunePending(h.codec, w, r, flowCookiePrefix, flowPurpose)
 
 	data, _ := json.Marshal(f)
 	c := session.Cookie(r, flowCookiePrefix+f.State[:16])
@@ -89,7 +89,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 
 	u, err := url.Parse(d.meta.AuthorizationEndpoint)
 	if err != nil {
-		return h.unavailable(w, r, err)
+		return unavailable(h.logger, w, r, err)
 	}
 	q := u.Query() // keeps B2C's ?p=<policy>
 	q.Set("client_id", h.ClientID)
@@ -121,7 +121,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 // cap, the oldest (and any unreadable) are deleted, so that a page looping
 // over /.auth/login or /.auth/logout cannot grow the browser's Cookie
 // header for this host.
-func (h *Handler) prunePending(w http.ResponseWriter, r *http.Request, prefix, purpose string) {
+func prunePending(codec *session.Codec, w http.ResponseWriter, r *http.Request, prefix, purpose string) {
 	type pending struct {
 		name    string
 		created int64
@@ -135,7 +135,7 @@ func (h *Handler) prunePending(w http.ResponseWriter, r *http.Request, prefix, p
 		var p struct {
 			Created int64 `json:"t"`
 		}
-		if data, ok := h.codec.Open(c.Value, purpose); ok && json.Unmarshal(data, &p) == nil {
+		if data, ok := codec.Open(c.Value, purpose); ok && json.Unmarshal(data, &p) == nil {
 			list = append(list, pending{name, p.Created})
 		} else {
 			list = append(list, pending{name, 0})
@@ -163,12 +163,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	case http.MethodPost:
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		if err := r.ParseForm(); err != nil {
-			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response could not be read.", err)
+			return fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response could not be read.", err)
 		}
 		params = r.PostForm
 	default:
 		w.Header().Set("Allow", "GET, POST")
-		return h.fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback takes GET or POST.", errors.New("callback method"))
+		return fail(w, r, http.StatusMethodNotAllowed, "Method not allowed", "The sign-in callback takes GET or POST.", errors.New("callback method"))
 	}
 	w.Header().Set("Cache-Control", "no-store")
 
@@ -199,13 +199,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 			pe := &providerError{Code: providerErr, Description: params.Get("error_description")}
 			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", b2cCode(pe.Description)))
 			countCallbackError(cmp.Or(b2cCode(pe.Description), pe.Code))
-			return h.providerErrorPage(w, pe)
+			return providerErrorPage(h.logger, w, pe)
 		}
 		if !statePattern.MatchString(state) {
-			return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
+			return fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no valid state. Start again from the page you wanted.", errors.New("callback state missing or malformed"))
 		}
 		countCallbackError("state_mismatch")
-		return h.fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
+		return fail(w, r, http.StatusBadRequest, "Sign-in expired", "This sign-in was started more than 10 minutes ago, in another browser, or with cookies blocked (state mismatch). Start again.", errors.New("callback without its flow cookie"))
 	}
 	expired := session.Cookie(r, flowCookiePrefix+state[:16])
 	expired.MaxAge = -1
@@ -216,7 +216,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if !ok || json.Unmarshal(data, &f) != nil || subtle.ConstantTimeCompare([]byte(f.State), []byte(state)) != 1 ||
 		h.now().Sub(time.Unix(0, f.Created)) > flowLifetime {
 		countCallbackError("state_mismatch")
-		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
+		return fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in state does not match (state mismatch). Start again.", errors.New("callback state does not match its flow cookie"))
 	}
 
 	if providerErr != "" {
@@ -224,13 +224,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	code := params.Get("code")
 	if code == "" || len(code) > 8192 {
-		return h.fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no code.", errors.New("callback without code"))
+		return fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no code.", errors.New("callback without code"))
 	}
 
 	p, _ := h.idp.provider(f.Policy)
 	d, err := p.get(r.Context())
 	if err != nil {
-		return h.unavailable(w, r, err)
+		return unavailable(h.logger, w, r, err)
 	}
 	tr, err := h.idp.redeem(r.Context(), d, url.Values{
 		"grant_type":    {"authorization_code"},
@@ -245,15 +245,15 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 			if credentialRefused(pe.Code, pe.Description) {
 				// The site's credentials are wrong: every sign-in fails
 				// until the configuration changes.
-				h.logger.Error("the provider refused this client's credentials: "+h.credentialHint(), zap.String("code", b2cCode(pe.Description)))
+				h.logger.Error("the provider refused this client's credentials: "+h.idp.credentialHint(), zap.String("code", b2cCode(pe.Description)))
 			}
 			return h.providerErrorReply(w, r, &f, pe)
 		}
 		if errors.Is(err, errUnavailable) {
-			return h.unavailable(w, r, err)
+			return unavailable(h.logger, w, r, err)
 		}
 		h.logger.Warn("code redemption failed", zap.Error(err))
-		return h.fail(w, r, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be used.", err)
+		return fail(w, r, http.StatusBadGateway, "Sign-in failed", "The identity provider's answer could not be used.", err)
 	}
 	payload, err := h.idp.verifyIDToken(r.Context(), d, tr.IDToken, f.Nonce, tr.AccessToken)
 	if err != nil {
@@ -261,13 +261,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		countCallbackError("token_refused")
 		countSignIn("error", f.Policy)
 		if errors.Is(err, errUnavailable) {
-			return h.unavailable(w, r, err)
+			return unavailable(h.logger, w, r, err)
 		}
 		var te *tenantError
 		if errors.As(err, &te) {
-			return h.fail(w, r, http.StatusForbidden, "Access denied", "Accounts of your organization are not admitted to this site.", err)
+			return fail(w, r, http.StatusForbidden, "Access denied", "Accounts of your organization are not admitted to this site.", err)
 		}
-		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token did not pass its checks.", err)
+		return fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token did not pass its checks.", err)
 	}
 	if h.PasswordResetPolicy != "" && strings.EqualFold(f.Policy, h.PasswordResetPolicy) && !strings.EqualFold(f.Policy, h.Policy) {
 		// A reset flow's tokens lack the sign-in flow's claims (emails,
@@ -282,10 +282,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	id, ok := h.identity(withUserInfo(payload, s.UserInfo))
 	if !ok {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
-		return h.fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
+		return fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
 	}
 	if err := h.sessions.write(w, r, s, id); err != nil {
-		return h.sessionNotKept(w, r, "Sign-in failed", err)
+		return sessionNotKept(h.logger, w, r, "Sign-in failed", err)
 	}
 	if sid := id.values["sid"]; signouts.ValidSID(sid) {
 		if err := h.signouts.RecordSignIn(r.Context(), sid, time.Unix(s.Expires, 0)); err != nil {
@@ -329,14 +329,14 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 		}
 	}
 	countSignIn("error", f.Policy)
-	return h.providerErrorPage(w, pe)
+	return providerErrorPage(h.logger, w, pe)
 }
 
 // providerErrorPage is the 401 page that names a provider's error code,
 // with a sentence for anyone: the description (which may name the app's
 // federated credential, its tenant or its redirect URIs) goes to the log,
 // for the site's operators.
-func (h *Handler) providerErrorPage(w http.ResponseWriter, pe *providerError) error {
+func providerErrorPage(logger *zap.Logger, w http.ResponseWriter, pe *providerError) error {
 	name := b2cCode(pe.Description)
 	if name == "" {
 		name = pe.Code
@@ -345,7 +345,7 @@ func (h *Handler) providerErrorPage(w http.ResponseWriter, pe *providerError) er
 	if len(description) > 1024 {
 		description = description[:1024]
 	}
-	h.logger.Warn("sign-in refused by the identity provider", zap.String("error", pe.Code), zap.String("code", name), zap.String("description", description))
+	logger.Warn("sign-in refused by the identity provider", zap.String("error", pe.Code), zap.String("code", name), zap.String("description", description))
 	return renderPage(w, http.StatusUnauthorized, pageData{
 		Title: "Sign-in failed", Code: name, Message: "The identity provider refused the sign-in. If this goes on, tell the site's administrators the code above.",
 		Link: "/.auth/login", LinkText: "Try again",
