@@ -70,11 +70,11 @@ var errNotAccessToken = errors.New("not an access token")
 //     B2C documents it as "an access token that can be used against your
 //     own service or web API, represented by the same client ID", so it is
 //     accepted when its aud and azp are both this client_id.
-func (h *Handler) accessTokenOnly(c *bearerClaims) error {
+func (a accessRules) accessTokenOnly(c *bearerClaims) error {
 	if c.AtHash != nil || c.CHash != nil {
 		return errNotAccessToken
 	}
-	if h.platform.b2c {
+	if a.b2c {
 		if len(c.AuthTime) > 0 || c.AZP == "" {
 			return errNotAccessToken
 		}
@@ -89,10 +89,19 @@ func (h *Handler) accessTokenOnly(c *bearerClaims) error {
 	if len(c.scopes()) > 0 || len(c.roles()) > 0 {
 		return nil
 	}
-	if h.platform.b2c && c.AZP == h.ClientID && slices.Equal(audiences(c.Audience), []string{h.ClientID}) {
+	if a.b2c && c.AZP == a.clientID && slices.Equal(audiences(c.Audience), []string{a.clientID}) {
 		return nil // the client's own access token
 	}
 	return errors.New("access token carries neither scp nor roles")
+}
+
+// accessRules are what a bearer access token must be and carry: an access
+// token (not an ID token) of this platform, with require_scopes or
+// require_roles.
+type accessRules struct {
+	b2c           bool
+	clientID      string
+	scopes, roles []string // require_scopes, require_roles
 }
 
 // accessCheckError is a valid access token that lacks a permission the
@@ -105,20 +114,20 @@ func (e *accessCheckError) Error() string { return "token lacks " + e.missing }
 // (every one in roles): satisfying either list suffices. B2C carries an
 // app-only caller's application permissions in scp, so require_scopes is
 // what matches them there.
-func (h *Handler) permitsAccess(c *bearerClaims) error {
-	if len(h.RequireScopes) == 0 && len(h.RequireRoles) == 0 {
+func (a accessRules) permitsAccess(c *bearerClaims) error {
+	if len(a.scopes) == 0 && len(a.roles) == 0 {
 		return nil
 	}
-	missingScopes := missing(h.RequireScopes, c.scopes())
-	missingRoles := missing(h.RequireRoles, c.roles())
-	if (len(h.RequireScopes) > 0 && len(missingScopes) == 0) || (len(h.RequireRoles) > 0 && len(missingRoles) == 0) {
+	missingScopes := missing(a.scopes, c.scopes())
+	missingRoles := missing(a.roles, c.roles())
+	if (len(a.scopes) > 0 && len(missingScopes) == 0) || (len(a.roles) > 0 && len(missingRoles) == 0) {
 		return nil
 	}
 	var parts []string
-	if len(h.RequireScopes) > 0 {
+	if len(a.scopes) > 0 {
 		parts = append(parts, "scope "+strings.Join(missingScopes, " "))
 	}
-	if len(h.RequireRoles) > 0 {
+	if len(a.roles) > 0 {
 		parts = append(parts, "role "+strings.Join(missingRoles, " "))
 	}
 	return &accessCheckError{missing: strings.Join(parts, " or ")}

@@ -452,8 +452,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	purpose := "b2c_session|" + app
 	h.identityVar = identityVarPrefix + purpose
 
+	rules := accessRules{b2c: h.platform.b2c, clientID: h.ClientID, scopes: h.RequireScopes, roles: h.RequireRoles}
 	h.idp = &idp{providers: map[string]*provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
-		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: h.accessTokenOnly, permits: h.permitsAccess,
+		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: rules.accessTokenOnly, permits: rules.permitsAccess,
 		now: func() time.Time { return h.now() }, logger: h.logger}
 	for _, p := range h.policies() {
 		h.idp.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
@@ -491,7 +492,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
 	}
 
-	if claim := h.unverifiedRuleClaim(); claim != "" {
+	if claim := h.platformOf().unverifiedRuleClaim(h.Allow, h.Deny); claim != "" {
 		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
 	}
 	if h.IdentityAssertion != "" {

@@ -41,7 +41,7 @@ func note(format string, args ...any) finding { return finding{"ok", fmt.Sprintf
 // authorize endpoint is asked, as a browser would be sent there); and it
 // warns about a missing client secret and http:// sites. `caddy b2c check`
 // runs it for every b2c_auth of a config.
-func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding {
+func checkProvider(ctx context.Context, h *Handler, origins []string) []finding {
 	var out []finding
 	repl := caddy.NewReplacer()
 	resolve := func(field, v string) string {
@@ -106,7 +106,7 @@ func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding
 			continue // redirect URIs are the same for every user flow of the app
 		}
 		if cred != nil {
-			out = append(out, c.probeCredential(ctx, client, m.TokenEndpoint, cred))
+			out = append(out, probeCredential(ctx, client, c.ClientID, m.TokenEndpoint, cred))
 		}
 		for _, origin := range origins {
 			if c.PublicURL != "" {
@@ -115,7 +115,7 @@ func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding
 			if u, err := url.Parse(origin); err == nil && u.Scheme == "http" && u.Hostname() != "localhost" && u.Hostname() != "127.0.0.1" {
 				out = append(out, warning("%s is served over http://: in production, sign-in cookies and tokens need HTTPS", origin))
 			}
-			out = append(out, c.probeRedirectURI(ctx, client, m.AuthorizationEndpoint, origin+c.RedirectPath))
+			out = append(out, probeRedirectURI(ctx, client, c.ClientID, m.AuthorizationEndpoint, origin+c.RedirectPath))
 		}
 	}
 	return out
@@ -125,13 +125,13 @@ func (h *Handler) checkProvider(ctx context.Context, origins []string) []finding
 // redirect URI and tells whether the provider accepts it: an unregistered
 // one gives AADB2C90006 (B2C sends it to a registered URI, or shows it) or
 // AADSTS50011.
-func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, authorize, redirectURI string) finding {
+func probeRedirectURI(ctx context.Context, client *http.Client, clientID, authorize, redirectURI string) finding {
 	u, err := url.Parse(authorize)
 	if err != nil {
 		return problem("authorize endpoint %q: %v", authorize, err)
 	}
 	q := u.Query()
-	q.Set("client_id", h.ClientID)
+	q.Set("client_id", clientID)
 	q.Set("redirect_uri", redirectURI)
 	q.Set("response_type", "code")
 	q.Set("scope", "openid")
@@ -159,7 +159,7 @@ func (h *Handler) probeRedirectURI(ctx context.Context, client *http.Client, aut
 	}
 	for _, code := range []string{"AADB2C90006", "AADSTS50011", "redirect_uri_mismatch"} {
 		if strings.Contains(text, code) {
-			return problem("redirect URI %s is not registered for client %s (%s): add it to the app registration's redirect URIs, exactly", redirectURI, h.ClientID, code)
+			return problem("redirect URI %s is not registered for client %s (%s): add it to the app registration's redirect URIs, exactly", redirectURI, clientID, code)
 		}
 	}
 	if code := b2cCode(text); code != "" {
@@ -194,9 +194,9 @@ func metadataHint(err error) string {
 // credentials: a token endpoint checks the client first, so invalid_client
 // (AADB2C90081, AADSTS7000215) means a wrong secret, and invalid_grant
 // means it was accepted.
-func (h *Handler) probeCredential(ctx context.Context, client *http.Client, tokenEndpoint string, cred credentials.Credential) finding {
+func probeCredential(ctx context.Context, client *http.Client, clientID, tokenEndpoint string, cred credentials.Credential) finding {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {"caddy-b2c-check-not-a-code"},
-		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {h.ClientID}}
+		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {clientID}}
 	if err := cred.Apply(ctx, form, tokenEndpoint); err != nil {
 		return problem("client credential: %v", err)
 	}

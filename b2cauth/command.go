@@ -177,7 +177,7 @@ func runCheck(ctx context.Context, file, adapter string, out io.Writer) (int, er
 			return 0, fmt.Errorf("b2c_auth %d: %v", i+1, err)
 		}
 		fmt.Fprintf(out, "b2c_auth %d (site %s):\n", i+1, strings.Join(f.origins, ", "))
-		for _, result := range h.checkProvider(ctx, f.origins) {
+		for _, result := range checkProvider(ctx, &h, f.origins) {
 			if result.Level == "problem" {
 				problems++
 			}

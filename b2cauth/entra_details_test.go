@@ -152,7 +152,7 @@ func TestEmailRuleWarnsWithEntra(t *testing.T) {
 		{&Handler{Issuer: "https://accounts.example.com", Allow: email}, ""},
 		{&Handler{Issuer: "https://login.microsoftonline.com/organizations/v2.0", Allow: []Rule{{Claim: "groups", Patterns: []string{"g"}}}}, ""},
 	} {
-		if got := tc.h.unverifiedRuleClaim(); got != tc.want {
+		if got := tc.h.platformOf().unverifiedRuleClaim(tc.h.Allow, tc.h.Deny); got != tc.want {
 			t.Errorf("%+v: %q, want %q", tc.h, got, tc.want)
 		}
 	}

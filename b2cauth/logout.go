@@ -41,7 +41,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	target := safeReturnURL(q.Get("post_logout_redirect_uri"))
 	everywhere := q.Get("everywhere") == "1" || q.Get("everywhere") == "true"
 	w.Header().Set("Cache-Control", "no-store")
-	if everywhere && !h.fromOwnPage(r) {
+	if everywhere && !fromOwnPage(r, h.origin(r)) {
 		// Another site, a sibling subdomain or an old browser's link may not
 		// sign a user out of every device: the user confirms on our page.
 		h.logger.Info("sign-out everywhere refused: not from this site")
@@ -122,14 +122,15 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	return renderAutoSubmit(w, http.MethodGet, u.String(), params)
 }
 
-// fromOwnPage tells whether a request comes from a page of this site: the
+// fromOwnPage tells whether a request comes from a page of this site (at
+// origin): the
 // browser says so (Sec-Fetch-Site: same-origin), or it is a POST whose
 // Origin is the site's. A same-site subdomain is another site here.
-func (h *Handler) fromOwnPage(r *http.Request) bool {
+func fromOwnPage(r *http.Request, origin string) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
 		return site == "same-origin"
 	}
-	return r.Method == http.MethodPost && r.Header.Get("Origin") == h.origin(r)
+	return r.Method == http.MethodPost && r.Header.Get("Origin") == origin
 }
 
 // logoutHint is a live ID token for end_session's id_token_hint, or "".

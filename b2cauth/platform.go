@@ -40,11 +40,11 @@ func (h *Handler) platformOf() platform {
 // verify (email, preferred_username: "mutable" and not to be used for
 // authorization, per Microsoft's ID token claims reference), when the
 // provider is Entra ID or External ID; else "".
-func (h *Handler) unverifiedRuleClaim() string {
-	if !h.platformOf().entra {
+func (p platform) unverifiedRuleClaim(allow, deny []Rule) string {
+	if !p.entra {
 		return ""
 	}
-	for _, r := range append(append([]Rule{}, h.Allow...), h.Deny...) {
+	for _, r := range append(append([]Rule{}, allow...), deny...) {
 		if c := strings.ToLower(r.Claim); c == "email" || c == "preferred_username" || c == "upn" || c == "unique_name" {
 			return r.Claim
 		}

@@ -110,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// (Caddy's access log records a copy of the request made before the
 		// handlers, so these headers never reach it.)
 		id.setEasyAuthHeaders(r.Header)
-		h.setTokenHeaders(id, r.Header)
+		h.platform.setTokenHeaders(id, r.Header)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -76,8 +76,8 @@ func (id *identity) accessExpiry() time.Time {
 }
 
 // tokenHeaderProvider names the provider in App Service's token headers.
-func (h *Handler) tokenHeaderProvider() string {
-	if h.platform.b2c {
+func (p platform) tokenHeaderProvider() string {
+	if p.b2c {
 		return "Aadb2c"
 	}
 	return "Aad"
@@ -86,11 +86,11 @@ func (h *Handler) tokenHeaderProvider() string {
 // setTokenHeaders adds App Service's token store headers:
 // X-MS-TOKEN-AADB2C-ID-TOKEN, -ACCESS-TOKEN and -EXPIRES-ON (AAD for
 // Entra ID and External ID).
-func (h *Handler) setTokenHeaders(id *identity, header http.Header) {
+func (p platform) setTokenHeaders(id *identity, header http.Header) {
 	if id.session == nil {
 		return
 	}
-	prefix := headerTokenPrefix + h.tokenHeaderProvider() + "-"
+	prefix := headerTokenPrefix + p.tokenHeaderProvider() + "-"
 	if id.session.IDToken != "" {
 		header.Set(prefix+"Id-Token", id.session.IDToken)
 	}
