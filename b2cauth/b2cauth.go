@@ -8,7 +8,8 @@
 //	                 /.auth/* (endpoints.go) and the redirect path (signin.go)
 //	serve.go         requestIdentity → session.go authenticate (bearer.go
 //	                 for an Authorization header)
-//	session.go       readSession: the cookie's chunks (session package),
+//	session.go       readSession: the cookie's chunks and its seal
+//	                 (session package, sessionkeeper.go),
 //	                 the identity cache (identitycache.go), sign-outs
 //	                 (signouts package), expiry and inactivity
 //	session.go       keepSession: notes activity, renews near expiry
@@ -19,11 +20,14 @@
 //	identity.go      the placeholders; upstream.go hides the handler's
 //	                 cookies and sets App Service's headers
 //
-// A sign-in: signin.go (startFlow, callback) over the provider
-// (provider.go discovery, keys.go, verify.go, tokenendpoint.go,
-// userinfo.go), then session.go writeSession. Sign-out: logout.go. The
-// configuration: b2cauth.go (the module, Provision), validate.go,
-// platform.go, caddyfile.go; caddy b2c …: command.go and check.go.
+// A sign-in: signin.go (startFlow, callback) over idp, the identity
+// provider (provider.go discovery, keys.go, verify.go, tokenendpoint.go,
+// userinfo.go; Microsoft's errors in microsofterrors.go), then
+// sessionkeeper.go write. Sign-out: logout.go. Components the Handler
+// holds: idp, sessionKeeper, groupSource (groups.go), assertions
+// (assert.go), accessRules (authorization.go). The configuration:
+// b2cauth.go (the module, Provision), validate.go, platform.go,
+// caddyfile.go; caddy b2c …: command.go, configwalk.go and check.go.
 package b2cauth
 
 import (

@@ -94,23 +94,6 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 	return nil, nil
 }
 
-// credentialRefused tells whether a token endpoint's error refuses the
-// app's credential: invalid_client (a wrong secret, an unknown certificate),
-// or one of the identity platform's codes for a client assertion it cannot
-// trust, which a federated token gets as invalid_request (no federated
-// credential of the app matches its issuer, subject or audience; a tenant
-// token that is not a managed identity's; expired; a bad signature).
-func credentialRefused(oauthError, description string) bool {
-	if oauthError == "invalid_client" || oauthError == "unauthorized_client" {
-		return true
-	}
-	switch b2cCode(description) {
-	case "AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213", "AADSTS700222", "AADSTS700226", "AADSTS700024", "AADSTS700027", "AADB2C99027":
-		return true
-	}
-	return false
-}
-
 // credentialHint says where to look when the provider refuses the
 // credential.
 func (i *idp) credentialHint() string {

@@ -89,27 +89,6 @@ func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, er
 	return s, nil
 }
 
-// refreshOutcome names what a failed renewal means, from the OAuth error
-// (Microsoft: react to the error field, not to the code numbers, which
-// change): "refused" (invalid_grant: the provider no longer backs the
-// session — AADB2C90129 revoked, 90080 expired, 90128 account deleted),
-// "interaction_required" (interaction_required, consent_required,
-// login_required: Conditional Access wants the user at /authorize — MFA
-// step-up, sign-in frequency, a claims challenge), or "failed" (anything
-// else: the provider is down, slow or misconfigured; retried with backoff).
-func refreshOutcome(err error) string {
-	var pe *providerError
-	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "invalid_grant":
-			return "refused"
-		case "interaction_required", "consent_required", "login_required":
-			return "interaction_required"
-		}
-	}
-	return "failed"
-}
-
 // endRefusedSession ends a session whose refresh the provider refused: the
 // cookie goes, and so does every copy of it.
 func (h *Handler) endRefusedSession(w http.ResponseWriter, r *http.Request, id *identity, cause error) {

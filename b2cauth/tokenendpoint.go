@@ -93,35 +93,3 @@ func (i *idp) redeem(ctx context.Context, d *discovered, form url.Values) (*toke
 	}
 	return &tr, nil
 }
-
-// providerError is an OAuth error from the provider, by redirect or from
-// the token endpoint.
-type providerError struct {
-	Code        string // the OAuth error
-	Description string
-	Claims      string // a claims challenge for the next /authorize
-	Status      int    // the token endpoint's HTTP status; 0 from a redirect
-}
-
-func (e *providerError) Error() string {
-	return "provider error " + e.Code + " " + b2cCode(e.Description)
-}
-
-// b2cCode extracts the code that starts a Microsoft error description:
-// AADB2C… from B2C, AADSTS… from Entra ID and External ID.
-func b2cCode(desc string) string {
-	for _, prefix := range []string{"AADB2C", "AADSTS"} {
-		i := strings.Index(desc, prefix)
-		if i < 0 {
-			continue
-		}
-		j := i + len(prefix)
-		for j < len(desc) && desc[j] >= '0' && desc[j] <= '9' {
-			j++
-		}
-		if j > i+len(prefix) {
-			return desc[i:j]
-		}
-	}
-	return ""
-}
