@@ -3,7 +3,6 @@ package b2cauth
 import (
 	"errors"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,12 +24,13 @@ import (
 // assertions signs, for the site, the identity assertions its upstreams
 // verify, in the header it names.
 type assertions struct {
-	ring     *assertion.Ring
-	header   string
-	audience []string                           // assertion_audience; default the site's origin
-	site     func(*http.Request) (string, bool) // the site an assertion names (assertionOrigin)
-	now      func() time.Time
-	logger   *zap.Logger
+	ring        *assertion.Ring
+	header      string
+	strippedVar string                             // marks a request whose client-sent header is gone
+	audience    []string                           // assertion_audience; default the site's origin
+	site        func(*http.Request) (string, bool) // the site an assertion names (assertionOrigin)
+	now         func() time.Time
+	logger      *zap.Logger
 }
 
 // signedAssertion is an assertion and what it was signed for.
@@ -66,16 +66,18 @@ func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
 		return strings.TrimSuffix(h.PublicURL, "/"), true
 	}
 	origin := h.origin(r)
-	u, err := url.Parse(origin)
-	if err != nil {
-		return "", false
+	_, hostport, _ := strings.Cut(origin, "://")
+	host := hostport
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host = hostport[:i]
 	}
+	host = strings.Trim(host, "[]")
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
 		return "", false
 	}
 	for _, pattern := range h.siteHosts.Of(srv, h) {
-		if site.HostMatches(pattern, u.Hostname()) {
+		if site.HostMatches(pattern, host) {
 			return origin, true
 		}
 	}
@@ -119,10 +121,9 @@ func (a *assertions) signFor(r *http.Request, id *identity, origin string) (stri
 // assertion header, once per header name and request: before any block
 // that signs into it has run, whatever blocks without one ran before.
 func (a *assertions) strip(r *http.Request) {
-	key := strippedVar + ":" + strings.ToLower(a.header)
-	if caddyhttp.GetVar(r.Context(), key) == nil {
+	if caddyhttp.GetVar(r.Context(), a.strippedVar) == nil {
 		r.Header.Del(a.header)
-		caddyhttp.SetVar(r.Context(), key, true)
+		caddyhttp.SetVar(r.Context(), a.strippedVar, true)
 	}
 }
 

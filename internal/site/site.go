@@ -22,6 +22,9 @@ type Hosts struct {
 // leading to handler in srv match on; none for a site that answers any
 // host (`:443`, `http://`).
 func (h *Hosts) Of(srv *caddyhttp.Server, handler caddyhttp.MiddlewareHandler) []string {
+	if v, ok := h.byServer.Load(srv); ok { // the request path: no allocation
+		return v.(func() []string)()
+	}
 	v, _ := h.byServer.LoadOrStore(srv, sync.OnceValue(func() []string {
 		hosts, _ := routeHosts(srv.Routes, handler, nil)
 		return hosts
@@ -62,21 +65,21 @@ func routeHosts(routes caddyhttp.RouteList, target caddyhttp.MiddlewareHandler, 
 // *.example.com) names host (without a port), as Caddy's host matcher
 // compares them.
 func HostMatches(pattern, host string) bool {
-	pattern, host = strings.ToLower(pattern), strings.ToLower(host)
-	if pattern == host {
+	if strings.EqualFold(pattern, host) {
 		return true
 	}
 	if !strings.Contains(pattern, "*") {
 		return false
 	}
-	p, q := strings.Split(pattern, "."), strings.Split(host, ".")
-	if len(p) != len(q) {
-		return false
-	}
-	for i := range p {
-		if p[i] != "*" && p[i] != q[i] {
+	for {
+		p, pRest, pMore := strings.Cut(pattern, ".")
+		q, qRest, qMore := strings.Cut(host, ".")
+		if pMore != qMore || (p != "*" && !strings.EqualFold(p, q)) {
 			return false
 		}
+		if !pMore {
+			return true
+		}
+		pattern, host = pRest, qRest
 	}
-	return true
 }
