@@ -124,8 +124,8 @@ func newIdentity(payload []byte) (*identity, bool) {
 }
 
 // signedOutEverywhere tells whether the user signed out everywhere after
-// issuedMs: by their key, or by their id alone, as entries written before
-// per-user keys had tenants (and operators who give the oid) name them.
+// issuedMs: by their key (<tid>/<oid>), or by their id alone, as an
+// operator names them (caddy b2c revoke --user <oid>).
 func (id *identity) signedOutEverywhere(st interface{ UserRevoked(string, int64) bool }, issuedMs int64) bool {
 	return st.UserRevoked(id.userKey, issuedMs) || (id.userKey != id.id && st.UserRevoked(id.id, issuedMs))
 }

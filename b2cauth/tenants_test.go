@@ -184,8 +184,8 @@ func TestV1TokensBesideATemplateIssuer(t *testing.T) {
 
 // TestPerUserStateKeyedByTenant: an oid is unique within a tenant only, so
 // signing out everywhere is keyed <tid>/<oid>: a user of another tenant
-// with the same oid stays signed in; a sign-out recorded by oid alone (by
-// the previous version, or an operator who gives the oid) still counts.
+// with the same oid stays signed in; a sign-out recorded by oid alone (an
+// operator who gives the oid to caddy b2c revoke) still counts.
 func TestPerUserStateKeyedByTenant(t *testing.T) {
 	h, p, s := multiTenant(t, tenantA, tenantB)
 	signIn := func(tid string) []*http.Cookie {
