@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"strings"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 )
 
 // Authorization as Microsoft's platforms define it: a bearer credential is
@@ -89,7 +91,7 @@ func (a accessRules) accessTokenOnly(c *bearerClaims) error {
 	if len(c.scopes()) > 0 || len(c.roles()) > 0 {
 		return nil
 	}
-	if a.b2c && c.AZP == a.clientID && slices.Equal(audiences(c.Audience), []string{a.clientID}) {
+	if a.b2c && c.AZP == a.clientID && slices.Equal(oidcprovider.Audiences(c.Audience), []string{a.clientID}) {
 		return nil // the client's own access token
 	}
 	return errors.New("access token carries neither scp nor roles")
@@ -142,15 +144,4 @@ func missing(want, have []string) []string {
 		}
 	}
 	return out
-}
-
-// audiences reads aud, a string or an array.
-func audiences(raw json.RawMessage) []string {
-	var one string
-	if json.Unmarshal(raw, &one) == nil {
-		return []string{one}
-	}
-	var many []string
-	_ = json.Unmarshal(raw, &many)
-	return many
 }

@@ -52,6 +52,7 @@ import (
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/internal/site"
@@ -457,16 +458,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.identityVar = identityVarPrefix + purpose
 
 	rules := accessRules{b2c: h.platform.b2c, clientID: h.ClientID, scopes: h.RequireScopes, roles: h.RequireRoles}
-	h.idp = &idp{providers: map[string]*provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
+	h.idp = &idp{providers: map[string]*oidcprovider.Provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
 		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: rules.accessTokenOnly, permits: rules.permitsAccess,
 		now: func() time.Time { return h.now() }, logger: h.logger}
 	for _, p := range h.policies() {
-		h.idp.providers[strings.ToLower(p)] = &provider{metadataURL: h.metadataURL(p), clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
+		h.idp.providers[strings.ToLower(p)] = &oidcprovider.Provider{MetadataURL: h.metadataURL(p), ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
 	}
 	for _, a := range h.AdditionalIssuers {
-		p := &provider{metadataURL: a.Metadata, clientID: h.ClientID, tenants: h.Tenants, client: h.httpClient, now: func() time.Time { return h.now() }}
+		p := &oidcprovider.Provider{MetadataURL: a.Metadata, ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
 		if a.Metadata == "" {
-			p.static = &metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
+			p.Static = &oidcprovider.Metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
 		}
 		h.idp.extra = append(h.idp.extra, p)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"go.uber.org/zap"
 )
@@ -35,16 +36,16 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		return id, nil
 	}
 	p, _ := h.idp.provider(tokenPolicy(token))
-	d, err := p.get(r.Context())
+	d, err := p.Get(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	if iss, tid := tokenIssuer(token); !issuerNames(d.meta.Issuer, iss, tid) {
+	if iss, tid := tokenIssuer(token); !issuerNames(d.Meta.Issuer, iss, tid) {
 		// Perhaps one of additional_issuers (a fixed issuer, or a template
 		// such as Entra's v1.0 https://sts.windows.net/{tenantid}/ beside
 		// a multi-tenant v2.0 one); its keys and issuer decide.
 		for _, ap := range h.idp.extra {
-			if ad, err := ap.get(r.Context()); err == nil && issuerNames(ad.meta.Issuer, iss, tid) {
+			if ad, err := ap.Get(r.Context()); err == nil && issuerNames(ad.Meta.Issuer, iss, tid) {
 				d = ad
 				break
 			}
@@ -94,10 +95,10 @@ func tokenIssuer(token string) (iss, tid string) {
 // issuerNames tells whether a metadata issuer (perhaps a {tenantid}
 // template) names a token's iss, filled with the token's tid.
 func issuerNames(metaIssuer, iss, tid string) bool {
-	if !strings.Contains(metaIssuer, tenantPlaceholder) {
+	if !strings.Contains(metaIssuer, oidcprovider.TenantPlaceholder) {
 		return metaIssuer == iss
 	}
-	return tid != "" && strings.ReplaceAll(metaIssuer, tenantPlaceholder, strings.ToLower(tid)) == iss
+	return tid != "" && strings.ReplaceAll(metaIssuer, oidcprovider.TenantPlaceholder, strings.ToLower(tid)) == iss
 }
 
 // tokenPolicy peeks at an unverified token's tfp or acr, to choose which
@@ -126,7 +127,7 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	if errors.Is(err, errSessionStore) {
 		return sessionStoreDown(h.logger, w, r, err)
 	}
-	if errors.Is(err, errUnavailable) {
+	if errors.Is(err, oidcprovider.ErrUnavailable) {
 		return unavailable(h.logger, w, r, err)
 	}
 	var scopeErr *accessCheckError

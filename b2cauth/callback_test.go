@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/go-jose/go-jose/v4"
 )
 
@@ -178,7 +179,7 @@ func TestRemovedKeyStopsBeingTrusted(t *testing.T) {
 		t.Fatalf("before withdrawal: %d", code)
 	}
 	p.set(func(p *hostile) { p.keys = []jose.JSONWebKey{next.jwk()} })
-	clock = clock.Add(maxAge - time.Hour)
+	clock = clock.Add(oidcprovider.MaxAge - time.Hour)
 	if code := signIn(leaked); code != http.StatusFound {
 		t.Errorf("within a day, the known keys are used without fetching: %d", code)
 	}
@@ -287,11 +288,9 @@ func TestProviderDownAnswers503ThenRecovers(t *testing.T) {
 	if res := serve(h, navigation("GET", "/")); res.Code != http.StatusServiceUnavailable {
 		t.Errorf("within backoff: %d", res.Code)
 	}
-	// After it (the backoff is pushed into the past here), it recovers.
-	prov, _ := h.idp.provider("B2C_1_susi")
-	prov.mu.Lock()
-	prov.retryAt = time.Now().Add(-time.Second)
-	prov.mu.Unlock()
+	// After it (the handler's clock moves past the longest backoff), it
+	// recovers.
+	h.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	if res := serve(h, navigation("GET", "/")); res.Code != http.StatusFound {
 		t.Errorf("after recovery: %d", res.Code)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 
 	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/oauth2"
@@ -82,7 +83,7 @@ func checkProvider(ctx context.Context, h *Handler, origins []string) []finding 
 			name = "(no user flow)"
 		}
 		metaURL := c.metadataURL(policy)
-		var m metadata
+		var m oidcprovider.Metadata
 		date, err := fetchJSON(ctx, client, metaURL, &m)
 		if err != nil {
 			out = append(out, problem("%s: metadata at %s: %v (%s)", name, metaURL, err, metadataHint(err)))
@@ -162,7 +163,7 @@ func probeRedirectURI(ctx context.Context, client *http.Client, clientID, author
 			return problem("redirect URI %s is not registered for client %s (%s): add it to the app registration's redirect URIs, exactly", redirectURI, clientID, code)
 		}
 	}
-	if code := b2cCode(text); code != "" {
+	if code := oidcprovider.Code(text); code != "" {
 		return problem("authorize endpoint refused the sign-in for %s: %s", redirectURI, code)
 	}
 	if resp.StatusCode >= 400 {
@@ -212,14 +213,14 @@ func probeCredential(ctx context.Context, client *http.Client, clientID, tokenEn
 		return warning("client credential not checked: token endpoint: %v", err)
 	}
 	defer resp.Body.Close()
-	var tr tokenResponse
+	var tr oidcprovider.TokenResponse
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr)
 	name := "the " + cred.Describe()
 	if _, secret := cred.(credentials.Secret); secret {
 		name = "client_secret"
 	}
-	if credentialRefused(tr.Error, tr.ErrorDescription) {
-		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, b2cCode(tr.ErrorDescription))
+	if oidcprovider.CredentialRefused(tr.Error, tr.ErrorDescription) {
+		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, oidcprovider.Code(tr.ErrorDescription))
 	}
 	return note("%s accepted by the token endpoint", name)
 }
@@ -239,7 +240,7 @@ func fetchJSON(ctx context.Context, client *http.Client, u string, v any) (time.
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		if code := b2cCode(string(body)); code != "" {
+		if code := oidcprovider.Code(string(body)); code != "" {
 			return time.Time{}, fmt.Errorf("HTTP %d, %s", resp.StatusCode, code)
 		}
 		return time.Time{}, fmt.Errorf("HTTP %d", resp.StatusCode)

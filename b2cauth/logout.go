@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
@@ -69,10 +70,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		policy = id.session.Policy
 	}
 	p, _ := h.idp.provider(policy)
-	d, err := p.get(r.Context())
+	d, err := p.Get(r.Context())
 	var u *url.URL
-	if err == nil && d.meta.EndSessionEndpoint != "" {
-		u, err = url.Parse(d.meta.EndSessionEndpoint)
+	if err == nil && d.Meta.EndSessionEndpoint != "" {
+		u, err = url.Parse(d.Meta.EndSessionEndpoint)
 	}
 	if u == nil || err != nil { // no end_session to go through: straight back
 		http.Redirect(w, r, target, http.StatusFound)
@@ -141,7 +142,7 @@ func (h *Handler) logoutHint(ctx context.Context, id *identity) string {
 	if id == nil {
 		return ""
 	}
-	if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now().Add(clockSkew)) && id.session.IDToken != "" {
+	if exp, err := strconv.ParseInt(id.values["exp"], 10, 64); err == nil && time.Unix(exp, 0).After(h.now().Add(oidcprovider.ClockSkew)) && id.session.IDToken != "" {
 		return id.session.IDToken
 	}
 	if id.session.RefreshToken == "" {
@@ -243,7 +244,7 @@ func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) err
 // can be discovered now.
 func (i *idp) isOurIssuer(ctx context.Context, iss string) bool {
 	for _, p := range i.providers {
-		if d, err := p.get(ctx); err == nil && subtle.ConstantTimeCompare([]byte(d.meta.Issuer), []byte(iss)) == 1 {
+		if d, err := p.Get(ctx); err == nil && subtle.ConstantTimeCompare([]byte(d.Meta.Issuer), []byte(iss)) == 1 {
 			return true
 		}
 	}

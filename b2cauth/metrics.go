@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -109,7 +110,7 @@ func countBearer(err error) {
 		metrics.byBearer["valid"].Inc()
 	case errors.As(err, &scopeErr):
 		metrics.byBearer["insufficient_scope"].Inc()
-	case errors.Is(err, errUnavailable):
+	case errors.Is(err, oidcprovider.ErrUnavailable):
 		metrics.byBearer["unavailable"].Inc()
 	default:
 		metrics.byBearer["invalid"].Inc()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
 
@@ -102,7 +103,7 @@ func (h *Handler) metadataURL(policy string) string {
 
 // provider returns a policy's provider, matched case-insensitively; the
 // sign-in policy's for an unknown or empty name.
-func (i *idp) provider(policy string) (*provider, string) {
+func (i *idp) provider(policy string) (*oidcprovider.Provider, string) {
 	if p, ok := i.providers[strings.ToLower(policy)]; ok {
 		return p, policy
 	}

@@ -11,10 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +20,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 	"github.com/go-jose/go-jose/v4"
-	"golang.org/x/time/rate"
 )
 
 // hostile is a hand-made OpenID provider whose every answer a test sets:
@@ -297,50 +294,5 @@ func goodClaims(p *hostile, nonce string) map[string]any {
 		"iss": p.issuer, "aud": testClient, "sub": "user-1", "oid": "user-1",
 		"exp": now.Add(time.Hour).Unix(), "nbf": now.Unix(), "iat": now.Unix(),
 		"nonce": nonce, "tfp": "B2C_1_susi", "emails": []string{"ada@contoso.example"}, "name": "Ada",
-	}
-}
-
-// TestColdStartRequestsWaitForTheKeys: the attack on availability — 40
-// bearer requests right after a restart, the keys not yet fetched: those
-// that lost the rate-limited fetch failed with "no key with kid". Now they
-// wait for the one fetch in flight. The key endpoint blocks until the test
-// has every request waiting, then answers once.
-func TestColdStartRequestsWaitForTheKeys(t *testing.T) {
-	registerMetrics(nil) // the fetch is counted
-	s := newSigner(t, "cold")
-	release := make(chan struct{})
-	fetches := new(atomic.Int32)
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		<-release
-		_ = json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{s.jwk()}})
-	}))
-	t.Cleanup(jwks.Close)
-	keys := &keySet{url: jwks.URL, client: jwks.Client(), algs: []string{"RS256"}, now: time.Now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
-	token := s.sign(t, map[string]any{"sub": "user-1"})
-
-	const n = 40
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			_, err := keys.VerifySignature(context.Background(), token)
-			errs <- err
-		}()
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for keys.waiting.Load() < n { // every request is waiting for the fetch (polled, not timed)
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests waiting", keys.waiting.Load(), n)
-		}
-		runtime.Gosched()
-	}
-	close(release)
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("a request at a cold start: %v", err)
-		}
-	}
-	if fetches.Load() != 1 {
-		t.Errorf("%d key fetches for %d requests, want 1", fetches.Load(), n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -31,7 +32,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	s, err := h.renew(r.Context(), id)
 	if err != nil {
-		switch outcome := refreshOutcome(err); outcome {
+		switch outcome := oidcprovider.RefreshOutcome(err); outcome {
 		case "refused", "interaction_required":
 			countRefresh(outcome)
 			h.endRefusedSession(w, r, id, err)
@@ -39,7 +40,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 		default:
 			countRefresh("failed")
 			h.logger.Warn("token refresh failed", zap.String("user_id", id.id), zap.Error(err))
-			if errors.Is(err, errUnavailable) {
+			if errors.Is(err, oidcprovider.ErrUnavailable) {
 				return unavailable(h.logger, w, r, err)
 			}
 			return fail(w, r, http.StatusBadGateway, "Cannot refresh", "The identity provider could not renew the session now.", err)
@@ -58,7 +59,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // must pass every check and name the same user.
 func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, error) {
 	p, policy := h.idp.provider(id.session.Policy)
-	d, err := p.get(ctx)
+	d, err := p.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +171,7 @@ func (rn *renewals) do(refreshToken string, now time.Time, renew func() (*sessio
 		rn.mu.Lock()
 		defer rn.mu.Unlock()
 		if err != nil {
-			if refreshOutcome(err) == "failed" {
+			if oidcprovider.RefreshOutcome(err) == "failed" {
 				f := rn.failing[key]
 				f.failures++
 				f.next = now.Add(min(renewalBackoff<<(f.failures-1), maxRenewalBackoff))
@@ -250,13 +251,13 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 	now := h.now()
 	s, err := h.renewals.do(id.session.RefreshToken, now, func() (*session.Session, error) { return h.renew(r.Context(), id) })
 	if err != nil {
-		switch outcome := refreshOutcome(err); {
+		switch outcome := oidcprovider.RefreshOutcome(err); {
 		case outcome == "refused":
 			countRefresh("refused")
 			h.endRefusedSession(w, r, id, err)
 			return nil
 		case outcome == "interaction_required":
-			var pe *providerError
+			var pe *oidcprovider.Error
 			errors.As(err, &pe)
 			again := reauth{claims: pe.Claims}
 			if now.Sub(time.UnixMilli(id.session.Issued)) < signInLoopWindow {

@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
@@ -65,7 +66,7 @@ func sessionNotKept(logger *zap.Logger, w http.ResponseWriter, r *http.Request, 
 // unavailable answers 503 while the provider cannot be reached, and 500
 // when it answers but not for this configuration.
 func unavailable(logger *zap.Logger, w http.ResponseWriter, r *http.Request, err error) error {
-	var mc *misconfiguredError
+	var mc *oidcprovider.MisconfiguredError
 	if errors.As(err, &mc) {
 		// Not an outage: the site's configuration must change. The user
 		// gets no detail; the log says what and where.
@@ -76,9 +77,9 @@ func unavailable(logger *zap.Logger, w http.ResponseWriter, r *http.Request, err
 	countRequest("503")
 	logger.Error("identity provider unavailable", zap.Error(err))
 	retry := 5 * time.Second
-	var ue *unavailableError
+	var ue *oidcprovider.UnavailableError
 	if errors.As(err, &ue) {
-		retry = max(time.Until(ue.retryAt), time.Second)
+		retry = max(time.Until(ue.RetryAt), time.Second)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
 	return fail(w, r, http.StatusServiceUnavailable, "Sign-in unavailable", "The identity provider cannot be reached right now. Try again in a moment.", err)

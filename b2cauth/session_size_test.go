@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 )
 
@@ -21,7 +22,7 @@ import (
 // access-tokens.md), RS256-signed with a 2048-bit key, with an opaque
 // refresh token of 1,400 characters that does not compress (Entra's are
 // encrypted).
-func platformTokens(t *testing.T) map[string]*tokenResponse {
+func platformTokens(t *testing.T) map[string]*oidcprovider.TokenResponse {
 	jwt := fixtureJWT(t)
 	var samples struct {
 		Code string `json:"authorization_code_real_capture"`
@@ -34,7 +35,7 @@ func platformTokens(t *testing.T) map[string]*tokenResponse {
 		opaque[i] = byte(rng.UintN(256))
 	}
 	entraRefresh := "1.AVMA" + base64.RawURLEncoding.EncodeToString(opaque)
-	entra := func(iss string, extra map[string]any) *tokenResponse {
+	entra := func(iss string, extra map[string]any) *oidcprovider.TokenResponse {
 		id := map[string]any{
 			"ver": "2.0", "iss": iss, "sub": "AAAAAAAAAAAAAAAAAAAAAIkzqFVrSaSaFHy782bbtaQ",
 			"aud": "6cb04018-a3f5-46a7-b995-940c78f5aef3", "exp": 1536361411, "iat": 1536274711, "nbf": 1536274711,
@@ -53,9 +54,9 @@ func platformTokens(t *testing.T) map[string]*tokenResponse {
 		for k, v := range extra {
 			id[k], at[k] = v, v
 		}
-		return &tokenResponse{IDToken: s.sign(t, id), AccessToken: s.sign(t, at), RefreshToken: entraRefresh, ExpiresIn: 3600}
+		return &oidcprovider.TokenResponse{IDToken: s.sign(t, id), AccessToken: s.sign(t, at), RefreshToken: entraRefresh, ExpiresIn: 3600}
 	}
-	return map[string]*tokenResponse{
+	return map[string]*oidcprovider.TokenResponse{
 		"Azure AD B2C": {IDToken: jwt("dtjacdemo_id_token_2024"), AccessToken: jwt("dtjacdemo_access_token_2024"), RefreshToken: samples.Code, ExpiresIn: 3600},
 		"Entra ID":     entra("https://login.microsoftonline.com/9122040d-6c67-4c5b-b112-36a304b66dad/v2.0", nil),
 		"External ID": entra("https://9122040d-6c67-4c5b-b112-36a304b66dad.ciamlogin.com/9122040d-6c67-4c5b-b112-36a304b66dad/v2.0",
@@ -65,7 +66,7 @@ func platformTokens(t *testing.T) map[string]*tokenResponse {
 
 // sessionCookieBytes is how many bytes of Cookie header a session of these
 // tokens costs every request (name=value of each cookie, and "; " between).
-func sessionCookieBytes(t *testing.T, store string, keep []string, tr *tokenResponse) int {
+func sessionCookieBytes(t *testing.T, store string, keep []string, tr *oidcprovider.TokenResponse) int {
 	h, _, _ := setup(t, func(h *Handler) { h.SessionStore, h.SessionTokens = store, keep })
 	payload, err := session.JWTPayload(tr.IDToken)
 	if err != nil {

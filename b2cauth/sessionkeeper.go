@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -86,7 +87,7 @@ func (k *sessionKeeper) open(ctx context.Context, value string) (*session.Sessio
 
 // start makes a session from a token response and its checked ID
 // token's payload, keeping the tokens session_tokens names.
-func (k *sessionKeeper) start(tr *tokenResponse, policy string, payload []byte) *session.Session {
+func (k *sessionKeeper) start(tr *oidcprovider.TokenResponse, policy string, payload []byte) *session.Session {
 	now := k.now()
 	s := &session.Session{
 		ID: randomString(), Issued: now.UnixMilli(),

@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"golang.org/x/oauth2"
@@ -71,7 +72,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, re
 // post again), with fresh state, nonce and PKCE verifier.
 func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hints url.Values) error {
 	p, policy := h.idp.provider(f.Policy)
-	d, err := p.get(r.Context())
+	d, err := p.Get(r.Context())
 	if err != nil {
 		return unavailable(h.logger, w, r, err)
 	}
@@ -87,7 +88,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	}
 	http.SetCookie(w, &c)
 
-	u, err := url.Parse(d.meta.AuthorizationEndpoint)
+	u, err := url.Parse(d.Meta.AuthorizationEndpoint)
 	if err != nil {
 		return unavailable(h.logger, w, r, err)
 	}
@@ -196,9 +197,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		if providerErr != "" {
 			// B2C sends some errors (AADB2C90006, a redirect URI that is not
 			// registered) without the state: show the error, trust nothing.
-			pe := &providerError{Code: providerErr, Description: params.Get("error_description")}
-			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", b2cCode(pe.Description)))
-			countCallbackError(cmp.Or(b2cCode(pe.Description), pe.Code))
+			pe := &oidcprovider.Error{Code: providerErr, Description: params.Get("error_description")}
+			h.logger.Info("identity provider returned an error without a sign-in state", zap.String("error", pe.Code), zap.String("code", oidcprovider.Code(pe.Description)))
+			countCallbackError(cmp.Or(oidcprovider.Code(pe.Description), pe.Code))
 			return providerErrorPage(h.logger, w, pe)
 		}
 		if !statePattern.MatchString(state) {
@@ -220,7 +221,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	if providerErr != "" {
-		return h.providerErrorReply(w, r, &f, &providerError{Code: providerErr, Description: params.Get("error_description")})
+		return h.providerErrorReply(w, r, &f, &oidcprovider.Error{Code: providerErr, Description: params.Get("error_description")})
 	}
 	code := params.Get("code")
 	if code == "" || len(code) > 8192 {
@@ -228,7 +229,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	p, _ := h.idp.provider(f.Policy)
-	d, err := p.get(r.Context())
+	d, err := p.Get(r.Context())
 	if err != nil {
 		return unavailable(h.logger, w, r, err)
 	}
@@ -240,16 +241,16 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		"scope":         {strings.Join(h.Scopes, " ")},
 	})
 	if err != nil {
-		var pe *providerError
+		var pe *oidcprovider.Error
 		if errors.As(err, &pe) {
-			if credentialRefused(pe.Code, pe.Description) {
+			if oidcprovider.CredentialRefused(pe.Code, pe.Description) {
 				// The site's credentials are wrong: every sign-in fails
 				// until the configuration changes.
-				h.logger.Error("the provider refused this client's credentials: "+h.idp.credentialHint(), zap.String("code", b2cCode(pe.Description)))
+				h.logger.Error("the provider refused this client's credentials: "+h.idp.credentialHint(), zap.String("code", oidcprovider.Code(pe.Description)))
 			}
 			return h.providerErrorReply(w, r, &f, pe)
 		}
-		if errors.Is(err, errUnavailable) {
+		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			return unavailable(h.logger, w, r, err)
 		}
 		h.logger.Warn("code redemption failed", zap.Error(err))
@@ -260,10 +261,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		h.logger.Warn("id token refused", zap.String("policy", f.Policy), zap.Error(err))
 		countCallbackError("token_refused")
 		countSignIn("error", f.Policy)
-		if errors.Is(err, errUnavailable) {
+		if errors.Is(err, oidcprovider.ErrUnavailable) {
 			return unavailable(h.logger, w, r, err)
 		}
-		var te *tenantError
+		var te *oidcprovider.TenantError
 		if errors.As(err, &te) {
 			return fail(w, r, http.StatusForbidden, "Access denied", "Accounts of your organization are not admitted to this site.", err)
 		}
@@ -310,8 +311,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 // provider, consent declined), go back where the user started; any other
 // (AADB2C90273 with server_error is a social provider that failed) is a
 // 401 page that names the code.
-func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *providerError) error {
-	code := b2cCode(pe.Description)
+func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *flow, pe *oidcprovider.Error) error {
+	code := oidcprovider.Code(pe.Description)
 	h.logger.Info("identity provider returned an error", zap.String("error", pe.Code), zap.String("code", code), zap.String("policy", f.Policy))
 	countCallbackError(cmp.Or(code, pe.Code))
 	switch code {
@@ -336,8 +337,8 @@ func (h *Handler) providerErrorReply(w http.ResponseWriter, r *http.Request, f *
 // with a sentence for anyone: the description (which may name the app's
 // federated credential, its tenant or its redirect URIs) goes to the log,
 // for the site's operators.
-func providerErrorPage(logger *zap.Logger, w http.ResponseWriter, pe *providerError) error {
-	name := b2cCode(pe.Description)
+func providerErrorPage(logger *zap.Logger, w http.ResponseWriter, pe *oidcprovider.Error) error {
+	name := oidcprovider.Code(pe.Description)
 	if name == "" {
 		name = pe.Code
 	}

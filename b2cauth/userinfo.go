@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"go.uber.org/zap"
 )
 
@@ -32,8 +33,8 @@ import (
 var promisedClaims = map[string]string{"profile": "name", "email": "email"}
 
 // needsUserInfo tells whether the ID token lacks a claim the scopes promise.
-func (i *idp) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bool {
-	if d.meta.UserInfoEndpoint == "" || tr.AccessToken == "" || i.entraPlatform(d) {
+func (i *idp) needsUserInfo(d *oidcprovider.Discovered, tr *oidcprovider.TokenResponse, payload []byte) bool {
+	if d.Meta.UserInfoEndpoint == "" || tr.AccessToken == "" || i.entraPlatform(d) {
 		return false
 	}
 	var claims map[string]json.RawMessage
@@ -51,13 +52,13 @@ func (i *idp) needsUserInfo(d *discovered, tr *tokenResponse, payload []byte) bo
 // entraPlatform tells whether the provider is Entra ID or External ID: as
 // configured, or by its metadata, which only Entra's gives a
 // cloud_instance_name (B2C's does not; a custom domain hides the host).
-func (i *idp) entraPlatform(d *discovered) bool {
-	return i.platform.entra || d.meta.CloudInstanceName != ""
+func (i *idp) entraPlatform(d *oidcprovider.Discovered) bool {
+	return i.platform.entra || d.Meta.CloudInstanceName != ""
 }
 
 // userInfo is the UserInfo claims to keep in a new session, or nil when
 // none are needed or they cannot be had (the sign-in goes on without them).
-func (i *idp) userInfo(ctx context.Context, d *discovered, tr *tokenResponse, payload []byte) map[string]any {
+func (i *idp) userInfo(ctx context.Context, d *oidcprovider.Discovered, tr *oidcprovider.TokenResponse, payload []byte) map[string]any {
 	if !i.needsUserInfo(d, tr, payload) {
 		return nil
 	}
@@ -72,10 +73,10 @@ func (i *idp) userInfo(ctx context.Context, d *discovered, tr *tokenResponse, pa
 // fetchUserInfo gets the UserInfo claims the ID token lacks. Their sub must
 // be the ID token's (OpenID Connect Core 5.3.2); no claim of the ID token
 // is replaced.
-func (i *idp) fetchUserInfo(ctx context.Context, d *discovered, accessToken string, payload []byte) (map[string]any, error) {
+func (i *idp) fetchUserInfo(ctx context.Context, d *oidcprovider.Discovered, accessToken string, payload []byte) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.meta.UserInfoEndpoint, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.Meta.UserInfoEndpoint, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +86,7 @@ func (i *idp) fetchUserInfo(ctx context.Context, d *discovered, accessToken stri
 	resp, err := i.client.Do(req)
 	countFetch("userinfo", start, err)
 	if err != nil {
-		return nil, fmt.Errorf("%w: userinfo: %v", errUnavailable, err)
+		return nil, fmt.Errorf("%w: userinfo: %v", oidcprovider.ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

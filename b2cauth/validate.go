@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 )
@@ -49,7 +50,7 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("tenants: %q is neither a tenant ID (GUID) nor *", t)
 		}
 	}
-	if h.Issuer != "" && !hasPlaceholder(h.Issuer) && multiTenantIssuer(h.Issuer) && len(h.Tenants) == 0 {
+	if h.Issuer != "" && !hasPlaceholder(h.Issuer) && oidcprovider.MultiTenantIssuer(h.Issuer) && len(h.Tenants) == 0 {
 		return errors.New("tenants: required with a multi-tenant issuer (organizations or common): list the tenant IDs to admit, or *")
 	}
 	for field, v := range map[string]string{"authority": h.Authority, "issuer": h.Issuer, "public_url": h.PublicURL} {

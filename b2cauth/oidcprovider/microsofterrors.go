@@ -1,4 +1,4 @@
-package b2cauth
+package oidcprovider
 
 import (
 	"errors"
@@ -9,22 +9,22 @@ import (
 // description, the AADB2C or AADSTS code in it, and what each kind means
 // for a renewal and for the app's credential.
 
-// providerError is an OAuth error from the provider, by redirect or from
+// Error is an OAuth error from the provider, by redirect or from
 // the token endpoint.
-type providerError struct {
+type Error struct {
 	Code        string // the OAuth error
 	Description string
 	Claims      string // a claims challenge for the next /authorize
 	Status      int    // the token endpoint's HTTP status; 0 from a redirect
 }
 
-func (e *providerError) Error() string {
-	return "provider error " + e.Code + " " + b2cCode(e.Description)
+func (e *Error) Error() string {
+	return "provider error " + e.Code + " " + Code(e.Description)
 }
 
 // b2cCode extracts the code that starts a Microsoft error description:
 // AADB2C… from B2C, AADSTS… from Entra ID and External ID.
-func b2cCode(desc string) string {
+func Code(desc string) string {
 	for _, prefix := range []string{"AADB2C", "AADSTS"} {
 		i := strings.Index(desc, prefix)
 		if i < 0 {
@@ -49,8 +49,8 @@ func b2cCode(desc string) string {
 // login_required: Conditional Access wants the user at /authorize — MFA
 // step-up, sign-in frequency, a claims challenge), or "failed" (anything
 // else: the provider is down, slow or misconfigured; retried with backoff).
-func refreshOutcome(err error) string {
-	var pe *providerError
+func RefreshOutcome(err error) string {
+	var pe *Error
 	if errors.As(err, &pe) {
 		switch pe.Code {
 		case "invalid_grant":
@@ -68,11 +68,11 @@ func refreshOutcome(err error) string {
 // trust, which a federated token gets as invalid_request (no federated
 // credential of the app matches its issuer, subject or audience; a tenant
 // token that is not a managed identity's; expired; a bad signature).
-func credentialRefused(oauthError, description string) bool {
+func CredentialRefused(oauthError, description string) bool {
 	if oauthError == "invalid_client" || oauthError == "unauthorized_client" {
 		return true
 	}
-	switch b2cCode(description) {
+	switch Code(description) {
 	case "AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213", "AADSTS700222", "AADSTS700226", "AADSTS700024", "AADSTS700027", "AADB2C99027":
 		return true
 	}

@@ -1,4 +1,4 @@
-package b2cauth
+package oidcprovider
 
 import (
 	"context"
@@ -11,14 +11,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 )
 
 // The token endpoint: one POST for every grant, the answer in either of
 // the shapes Microsoft documents, and its errors with their codes.
 
-// tokenResponse is a token endpoint's answer. Numbers may arrive as JSON
+// TokenResponse is a token endpoint's answer. Numbers may arrive as JSON
 // numbers or strings, as Microsoft's documents disagree.
-type tokenResponse struct {
+type TokenResponse struct {
 	IDToken          string     `json:"id_token"`
 	AccessToken      string     `json:"access_token"`
 	RefreshToken     string     `json:"refresh_token"`
@@ -47,38 +49,39 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// redeem posts a grant to the token endpoint. It accepts an answer with an
+// Redeem posts a grant to the token endpoint. It accepts an answer with an
 // ID token and no access token, as B2C gives when no API scope was asked.
-func (i *idp) redeem(ctx context.Context, d *discovered, form url.Values) (*tokenResponse, error) {
-	form.Set("client_id", i.clientID)
-	if i.credential != nil {
-		if err := i.credential.Apply(ctx, form, d.meta.TokenEndpoint); err != nil {
-			return nil, fmt.Errorf("%w: the app's credential: %v", errUnavailable, err)
+func (d *Discovered) Redeem(ctx context.Context, credential credentials.Credential, form url.Values) (*TokenResponse, error) {
+	p := d.provider
+	form.Set("client_id", p.ClientID)
+	if credential != nil {
+		if err := credential.Apply(ctx, form, d.Meta.TokenEndpoint); err != nil {
+			return nil, fmt.Errorf("%w: the app's credential: %v", ErrUnavailable, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.meta.TokenEndpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.Meta.TokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := i.client.Do(req)
-	countFetch("token", start, err)
+	resp, err := p.HTTP.Do(req)
+	p.observe("token", start, err)
 	if err != nil {
-		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)
+		return nil, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%w: token endpoint: %v", errUnavailable, err)
+		return nil, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
 	}
-	var tr tokenResponse
+	var tr TokenResponse
 	if err := json.Unmarshal(body, &tr); err != nil {
 		if resp.StatusCode >= 500 {
-			return nil, fmt.Errorf("%w: token endpoint: HTTP %d", errUnavailable, resp.StatusCode)
+			return nil, fmt.Errorf("%w: token endpoint: HTTP %d", ErrUnavailable, resp.StatusCode)
 		}
 		return nil, fmt.Errorf("token endpoint: HTTP %d, not JSON", resp.StatusCode)
 	}
@@ -86,7 +89,7 @@ func (i *idp) redeem(ctx context.Context, d *discovered, form url.Values) (*toke
 		if tr.Error == "" {
 			tr.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
 		}
-		return &tr, &providerError{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: resp.StatusCode}
+		return &tr, &Error{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: resp.StatusCode}
 	}
 	if tr.IDToken == "" {
 		return nil, errors.New("token endpoint: no id_token in the answer")

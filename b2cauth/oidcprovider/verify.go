@@ -1,4 +1,4 @@
-package b2cauth
+package oidcprovider
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type tokenClaims struct {
 	Audience json.RawMessage `json:"aud"`
 }
 
-func (c *tokenClaims) audiences() []string { return audiences(c.Audience) }
+func (c *tokenClaims) audiences() []string { return Audiences(c.Audience) }
 
 // checkIssuedAt requires iat, and not in the future beyond the clock skew.
 func checkIssuedAt(iat *json.Number, now time.Time) error {
@@ -32,7 +32,7 @@ func checkIssuedAt(iat *json.Number, now time.Time) error {
 	if err != nil {
 		return errors.New("token iat is not a number")
 	}
-	if time.Unix(int64(v), 0).After(now.Add(clockSkew)) {
+	if time.Unix(int64(v), 0).After(now.Add(ClockSkew)) {
 		return errors.New("token iat is in the future")
 	}
 	return nil
@@ -56,12 +56,23 @@ func verified(ctx context.Context, v *oidc.IDTokenVerifier, raw string) (*oidc.I
 	return tok, payload, &c, nil
 }
 
-// verifyIDToken checks an ID token: go-oidc checks the signature (only the
+// Audiences reads aud, a string or an array.
+func Audiences(raw json.RawMessage) []string {
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}
+	}
+	var many []string
+	_ = json.Unmarshal(raw, &many)
+	return many
+}
+
+// VerifyIDToken checks an ID token: go-oidc checks the signature (only the
 // provider's asymmetric algorithms), iss, aud, exp and nbf, and at_hash
 // against the access token that came with it, when both are there; we add
 // what it leaves to its caller: the nonce (when wantNonce is not empty),
 // iat and sub present, and azp. It returns the token's payload.
-func (i *idp) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, accessToken string) (json.RawMessage, error) {
+func (d *Discovered) VerifyIDToken(ctx context.Context, raw, wantNonce, accessToken, clientID string, now time.Time) (json.RawMessage, error) {
 	v, err := d.verifiers.forToken(raw)
 	if err != nil {
 		return nil, err
@@ -78,23 +89,22 @@ func (i *idp) verifyIDToken(ctx context.Context, d *discovered, raw, wantNonce, 
 	if c.Subject == "" {
 		return nil, errors.New("id token has no sub")
 	}
-	if err := checkIssuedAt(c.IssuedAt, i.now()); err != nil {
+	if err := checkIssuedAt(c.IssuedAt, now); err != nil {
 		return nil, err
 	}
 	if wantNonce != "" && subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(wantNonce)) != 1 {
 		return nil, errors.New("id token nonce does not match the sign-in")
 	}
-	if (len(c.audiences()) > 1 || c.AZP != "") && c.AZP != i.clientID {
+	if (len(c.audiences()) > 1 || c.AZP != "") && c.AZP != clientID {
 		return nil, fmt.Errorf("id token azp is not this client")
 	}
 	return payload, nil
 }
 
-// verifyAccessToken checks a bearer access token: go-oidc checks the
-// signature, iss, exp and nbf; we check aud against audience, iat when
-// present, that it is an access token at all (accessTokenOnly), and that
-// it carries what require_scopes or require_roles ask (permitsAccess).
-func (i *idp) verifyAccessToken(ctx context.Context, d *discovered, raw string) (json.RawMessage, error) {
+// VerifyAccessToken checks a bearer access token: go-oidc checks the
+// signature, iss, exp and nbf; we check aud against audience and iat when
+// present. What the token must be and carry besides is the caller's.
+func (d *Discovered) VerifyAccessToken(ctx context.Context, raw string, audience []string, now time.Time) (json.RawMessage, error) {
 	v, err := d.verifiers.forToken(raw)
 	if err != nil {
 		return nil, err
@@ -103,23 +113,13 @@ func (i *idp) verifyAccessToken(ctx context.Context, d *discovered, raw string) 
 	if err != nil {
 		return nil, err
 	}
-	if !slices.ContainsFunc(c.audiences(), func(a string) bool { return slices.Contains(i.audience, a) }) {
+	if !slices.ContainsFunc(c.audiences(), func(a string) bool { return slices.Contains(audience, a) }) {
 		return nil, errors.New("token audience is not accepted")
 	}
 	if c.IssuedAt != nil {
-		if err := checkIssuedAt(c.IssuedAt, i.now()); err != nil {
+		if err := checkIssuedAt(c.IssuedAt, now); err != nil {
 			return nil, err
 		}
-	}
-	var ac bearerClaims
-	if err := json.Unmarshal(payload, &ac); err != nil {
-		return nil, err
-	}
-	if err := i.accessOnly(&ac); err != nil {
-		return nil, err
-	}
-	if err := i.permits(&ac); err != nil {
-		return payload, err
 	}
 	return payload, nil
 }

@@ -1,4 +1,4 @@
-package b2cauth
+package oidcprovider
 
 import (
 	"context"
@@ -22,6 +22,7 @@ import (
 // a day old (so a removed key stops being trusted). Signatures are checked
 // by go-oidc (oidc.StaticKeySet), never here.
 type keySet struct {
+	observe func(kind string, start time.Time, err error)
 	url     string
 	client  *http.Client
 	algs    []string
@@ -54,13 +55,13 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	kid := jws.Signatures[0].Header.KeyID
 	if k.stale() {
 		if err := k.fetch(ctx, kid); err != nil && !errors.Is(err, errNoFetch) && len(k.matching(kid)) == 0 {
-			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
+			return nil, fmt.Errorf("%w: fetching keys: %v", ErrUnavailable, err)
 		}
 	}
 	pubs := k.matching(kid)
 	if len(pubs) == 0 {
 		if err := k.fetch(ctx, kid); err != nil && !errors.Is(err, errNoFetch) {
-			return nil, fmt.Errorf("%w: fetching keys: %v", errUnavailable, err)
+			return nil, fmt.Errorf("%w: fetching keys: %v", ErrUnavailable, err)
 		}
 		pubs = k.matching(kid)
 	}
@@ -96,7 +97,7 @@ type publishedKey struct {
 // forIssuer tells whether a verified token's iss may use this key: any
 // when the key names no issuer or the template; else exactly its own.
 func (k publishedKey) forIssuer(payload []byte) bool {
-	if k.issuer == "" || strings.Contains(k.issuer, tenantPlaceholder) {
+	if k.issuer == "" || strings.Contains(k.issuer, TenantPlaceholder) {
 		return true
 	}
 	var c struct {
@@ -123,7 +124,7 @@ func (k *keySet) matchingLocked(kid string) []publishedKey {
 	return keys
 }
 
-// stale tells whether the keys were fetched over maxAge ago.
+// stale tells whether the keys were fetched over MaxAge ago.
 func (k *keySet) stale() bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -131,7 +132,7 @@ func (k *keySet) stale() bool {
 }
 
 func (k *keySet) staleLocked() bool {
-	return !k.fetched.IsZero() && k.now().Sub(k.fetched) > maxAge
+	return !k.fetched.IsZero() && k.now().Sub(k.fetched) > MaxAge
 }
 
 // errNoFetch is a fetch the rate limit refused, with none in flight.
@@ -182,8 +183,10 @@ func (k *keySet) refresh(ctx context.Context) error {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	start := time.Now()
-	err := getJSON(ctx, k.client, k.url, &set)
-	countFetch("keys", start, err)
+	err := GetJSON(ctx, k.client, k.url, &set)
+	if k.observe != nil {
+		k.observe("keys", start, err)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package b2cauth
+package oidcprovider
 
 import (
 	"encoding/json"
@@ -18,12 +18,12 @@ import (
 // always, against the template filled with the token's `tid` — the way
 // Microsoft.Identity.Web validates issuers — and only tokens of the
 // tenants the configuration admits (`tenants`) are accepted.
-const tenantPlaceholder = "{tenantid}"
+const TenantPlaceholder = "{tenantid}"
 
-// tenantError is a token of a tenant the configuration does not admit.
-type tenantError struct{ tid string }
+// TenantError is a token of a tenant the configuration does not admit.
+type TenantError struct{ tid string }
 
-func (e *tenantError) Error() string {
+func (e *TenantError) Error() string {
 	if e.tid == "" {
 		return "token names no tenant (tid)"
 	}
@@ -66,17 +66,17 @@ func (v *issuerVerifiers) forToken(raw string) (*verifierPair, error) {
 	tid, _ := c.TID.(string)
 	tid = strings.ToLower(tid)
 	if !guid.Valid(tid) {
-		return nil, &tenantError{}
+		return nil, &TenantError{}
 	}
 	if !tenantAdmitted(v.tenants, tid) {
-		return nil, &tenantError{tid: tid}
+		return nil, &TenantError{tid: tid}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if p, ok := v.byTenant[tid]; ok {
 		return p, nil
 	}
-	p := v.build(strings.ReplaceAll(v.template, tenantPlaceholder, tid))
+	p := v.build(strings.ReplaceAll(v.template, TenantPlaceholder, tid))
 	if len(v.byTenant) < maxTenantVerifiers {
 		v.byTenant[tid] = p
 	}
@@ -95,7 +95,7 @@ func tenantAdmitted(tenants []string, tid string) bool {
 // multiTenantIssuer tells whether an issuer URL is Entra ID's multi-tenant
 // endpoint (…/organizations/v2.0 or …/common/v2.0), whose metadata has a
 // template issuer.
-func multiTenantIssuer(issuer string) bool {
+func MultiTenantIssuer(issuer string) bool {
 	u, err := url.Parse(issuer)
 	if err != nil {
 		return false

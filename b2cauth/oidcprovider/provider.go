@@ -1,4 +1,12 @@
-package b2cauth
+// Package oidcprovider speaks the OpenID Connect provider protocol as
+// Azure AD B2C, Entra External ID, Entra ID and other providers serve it:
+// discovery (with backoff, and the issuer from the document, not the
+// discovery URL), signing keys (per-key issuers, fetched again on an
+// unknown kid and once a day, one fetch in flight), template issuers and
+// admitted tenants, ID and access token verification through go-oidc (with
+// the checks it leaves to its caller), the token endpoint with the app's
+// credential, and Microsoft's error codes and what they mean.
+package oidcprovider
 
 import (
 	"context"
@@ -12,35 +20,33 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 	"github.com/coreos/go-oidc/v3/oidc"
-	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
 
-// errUnavailable marks a provider that cannot be reached now.
-var errUnavailable = errors.New("identity provider unavailable")
+// ErrUnavailable marks a provider that cannot be reached now.
+var ErrUnavailable = errors.New("identity provider unavailable")
 
-// unavailableError is a failed discovery, with when it will be tried again.
-type unavailableError struct {
+// UnavailableError is a failed discovery, with when it will be tried again.
+type UnavailableError struct {
 	err     error
-	retryAt time.Time
+	RetryAt time.Time // when discovery is tried again
 }
 
-func (e *unavailableError) Error() string   { return errUnavailable.Error() + ": " + e.err.Error() }
-func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.err} }
+func (e *UnavailableError) Error() string   { return ErrUnavailable.Error() + ": " + e.err.Error() }
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
 
-// misconfiguredError is a provider that answers, but not with this
+// MisconfiguredError is a provider that answers, but not with this
 // configuration's metadata: an unknown tenant or user flow (HTTP 400/404,
 // AADB2C90022), or a document the configuration cannot use. Retrying does
 // not help; the configuration must change.
-type misconfiguredError struct{ err error }
+type MisconfiguredError struct{ err error }
 
-func (e *misconfiguredError) Error() string { return e.err.Error() }
-func (e *misconfiguredError) Unwrap() error { return e.err }
+func (e *MisconfiguredError) Error() string { return e.err.Error() }
+func (e *MisconfiguredError) Unwrap() error { return e.err }
 
-// metadata is the part of an OpenID Connect discovery document we use.
-type metadata struct {
+// Metadata is the part of an OpenID Connect discovery document we use.
+type Metadata struct {
 	Issuer                string `json:"issuer"`
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
@@ -56,19 +62,22 @@ type metadata struct {
 // `none`, never HMAC (whose key would be the public key).
 var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 
-// provider is one policy's (or one issuer's) metadata, keys and verifiers,
+// Provider is one policy's (or one issuer's) metadata, keys and verifiers,
 // discovered lazily and kept. While discovery fails, it is retried with
 // backoff and requests that need it fail fast.
-type provider struct {
-	metadataURL string
-	static      *metadata // an issuer given with its keys: nothing to discover
-	clientID    string
-	tenants     []string // admitted tenants, for a template issuer
-	client      *http.Client
-	now         func() time.Time
+type Provider struct {
+	MetadataURL string
+	Static      *Metadata // an issuer given with its keys: nothing to discover
+	ClientID    string
+	Tenants     []string // admitted tenants, for a template issuer
+	HTTP        *http.Client
+	Now         func() time.Time
+	// Observe is told of each request to the provider (metadata, keys,
+	// token, userinfo), when it started and how it ended; may be nil.
+	Observe func(kind string, start time.Time, err error)
 
 	mu         sync.Mutex
-	ready      *discovered
+	ready      *Discovered
 	lastErr    error
 	retryAt    time.Time
 	backoff    time.Duration
@@ -77,9 +86,10 @@ type provider struct {
 	renewAfter time.Time // when ready is old enough to be fetched again
 }
 
-// discovered is a provider once its metadata is known.
-type discovered struct {
-	meta      metadata
+// Discovered is a provider once its metadata is known.
+type Discovered struct {
+	provider  *Provider // whose it is: the client, the credential's endpoint
+	Meta      Metadata
 	keys      *keySet
 	verifiers *issuerVerifiers
 }
@@ -87,19 +97,26 @@ type discovered struct {
 const (
 	minBackoff = time.Second
 	maxBackoff = time.Minute
-	clockSkew  = time.Minute
-	// maxAge is how long metadata and keys are used before being fetched
+	ClockSkew  = time.Minute
+	// MaxAge is how long metadata and keys are used before being fetched
 	// again (Microsoft: check the keys every 24 hours), so that a key the
 	// provider removed stops being trusted.
-	maxAge = 24 * time.Hour
+	MaxAge = 24 * time.Hour
 )
 
-// get returns the provider's metadata, discovering it if needed.
-func (p *provider) get(ctx context.Context) (*discovered, error) {
+// observe tells Observe of a request to the provider.
+func (p *Provider) observe(kind string, start time.Time, err error) {
+	if p.Observe != nil {
+		p.Observe(kind, start, err)
+	}
+}
+
+// Get returns the provider's metadata, discovering it if needed.
+func (p *Provider) Get(ctx context.Context) (*Discovered, error) {
 	p.mu.Lock()
 	if p.ready != nil {
 		d := p.ready
-		if p.renewing || p.now().Before(p.renewAfter) {
+		if p.renewing || p.Now().Before(p.renewAfter) {
 			p.mu.Unlock()
 			return d, nil
 		}
@@ -112,9 +129,9 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 		p.renewing = false
 		if err == nil {
 			p.ready, d = fresh, fresh
-			p.renewAfter = p.now().Add(maxAge)
+			p.renewAfter = p.Now().Add(MaxAge)
 		} else {
-			p.renewAfter = p.now().Add(maxBackoff)
+			p.renewAfter = p.Now().Add(maxBackoff)
 		}
 		p.mu.Unlock()
 		return d, nil
@@ -128,7 +145,7 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 		}
 		return p.result()
 	}
-	if p.now().Before(p.retryAt) {
+	if p.Now().Before(p.retryAt) {
 		err := p.lastErr
 		p.mu.Unlock()
 		return nil, err
@@ -143,18 +160,18 @@ func (p *provider) get(ctx context.Context) (*discovered, error) {
 	p.fetching = nil
 	if err != nil {
 		p.backoff = min(max(p.backoff*2, minBackoff), maxBackoff)
-		p.retryAt = p.now().Add(p.backoff)
-		p.lastErr = &unavailableError{err: err, retryAt: p.retryAt}
+		p.retryAt = p.Now().Add(p.backoff)
+		p.lastErr = &UnavailableError{err: err, RetryAt: p.retryAt}
 	} else {
 		p.ready, p.backoff, p.lastErr = d, 0, nil
-		p.renewAfter = p.now().Add(maxAge)
+		p.renewAfter = p.Now().Add(MaxAge)
 	}
 	p.mu.Unlock()
 	close(done)
 	return p.result()
 }
 
-func (p *provider) result() (*discovered, error) {
+func (p *Provider) result() (*Discovered, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ready != nil {
@@ -165,22 +182,22 @@ func (p *provider) result() (*discovered, error) {
 
 // discover fetches and checks the metadata document. The issuer that tokens
 // must carry is the document's own (B2C's differs from the discovery URL).
-func (p *provider) discover(ctx context.Context) (*discovered, error) {
+func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var m metadata
+	var m Metadata
 	required := map[string]*string{"issuer": &m.Issuer, "authorization_endpoint": &m.AuthorizationEndpoint, "token_endpoint": &m.TokenEndpoint, "jwks_uri": &m.JWKSURI}
-	source := p.metadataURL
-	if p.static != nil {
-		m, source = *p.static, p.static.JWKSURI // both configured by hand
+	source := p.MetadataURL
+	if p.Static != nil {
+		m, source = *p.Static, p.Static.JWKSURI // both configured by hand
 		required = map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI}
 	} else {
 		start := time.Now()
-		err := getJSON(ctx, p.client, p.metadataURL, &m)
-		countFetch("metadata", start, err)
-		var se *statusError
+		err := GetJSON(ctx, p.HTTP, p.MetadataURL, &m)
+		p.observe("metadata", start, err)
+		var se *StatusError
 		if errors.As(err, &se) && se.status >= 400 && se.status < 500 {
-			return nil, &misconfiguredError{err}
+			return nil, &MisconfiguredError{err}
 		}
 		if err != nil {
 			return nil, err
@@ -209,24 +226,24 @@ func (p *provider) discover(ctx context.Context) (*discovered, error) {
 	if len(algs) == 0 {
 		algs = []string{"RS256"}
 	}
-	keys := &keySet{url: m.JWKSURI, client: p.client, algs: algs, now: p.now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
+	keys := &keySet{observe: p.observe, url: m.JWKSURI, client: p.HTTP, algs: algs, now: p.Now, limiter: rate.NewLimiter(rate.Every(10*time.Second), 3)}
 	// The verifiers' clock runs a little behind, which allows for skew on exp.
-	skewedNow := func() time.Time { return p.now().Add(-clockSkew) }
-	v := &issuerVerifiers{tenants: p.tenants, byTenant: map[string]*verifierPair{}, build: func(issuer string) *verifierPair {
+	skewedNow := func() time.Time { return p.Now().Add(-ClockSkew) }
+	v := &issuerVerifiers{tenants: p.Tenants, byTenant: map[string]*verifierPair{}, build: func(issuer string) *verifierPair {
 		return &verifierPair{
-			id:     oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: p.clientID, SupportedSigningAlgs: algs, Now: skewedNow}),
+			id:     oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: p.ClientID, SupportedSigningAlgs: algs, Now: skewedNow}),
 			access: oidc.NewVerifier(issuer, keys, &oidc.Config{SkipClientIDCheck: true, SupportedSigningAlgs: algs, Now: skewedNow}),
 		}
 	}}
-	if strings.Contains(m.Issuer, tenantPlaceholder) {
-		if len(p.tenants) == 0 {
-			return nil, &misconfiguredError{fmt.Errorf("metadata issuer %q is a multi-tenant template: set tenants (tenant IDs, or *)", m.Issuer)}
+	if strings.Contains(m.Issuer, TenantPlaceholder) {
+		if len(p.Tenants) == 0 {
+			return nil, &MisconfiguredError{fmt.Errorf("metadata issuer %q is a multi-tenant template: set tenants (tenant IDs, or *)", m.Issuer)}
 		}
 		v.template = m.Issuer
 	} else {
 		v.fixed = v.build(m.Issuer)
 	}
-	return &discovered{meta: m, keys: keys, verifiers: v}, nil
+	return &Discovered{provider: p, Meta: m, keys: keys, verifiers: v}, nil
 }
 
 // checkEndpoint requires an absolute https URL (http only when the metadata
@@ -240,7 +257,7 @@ func checkEndpoint(v, scheme string) error {
 }
 
 // getJSON fetches a small JSON document.
-func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+func GetJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -253,7 +270,7 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &statusError{url: u, status: resp.StatusCode, code: b2cCode(string(body))}
+		return &StatusError{url: u, status: resp.StatusCode, code: Code(string(body))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
@@ -265,46 +282,17 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	return nil
 }
 
-// statusError is a document answered with another status than 200, and
+// StatusError is a document answered with another status than 200, and
 // the AADB2C or AADSTS code its body names, if any.
-type statusError struct {
+type StatusError struct {
 	url    string
 	status int
 	code   string
 }
 
-func (e *statusError) Error() string {
+func (e *StatusError) Error() string {
 	if e.code != "" {
 		return fmt.Sprintf("%s: HTTP %d, %s", e.url, e.status, e.code)
 	}
 	return fmt.Sprintf("%s: HTTP %d", e.url, e.status)
-}
-
-// idp is the identity provider as the handler speaks to it: the providers
-// of its policies (discovery, keys, verifiers) and of additional issuers,
-// the token endpoint with the app's credential, and UserInfo.
-type idp struct {
-	providers  map[string]*provider // by policy; "" in issuer mode
-	extra      []*provider          // additional_issuers, discovered lazily
-	policy     string               // the sign-in policy
-	clientID   string
-	credential credentials.Credential // nil for a public client
-	audience   []string               // accepted aud of bearer access tokens
-	scopes     []string
-	platform   platform
-	client     *http.Client
-	accessOnly func(*bearerClaims) error // an access token, not an ID token
-	permits    func(*bearerClaims) error // require_scopes, require_roles
-	now        func() time.Time
-	logger     *zap.Logger
-}
-
-// discoverAtStart fetches the sign-in policy's metadata once Caddy runs, so
-// that a wrong tenant, authority or policy is in the log at start (and the
-// first user does not wait for it). Provision never touches the network.
-func (i *idp) discoverAtStart(ctx context.Context) {
-	p, policy := i.provider(i.policy)
-	if _, err := p.get(ctx); err != nil && ctx.Err() == nil {
-		i.logger.Error("identity provider metadata cannot be fetched; sign-ins fail until it can", zap.String("metadata", p.metadataURL), zap.String("policy", policy), zap.Error(err))
-	}
 }
