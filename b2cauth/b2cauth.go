@@ -20,10 +20,10 @@
 //	identity.go      the placeholders; upstream.go hides the handler's
 //	                 cookies and sets App Service's headers
 //
-// A sign-in: signin.go (startFlow, callback) over idp, the identity
-// provider (provider.go discovery, keys.go, verify.go, tokenendpoint.go,
-// userinfo.go; Microsoft's errors in microsofterrors.go), then
-// sessionkeeper.go write. Sign-out: logout.go. Components the Handler
+// A sign-in: signin.go (startFlow, callback) over idp (idp.go,
+// userinfo.go), the handler's view of the identity provider, whose
+// protocol is the oidcprovider package (discovery, keys, verification, the
+// token endpoint, Microsoft's errors), then sessionkeeper.go write. Sign-out: logout.go. Components the Handler
 // holds: idp, sessionKeeper, groupSource (groups.go), assertions
 // (assert.go), accessRules (authorization.go). The configuration:
 // b2cauth.go (the module, Provision), validate.go, platform.go,
