@@ -298,53 +298,12 @@ type Handler struct {
 	siteHosts   *site.Hosts // the site's host names, by server
 }
 
-// AdditionalIssuer is another issuer of accepted bearer tokens: its
-// metadata URL, or its issuer and JWKS URL.
-type AdditionalIssuer struct {
-	Metadata string `json:"metadata,omitempty"`
-	Issuer   string `json:"issuer,omitempty"`
-	JWKSURI  string `json:"jwks_uri,omitempty"`
-}
-
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
 		ID:  "http.handlers.b2c_auth",
 		New: func() caddy.Module { return new(Handler) },
 	}
-}
-
-// strippedVar marks a request whose client-sent identity headers are gone.
-const strippedVar = "b2c_auth.identity_headers_stripped"
-
-// Defaults.
-const (
-	defaultRedirectPath    = "/.auth/login/b2c/callback"
-	defaultSessionLifetime = 8 * time.Hour
-)
-
-// resolvePlaceholders resolves the {env.*} and {file.*} placeholders of
-// the fields that take them, but for the credential's and cookie_secret,
-// which are resolved where they are read. Provision resolves them, and
-// caddy b2c check on a copy.
-func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, error)) error {
-	var err error
-	for _, f := range []struct {
-		name string
-		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
-		if *f.v, err = resolve(f.name, *f.v); err != nil {
-			return err
-		}
-	}
-	for name, list := range map[string][]string{"tenants": h.Tenants, "audience": h.Audience} {
-		for i, v := range list {
-			if list[i], err = resolve(name, v); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Provision resolves placeholders, sets defaults and builds the handler's

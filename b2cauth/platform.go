@@ -112,3 +112,11 @@ func (i *idp) provider(policy string) (*oidcprovider.Provider, string) {
 	}
 	return i.providers[strings.ToLower(i.policy)], i.policy
 }
+
+// AdditionalIssuer is another issuer of accepted bearer tokens: its
+// metadata URL, or its issuer and JWKS URL.
+type AdditionalIssuer struct {
+	Metadata string `json:"metadata,omitempty"`
+	Issuer   string `json:"issuer,omitempty"`
+	JWKSURI  string `json:"jwks_uri,omitempty"`
+}

@@ -171,3 +171,6 @@ func isNavigation(r *http.Request) bool {
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
+
+// strippedVar marks a request whose client-sent identity headers are gone.
+const strippedVar = "b2c_auth.identity_headers_stripped"

@@ -15,6 +15,12 @@ import (
 // The configuration as written, checked before anything is built: every
 // error names the field.
 
+// Defaults.
+const (
+	defaultRedirectPath    = "/.auth/login/b2c/callback"
+	defaultSessionLifetime = 8 * time.Hour
+)
+
 // checkConfig checks the configuration as written; every error names the
 // field. The Caddyfile parser runs it too, so `caddy adapt` reports them.
 func (h *Handler) checkConfig() error {
@@ -225,4 +231,28 @@ func validTenant(t string) bool {
 		}
 	}
 	return true
+}
+
+// resolvePlaceholders resolves the {env.*} and {file.*} placeholders of
+// the fields that take them, but for the credential's and cookie_secret,
+// which are resolved where they are read. Provision resolves them, and
+// caddy b2c check on a copy.
+func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, error)) error {
+	var err error
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
+		if *f.v, err = resolve(f.name, *f.v); err != nil {
+			return err
+		}
+	}
+	for name, list := range map[string][]string{"tenants": h.Tenants, "audience": h.Audience} {
+		for i, v := range list {
+			if list[i], err = resolve(name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
