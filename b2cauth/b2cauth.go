@@ -283,9 +283,9 @@ type Handler struct {
 	idp         *idp   // the identity provider: discovery, keys, tokens, UserInfo
 	httpClient  *http.Client
 	now         func() time.Time
-	cache       *identityCache
+	cache       *session.Cache[*identity]
 	sessions    *sessionKeeper // where sessions are sealed and kept
-	bearerCache *identityCache
+	bearerCache *session.Cache[*identity]
 	autoRefresh bool
 	renewals    *renewals
 	groups      *groupSource // the groups tokens cannot hold, from Microsoft Graph
@@ -430,13 +430,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.idp.extra = append(h.idp.extra, p)
 	}
-	h.cache = newIdentityCache(4096)
+	h.cache = session.NewCache[*identity](4096)
 	h.sessions = &sessionKeeper{codec: h.codec, purpose: purpose, store: &session.Store{Storage: h.storage}, inStorage: h.SessionStore == "storage",
 		lifetime: time.Duration(h.SessionLifetime), tokens: h.SessionTokens, cache: h.cache, storage: h.storage, now: func() time.Time { return h.now() }, logger: h.logger}
 	if err := h.sessions.noteStore(ctx, app); err != nil {
 		return fmt.Errorf("session_store: Caddy's storage: %v", err)
 	}
-	h.bearerCache = newIdentityCache(4096)
+	h.bearerCache = session.NewCache[*identity](4096)
 
 	h.autoRefresh = h.Refresh == "auto" || (h.Refresh == "" && slices.Contains(h.Scopes, "offline_access"))
 	h.groups = &groupSource{always: h.Groups == "graph", keepAll: h.KeepGroups == "all", allow: h.Allow, deny: h.Deny,

@@ -32,7 +32,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		return nil, errors.New("malformed bearer token")
 	}
 	now := h.now()
-	if id := h.bearerCache.get(token, now); id != nil {
+	if id, ok := h.bearerCache.Get(token, now); ok {
 		return id, nil
 	}
 	p, _ := h.idp.provider(tokenPolicy(token))
@@ -71,7 +71,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		id.groupsUnknown = true // not cached: the next request asks Graph again
 		return id, nil
 	}
-	h.bearerCache.put(token, id, h.now())
+	h.bearerCache.Put(token, id, id.expires, h.now())
 	return id, nil
 }
 

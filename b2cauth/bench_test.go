@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 )
 
@@ -107,7 +108,7 @@ func BenchmarkBearerFirstTime(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		h.bearerCache = newIdentityCache(16)
+		h.bearerCache = session.NewCache[*identity](16)
 		repl := caddy.NewReplacer()
 		r := req.WithContext(context.WithValue(req.Context(), caddy.ReplacerCtxKey, repl))
 		if err := h.ServeHTTP(w, r, next); err != nil {

@@ -31,7 +31,6 @@ type identity struct {
 	issuedMs int64
 
 	bearerToken string // the access token presented, for a bearer identity
-	cacheKey    string // the session cookie's value it is cached for
 	// groupsUnknown: the groups had to come from Microsoft Graph, which
 	// failed; rules that need them refuse.
 	groupsUnknown bool

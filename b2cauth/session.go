@@ -35,8 +35,8 @@ func (h *Handler) readSession(r *http.Request) (id *identity, revoked bool, err 
 		return nil, false, nil
 	}
 	now := h.now()
-	id = h.cache.getChunked(&chunks, now)
-	if id == nil {
+	id, cached := h.cache.GetChunked(&chunks, now)
+	if !cached {
 		value := chunks.Join()
 		s, err := h.sessions.open(r.Context(), value)
 		if s == nil {
@@ -52,7 +52,7 @@ func (h *Handler) readSession(r *http.Request) (id *identity, revoked bool, err 
 		}
 		id.session, id.expires = s, time.Unix(s.Expires, 0)
 		id.groupsUnknown = s.GroupsUnknown
-		h.cache.putCookie(value, id, now)
+		h.cache.PutCookie(value, id, id.expires, now)
 	}
 	s := id.session
 	if now.Unix() >= s.Expires {

@@ -32,7 +32,7 @@ type sessionKeeper struct {
 	since     time.Time      // when sessions moved to storage: whole-cookie sessions are accepted for a lifetime after
 	lifetime  time.Duration  // session_lifetime
 	tokens    []string       // session_tokens
-	cache     *identityCache
+	cache     *session.Cache[*identity]
 	storage   certmagic.Storage
 	now       func() time.Time
 	logger    *zap.Logger
@@ -155,7 +155,7 @@ func (k *sessionKeeper) write(w http.ResponseWriter, r *http.Request, s *session
 	}
 	if id != nil {
 		id.session, id.expires, id.groupsUnknown = s, time.Unix(s.Expires, 0), s.GroupsUnknown
-		k.cache.putCookie(value, id, k.now())
+		k.cache.PutCookie(value, id, id.expires, k.now())
 	}
 	return nil
 }
