@@ -26,9 +26,10 @@ import (
 type assertions struct {
 	ring        *assertion.Ring
 	header      string
-	strippedVar string                             // marks a request whose client-sent header is gone
-	audience    []string                           // assertion_audience; default the site's origin
-	site        func(*http.Request) (string, bool) // the site an assertion names (assertionOrigin)
+	strippedVar string                           // marks a request whose client-sent header is gone
+	audience    []string                         // assertion_audience; default the site's origin
+	origin      func(*http.Request) string       // the site's origin: public_url, else the request's
+	names       func(*http.Request, string) bool // whether the site names that origin (siteNames)
 	now         func() time.Time
 	logger      *zap.Logger
 }
@@ -45,27 +46,51 @@ type signedAssertion struct {
 // line): an assertion names its site from configuration, never from
 // whatever Host a client sends.
 func (a *assertions) add(r *http.Request, id *identity) error {
-	origin, ok := a.site(r)
+	origin := a.origin(r)
+	signed, ok := a.reuse(id, origin) // signed for an origin checked before
 	if !ok {
-		a.logger.Warn("identity assertion not made: the request's host is not one the site names (give the site its host names, or public_url)", zap.String("host", r.Host))
-		return nil
-	}
-	signed, err := a.signFor(r, id, origin)
-	if err != nil {
-		return err
+		if !a.names(r, origin) {
+			a.logger.Warn("identity assertion not made: the request's host is not one the site names (give the site its host names, or public_url)", zap.String("host", r.Host))
+			return nil
+		}
+		var err error
+		if signed, err = a.signFor(r, id, origin); err != nil {
+			return err
+		}
 	}
 	r.Header.Set(a.header, signed)
 	return nil
 }
 
-// assertionOrigin is the site an assertion names: public_url when set;
-// else the request's origin when its host is one the site's routes name
-// (a site that names none — `:443`, `http://` — needs public_url).
-func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
-	if h.PublicURL != "" {
-		return strings.TrimSuffix(h.PublicURL, "/"), true
+// reuse is the identity's assertion signed for origin while it has more
+// than a minute to live: a signed-in request does not pay for a signature,
+// nor for checking the origin again.
+func (a *assertions) reuse(id *identity, origin string) (string, bool) {
+	id.assertionMu.Lock()
+	defer id.assertionMu.Unlock()
+	if last := id.assertion; last.token != "" && last.audience == origin && a.now().Add(time.Minute).Before(last.expires) {
+		return last.token, true
 	}
-	origin := h.origin(r)
+	return "", false
+}
+
+// assertionOrigin is the site's origin an assertion names: public_url,
+// else the request's (which siteNames must then find among the site's).
+func (h *Handler) assertionOrigin(r *http.Request) string {
+	if h.PublicURL != "" {
+		return strings.TrimSuffix(h.PublicURL, "/")
+	}
+	return h.origin(r)
+}
+
+// siteNames tells whether origin is the site's for an assertion: always
+// with public_url (origin is it); else when its host is one the site's
+// routes name (a site that names none — `:443`, `http://` — needs
+// public_url).
+func (h *Handler) siteNames(r *http.Request, origin string) bool {
+	if h.PublicURL != "" {
+		return true
+	}
 	_, hostport, _ := strings.Cut(origin, "://")
 	host := hostport
 	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.HasSuffix(hostport, "]") {
@@ -74,23 +99,22 @@ func (h *Handler) assertionOrigin(r *http.Request) (string, bool) {
 	host = strings.Trim(host, "[]")
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	if srv == nil {
-		return "", false
+		return false
 	}
 	for _, pattern := range h.siteHosts.Of(srv, h) {
 		if site.HostMatches(pattern, host) {
-			return origin, true
+			return true
 		}
 	}
-	return "", false
+	return false
 }
 
 // signFor is the identity's assertion for a site's origin.
 func (a *assertions) signFor(r *http.Request, id *identity, origin string) (string, error) {
-	now := a.now()
 	id.assertionMu.Lock()
 	defer id.assertionMu.Unlock()
-	if a := id.assertion; a.token != "" && a.audience == origin && now.Add(time.Minute).Before(a.expires) {
-		return a.token, nil
+	if last := id.assertion; last.token != "" && last.audience == origin && a.now().Add(time.Minute).Before(last.expires) {
+		return last.token, nil // another request signed it meanwhile
 	}
 	var aud any = origin
 	if len(a.audience) == 1 {

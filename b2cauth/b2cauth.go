@@ -464,7 +464,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
 		}
-		h.assertions = &assertions{ring: ring, header: h.IdentityAssertion, strippedVar: strippedVar + ":" + strings.ToLower(h.IdentityAssertion), audience: h.AssertionAudience, site: h.assertionOrigin,
+		h.assertions = &assertions{ring: ring, header: h.IdentityAssertion, strippedVar: strippedVar + ":" + strings.ToLower(h.IdentityAssertion), audience: h.AssertionAudience, names: h.siteNames, origin: h.assertionOrigin,
 			now: func() time.Time { return h.now() }, logger: h.logger}
 	}
 	if h.RevocationSync == 0 {
