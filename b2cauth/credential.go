@@ -55,6 +55,12 @@ func (h *Handler) checkCredential() error {
 // nil without one (a public client, PKCE only). A certificate is read now,
 // so that a wrong path or key is a config error.
 func (h *Handler) buildCredential(resolve func(field, v string) (string, error)) (credentials.Credential, error) {
+	clock := func() time.Time {
+		if h.now == nil { // not provisioned: caddy b2c check
+			return time.Now()
+		}
+		return h.now()
+	}
 	switch {
 	case h.ClientSecret != "":
 		s, err := resolve("client_secret", h.ClientSecret)
@@ -68,12 +74,7 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		if err != nil {
 			return nil, err
 		}
-		c := &credentials.Certificate{ClientID: h.ClientID, CertFile: cert, KeyFile: key, Now: func() time.Time {
-			if h.now == nil { // not provisioned: caddy b2c check
-				return time.Now()
-			}
-			return h.now()
-		}}
+		c := &credentials.Certificate{ClientID: h.ClientID, CertFile: cert, KeyFile: key, Now: clock}
 		if _, _, err := c.Thumbprint(); err != nil {
 			return nil, fmt.Errorf("client_certificate: %v", err)
 		}
@@ -89,7 +90,7 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		if h.ClientAssertion.Kind == "file" {
 			return credentials.AssertionFile(v), nil
 		}
-		return &credentials.ManagedIdentity{ClientID: v}, nil
+		return &credentials.ManagedIdentity{ClientID: v, Now: clock}, nil
 	}
 	return nil, nil
 }

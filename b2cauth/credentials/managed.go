@@ -34,11 +34,19 @@ const imdsEndpoint = "http://169.254.169.254/metadata/identity/oauth2/token"
 type ManagedIdentity struct {
 	ClientID string // the user-assigned identity's client ID
 	HTTP     *http.Client
+	Now      func() time.Time // the clock its token's expiry is judged by; default time.Now
 
 	mu        sync.Mutex
 	token     string
 	expires   time.Time
 	firstWait time.Duration // before the second try; default 500 ms, doubling
+}
+
+func (m *ManagedIdentity) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
 }
 
 // endpoint is where the token comes from, and how: App Service's variables
@@ -79,7 +87,7 @@ func (m *ManagedIdentity) Describe() string {
 func (m *ManagedIdentity) Token(ctx context.Context) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.token != "" && time.Until(m.expires) > 5*time.Minute {
+	if m.token != "" && m.expires.Sub(m.now()) > 5*time.Minute {
 		return m.token, nil
 	}
 	var err error
@@ -148,11 +156,11 @@ func (m *ManagedIdentity) fetch(ctx context.Context) (token string, expires time
 		}
 		return "", time.Time{}, final, fmt.Errorf("HTTP %d: %w", resp.StatusCode, errNoToken)
 	}
-	expires = time.Now().Add(time.Hour)
+	expires = m.now().Add(time.Hour)
 	if on, err := strconv.ParseInt(strings.Trim(string(tr.ExpiresOn), `"`), 10, 64); err == nil {
 		expires = time.Unix(on, 0)
 	} else if in, err := strconv.ParseInt(strings.Trim(string(tr.ExpiresIn), `"`), 10, 64); err == nil {
-		expires = time.Now().Add(time.Duration(in) * time.Second)
+		expires = m.now().Add(time.Duration(in) * time.Second)
 	}
 	return tr.AccessToken, expires, false, nil
 }

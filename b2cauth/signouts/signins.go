@@ -44,7 +44,7 @@ func (st *Store) RecordSignIn(ctx context.Context, sid string, expires time.Time
 // KnownSignIn tells whether a provider sid has a live session here: one
 // storage read, whatever the number of sign-ins.
 func (st *Store) KnownSignIn(ctx context.Context, sid string) (bool, error) {
-	hash, now := sidHash(sid), time.Now().Unix()
+	hash, now := sidHash(sid), st.now().Unix()
 	storage, _ := st.store()
 	data, err := storage.Load(ctx, path.Join(signInDir, hash))
 	if errors.Is(err, fs.ErrNotExist) {

@@ -103,6 +103,7 @@ func (e Entry) keyAt(t time.Time) string {
 // with the storage by a background sync.
 type Store struct {
 	interval time.Duration
+	now      func() time.Time // the clock every decision on time takes
 	set      revokedSet
 
 	mu         sync.Mutex // guards what follows
@@ -145,19 +146,20 @@ func revocationPoolKey(storage certmagic.Storage, interval time.Duration) string
 // no sync of its own: its owner calls Sync.
 func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) *Store {
 	return &Store{
-		interval: interval, storage: storage, logger: logger,
+		interval: interval, storage: storage, logger: logger, now: time.Now,
 		recent: map[string]int64{}, bucketLive: map[int64]int{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
 
 // Open returns the shared Store of a storage, starting it (and its sync
-// every interval) for the first user. The caller gives it back with
-// Release(key).
-func Open(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) (*Store, string, error) {
+// every interval) for the first user, on its clock. The caller gives it
+// back with Release(key).
+func Open(storage certmagic.Storage, interval time.Duration, logger *zap.Logger, now func() time.Time) (*Store, string, error) {
 	key := revocationPoolKey(storage, interval)
 	v, _, err := revocationPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st := New(storage, interval, logger)
+		st.now = now
 		go st.run()
 		return st, nil
 	})
@@ -220,7 +222,7 @@ func (st *Store) store() (certmagic.Storage, *zap.Logger) {
 func (st *Store) Sync(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	start := time.Now()
+	start := st.now()
 	st.mu.Lock()
 	last := st.lastPass
 	st.mu.Unlock()
@@ -290,7 +292,7 @@ func (st *Store) readBucket(ctx context.Context, bucket int64) error {
 // bucket), and records the live entries stored where they belong (keyOf);
 // expired ones are deleted, anything else ignored, never trusted.
 func (st *Store) readNew(ctx context.Context, keys []string, seen map[string]int64, bucket int64, keyOf func(Entry) string) error {
-	now := time.Now().Unix()
+	now := st.now().Unix()
 	for _, k := range keys {
 		st.mu.Lock()
 		_, known := seen[k]
@@ -403,7 +405,7 @@ func (st *Store) UserRevoked(userID string, issuedMs int64) bool {
 // Add records sign-outs: at once in this process, then in storage for
 // the others. A storage error is returned after the local record is made.
 func (st *Store) Add(ctx context.Context, entries ...Entry) error {
-	now := time.Now()
+	now := st.now()
 	bucket := now.Unix() / int64(signOutBucket/time.Second)
 	for _, e := range entries {
 		key := e.keyAt(now)
