@@ -84,7 +84,7 @@ func checkProvider(ctx context.Context, h *Handler, origins []string) []finding 
 		}
 		metaURL := c.metadataURL(policy)
 		var m oidcprovider.Metadata
-		date, err := fetchJSON(ctx, client, metaURL, &m)
+		date, err := oidcprovider.GetJSON(ctx, client, metaURL, &m)
 		if err != nil {
 			out = append(out, problem("%s: metadata at %s: %v (%s)", name, metaURL, err, metadataHint(err)))
 			continue
@@ -98,7 +98,7 @@ func checkProvider(ctx context.Context, h *Handler, origins []string) []finding 
 		var keys struct {
 			Keys []json.RawMessage `json:"keys"`
 		}
-		if _, err := fetchJSON(ctx, client, m.JWKSURI, &keys); err != nil || len(keys.Keys) == 0 {
+		if _, err := oidcprovider.GetJSON(ctx, client, m.JWKSURI, &keys); err != nil || len(keys.Keys) == 0 {
 			out = append(out, problem("%s: signing keys at %s: none (%v)", name, m.JWKSURI, err))
 		} else {
 			out = append(out, note("%s: %d signing key(s)", name, len(keys.Keys)))
@@ -223,28 +223,4 @@ func probeCredential(ctx context.Context, client *http.Client, clientID, tokenEn
 		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, oidcprovider.Code(tr.ErrorDescription))
 	}
 	return note("%s accepted by the token endpoint", name)
-}
-
-// fetchJSON GETs a JSON document and returns the response's Date.
-func fetchJSON(ctx context.Context, client *http.Client, u string, v any) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return time.Time{}, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return time.Time{}, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		if code := oidcprovider.Code(string(body)); code != "" {
-			return time.Time{}, fmt.Errorf("HTTP %d, %s", resp.StatusCode, code)
-		}
-		return time.Time{}, fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	date, _ := http.ParseTime(resp.Header.Get("Date"))
-	return date, json.Unmarshal(body, v)
 }

@@ -183,7 +183,7 @@ func (k *keySet) refresh(ctx context.Context) error {
 		Keys []json.RawMessage `json:"keys"`
 	}
 	start := time.Now()
-	err := GetJSON(ctx, k.client, k.url, &set)
+	_, err := GetJSON(ctx, k.client, k.url, &set)
 	if k.observe != nil {
 		k.observe("keys", start, err)
 	}

@@ -193,7 +193,7 @@ func (p *Provider) discover(ctx context.Context) (*Discovered, error) {
 		required = map[string]*string{"issuer": &m.Issuer, "jwks_uri": &m.JWKSURI}
 	} else {
 		start := time.Now()
-		err := GetJSON(ctx, p.HTTP, p.MetadataURL, &m)
+		_, err := GetJSON(ctx, p.HTTP, p.MetadataURL, &m)
 		p.observe("metadata", start, err)
 		var se *StatusError
 		if errors.As(err, &se) && se.status >= 400 && se.status < 500 {
@@ -256,30 +256,34 @@ func checkEndpoint(v, scheme string) error {
 	return nil
 }
 
-// getJSON fetches a small JSON document.
-func GetJSON(ctx context.Context, client *http.Client, u string, v any) error {
+// GetJSON fetches a JSON document (metadata, keys): the one GET of the
+// provider's documents, for the handler and caddy b2c check alike. It
+// returns the answer's Date (zero without one), by which a caller may
+// compare clocks.
+func GetJSON(ctx context.Context, client *http.Client, u string, v any) (time.Time, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return &StatusError{url: u, status: resp.StatusCode, code: Code(string(body))}
+		return time.Time{}, &StatusError{url: u, status: resp.StatusCode, code: Code(string(body))}
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%s: %v", u, err)
+		return time.Time{}, fmt.Errorf("%s: %v", u, err)
 	}
-	return nil
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	return date, nil
 }
 
 // StatusError is a document answered with another status than 200, and
