@@ -191,30 +191,20 @@ func metadataHint(err error) string {
 	}
 }
 
-// probeSecret redeems a code that cannot exist with the client's
+// probeCredential redeems a code that cannot exist with the client's
 // credentials: a token endpoint checks the client first, so invalid_client
 // (AADB2C90081, AADSTS7000215) means a wrong secret, and invalid_grant
 // means it was accepted.
 func probeCredential(ctx context.Context, client *http.Client, clientID, tokenEndpoint string, cred credentials.Credential) finding {
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {"caddy-b2c-check-not-a-code"},
-		"redirect_uri": {"https://localhost/caddy-b2c-check"}, "client_id": {clientID}}
-	if err := cred.Apply(ctx, form, tokenEndpoint); err != nil {
+		"redirect_uri": {"https://localhost/caddy-b2c-check"}}
+	tr, _, err := oidcprovider.PostToken(ctx, client, tokenEndpoint, clientID, cred, form, nil)
+	if errors.Is(err, oidcprovider.ErrCredential) {
 		return problem("client credential: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, strings.NewReader(form.Encode()))
 	if err != nil {
-		return problem("token endpoint %q: %v", tokenEndpoint, err)
+		return warning("client credential not checked: %v", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := client.Do(req)
-	if err != nil {
-		return warning("client credential not checked: token endpoint: %v", err)
-	}
-	defer resp.Body.Close()
-	var tr oidcprovider.TokenResponse
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&tr)
 	name := "the " + cred.Describe()
 	if _, secret := cred.(credentials.Secret); secret {
 		name = "client_secret"

@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
+	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -43,9 +45,7 @@ type Client struct {
 	// The application's credentials.
 	ClientID string
 	// Credential authenticates the app at the token endpoint.
-	Credential interface {
-		Apply(ctx context.Context, form url.Values, tokenEndpoint string) error
-	}
+	Credential credentials.Credential
 	// HTTP is the client requests go through.
 	HTTP *http.Client
 	// MaxWait bounds the time one lookup may take, retries included.
@@ -339,39 +339,23 @@ func (c *Client) token(ctx context.Context, tenant string) (string, error) {
 
 // fetchToken asks the tenant's token endpoint for a Graph token.
 func (c *Client) fetchToken(ctx context.Context, tenant string) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.ClientID},
-		"scope": {strings.TrimSuffix(c.Endpoint, "/") + "/.default"}}
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {strings.TrimSuffix(c.Endpoint, "/") + "/.default"}}
 	tokenURL := strings.TrimSuffix(c.Login, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
-	if err := c.Credential.Apply(ctx, form, tokenURL); err != nil {
-		return "", fmt.Errorf("microsoft graph token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.HTTP.Do(req)
+	tr, status, err := oidcprovider.PostToken(ctx, c.HTTP, tokenURL, c.ClientID, c.Credential, form, nil)
 	if err != nil {
 		return "", fmt.Errorf("microsoft graph token: %w", err)
 	}
-	defer resp.Body.Close()
-	var tr struct {
-		AccessToken string          `json:"access_token"`
-		ExpiresIn   json.RawMessage `json:"expires_in"`
-		Error       string          `json:"error"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr); err != nil || tr.AccessToken == "" {
+	if tr.AccessToken == "" {
 		if tr.Error != "" {
-			return "", &Error{Status: resp.StatusCode, Code: tr.Error, Hint: hint(tr.Error)}
+			return "", &Error{Status: status, Code: tr.Error, Hint: hint(tr.Error)}
 		}
-		return "", fmt.Errorf("microsoft graph token: HTTP %d without an access token from %s (check graph_login)", resp.StatusCode, tokenURL)
+		return "", fmt.Errorf("microsoft graph token: HTTP %d without an access token from %s (check graph_login)", status, tokenURL)
 	}
-	seconds, _ := strconv.Atoi(strings.Trim(string(tr.ExpiresIn), `"`))
 	c.mu.Lock()
 	if c.tokens == nil {
 		c.tokens = map[string]cachedToken{}
 	}
-	c.tokens[tenant] = cachedToken{tr.AccessToken, c.now().Add(time.Duration(max(seconds-60, 0)) * time.Second)}
+	c.tokens[tenant] = cachedToken{tr.AccessToken, c.now().Add(time.Duration(max(int64(tr.ExpiresIn)-60, 0)) * time.Second)}
 	c.mu.Unlock()
 	return tr.AccessToken, nil
 }

@@ -49,50 +49,71 @@ func (n *flexNumber) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Redeem posts a grant to the token endpoint. It accepts an answer with an
-// ID token and no access token, as B2C gives when no API scope was asked.
+// Redeem posts a grant (a code, a refresh token) to the token endpoint with
+// the app's credential, and wants an ID token back. It accepts an answer
+// with an ID token and no access token, as B2C gives when no API scope was
+// asked.
 func (d *Discovered) Redeem(ctx context.Context, credential credentials.Credential, form url.Values) (*TokenResponse, error) {
 	p := d.provider
-	form.Set("client_id", p.ClientID)
-	if credential != nil {
-		if err := credential.Apply(ctx, form, d.Meta.TokenEndpoint); err != nil {
-			return nil, fmt.Errorf("%w: the app's credential: %v", ErrUnavailable, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.Meta.TokenEndpoint, strings.NewReader(form.Encode()))
+	tr, status, err := PostToken(ctx, p.HTTP, d.Meta.TokenEndpoint, p.ClientID, credential, form, p.observe)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	start := time.Now()
-	resp, err := p.HTTP.Do(req)
-	p.observe("token", start, err)
-	if err != nil {
-		return nil, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
-	}
-	var tr TokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		if resp.StatusCode >= 500 {
-			return nil, fmt.Errorf("%w: token endpoint: HTTP %d", ErrUnavailable, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("token endpoint: HTTP %d, not JSON", resp.StatusCode)
-	}
-	if tr.Error != "" || resp.StatusCode != http.StatusOK {
+	if tr.Error != "" || status != http.StatusOK {
 		if tr.Error == "" {
-			tr.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
+			tr.Error = "HTTP " + strconv.Itoa(status)
 		}
-		return &tr, &Error{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: resp.StatusCode}
+		return tr, &Error{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: status}
 	}
 	if tr.IDToken == "" {
 		return nil, errors.New("token endpoint: no id_token in the answer")
 	}
-	return &tr, nil
+	return tr, nil
+}
+
+// ErrCredential is the app's credential that could not be had (a managed
+// identity endpoint down, a key file unreadable).
+var ErrCredential = errors.New("the app's credential")
+
+// PostToken is the one POST to a token endpoint: the form with client_id
+// and the credential (nil for a public client), and the answer as sent,
+// with its status; an error only when no answer could be read
+// (ErrUnavailable when the endpoint or the credential could not be had).
+// observe, when not nil, is told of the request.
+func PostToken(ctx context.Context, client *http.Client, tokenEndpoint, clientID string, credential credentials.Credential, form url.Values, observe func(string, time.Time, error)) (*TokenResponse, int, error) {
+	form.Set("client_id", clientID)
+	if credential != nil {
+		if err := credential.Apply(ctx, form, tokenEndpoint); err != nil {
+			return nil, 0, fmt.Errorf("%w: %w: %v", ErrUnavailable, ErrCredential, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	start := time.Now()
+	resp, err := client.Do(req)
+	if observe != nil {
+		observe("token", start, err)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: token endpoint: %v", ErrUnavailable, err)
+	}
+	var tr TokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		if resp.StatusCode >= 500 {
+			return nil, 0, fmt.Errorf("%w: token endpoint: HTTP %d", ErrUnavailable, resp.StatusCode)
+		}
+		return nil, 0, fmt.Errorf("token endpoint: HTTP %d, not JSON", resp.StatusCode)
+	}
+	return &tr, resp.StatusCode, nil
 }
