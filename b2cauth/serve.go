@@ -28,6 +28,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	restoreCookies(r)
 
 	switch p := r.URL.Path; {
+	case p == h.RedirectPath && isEndSessionReturn(r):
+		// The redirect path is also where end_session sends the browser
+		// back after a sign-out, so that an app registration needs one
+		// redirect URI.
+		return h.logoutReturn(w, r, r.URL.Query().Get("state"))
 	case p == h.RedirectPath:
 		return h.callback(w, r)
 	case strings.HasPrefix(p, "/.auth/"):
@@ -174,3 +179,10 @@ func isNavigation(r *http.Request) bool {
 
 // strippedVar marks a request whose client-sent identity headers are gone.
 const strippedVar = "b2c_auth.identity_headers_stripped"
+
+// isEndSessionReturn tells the provider's return from end_session (a GET
+// with neither a code nor an error) from an answer to a sign-in.
+func isEndSessionReturn(r *http.Request) bool {
+	q := r.URL.Query()
+	return r.Method == http.MethodGet && !q.Has("code") && !q.Has("error")
+}

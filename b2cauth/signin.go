@@ -181,7 +181,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	state, providerErr := params.Get("state"), params.Get("error")
 	if params.Get("code") == "" && providerErr == "" {
-		// Not an answer to a sign-in: the provider's return from end_session.
+		// Not an answer to a sign-in (the return from end_session is a GET,
+		// which ServeHTTP sends to logoutReturn).
 		return h.logoutReturn(w, r, state)
 	}
 	var c *http.Cookie
