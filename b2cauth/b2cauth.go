@@ -470,8 +470,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.RevocationSync == 0 {
 		h.RevocationSync = caddy.Duration(signouts.DefaultSync)
 	}
-	// h.now, not a closure over h: the shared list must not keep this config alive.
-	if h.signouts, h.signoutsKey, err = signouts.Open(h.storage, time.Duration(h.RevocationSync), h.logger, h.now); err != nil {
+	if h.signouts, h.signoutsKey, err = signouts.Open(h.storage, time.Duration(h.RevocationSync), h.logger); err != nil {
 		return fmt.Errorf("revocation_sync: %v", err)
 	}
 	h.whenRunning(ctx)

@@ -103,8 +103,11 @@ func (e Entry) keyAt(t time.Time) string {
 // with the storage by a background sync.
 type Store struct {
 	interval time.Duration
-	now      func() time.Time // the clock every decision on time takes
-	set      revokedSet
+	// now is the clock every decision on time takes: the wall clock. The
+	// list is shared by handlers, and its sync runs in the background, so
+	// it does not take a handler's clock.
+	now func() time.Time
+	set revokedSet
 
 	mu         sync.Mutex // guards what follows
 	storage    certmagic.Storage
@@ -153,13 +156,12 @@ func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) 
 }
 
 // Open returns the shared Store of a storage, starting it (and its sync
-// every interval) for the first user, on its clock. The caller gives it
-// back with Release(key).
-func Open(storage certmagic.Storage, interval time.Duration, logger *zap.Logger, now func() time.Time) (*Store, string, error) {
+// every interval) for the first user. The caller gives it back with
+// Release(key).
+func Open(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) (*Store, string, error) {
 	key := revocationPoolKey(storage, interval)
 	v, _, err := revocationPool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st := New(storage, interval, logger)
-		st.now = now
 		go st.run()
 		return st, nil
 	})
