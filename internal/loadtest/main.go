@@ -221,6 +221,7 @@ func globals(dir string) string {
 func configs(dir string, p sitePorts) (idp, sites string) {
 	clientID := "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
 	idp = fmt.Sprintf(`http://127.0.0.1:%d {
+	bind 127.0.0.1
 	b2c_emulator {
 		client %s {
 			redirect_uri http://localhost:%d/.auth/login/b2c/callback http://localhost:%d/.auth/login/b2c/callback
@@ -244,7 +245,7 @@ func configs(dir string, p sitePorts) (idp, sites string) {
 	respond "hello {http.auth.user.name}"
 `, p.idp, clientID, clientID, extra)
 	}
-	sites = fmt.Sprintf("http://localhost:%d {\n\trespond \"hello {http.auth.user.name}\"\n}\nhttp://localhost:%d {\n%s}\nhttp://localhost:%d {\n%s}\n",
+	sites = fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\trespond \"hello {http.auth.user.name}\"\n}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\n",
 		p.plain, p.protected, auth(""), p.stored, auth("\t\tsession_store storage\n"))
 	return idp, sites
 }

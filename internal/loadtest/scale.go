@@ -58,6 +58,7 @@ func scale(n int, storageKind string, idle time.Duration) error {
 	}
 }
 http://127.0.0.1:%d {
+	bind 127.0.0.1
 	b2c_emulator {
 		sid_claim
 		client %s {
@@ -66,6 +67,7 @@ http://127.0.0.1:%d {
 	}
 }
 http://localhost:%d {
+	bind 127.0.0.1
 	b2c_auth {
 		authority http://127.0.0.1:%d/contoso.onmicrosoft.com
 		policy B2C_1_susi
