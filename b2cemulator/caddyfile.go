@@ -71,18 +71,6 @@ func (e *Emulator) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Emulator)(nil)
 
-// oneOf reads a subdirective's single argument into v, which must be a or b.
-func oneOf(d *caddyfile.Dispenser, v *string, a, b string) error {
-	name := d.Val()
-	if !d.AllArgs(v) {
-		return d.ArgErr()
-	}
-	if *v != a && *v != b {
-		return d.Errf("%s: %q is neither %s nor %s", name, *v, a, b)
-	}
-	return nil
-}
-
 // subdirective is one line of a b2c_emulator block: how it is parsed, and
 // the JSON key it writes. The table drives the parser, its "did you mean"
 // and the README's options reference test.
@@ -93,47 +81,108 @@ type subdirective struct {
 
 // subdirectives are the lines a b2c_emulator block takes, by name.
 var subdirectives = map[string]subdirective{
-	"tenant":                   {"tenant", parseTenant},
+	"tenant":                   text("tenant", func(e *Emulator) *string { return &e.Tenant }),
 	"tenant_id":                {"tenant_id", parseTenantID},
 	"policies":                 {"policies", parsePolicies},
 	"client":                   {"clients", parseClient},
 	"managed_identity":         {"managed_identities", parseManagedIdentity},
 	"api":                      {"apis", parseAPI},
 	"user":                     {"users", parseUser},
-	"token_lifetime":           {"token_lifetime", parseDuration},
-	"refresh_token_lifetime":   {"refresh_token_lifetime", parseDuration},
-	"refresh_token_window":     {"refresh_token_window", parseDuration},
-	"sso_session_lifetime":     {"sso_session_lifetime", parseDuration},
-	"keep_me_signed_in":        {"keep_me_signed_in", parseDuration},
-	"issuer_form":              {"issuer_form", parseIssuerForm},
-	"sso_session_timeout":      {"sso_session_timeout", parseSSOSessionTimeout},
-	"token_numbers":            {"token_numbers", parseTokenNumbers},
-	"policy_claim":             {"policy_claim", parsePolicyClaim},
 	"group":                    {"groups", parseGroup},
-	"graph_throttle":           {"graph_throttle", parseGraphThrottle},
-	"graph_delay":              {"graph_delay", parseGraphDelay},
-	"groups_overage":           {"groups_overage", parseGroupsOverage},
-	"admin_key":                {"admin_key", parseAdminKey},
-	"persist_keys":             {"persist_keys", parsePersistKeys},
-	"allow_remote":             {"allow_remote", parseFlag},
-	"sid_claim":                {"sid_claim", parseFlag},
-	"logout_requires_id_token": {"logout_requires_id_token", parseFlag},
-	"at_hash":                  {"at_hash", parseFlag},
-	"subject":                  {"subject", parseSubject},
+	"token_lifetime":           duration("token_lifetime", func(e *Emulator) *caddy.Duration { return &e.TokenLifetime }),
+	"refresh_token_lifetime":   duration("refresh_token_lifetime", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenLifetime }),
+	"refresh_token_window":     duration("refresh_token_window", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenWindow }),
+	"sso_session_lifetime":     duration("sso_session_lifetime", func(e *Emulator) *caddy.Duration { return &e.SSOSessionLifetime }),
+	"keep_me_signed_in":        duration("keep_me_signed_in", func(e *Emulator) *caddy.Duration { return &e.KeepMeSignedIn }),
+	"graph_delay":              duration("graph_delay", func(e *Emulator) *caddy.Duration { return &e.GraphDelay }),
+	"issuer_form":              choice("issuer_form", func(e *Emulator) *string { return &e.IssuerForm }, "tenant_id", "tfp"),
+	"sso_session_timeout":      choice("sso_session_timeout", func(e *Emulator) *string { return &e.SSOSessionTimeout }, "rolling", "absolute"),
+	"token_numbers":            choice("token_numbers", func(e *Emulator) *string { return &e.TokenNumbers }, "number", "string"),
+	"policy_claim":             choice("policy_claim", func(e *Emulator) *string { return &e.PolicyClaim }, "tfp", "acr"),
+	"subject":                  choice("subject", func(e *Emulator) *string { return &e.Subject }, "object_id", "not_supported"),
+	"sso_scope":                choice("sso_scope", func(e *Emulator) *string { return &e.SSOScope }, "tenant", "application"),
+	"graph_throttle":           count("graph_throttle", func(e *Emulator) *int { return &e.GraphThrottle }, 0),
+	"groups_overage":           count("groups_overage", func(e *Emulator) *int { return &e.GroupsOverage }, 1),
+	"admin_key":                text("admin_key", func(e *Emulator) *string { return &e.AdminKey }),
+	"persist_keys":             flag("persist_keys", func(e *Emulator) *bool { return &e.PersistKeys }),
+	"allow_remote":             flag("allow_remote", func(e *Emulator) *bool { return &e.AllowRemote }),
+	"sid_claim":                flag("sid_claim", func(e *Emulator) *bool { return &e.SIDClaim }),
+	"logout_requires_id_token": flag("logout_requires_id_token", func(e *Emulator) *bool { return &e.LogoutRequiresIDToken }),
+	"at_hash":                  flag("at_hash", func(e *Emulator) *bool { return &e.AtHash }),
+	"multi_tenant":             flag("multi_tenant", func(e *Emulator) *bool { return &e.MultiTenant }),
 	"policy_claims":            {"policy_claims", parsePolicyClaims},
 	"flavor":                   {"flavor", parseFlavor},
-	"multi_tenant":             {"multi_tenant", parseMultiTenant},
-	"sso_scope":                {"sso_scope", parseSSOScope},
 }
 
-// The parsers of the subdirectives, in the table's order. A parser shared
-// by several (durations, flags) tells them apart by d.Val(), the name.
+// text parses a subdirective with exactly one argument into a field.
+func text(key string, field func(*Emulator) *string) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		if !d.AllArgs(field(e)) {
+			return d.ArgErr()
+		}
+		return nil
+	}}
+}
 
-func parseTenant(e *Emulator, d *caddyfile.Dispenser) error {
-	if !d.AllArgs(&e.Tenant) {
-		return d.ArgErr()
-	}
-	return nil
+// choice parses a subdirective whose one argument must be a or b.
+func choice(key string, field func(*Emulator) *string, a, b string) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		v := field(e)
+		if !d.AllArgs(v) {
+			return d.ArgErr()
+		}
+		if *v != a && *v != b {
+			return d.Errf("%s: %q is neither %s nor %s", key, *v, a, b)
+		}
+		return nil
+	}}
+}
+
+// duration parses a subdirective whose one argument is a duration.
+func duration(key string, field func(*Emulator) *caddy.Duration) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		var s string
+		if !d.AllArgs(&s) {
+			return d.ArgErr()
+		}
+		v, err := caddy.ParseDuration(s)
+		if err != nil {
+			return d.Errf("%s: %v", key, err)
+		}
+		*field(e) = caddy.Duration(v)
+		return nil
+	}}
+}
+
+// count parses a subdirective whose one argument is a number of at least
+// least.
+func count(key string, field func(*Emulator) *int, least int) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		var n string
+		if !d.AllArgs(&n) {
+			return d.ArgErr()
+		}
+		v, err := strconv.Atoi(n)
+		if err != nil || v < least {
+			if least > 0 {
+				return d.Errf("%s: %q is not a positive number", key, n)
+			}
+			return d.Errf("%s: %q is not a number", key, n)
+		}
+		*field(e) = v
+		return nil
+	}}
+}
+
+// flag parses a subdirective without arguments that turns a field on.
+func flag(key string, field func(*Emulator) *bool) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+		*field(e) = true
+		return nil
+	}}
 }
 
 func parseTenantID(e *Emulator, d *caddyfile.Dispenser) error {
@@ -150,121 +199,6 @@ func parsePolicies(e *Emulator, d *caddyfile.Dispenser) error {
 	e.Policies = d.RemainingArgs()
 	if len(e.Policies) == 0 {
 		return d.ArgErr()
-	}
-	return nil
-}
-
-func parseDuration(e *Emulator, d *caddyfile.Dispenser) error {
-	name := d.Val()
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	dur, err := caddy.ParseDuration(d.Val())
-	if err != nil {
-		return d.Errf("%s: %v", name, err)
-	}
-	*map[string]*caddy.Duration{"token_lifetime": &e.TokenLifetime, "refresh_token_lifetime": &e.RefreshTokenLifetime, "refresh_token_window": &e.RefreshTokenWindow,
-		"sso_session_lifetime": &e.SSOSessionLifetime, "keep_me_signed_in": &e.KeepMeSignedIn}[name] = caddy.Duration(dur)
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func parseIssuerForm(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.IssuerForm, "tenant_id", "tfp"); err != nil {
-		return err
-	}
-	return nil
-}
-
-func parseSSOSessionTimeout(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.SSOSessionTimeout, "rolling", "absolute"); err != nil {
-		return err
-	}
-	return nil
-}
-
-func parseTokenNumbers(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.TokenNumbers, "number", "string"); err != nil {
-		return err
-	}
-	return nil
-}
-
-func parsePolicyClaim(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.PolicyClaim, "tfp", "acr"); err != nil {
-		return err
-	}
-	return nil
-}
-
-func parseGraphThrottle(e *Emulator, d *caddyfile.Dispenser) error {
-	var n string
-	if !d.AllArgs(&n) {
-		return d.ArgErr()
-	}
-	v, err := strconv.Atoi(n)
-	if err != nil || v < 0 {
-		return d.Errf("graph_throttle: %q is not a number", n)
-	}
-	e.GraphThrottle = v
-	return nil
-}
-
-func parseGraphDelay(e *Emulator, d *caddyfile.Dispenser) error {
-	var s string
-	if !d.AllArgs(&s) {
-		return d.ArgErr()
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("graph_delay: %v", err)
-	}
-	e.GraphDelay = caddy.Duration(v)
-	return nil
-}
-
-func parseGroupsOverage(e *Emulator, d *caddyfile.Dispenser) error {
-	var n string
-	if !d.AllArgs(&n) {
-		return d.ArgErr()
-	}
-	v, err := strconv.Atoi(n)
-	if err != nil || v < 1 {
-		return d.Errf("groups_overage: %q is not a positive number", n)
-	}
-	e.GroupsOverage = v
-	return nil
-}
-
-func parseAdminKey(e *Emulator, d *caddyfile.Dispenser) error {
-	if !d.AllArgs(&e.AdminKey) {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func parsePersistKeys(e *Emulator, d *caddyfile.Dispenser) error {
-	e.PersistKeys = true
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func parseFlag(e *Emulator, d *caddyfile.Dispenser) error {
-	flag := map[string]*bool{"allow_remote": &e.AllowRemote, "sid_claim": &e.SIDClaim, "logout_requires_id_token": &e.LogoutRequiresIDToken, "at_hash": &e.AtHash}[d.Val()]
-	*flag = true
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func parseSubject(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.Subject, "object_id", "not_supported"); err != nil {
-		return err
 	}
 	return nil
 }
@@ -287,21 +221,6 @@ func parseFlavor(e *Emulator, d *caddyfile.Dispenser) error {
 	}
 	if e.Flavor != FlavorB2C && e.Flavor != FlavorExternalID && e.Flavor != FlavorEntraID {
 		return d.Errf("flavor: %q is not b2c, external_id or entra_id", e.Flavor)
-	}
-	return nil
-}
-
-func parseMultiTenant(e *Emulator, d *caddyfile.Dispenser) error {
-	e.MultiTenant = true
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func parseSSOScope(e *Emulator, d *caddyfile.Dispenser) error {
-	if err := oneOf(d, &e.SSOScope, "tenant", "application"); err != nil {
-		return err
 	}
 	return nil
 }
