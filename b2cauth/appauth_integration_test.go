@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,50 +161,74 @@ func graphSite(t *testing.T, flavor, emulatorExtra, clientExtra, provider, authE
 		%[7]s
 		client_id %[4]s
 		client_secret s3cret
-		graph_endpoint %[1]s
-		graph_login %[1]s
 		allow groups %[9]s
 		%[10]s
 	}
 	respond "groups={http.auth.user.groups}"
 }
-`, idp, base, flavor, clientID, clientExtra, emulatorExtra, strings.ReplaceAll(provider, "IDP", idp), emulatorTenantID, staffGroup, authExtra))
+`, idp, base, flavor, clientID, clientExtra, emulatorExtra, strings.ReplaceAll(provider, "IDP", idp), emulatorTenantID, staffGroup, strings.ReplaceAll(authExtra, "IDP", idp)))
 	return base, logFile
 }
 
 const staffGroup = "0f4c2d5e-0000-4000-8000-00000000a11a"
 
+// onB2C is a B2C authority at the emulator, whose Graph stands in for the
+// global cloud's (B2C's Graph defaults).
+const onB2C = "authority IDP/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi\n\t\tgraph_endpoint IDP\n\t\tgraph_login IDP"
+
 // TestGroupsFromMicrosoftGraph: on B2C (no groups claim), groups graph
 // reads the groups from Graph with the app's credentials at the tenant's
-// own endpoint, following paging and throttling: a member is admitted, a
-// non-member refused; without the Graph permission, a rule on groups fails
-// closed and the log says which permission to grant. On Entra ID, the
-// overage indicator sends b2c_auth to Graph too.
+// own endpoint, with calls a B2C tenant answers (no OData cast, which the
+// emulator's B2C Graph refuses as B2C does), through throttling: a member
+// is admitted, a non-member refused; without the Graph permission, a rule
+// on groups fails closed and the log says which permissions to grant.
 func TestGroupsFromMicrosoftGraph(t *testing.T) {
-	var many strings.Builder // Ada is in 150 groups: Graph answers in pages of 100
-	for i := range 149 {
+	var many strings.Builder // Ada is in 150 groups, one of them a Microsoft 365 group
+	for i := range 148 {
 		fmt.Fprintf(&many, "\t\tgroup 00000000-0000-4000-8000-%012d G%d {\n\t\t\tmember ada@contoso.example\n\t\t}\n", i, i)
 	}
-	b2c := "authority IDP/contoso.onmicrosoft.com\n\t\tpolicy B2C_1_susi"
-	base, _ := graphSite(t, "b2c", many.String()+"\t\tgraph_throttle 1", "graph_permission GroupMember.Read.All", b2c, "groups graph")
+	many.WriteString("\t\tgroup " + teamGroup + " Team {\n\t\t\ttype microsoft365\n\t\t\tmember ada@contoso.example\n\t\t}\n")
+	// The rule names Staff: b2c_auth asks about Staff alone (checkMemberGroups).
+	base, _ := graphSite(t, "b2c", many.String()+"\t\tgraph_throttle 1", "graph_permission GroupMember.Read.All", onB2C, "groups graph")
 	if landed := signInAs(t, testcaddy.NewBrowser(t), base+"/", "ada@contoso.example"); landed.StatusCode != 200 || landed.Body != "groups="+staffGroup {
-		t.Errorf("a member of Staff (150 groups, paged, after a 429): %d %q", landed.StatusCode, landed.Body)
+		t.Errorf("a member of Staff (150 groups, after a 429): %d %q", landed.StatusCode, landed.Body)
 	}
 	if landed := signInAs(t, testcaddy.NewBrowser(t), base+"/", "bob@contoso.example"); landed.StatusCode != http.StatusForbidden {
 		t.Errorf("not a member: %d %q", landed.StatusCode, landed.Body)
 	}
 
-	denied, logFile := graphSite(t, "b2c", "", "", b2c, "groups graph")
-	landed := signInAs(t, testcaddy.NewBrowser(t), denied+"/", "ada@contoso.example")
+	// keep_groups all: the security groups (getMemberGroups), not Team.
+	security, _ := graphSite(t, "b2c", many.String(), "graph_permission GroupMember.Read.All", onB2C, "groups graph\n\t\tkeep_groups all")
+	landed := signInAs(t, testcaddy.NewBrowser(t), security+"/", "ada@contoso.example")
+	if kept := strings.Split(strings.TrimPrefix(landed.Body, "groups="), ","); landed.StatusCode != 200 || len(kept) != 149 || slices.Contains(kept, teamGroup) || !slices.Contains(kept, staffGroup) {
+		t.Errorf("security groups: %d, %d groups, Team kept: %v", landed.StatusCode, len(kept), slices.Contains(kept, teamGroup))
+	}
+	// graph_groups all: every type, through transitiveMemberOf (paged by 100).
+	all, _ := graphSite(t, "b2c", many.String(), "graph_permission GroupMember.Read.All", onB2C, "groups graph\n\t\tkeep_groups all\n\t\tgraph_groups all")
+	landed = signInAs(t, testcaddy.NewBrowser(t), all+"/", "ada@contoso.example")
+	if kept := strings.Split(strings.TrimPrefix(landed.Body, "groups="), ","); landed.StatusCode != 200 || len(kept) != 150 || !slices.Contains(kept, teamGroup) {
+		t.Errorf("every group type: %d, %d groups, Team kept: %v", landed.StatusCode, len(kept), slices.Contains(kept, teamGroup))
+	}
+
+	denied, logFile := graphSite(t, "b2c", "", "", onB2C, "groups graph")
+	landed = signInAs(t, testcaddy.NewBrowser(t), denied+"/", "ada@contoso.example")
 	if landed.StatusCode != http.StatusServiceUnavailable || !strings.Contains(landed.Body, "cannot check your access") {
 		t.Errorf("Graph refusing: %d %q, want the fail-closed page", landed.StatusCode, landed.Body)
 	}
-	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "GroupMember.Read.All") || !strings.Contains(string(data), "Authorization_RequestDenied") {
+	if data, _ := os.ReadFile(logFile); !strings.Contains(string(data), "User.Read.All and GroupMember.Read.All") || !strings.Contains(string(data), "Authorization_RequestDenied") {
 		t.Errorf("the log does not say what to grant:\n%s", data)
 	}
+}
 
-	entra, _ := graphSite(t, "entra_id", "groups_overage 1\n\t\tgroup 1a2b3c4d-0000-4000-8000-00000000b22b Readers {\n\t\t\tmember ada@contoso.example\n\t\t}",
-		"graph_permission GroupMember.Read.All", "issuer IDP/contoso.onmicrosoft.com/v2.0", "")
+const teamGroup = "7e4a0c1d-0000-4000-8000-00000000c33c"
+
+// TestGraphOfTheProvidersCloud: on Entra ID, with neither graph_login nor
+// graph_endpoint, the overage indicator sends b2c_auth for a Graph token to
+// the provider's own sign-in host, at the user's tenant, and to Graph at
+// the metadata's msgraph_host (the emulator names itself there).
+func TestGraphOfTheProvidersCloud(t *testing.T) {
+	entra, _ := graphSite(t, "entra_id", "multi_tenant\n\t\tgroups_overage 1\n\t\tgroup 1a2b3c4d-0000-4000-8000-00000000b22b Readers {\n\t\t\tmember ada@contoso.example\n\t\t}",
+		"graph_permission GroupMember.Read.All", "issuer IDP/organizations/v2.0\n\t\ttenants *", "")
 	if landed := signInAs(t, testcaddy.NewBrowser(t), entra+"/", "ada@contoso.example"); landed.StatusCode != 200 || !strings.Contains(landed.Body, staffGroup) {
 		t.Errorf("Entra ID with the overage indicator: %d %q", landed.StatusCode, landed.Body)
 	}

@@ -31,7 +31,6 @@
 package b2cauth
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -218,18 +217,27 @@ type Handler struct {
 	// Where users' groups come from: token (the groups claim, and Microsoft
 	// Graph when the token carries Entra's overage indicator instead) or
 	// graph (always Microsoft Graph: Azure AD B2C's tokens carry none).
-	// Graph needs client_secret and the application permission
-	// GroupMember.Read.All. Default: token.
+	// Graph needs the app's credentials and the application permissions
+	// User.Read.All and GroupMember.Read.All. Default: token.
 	Groups string `json:"groups,omitempty"`
+	// Which groups Graph gives: security (the security groups, through
+	// getMemberGroups, which every platform answers; the groups the rules
+	// name, whatever their type, through checkMemberGroups when they name
+	// them by ID) or all (every group type, Microsoft 365 and distribution
+	// groups too, through transitiveMemberOf). Default: security.
+	GraphGroups string `json:"graph_groups,omitempty"`
 	// Which groups from Graph a session keeps: named (those the allow and
 	// deny rules name) or all (up to 200). Default: named.
 	KeepGroups string `json:"keep_groups,omitempty"`
-	// Microsoft Graph's root. Default: https://graph.microsoft.com (a
-	// sovereign cloud: https://graph.microsoft.us, …).
+	// Microsoft Graph's root. Default: on Azure AD B2C
+	// https://graph.microsoft.com; elsewhere https:// and the provider
+	// metadata's msgraph_host, else the Graph of the issuer's cloud
+	// (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
 	GraphEndpoint string `json:"graph_endpoint,omitempty"`
 	// Where the app gets its Graph token (client credentials, at
 	// <graph_login>/<tenant ID>/oauth2/v2.0/token — on B2C too: user flows
-	// cannot issue one). Default: https://login.microsoftonline.com.
+	// cannot issue one). Default: on Azure AD B2C
+	// https://login.microsoftonline.com; elsewhere the issuer's own host.
 	GraphLogin string `json:"graph_login,omitempty"`
 
 	// Sign the user's identity for upstreams: the request header that
@@ -443,7 +451,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		bearer: &bearerGroups{entries: map[string]cachedGroups{}}, now: func() time.Time { return h.now() }, logger: h.logger}
 	if h.Groups == "graph" || namesGroups(h.Allow, h.Deny) || h.KeepGroups == "all" {
 		if credential != nil {
-			h.groups.graph = &graph.Client{Endpoint: cmp.Or(h.GraphEndpoint, "https://graph.microsoft.com"), Login: cmp.Or(h.GraphLogin, "https://login.microsoftonline.com"),
+			h.groups.graph = &graph.Client{Cloud: h.graphHosts, AllTypes: h.GraphGroups == "all", Named: namedGroups(h.KeepGroups, h.Allow, h.Deny),
 				ClientID: h.ClientID, Credential: credential, HTTP: h.httpClient, MaxWait: 10 * time.Second, Now: func() time.Time { return h.now() }}
 		} else if h.Groups == "graph" {
 			return errors.New("groups: graph needs the app's credentials (client_secret, client_certificate or client_assertion) to get its Microsoft Graph token")

@@ -65,6 +65,7 @@ func init() {
 //	    assertion_audience <aud...>
 //	    groups token|graph
 //	    keep_groups named|all
+//	    graph_groups security|all
 //	    graph_endpoint <url>
 //	    graph_login <url>
 //	    domain_hint <domain>
@@ -217,6 +218,7 @@ var subdirectives = map[string]subdirective{
 	"assertion_audience":      many("assertion_audience", func(h *Handler) *[]string { return &h.AssertionAudience }),
 	"groups":                  one("groups", func(h *Handler) *string { return &h.Groups }),
 	"keep_groups":             one("keep_groups", func(h *Handler) *string { return &h.KeepGroups }),
+	"graph_groups":            one("graph_groups", func(h *Handler) *string { return &h.GraphGroups }),
 	"graph_endpoint":          one("graph_endpoint", func(h *Handler) *string { return &h.GraphEndpoint }),
 	"graph_login":             one("graph_login", func(h *Handler) *string { return &h.GraphLogin }),
 	"domain_hint":             one("domain_hint", func(h *Handler) *string { return &h.DomainHint }),

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,30 @@ func namesGroups(allow, deny []Rule) bool {
 	return false
 }
 
+// namedGroups are the group IDs the rules name, when a session keeps only
+// those (keep_groups named) and every groups pattern is a literal ID: Graph
+// is then asked about those alone (checkMemberGroups). Else nil.
+func namedGroups(keep string, allow, deny []Rule) []string {
+	if keep == "all" {
+		return nil
+	}
+	var ids []string
+	for _, r := range append(append([]Rule{}, allow...), deny...) {
+		if r.Claim != "groups" {
+			continue
+		}
+		for _, p := range r.Patterns {
+			if strings.Contains(p, "*") {
+				return nil
+			}
+			if !slices.Contains(ids, strings.ToLower(p)) {
+				ids = append(ids, strings.ToLower(p))
+			}
+		}
+	}
+	return ids
+}
+
 // hasGroupsOverage tells whether a token says its groups are elsewhere.
 func hasGroupsOverage(claims map[string]any) bool {
 	names, ok := claims["_claim_names"].(map[string]any)
@@ -68,7 +93,7 @@ func (g *groupSource) wanted(claims map[string]any) bool {
 
 // errNoGraph is groups that only Graph has, without the client_secret that
 // gets a Graph token.
-var errNoGraph = errors.New("the token carries the groups overage indicator, and without client_secret b2c_auth cannot read the groups from Microsoft Graph")
+var errNoGraph = errors.New("the token carries the groups overage indicator, and without the app's credentials (client_secret, client_certificate or client_assertion) b2c_auth cannot read the groups from Microsoft Graph")
 
 // graphTenant is the tenant to ask Graph about: the token's tid, else the
 // tenant ID in its issuer (B2C's https://<name>.b2clogin.com/<tenant ID>/v2.0/).

@@ -38,7 +38,8 @@ func newFakeGraph(t *testing.T) (*fakeGraphService, string) {
 			fmt.Fprint(w, `{"error":{"code":"Authorization_RequestDenied"}}`)
 			return
 		}
-		fmt.Fprintf(w, `{"value":[{"id":%q}]}`, staffGroupID)
+		// the answer of checkMemberGroups, asked about the Staff group
+		fmt.Fprintf(w, `{"value":[%q]}`, staffGroupID)
 	}))
 	t.Cleanup(srv.Close)
 	return g, srv.URL

@@ -2,7 +2,6 @@ package b2cauth
 
 import (
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
@@ -11,9 +10,6 @@ import (
 
 // Which platform the configuration names (Azure AD B2C, Entra External
 // ID, Entra ID, any OpenID provider), and where its metadata is.
-
-// entraLoginHosts are Entra ID's sign-in hosts, in each cloud.
-var entraLoginHosts = []string{"login.microsoftonline.com", "login.microsoftonline.us", "login.partner.microsoftonline.cn", "login.chinacloudapi.cn"}
 
 // platform is the kind of provider a configuration names, read from it
 // in one place (platformOf) and kept by Provision.
@@ -32,7 +28,7 @@ func (h *Handler) platformOf() platform {
 	p.entra = p.externalID
 	if u, err := url.Parse(h.Issuer); p.issuer && err == nil {
 		host := strings.ToLower(u.Hostname())
-		p.entra = slices.Contains(entraLoginHosts, host) || strings.HasSuffix(host, ".ciamlogin.com")
+		p.entra = isEntraLoginHost(host) || strings.HasSuffix(host, ".ciamlogin.com")
 	}
 	return p
 }

@@ -159,13 +159,18 @@ func (h *Handler) checkConfig() error {
 	default:
 		return fmt.Errorf("groups: %q is neither token nor graph", h.Groups)
 	}
+	switch h.GraphGroups {
+	case "", "security", "all":
+	default:
+		return fmt.Errorf("graph_groups: %q is neither security nor all", h.GraphGroups)
+	}
 	switch h.KeepGroups {
 	case "", "named", "all":
 	default:
 		return fmt.Errorf("keep_groups: %q is neither named nor all", h.KeepGroups)
 	}
 	if h.platformOf().b2c && h.Groups != "graph" && namesGroups(h.Allow, h.Deny) {
-		return errors.New("groups: Azure AD B2C's tokens carry no groups claim, so a rule on groups never matches: set groups graph (Microsoft Graph, with the application permission GroupMember.Read.All)")
+		return errors.New("groups: Azure AD B2C's tokens carry no groups claim, so a rule on groups never matches: set groups graph (Microsoft Graph, with the application permissions User.Read.All and GroupMember.Read.All)")
 	}
 	for field, v := range map[string]string{"graph_endpoint": h.GraphEndpoint, "graph_login": h.GraphLogin} {
 		if u, err := url.Parse(v); v != "" && !hasPlaceholder(v) && (err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {

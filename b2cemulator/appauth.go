@@ -42,9 +42,18 @@ func (e *Emulator) appRoles(resource, assignee string) []string {
 // userGroups are the object IDs of the groups a user is a member of.
 func (e *Emulator) userGroups(email string) []string {
 	var out []string
+	for _, g := range e.memberships(email) {
+		out = append(out, g.ObjectID)
+	}
+	return out
+}
+
+// memberships are the groups a user is a member of.
+func (e *Emulator) memberships(email string) []Group {
+	var out []Group
 	for _, g := range e.Groups {
 		if slices.ContainsFunc(g.Members, func(m string) bool { return strings.EqualFold(m, email) }) {
-			out = append(out, g.ObjectID)
+			out = append(out, g)
 		}
 	}
 	return out
@@ -52,9 +61,10 @@ func (e *Emulator) userGroups(email string) []string {
 
 // rolesAndGroups are the `roles` and `groups` claims of a user's token for
 // a registration, as Entra ID and External ID issue them: past
-// groups_overage groups, the overage indicator instead of `groups` — Azure
-// AD Graph's retired getMemberObjects URL in _claim_sources, which
-// Microsoft says to replace with a Microsoft Graph call. B2C emits neither.
+// groups_overage groups, the overage indicator instead of `groups` — a
+// Microsoft Graph URL in _claim_sources ("This URL uses the Microsoft Graph
+// endpoint": Microsoft's get-signed-in-users-groups-in-access-token). B2C
+// emits neither.
 func (e *Emulator) rolesAndGroups(resource string, u *User, tenantID string) object {
 	if !e.entra() {
 		return nil
@@ -68,7 +78,7 @@ func (e *Emulator) rolesAndGroups(resource string, u *User, tenantID string) obj
 	case len(groups) > e.GroupsOverage:
 		o = append(o,
 			member{"_claim_names", object{{"groups", "src1"}}},
-			member{"_claim_sources", object{{"src1", object{{"endpoint", "https://graph.windows.net/" + tenantID + "/users/" + u.ObjectID + "/getMemberObjects"}}}}})
+			member{"_claim_sources", object{{"src1", object{{"endpoint", graphResource + "/v1.0/users/" + u.ObjectID + "/getMemberObjects"}}}}})
 	case len(groups) > 0:
 		o = append(o, member{"groups", groups})
 	}

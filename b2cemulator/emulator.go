@@ -236,9 +236,12 @@ type API struct {
 
 // Group is a security group and its members (by email).
 type Group struct {
-	ObjectID    string   `json:"object_id"`
-	DisplayName string   `json:"display_name,omitempty"`
-	Members     []string `json:"members,omitempty"`
+	ObjectID    string `json:"object_id"`
+	DisplayName string `json:"display_name,omitempty"`
+	// security (default) or microsoft365: Graph's getMemberGroups with
+	// securityEnabledOnly lists only the former.
+	Type    string   `json:"type,omitempty"`
+	Members []string `json:"members,omitempty"`
 }
 
 // User is a local account.

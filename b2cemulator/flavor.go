@@ -72,7 +72,7 @@ func (e *Emulator) discoveryEntra(r *http.Request, rt route) object {
 		issuer = entraIssuer(r, tenantTemplate)
 	}
 	claims := []string{"sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"}
-	return object{
+	doc := object{
 		{"token_endpoint", base + "/oauth2/v2.0/token"},
 		{"token_endpoint_auth_methods_supported", []string{"client_secret_post", "private_key_jwt", "client_secret_basic"}},
 		{"jwks_uri", base + "/discovery/v2.0/keys"},
@@ -91,6 +91,12 @@ func (e *Emulator) discoveryEntra(r *http.Request, rt route) object {
 		{"tenant_region_scope", "WW"},
 		{"cloud_instance_name", "microsoftonline.com"},
 	}
+	if e.Flavor == FlavorEntraID {
+		// Entra ID names its cloud's Graph (External ID's metadata does
+		// not): here the emulator's own host, which plays Graph.
+		doc = append(doc, member{"cloud_graph_host_name", "graph.windows.net"}, member{"msgraph_host", r.Host})
+	}
+	return doc
 }
 
 // optionalClaims are the ID token optional claims a client may ask for

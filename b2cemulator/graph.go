@@ -27,8 +27,8 @@ const (
 )
 
 // graphReadPermissions are the application permissions that let an app read
-// another user's group memberships (Graph's transitiveMemberOf page: the
-// least privileged is GroupMember.Read.All).
+// another user's group memberships (Graph's getMemberGroups page asks for
+// User.Read.All and GroupMember.Read.All; the emulator takes any one).
 var graphReadPermissions = []string{"GroupMember.Read.All", "Group.Read.All", "User.Read.All", "Directory.Read.All"}
 
 // isGraphScope tells a client-credentials scope for Microsoft Graph: Graph's
@@ -61,8 +61,13 @@ func graphError(w http.ResponseWriter, status int, code, message string) error {
 		{"innerError", object{{"date", time.Now().UTC().Format(time.RFC3339)}, {"request-id", newGUID()}, {"client-request-id", newGUID()}}}}}})
 }
 
-// graph serves /v1.0/users/{id}/transitiveMemberOf[/microsoft.graph.group]
-// and /v1.0/users/{id}/getMemberObjects.
+// graph serves a user's memberships: POST getMemberGroups (with
+// securityEnabledOnly), checkMemberGroups (at most 20 IDs) and
+// getMemberObjects, and GET transitiveMemberOf, paged. An OData cast
+// (transitiveMemberOf/microsoft.graph.group) is an advanced query: refused
+// without ConsistencyLevel: eventual and $count=true, and always in the B2C
+// flavor ("advanced query capabilities are currently not available for
+// Azure AD B2C tenants"). See testdata/fixtures/graph.md.
 func (e *Emulator) graph(w http.ResponseWriter, r *http.Request) error {
 	if d := time.Duration(e.GraphDelay); d > 0 {
 		select {
@@ -90,34 +95,89 @@ func (e *Emulator) graph(w http.ResponseWriter, r *http.Request) error {
 	if u == nil {
 		return graphError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+segs[1]+"' does not exist or one of its queried reference-property objects are not present.")
 	}
-	ids := e.userGroups(u.Email)
+	groups := e.memberships(u.Email)
 	switch {
-	case segs[2] == "getMemberObjects" && r.Method == http.MethodPost:
-		return writeJSON(w, http.StatusOK, object{{"@odata.context", graphResource + "/v1.0/$metadata#Collection(Edm.String)"}, {"value", ids}})
-	case segs[2] == "transitiveMemberOf" && r.Method == http.MethodGet:
-		// Pages of at most 100, whatever $top asks: Graph may return fewer
-		// than asked, and a client must follow @odata.nextLink.
-		top, _ := strconv.Atoi(r.URL.Query().Get("$top"))
-		top = min(max(top, 1), 100)
-		if r.URL.Query().Get("$top") == "" {
-			top = 100
+	case len(segs) == 3 && r.Method == http.MethodPost && (segs[2] == "getMemberGroups" || segs[2] == "getMemberObjects"):
+		var body struct {
+			SecurityEnabledOnly *bool `json:"securityEnabledOnly"`
 		}
-		skip, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
-		skip = min(max(skip, 0), len(ids))
-		end := min(skip+top, len(ids))
-		var page []object
-		for _, id := range ids[skip:end] {
-			page = append(page, object{{"@odata.type", "#microsoft.graph.group"}, {"id", id}, {"displayName", e.groupName(id)}, {"securityEnabled", true}})
+		if json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body) != nil || body.SecurityEnabledOnly == nil {
+			return graphError(w, http.StatusBadRequest, "Request_BadRequest", "The parameter 'securityEnabledOnly' in the request payload is not a valid parameter for the operation '"+segs[2]+"'.")
 		}
-		out := object{{"@odata.context", graphResource + "/v1.0/$metadata#directoryObjects"}, {"value", page}}
-		if end < len(ids) {
-			q := r.URL.Query()
-			q.Set("$skiptoken", strconv.Itoa(end))
-			out = append(out, member{"@odata.nextLink", origin(r) + r.URL.Path + "?" + q.Encode()})
+		var ids []string
+		for _, g := range groups {
+			if !*body.SecurityEnabledOnly || g.security() {
+				ids = append(ids, g.ObjectID)
+			}
 		}
-		return writeJSON(w, http.StatusOK, out)
+		if len(ids) > maxMemberGroups {
+			return graphError(w, http.StatusBadRequest, "Directory_ResultSizeLimitExceeded", "Request Size Limit Exceeded.")
+		}
+		return writeJSON(w, http.StatusOK, object{{"@odata.context", graphResource + "/v1.0/$metadata#Collection(Edm.String)"}, {"value", orEmpty(ids)}})
+	case len(segs) == 3 && r.Method == http.MethodPost && segs[2] == "checkMemberGroups":
+		var body struct {
+			GroupIDs []string `json:"groupIds"`
+		}
+		if json.NewDecoder(http.MaxBytesReader(w, r.Body, 8192)).Decode(&body) != nil || len(body.GroupIDs) == 0 || len(body.GroupIDs) > 20 {
+			return graphError(w, http.StatusBadRequest, "Request_BadRequest", "Invalid 'groupIds': between 1 and 20 group IDs.")
+		}
+		var ids []string
+		for _, id := range body.GroupIDs {
+			if slices.ContainsFunc(groups, func(g Group) bool { return strings.EqualFold(g.ObjectID, id) }) {
+				ids = append(ids, id)
+			}
+		}
+		return writeJSON(w, http.StatusOK, object{{"@odata.context", graphResource + "/v1.0/$metadata#Collection(Edm.String)"}, {"value", orEmpty(ids)}})
+	case segs[2] == "transitiveMemberOf" && r.Method == http.MethodGet && (len(segs) == 3 || (len(segs) == 4 && segs[3] == "microsoft.graph.group")):
+		if len(segs) == 4 && (!e.entra() || r.Header.Get("ConsistencyLevel") != "eventual" || r.URL.Query().Get("$count") != "true") {
+			return graphError(w, http.StatusBadRequest, "Request_UnsupportedQuery", "Unsupported Query.")
+		}
+		return e.transitiveMemberOf(w, r, groups)
 	}
 	return graphError(w, http.StatusBadRequest, "BadRequest", "Unsupported request.")
+}
+
+// maxMemberGroups is the most IDs getMemberGroups answers.
+const maxMemberGroups = 11000
+
+// transitiveMemberOf answers a page of a user's memberships: at most 100,
+// whatever $top asks (Graph may return fewer than asked, and a client must
+// follow @odata.nextLink).
+func (e *Emulator) transitiveMemberOf(w http.ResponseWriter, r *http.Request, groups []Group) error {
+	top, _ := strconv.Atoi(r.URL.Query().Get("$top"))
+	top = min(max(top, 1), 100)
+	if r.URL.Query().Get("$top") == "" {
+		top = 100
+	}
+	skip, _ := strconv.Atoi(r.URL.Query().Get("$skiptoken"))
+	skip = min(max(skip, 0), len(groups))
+	end := min(skip+top, len(groups))
+	page := []object{}
+	for _, g := range groups[skip:end] {
+		kinds := []string{}
+		if !g.security() {
+			kinds = []string{"Unified"}
+		}
+		page = append(page, object{{"@odata.type", "#microsoft.graph.group"}, {"id", g.ObjectID}, {"displayName", g.DisplayName},
+			{"groupTypes", kinds}, {"mailEnabled", !g.security()}, {"securityEnabled", g.security()}})
+	}
+	out := object{{"@odata.context", graphResource + "/v1.0/$metadata#directoryObjects"}, {"value", page}}
+	if end < len(groups) {
+		q := r.URL.Query()
+		q.Set("$skiptoken", strconv.Itoa(end))
+		out = append(out, member{"@odata.nextLink", origin(r) + r.URL.Path + "?" + q.Encode()})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// security tells a security group (not a Microsoft 365 group).
+func (g Group) security() bool { return g.Type != "microsoft365" }
+
+func orEmpty(ids []string) []string {
+	if ids == nil {
+		return []string{}
+	}
+	return ids
 }
 
 // graphCaller checks the request's Graph access token (signed here, for
@@ -148,13 +208,4 @@ func (e *Emulator) graphCaller(r *http.Request) ([]string, bool) {
 		return nil, false
 	}
 	return c.Roles, true
-}
-
-func (e *Emulator) groupName(id string) string {
-	for _, g := range e.Groups {
-		if g.ObjectID == id {
-			return g.DisplayName
-		}
-	}
-	return ""
 }

@@ -184,6 +184,10 @@ func parseGroup(e *Emulator, d *caddyfile.Dispenser) error {
 		switch d.Val() {
 		case "member":
 			g.Members = append(g.Members, d.RemainingArgs()...)
+		case "type":
+			if !d.AllArgs(&g.Type) || (g.Type != "security" && g.Type != "microsoft365") {
+				return d.Errf("group: type is security or microsoft365")
+			}
 		default:
 			return d.Errf("group: unknown subdirective %q", d.Val())
 		}

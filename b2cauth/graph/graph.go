@@ -2,8 +2,16 @@
 // an app-only token, for the groups a token cannot carry: Entra ID's
 // overage (past 200 groups a token has _claim_names/_claim_sources instead
 // of groups, and that source is the retired Azure AD Graph) and Azure AD
-// B2C, whose tokens have no groups claim. The app needs the application
-// permission GroupMember.Read.All, with admin consent.
+// B2C, whose tokens have no groups claim.
+//
+// It asks only what every platform answers — Graph's advanced queries (an
+// OData cast such as transitiveMemberOf/microsoft.graph.group) are not
+// available in Azure AD B2C tenants: getMemberGroups with
+// securityEnabledOnly (the security groups, transitively; at most 11,000),
+// checkMemberGroups for the groups a configuration names (20 a call), or
+// transitiveMemberOf, paged, keeping its group entries (every group type).
+// Each wants the application permissions User.Read.All and
+// GroupMember.Read.All, with admin consent.
 package graph
 
 import (
@@ -37,11 +45,21 @@ import (
 // stays on Graph's own host within MaxGroups.
 type Client struct {
 	// Endpoint is Microsoft Graph's root: https://graph.microsoft.com, or a
-	// sovereign cloud's (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
+	// national cloud's (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
 	Endpoint string
 	// Login is the identity platform's host for Graph tokens:
-	// https://login.microsoftonline.com, or a sovereign cloud's.
+	// https://login.microsoftonline.com, or a national cloud's.
 	Login string
+	// Cloud, when set, gives Login and Endpoint instead of the fields (from
+	// the provider's metadata, found when first needed).
+	Cloud func(ctx context.Context) (login, endpoint string, err error)
+	// AllTypes reads every group type (Microsoft 365 and distribution
+	// groups too) through transitiveMemberOf; default: security groups
+	// through getMemberGroups.
+	AllTypes bool
+	// Named, when set, are the only groups a lookup asks about
+	// (checkMemberGroups): the answer is those the user is a member of.
+	Named []string
 	// The application's credentials.
 	ClientID string
 	// Credential authenticates the app at the token endpoint.
@@ -67,8 +85,11 @@ const (
 	// MaxLookups is how many lookups one client runs at once; others wait.
 	MaxLookups = 8
 	// MaxGroups is how many group IDs one lookup reads: far above the 200
-	// a session keeps, far below what a hostile Graph could send.
+	// a session keeps, far below what a hostile Graph could send. (Graph's
+	// getMemberGroups answers at most 11,000, else refuses.)
 	MaxGroups = 5000
+	// checkBatch is how many groups one checkMemberGroups call asks about.
+	checkBatch = 20
 	// maxPage is the most bytes of one page read (999 IDs are ~80 KB).
 	maxPage = 512 << 10
 	// maxTries is how many times one lookup asks a throttled Graph.
@@ -116,9 +137,13 @@ func (e *Error) throttled() bool {
 func hint(code string) string {
 	switch code {
 	case "Authorization_RequestDenied":
-		return "grant the app the application permission GroupMember.Read.All on Microsoft Graph, with admin consent"
+		return "grant the app the application permissions User.Read.All and GroupMember.Read.All on Microsoft Graph, with admin consent"
 	case "InvalidAuthenticationToken":
 		return "the Graph token was refused: check graph_endpoint and graph_login (the same cloud)"
+	case "Directory_ResultSizeLimitExceeded":
+		return "the user is in more than 11,000 security groups, more than getMemberGroups answers: name the groups in allow/deny rules (keep_groups named), or set graph_groups all"
+	case "Request_UnsupportedQuery":
+		return "Graph refused the query (advanced queries are not available in Azure AD B2C tenants)"
 	case "invalid_client", "unauthorized_client":
 		return "the app's credentials were refused by the token endpoint for Graph: check client_id and client_secret"
 	case "Request_ResourceNotFound":
@@ -172,29 +197,87 @@ func (c *Client) lookup(ctx context.Context, tenant, userID string) ([]string, e
 	case <-ctx.Done():
 		return nil, fmt.Errorf("microsoft graph: %d lookups in flight, and the time allowed ran out", MaxLookups)
 	}
-	token, err := c.token(ctx, tenant)
+	login, endpoint, err := c.hosts(ctx)
 	if err != nil {
 		return nil, err
 	}
-	base, err := url.Parse(c.Endpoint)
+	token, err := c.token(ctx, login, endpoint, tenant)
+	if err != nil {
+		return nil, err
+	}
+	user := strings.TrimSuffix(endpoint, "/") + "/v1.0/users/" + url.PathEscape(userID)
+	switch {
+	case len(c.Named) > 0:
+		return c.checkMemberGroups(ctx, user, token)
+	case c.AllTypes:
+		return c.transitiveGroups(ctx, endpoint, user, token)
+	}
+	var answer struct {
+		Value []string `json:"value"`
+	}
+	if err := c.call(ctx, http.MethodPost, user+"/getMemberGroups", token, `{"securityEnabledOnly":true}`, &answer); err != nil {
+		return nil, err
+	}
+	return answer.Value[:min(len(answer.Value), MaxGroups)], nil
+}
+
+// hosts are the login host and Graph's root of the client's cloud.
+func (c *Client) hosts(ctx context.Context) (login, endpoint string, err error) {
+	if c.Cloud == nil {
+		return c.Login, c.Endpoint, nil
+	}
+	return c.Cloud(ctx)
+}
+
+// checkMemberGroups asks which of the named groups the user is a member
+// of, checkBatch at a time.
+func (c *Client) checkMemberGroups(ctx context.Context, user, token string) ([]string, error) {
+	var ids []string
+	for batch := range slices.Chunk(c.Named, checkBatch) {
+		body, err := json.Marshal(map[string][]string{"groupIds": batch})
+		if err != nil {
+			return nil, err
+		}
+		var answer struct {
+			Value []string `json:"value"`
+		}
+		if err := c.call(ctx, http.MethodPost, user+"/checkMemberGroups", token, string(body), &answer); err != nil {
+			return nil, err
+		}
+		for _, id := range answer.Value { // only what was asked
+			if slices.Contains(batch, id) && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids, nil
+}
+
+// transitiveGroups lists the user's memberships of every kind, paged
+// (@odata.nextLink, on Graph's host only, up to MaxGroups), and keeps the
+// groups: no OData cast, which is an advanced query.
+func (c *Client) transitiveGroups(ctx context.Context, endpoint, user, token string) ([]string, error) {
+	base, err := url.Parse(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("microsoft graph: graph_endpoint: %w", err)
 	}
-	next := strings.TrimSuffix(c.Endpoint, "/") + "/v1.0/users/" + url.PathEscape(userID) +
-		"/transitiveMemberOf/microsoft.graph.group?$select=id&$top=999"
+	next := user + "/transitiveMemberOf?$select=id&$top=999"
 	var ids []string
 	for next != "" && len(ids) < MaxGroups {
 		var page struct {
 			Value []struct {
-				ID string `json:"id"`
+				Type string `json:"@odata.type"`
+				ID   string `json:"id"`
 			} `json:"value"`
 			NextLink string `json:"@odata.nextLink"`
 		}
-		if err := c.get(ctx, next, token, &page); err != nil {
+		if err := c.call(ctx, http.MethodGet, next, token, "", &page); err != nil {
 			return nil, err
 		}
-		for _, g := range page.Value[:min(len(page.Value), MaxGroups-len(ids))] {
-			ids = append(ids, g.ID)
+		for _, g := range page.Value {
+			if g.Type == "#microsoft.graph.group" && len(ids) < MaxGroups {
+				ids = append(ids, g.ID)
+			}
 		}
 		next = page.NextLink
 		// The app's Graph token goes nowhere but Graph.
@@ -256,17 +339,21 @@ func (c *Client) now() time.Time {
 	return time.Now()
 }
 
-// get fetches a Graph URL; after a 429 or 503 it tries again (maxTries in
-// all) once Retry-After, and at least retryFloor, has passed, as long as
-// the context allows.
-func (c *Client) get(ctx context.Context, u, token string, v any) error {
+// call sends a request to Graph (a JSON body, for a POST) and reads its
+// answer; after a 429 or 503 it tries again (maxTries in all) once
+// Retry-After, and at least retryFloor, has passed, as long as the context
+// allows.
+func (c *Client) call(ctx context.Context, method, u, token, body string, v any) error {
 	for try := 1; ; try++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		req, err := http.NewRequestWithContext(ctx, method, u, strings.NewReader(body))
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Accept", "application/json")
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := c.HTTP.Do(req)
 		if err != nil {
 			return fmt.Errorf("microsoft graph: %w", err)
@@ -323,14 +410,14 @@ func retryAfter(v string, now time.Time) time.Duration {
 
 // token is an app-only Graph token for the tenant, cached until a minute
 // before it expires; one fetch per tenant at a time.
-func (c *Client) token(ctx context.Context, tenant string) (string, error) {
+func (c *Client) token(ctx context.Context, login, endpoint, tenant string) (string, error) {
 	c.mu.Lock()
 	if t, ok := c.tokens[tenant]; ok && c.now().Before(t.expires) {
 		c.mu.Unlock()
 		return t.value, nil
 	}
 	c.mu.Unlock()
-	v, err, _ := c.flights.Do("token:"+tenant, func() (any, error) { return c.fetchToken(ctx, tenant) })
+	v, err, _ := c.flights.Do("token:"+tenant, func() (any, error) { return c.fetchToken(ctx, login, endpoint, tenant) })
 	if err != nil {
 		return "", err
 	}
@@ -338,9 +425,9 @@ func (c *Client) token(ctx context.Context, tenant string) (string, error) {
 }
 
 // fetchToken asks the tenant's token endpoint for a Graph token.
-func (c *Client) fetchToken(ctx context.Context, tenant string) (string, error) {
-	form := url.Values{"grant_type": {"client_credentials"}, "scope": {strings.TrimSuffix(c.Endpoint, "/") + "/.default"}}
-	tokenURL := strings.TrimSuffix(c.Login, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
+func (c *Client) fetchToken(ctx context.Context, login, endpoint, tenant string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {strings.TrimSuffix(endpoint, "/") + "/.default"}}
+	tokenURL := strings.TrimSuffix(login, "/") + "/" + url.PathEscape(tenant) + "/oauth2/v2.0/token"
 	tr, status, err := oidcprovider.PostToken(ctx, c.HTTP, tokenURL, c.ClientID, c.Credential, form, nil)
 	if err != nil {
 		return "", fmt.Errorf("microsoft graph token: %w", err)

@@ -4,8 +4,10 @@ import (
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
 
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -42,13 +44,18 @@ func fakeGraph(t *testing.T, graph http.HandlerFunc) (*Client, *atomic.Int32) {
 	return &Client{Endpoint: srv.URL, Login: srv.URL, ClientID: "app", Credential: credentials.Secret("s3cret"), HTTP: srv.Client(), MaxWait: 3 * time.Second}, tokens
 }
 
-func TestMemberGroupsFollowsPagingAndReusesItsToken(t *testing.T) {
+// TestSecurityGroupsThroughGetMemberGroups: by default a lookup is the
+// call every tenant answers, B2C's included (no OData cast, an advanced
+// query B2C does not offer): POST getMemberGroups with securityEnabledOnly.
+func TestSecurityGroupsThroughGetMemberGroups(t *testing.T) {
 	c, tokens := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("$skiptoken") == "" {
-			fmt.Fprintf(w, `{"value":[{"id":"g1"},{"id":"g2"}],"@odata.nextLink":"%s?$skiptoken=2"}`, "http://"+r.Host+r.URL.Path)
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/v1.0/users/user/getMemberGroups" || string(body) != `{"securityEnabledOnly":true}` || r.Header.Get("Content-Type") != "application/json" {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, `{"error":{"code":"Request_UnsupportedQuery","message":"%s %s %s"}}`, r.Method, r.URL.Path, body)
 			return
 		}
-		fmt.Fprint(w, `{"value":[{"id":"g3"}]}`)
+		fmt.Fprint(w, `{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)","value":["g1","g2","g3"]}`)
 	})
 	for range 2 {
 		ids, err := c.MemberGroups(context.Background(), "tenant", "user")
@@ -58,6 +65,68 @@ func TestMemberGroupsFollowsPagingAndReusesItsToken(t *testing.T) {
 	}
 	if tokens.Load() != 1 {
 		t.Errorf("%d Graph tokens for two lookups, want 1 (cached)", tokens.Load())
+	}
+}
+
+// TestAllGroupTypesThroughTransitiveMemberOf: with AllTypes, the lookup
+// pages through transitiveMemberOf without a cast and keeps the groups,
+// not the directory roles or administrative units beside them.
+func TestAllGroupTypesThroughTransitiveMemberOf(t *testing.T) {
+	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet || r.URL.Path != "/v1.0/users/user/transitiveMemberOf" {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"code":"Request_UnsupportedQuery","message":"an OData cast is an advanced query"}}`)
+			return
+		}
+		if r.URL.Query().Get("$skiptoken") == "" {
+			fmt.Fprintf(w, `{"value":[{"@odata.type":"#microsoft.graph.group","id":"g1"},{"@odata.type":"#microsoft.graph.directoryRole","id":"r1"},{"@odata.type":"#microsoft.graph.group","id":"g2"}],"@odata.nextLink":"%s?$skiptoken=2"}`, "http://"+r.Host+r.URL.Path)
+			return
+		}
+		fmt.Fprint(w, `{"value":[{"@odata.type":"#microsoft.graph.administrativeUnit","id":"a1"},{"@odata.type":"#microsoft.graph.group","id":"g3"}]}`)
+	})
+	c.AllTypes = true
+	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
+	if err != nil || strings.Join(ids, ",") != "g1,g2,g3" {
+		t.Fatalf("groups %v, %v; want g1,g2,g3 (groups only, both pages)", ids, err)
+	}
+}
+
+// TestNamedGroupsThroughCheckMemberGroups: with Named, a lookup asks about
+// those groups only, 20 a call, and keeps only what it asked about.
+func TestNamedGroupsThroughCheckMemberGroups(t *testing.T) {
+	var asked [][]string
+	var mu sync.Mutex
+	c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			GroupIDs []string `json:"groupIds"`
+		}
+		if r.Method != http.MethodPost || r.URL.Path != "/v1.0/users/user/checkMemberGroups" || json.NewDecoder(r.Body).Decode(&body) != nil || len(body.GroupIDs) > 20 {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":{"code":"Request_BadRequest","message":"no"}}`)
+			return
+		}
+		mu.Lock()
+		asked = append(asked, body.GroupIDs)
+		mu.Unlock()
+		var member []string
+		for _, id := range body.GroupIDs {
+			if id == "n3" || id == "n22" {
+				member = append(member, id)
+			}
+		}
+		member = append(member, "not-asked")
+		out, _ := json.Marshal(map[string][]string{"value": member})
+		w.Write(out)
+	})
+	for i := range 25 {
+		c.Named = append(c.Named, fmt.Sprint("n", i))
+	}
+	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
+	if err != nil || strings.Join(ids, ",") != "n3,n22" {
+		t.Fatalf("groups %v, %v; want n3,n22", ids, err)
+	}
+	if len(asked) != 2 || len(asked[0]) != 20 || len(asked[1]) != 5 {
+		t.Errorf("calls %v, want 20 then 5 groups", asked)
 	}
 }
 
@@ -71,7 +140,7 @@ func TestMemberGroupsHonoursRetryAfter(t *testing.T) {
 			w.WriteHeader(http.StatusTooManyRequests)
 			return
 		}
-		fmt.Fprint(w, `{"value":[{"id":"g1"}]}`)
+		fmt.Fprint(w, `{"value":["g1"]}`)
 	})
 	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
 	if err != nil || len(ids) != 1 || calls.Load() != 2 {
@@ -100,7 +169,7 @@ func TestOneLookupPerUser(t *testing.T) {
 	c, tokens := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		<-release
-		fmt.Fprint(w, `{"value":[{"id":"g1"}]}`)
+		fmt.Fprint(w, `{"value":["g1"]}`)
 	})
 	var wg sync.WaitGroup
 	results := make(chan string, 20)
@@ -224,8 +293,9 @@ func TestNextLinkStaysOnGraph(t *testing.T) {
 	t.Cleanup(elsewhere.Close)
 	for _, next := range []string{elsewhere.URL + "/v1.0/next", strings.Replace(elsewhere.URL, "http://", "https://", 1) + "/v1.0/next"} {
 		c, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
-			fmt.Fprintf(w, `{"value":[{"id":"g1"}],"@odata.nextLink":%q}`, next)
+			fmt.Fprintf(w, `{"value":[{"@odata.type":"#microsoft.graph.group","id":"g1"}],"@odata.nextLink":%q}`, next)
 		})
+		c.AllTypes = true
 		if _, err := c.MemberGroups(context.Background(), "tenant", "user"); err == nil {
 			t.Errorf("a nextLink to %s was accepted", next)
 		}
@@ -243,7 +313,7 @@ func TestMemberGroupsReadsAtMostMaxGroups(t *testing.T) {
 	page := func(n int) string {
 		var b strings.Builder
 		for i := range n {
-			fmt.Fprintf(&b, `{"id":"g%d"},`, i)
+			fmt.Fprintf(&b, `{"@odata.type":"#microsoft.graph.group","id":"g%d"},`, i)
 		}
 		return strings.TrimSuffix(b.String(), ",")
 	}
@@ -251,6 +321,7 @@ func TestMemberGroupsReadsAtMostMaxGroups(t *testing.T) {
 		pages.Add(1)
 		fmt.Fprintf(w, `{"value":[%s],"@odata.nextLink":"http://%s/v1.0/more"}`, page(3000), r.Host)
 	})
+	c.AllTypes = true
 	ids, err := c.MemberGroups(context.Background(), "tenant", "user")
 	if err != nil || len(ids) != MaxGroups || pages.Load() != 2 {
 		t.Errorf("%d IDs, %d pages, %v; want %d IDs from 2 pages", len(ids), pages.Load(), err, MaxGroups)
@@ -260,6 +331,16 @@ func TestMemberGroupsReadsAtMostMaxGroups(t *testing.T) {
 	})
 	if _, err := huge.MemberGroups(context.Background(), "tenant", "user"); err == nil {
 		t.Error("a page of 60,000 IDs was read")
+	}
+	// getMemberGroups answers at most 11,000 IDs, else this refusal: the
+	// error says what to do instead.
+	tooMany, _ := fakeGraph(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":{"code":"Directory_ResultSizeLimitExceeded","message":"Request Size Limit Exceeded."}}`)
+	})
+	var ge *Error
+	if _, err := tooMany.MemberGroups(context.Background(), "tenant", "user"); !errors.As(err, &ge) || ge.Status != 400 || !strings.Contains(ge.Hint, "11,000") || !strings.Contains(ge.Hint, "graph_groups all") {
+		t.Errorf("over 11,000 groups: %v", err)
 	}
 }
 
@@ -293,7 +374,7 @@ func TestRefusalsSayWhatToFix(t *testing.T) {
 	})
 	_, err := c.MemberGroups(context.Background(), "tenant", "user")
 	var ge *Error
-	if !errors.As(err, &ge) || ge.Status != 403 || !strings.Contains(ge.Hint, "GroupMember.Read.All") {
+	if !errors.As(err, &ge) || ge.Status != 403 || !strings.Contains(ge.Hint, "User.Read.All and GroupMember.Read.All") {
 		t.Errorf("403: %v", err)
 	}
 	c.Credential = credentials.Secret("wrong")

@@ -53,9 +53,12 @@ type Metadata struct {
 	EndSessionEndpoint    string `json:"end_session_endpoint"`
 	UserInfoEndpoint      string `json:"userinfo_endpoint"`
 	// CloudInstanceName is published by Entra ID (and External ID) only.
-	CloudInstanceName string   `json:"cloud_instance_name"`
-	JWKSURI           string   `json:"jwks_uri"`
-	SigningAlgs       []string `json:"id_token_signing_alg_values_supported"`
+	CloudInstanceName string `json:"cloud_instance_name"`
+	// MSGraphHost is Microsoft Graph's host for this cloud (Entra ID's
+	// metadata has it; External ID's does not).
+	MSGraphHost string   `json:"msgraph_host"`
+	JWKSURI     string   `json:"jwks_uri"`
+	SigningAlgs []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // asymmetricAlgs are the only signature algorithms ever accepted: never
