@@ -38,7 +38,7 @@ func init() {
 //	    client_id     <id>
 //	    client_secret <secret>
 //	    client_certificate <cert path> <key path>
-//	    client_assertion file <path> | managed_identity <client ID>
+//	    client_assertion file <path> | managed_identity <client ID> [<audience>]
 //	    scopes        <scope...>
 //	    redirect_path <path>
 //	    response_mode query|form_post
@@ -236,8 +236,13 @@ var subdirectives = map[string]subdirective{
 	}},
 	"client_assertion": {"client_assertion", func(h *Handler, d *caddyfile.Dispenser) error {
 		h.ClientAssertion = &ClientAssertion{}
-		if !d.AllArgs(&h.ClientAssertion.Kind, &h.ClientAssertion.Value) {
-			return d.Errf("client_assertion: needs file <path> or managed_identity <client ID>")
+		switch args := d.RemainingArgs(); {
+		case len(args) == 2:
+			h.ClientAssertion.Kind, h.ClientAssertion.Value = args[0], args[1]
+		case len(args) == 3 && args[0] == "managed_identity":
+			h.ClientAssertion.Kind, h.ClientAssertion.Value, h.ClientAssertion.Audience = args[0], args[1], args[2]
+		default:
+			return d.Errf("client_assertion: needs file <path> or managed_identity <client ID> [<audience>]")
 		}
 		return nil
 	}},

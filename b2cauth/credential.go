@@ -1,6 +1,7 @@
 package b2cauth
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -20,6 +21,9 @@ type CertificateFiles struct {
 type ClientAssertion struct {
 	Kind  string `json:"kind"`
 	Value string `json:"value"`
+	// The audience a managed identity's token is asked for. Default: the
+	// issuer's cloud's (api://AzureADTokenExchange, …USGov, …China).
+	Audience string `json:"audience,omitempty"`
 }
 
 // checkCredential allows at most one credential, and on Azure AD B2C
@@ -46,6 +50,8 @@ func (h *Handler) checkCredential() error {
 			return fmt.Errorf("client_assertion: %q is neither file nor managed_identity", a.Kind)
 		case a.Value == "":
 			return fmt.Errorf("client_assertion %s: needs a value (a path, or the managed identity's client ID)", a.Kind)
+		case a.Audience != "" && a.Kind != "managed_identity":
+			return errors.New("client_assertion: an audience goes only with managed_identity (a token file's audience is its issuer's business)")
 		}
 	}
 	return nil
@@ -90,7 +96,11 @@ func (h *Handler) buildCredential(resolve func(field, v string) (string, error))
 		if h.ClientAssertion.Kind == "file" {
 			return credentials.AssertionFile(v), nil
 		}
-		return &credentials.ManagedIdentity{ClientID: v, Now: clock}, nil
+		if env := credentials.UnsupportedEnvironment(); env != "" {
+			return nil, fmt.Errorf("client_assertion managed_identity: this looks like %s, whose managed identity endpoint b2c_auth does not speak (App Service, Functions, Container Apps and IMDS on VMs and AKS nodes); use client_assertion file or client_certificate", env)
+		}
+		audience := cmp.Or(h.ClientAssertion.Audience, h.configuredCloud().exchange)
+		return &credentials.ManagedIdentity{ClientID: v, Audience: audience, Now: clock}, nil
 	}
 	return nil, nil
 }

@@ -97,9 +97,12 @@ func TestEveryCredentialWithoutASecret(t *testing.T) {
 	emulatorMI, _ := url.Parse(idp)
 	forward := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(emulatorMI) }}
 	platform := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !up.Load() {
-			downCalls.Add(1)
-			http.Error(w, `{"error":"service_unavailable"}`, http.StatusServiceUnavailable)
+		if !up.Load() { // unavailable twice (asked again), then a design-time error (not)
+			if downCalls.Add(1) <= 2 {
+				http.Error(w, `{"error":"service_unavailable"}`, http.StatusServiceUnavailable)
+				return
+			}
+			http.Error(w, `{"error":"invalid_request","error_description":"Identity not found"}`, http.StatusBadRequest)
 			return
 		}
 		upCalls.Add(1)
@@ -174,7 +177,7 @@ func TestEveryCredentialWithoutASecret(t *testing.T) {
 
 	landed := signInAs(t, testcaddy.NewBrowser(t), origins["managed identity"]+"/", "ada@contoso.example")
 	if landed.StatusCode != http.StatusServiceUnavailable || downCalls.Load() != 3 {
-		t.Errorf("the managed identity endpoint down: %d after %d tries, want 503 after 3", landed.StatusCode, downCalls.Load())
+		t.Errorf("the managed identity endpoint down, then refusing: %d after %d tries, want 503 after 3", landed.StatusCode, downCalls.Load())
 	}
 	up.Store(true)
 	works("managed identity")

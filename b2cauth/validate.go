@@ -252,6 +252,7 @@ func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, err
 			return err
 		}
 	}
+	h.Issuer = oneSlashAfterHost(h.Issuer)
 	for name, list := range map[string][]string{"tenants": h.Tenants, "audience": h.Audience} {
 		for i, v := range list {
 			if list[i], err = resolve(name, v); err != nil {
@@ -260,4 +261,19 @@ func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, err
 		}
 	}
 	return nil
+}
+
+// oneSlashAfterHost takes a doubled slash after an issuer's host as one, so
+// that an issuer built from a host that ends with a slash and one that
+// does not ({env.AZURE_AUTHORITY_HOST}/{env.AZURE_TENANT_ID}/v2.0) is the same.
+func oneSlashAfterHost(issuer string) string {
+	scheme, rest, ok := strings.Cut(issuer, "://")
+	if !ok {
+		return issuer
+	}
+	host, path, ok := strings.Cut(rest, "/")
+	if !ok {
+		return issuer
+	}
+	return scheme + "://" + host + "/" + strings.TrimLeft(path, "/")
 }

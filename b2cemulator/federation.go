@@ -63,6 +63,10 @@ func (e *Emulator) managedIdentityToken(w http.ResponseWriter, r *http.Request) 
 		return fail(http.StatusUnauthorized, "invalid_request", "X-IDENTITY-HEADER is not this endpoint's IDENTITY_HEADER (the emulator's admin key).")
 	case !appService && r.Header.Get("Metadata") != "true":
 		return fail(http.StatusBadRequest, "bad_request_102", "Required metadata header not specified")
+	case q.Get("api-version") == "":
+		// Both endpoints require the version they speak (IMDS 2018-02-01,
+		// App Service 2019-08-01); the text is our model of the answer.
+		return fail(http.StatusBadRequest, "invalid_request", "Required query variable 'api-version' is missing")
 	case q.Get("resource") != tokenExchangeAudience:
 		return fail(http.StatusBadRequest, "invalid_resource", "AADSTS500011: The emulator's managed identities get tokens for "+tokenExchangeAudience+" only.")
 	}

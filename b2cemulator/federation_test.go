@@ -95,6 +95,7 @@ func TestFederatedCredentialsCheckedAsEntraDoes(t *testing.T) {
 		want        int
 	}{
 		{"IMDS without Metadata: true", q, http.Header{}, http.StatusBadRequest},
+		{"IMDS without api-version", strings.Replace(q, "api-version=2018-02-01&", "", 1), http.Header{"Metadata": {"true"}}, http.StatusBadRequest},
 		{"App Service with a wrong IDENTITY_HEADER", q, http.Header{"X-Identity-Header": {"guess"}}, http.StatusUnauthorized},
 		{"an identity that does not exist", strings.Replace(q, identityClient, fedClient, 1), http.Header{"Metadata": {"true"}}, http.StatusBadRequest},
 		{"another resource", strings.Replace(q, "api://AzureADTokenExchange", "https://graph.microsoft.com", 1), http.Header{"Metadata": {"true"}}, http.StatusBadRequest},

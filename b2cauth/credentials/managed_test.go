@@ -2,22 +2,24 @@ package credentials
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// TestManagedIdentityRetriesWhatMicrosoftSaysToRetry: a 5xx, 404, 410 or
-// 429 is asked again (three tries in all), another 4xx is not; a token is
-// kept until 5 minutes before it expires; App Service's variables are
-// used when both are set, with its header.
+// TestManagedIdentityRetriesWhatMicrosoftSaysToRetry: a 5xx, 404 or 429
+// is asked again (five tries in all), a 410 for 70 seconds, another 4xx
+// not at all; a token is kept until 5 minutes before it expires; App
+// Service's variables are used when both are set, with its header.
 func TestManagedIdentityRetriesWhatMicrosoftSaysToRetry(t *testing.T) {
 	for _, tc := range []struct {
 		status, tries int
-	}{{503, 3}, {500, 3}, {404, 3}, {410, 3}, {429, 3}, {400, 1}, {401, 1}} {
+	}{{503, 5}, {500, 5}, {404, 5}, {410, 8}, {429, 5}, {400, 1}, {401, 1}} {
 		var calls atomic.Int32
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			calls.Add(1)
@@ -26,7 +28,7 @@ func TestManagedIdentityRetriesWhatMicrosoftSaysToRetry(t *testing.T) {
 		}))
 		t.Setenv("IDENTITY_ENDPOINT", srv.URL)
 		t.Setenv("IDENTITY_HEADER", "h")
-		if _, err := (&ManagedIdentity{ClientID: "c", firstWait: time.Millisecond}).Token(context.Background()); err == nil || int(calls.Load()) != tc.tries {
+		if _, err := (&ManagedIdentity{ClientID: "c", unit: time.Millisecond}).Token(context.Background()); err == nil || int(calls.Load()) != tc.tries {
 			t.Errorf("HTTP %d: asked %d times (%v), want %d", tc.status, calls.Load(), err, tc.tries)
 		}
 		srv.Close()
@@ -61,5 +63,78 @@ func TestManagedIdentityRetriesWhatMicrosoftSaysToRetry(t *testing.T) {
 	_, _ = m.Token(context.Background())
 	if calls.Load() != 3 {
 		t.Errorf("a token that expires within 5 minutes was reused (%d fetches)", calls.Load())
+	}
+}
+
+// TestRetryTableInSeconds: the waits Microsoft's guidance asks for, in
+// real seconds: at least 1 s after a 5xx, doubling, five tries; a 410 asked
+// again until 70 s have been waited; a 400 never.
+func TestRetryTableInSeconds(t *testing.T) {
+	walk := func(status int) (waits []time.Duration) {
+		var waited time.Duration
+		for try := 1; ; try++ {
+			wait, again := retryWait(status, try, waited, time.Second)
+			if !again {
+				return waits
+			}
+			waits = append(waits, wait)
+			waited += wait
+		}
+	}
+	if w := walk(503); fmt.Sprint(w) != "[1s 2s 4s 8s]" {
+		t.Errorf("503: waits %v, want [1s 2s 4s 8s] (five tries)", w)
+	}
+	w := walk(410)
+	var total time.Duration
+	for _, d := range w {
+		total += d
+	}
+	if total > 70*time.Second || total < 60*time.Second || w[0] < time.Second {
+		t.Errorf("410: waits %v (%s in all), want about 70 s", w, total)
+	}
+	if w := walk(400); len(w) != 0 {
+		t.Errorf("400: waits %v, want none", w)
+	}
+	if w := walk(0); len(w) != 4 {
+		t.Errorf("no answer: waits %v, want four", w)
+	}
+}
+
+// TestTheCloudsAudience: the token is asked for the audience given (a
+// national cloud's), else the global one.
+func TestTheCloudsAudience(t *testing.T) {
+	var asked atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Store(r.URL.Query().Get("resource"))
+		_, _ = w.Write([]byte(`{"access_token":"a.b.c","expires_in":"3600"}`))
+	}))
+	defer srv.Close()
+	t.Setenv("IDENTITY_ENDPOINT", srv.URL)
+	t.Setenv("IDENTITY_HEADER", "h")
+	for audience, want := range map[string]string{"": TokenExchangeAudience, "api://AzureADTokenExchangeUSGov": "api://AzureADTokenExchangeUSGov"} {
+		if _, err := (&ManagedIdentity{ClientID: "c", Audience: audience}).Token(context.Background()); err != nil || asked.Load() != want {
+			t.Errorf("audience %q: asked for %v (%v), want %s", audience, asked.Load(), err, want)
+		}
+	}
+}
+
+// TestUnsupportedEnvironments: Service Fabric and Azure Arc are told apart
+// from App Service and VMs.
+func TestUnsupportedEnvironments(t *testing.T) {
+	t.Setenv("IDENTITY_ENDPOINT", "http://localhost:40342/metadata/identity/oauth2/token")
+	t.Setenv("IDENTITY_HEADER", "")
+	t.Setenv("IMDS_ENDPOINT", "http://localhost:40342")
+	if got := UnsupportedEnvironment(); !strings.Contains(got, "Azure Arc") {
+		t.Errorf("Arc: %q", got)
+	}
+	t.Setenv("IMDS_ENDPOINT", "")
+	t.Setenv("IDENTITY_HEADER", "h")
+	t.Setenv("IDENTITY_SERVER_THUMBPRINT", "AB12")
+	if got := UnsupportedEnvironment(); !strings.Contains(got, "Service Fabric") {
+		t.Errorf("Service Fabric: %q", got)
+	}
+	t.Setenv("IDENTITY_SERVER_THUMBPRINT", "")
+	if got := UnsupportedEnvironment(); got != "" {
+		t.Errorf("App Service: %q", got)
 	}
 }
