@@ -1,6 +1,7 @@
 package b2cemulator
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha1"
@@ -14,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -26,11 +26,23 @@ func constantTimeEqual(a, b string) bool {
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // registeredCertificate is a certificate credential of a client, by its
-// SHA-256 and SHA-1 thumbprints (base64url), as Entra finds it from an
-// assertion's x5t#S256 or x5t.
+// SHA-256 and SHA-1 thumbprints, as Entra finds it from an assertion's
+// x5t#S256 or x5t.
 type registeredCertificate struct {
-	s256, s1 string
+	s256, s1 []byte
 	key      *rsa.PublicKey
+}
+
+// thumbprintBytes decodes a thumbprint header as clients send it: base64url
+// unpadded (the JWS spec, the plugin, MSAL Node), padded URL-safe (MSAL
+// Python) or padded standard (MSAL Go). Entra accepts all of these.
+func thumbprintBytes(v string) []byte {
+	v = strings.TrimRight(strings.NewReplacer("+", "-", "/", "_").Replace(v), "=")
+	b, err := base64.RawURLEncoding.DecodeString(v)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // loadCertificates reads a client's certificate files (PEM).
@@ -54,35 +66,9 @@ func loadCertificates(paths []string) ([]registeredCertificate, error) {
 			return nil, fmt.Errorf("certificate %s: not an RSA key", p)
 		}
 		s256, s1 := sha256.Sum256(cert.Raw), sha1.Sum(cert.Raw)
-		out = append(out, registeredCertificate{base64.RawURLEncoding.EncodeToString(s256[:]), base64.RawURLEncoding.EncodeToString(s1[:]), key})
+		out = append(out, registeredCertificate{s256[:], s1[:], key})
 	}
 	return out, nil
-}
-
-// usedAssertions remembers the jti of accepted assertions until they
-// expire: an assertion is good for one token request.
-type usedAssertions struct {
-	mu   sync.Mutex
-	seen map[string]time.Time
-}
-
-// use records a jti; false if it was used already.
-func (u *usedAssertions) use(jti string, until, now time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if u.seen == nil {
-		u.seen = map[string]time.Time{}
-	}
-	for k, exp := range u.seen {
-		if now.After(exp) {
-			delete(u.seen, k)
-		}
-	}
-	if _, ok := u.seen[jti]; ok {
-		return false
-	}
-	u.seen[jti] = until
-	return true
 }
 
 // assertionSkew is the clock skew allowed on an assertion's nbf and exp.
@@ -93,7 +79,9 @@ const assertionSkew = 5 * time.Minute
 // testdata/fixtures/client-credentials.md): signed (PS256 or RS256) by a
 // certificate registered on the client, found by x5t#S256 or x5t; iss and
 // sub the client ID; aud the token endpoint it was sent to; within its
-// time range; its jti not seen before.
+// time range, and with a jti. A jti may come again within the assertion's
+// life: MSAL for Node and Python reuse one assertion for ten minutes, and
+// Entra takes it (testdata/fixtures/client-credentials.md).
 func (e *Emulator) checkClientAssertion(c *Client, assertion, tokenEndpoint string) *b2cError {
 	bad := func(code, msg string) *b2cError { return &b2cError{"invalid_client", code, msg} }
 	parts := strings.Split(assertion, ".")
@@ -117,8 +105,9 @@ func (e *Emulator) checkClientAssertion(c *Client, assertion, tokenEndpoint stri
 		return bad("AADSTS50027", "JWT token is invalid or malformed.")
 	}
 	var key *rsa.PublicKey
+	s256, s1 := thumbprintBytes(header.S256), thumbprintBytes(header.S1)
 	for _, rc := range c.certificates {
-		if (header.S256 != "" && header.S256 == rc.s256) || (header.S256 == "" && header.S1 != "" && header.S1 == rc.s1) {
+		if (header.S256 != "" && bytes.Equal(s256, rc.s256)) || (header.S256 == "" && header.S1 != "" && bytes.Equal(s1, rc.s1)) {
 			key = rc.key
 		}
 	}
@@ -149,8 +138,8 @@ func (e *Emulator) checkClientAssertion(c *Client, assertion, tokenEndpoint stri
 	if claims.Exp == 0 || now.After(exp.Add(assertionSkew)) || now.Add(assertionSkew).Before(nbf) {
 		return bad("AADSTS700024", "Client assertion is not within its valid time range.")
 	}
-	if claims.Jti == "" || !e.usedAssertions.use(c.ClientID+"|"+claims.Jti, exp.Add(assertionSkew), now) {
-		return bad("AADSTS700027", "Client assertion failed validation: its jti was used before (an assertion serves one request).")
+	if claims.Jti == "" {
+		return bad("AADSTS50027", "JWT token is invalid or malformed: it has no jti.")
 	}
 	return nil
 }

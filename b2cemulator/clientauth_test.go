@@ -5,12 +5,14 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -28,15 +30,23 @@ const certClient = "22222222-3333-4444-5555-666666666666"
 // file's SHA-256 thumbprint, as a client assertion.
 func forgedAssertion(t *testing.T, certFile, keyFile string, claims map[string]any) string {
 	certPEM, _ := os.ReadFile(certFile)
-	keyPEM, _ := os.ReadFile(keyFile)
 	cb, _ := pem.Decode(certPEM)
+	sum := sha256.Sum256(cb.Bytes)
+	return assertionWithHeader(t, keyFile, map[string]string{"x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:])}, claims)
+}
+
+// assertionWithHeader signs claims PS256 with the key file, with the
+// thumbprint header given.
+func assertionWithHeader(t *testing.T, keyFile string, thumbprint map[string]string, claims map[string]any) string {
+	keyPEM, _ := os.ReadFile(keyFile)
 	kb, _ := pem.Decode(keyPEM)
 	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(cb.Bytes)
-	h, _ := json.Marshal(map[string]string{"alg": "PS256", "typ": "JWT", "x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:])})
+	header := map[string]string{"alg": "PS256", "typ": "JWT"}
+	maps.Copy(header, thumbprint)
+	h, _ := json.Marshal(header)
 	c, _ := json.Marshal(claims)
 	signing := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
 	digest := sha256.Sum256([]byte(signing))
@@ -81,8 +91,9 @@ func stsCode(body map[string]any) string {
 
 // TestClientAssertionsCheckedAsEntraDoes: the Entra ID flavor's token
 // endpoint accepts a certificate assertion made as Microsoft documents it
-// (credentials.Certificate), once, and refuses each defect with Entra's
-// code; the B2C flavor refuses assertions with AADB2C99027.
+// (credentials.Certificate), again within its life as Entra does, with its
+// thumbprint in any base64 form clients send, and refuses each defect with
+// Entra's code; the B2C flavor refuses assertions with AADB2C99027.
 func TestClientAssertionsCheckedAsEntraDoes(t *testing.T) {
 	cert, key := testcaddy.Certificate(t)
 	otherCert, otherKey := testcaddy.Certificate(t)
@@ -100,8 +111,8 @@ func TestClientAssertionsCheckedAsEntraDoes(t *testing.T) {
 	if status != http.StatusOK || body["access_token"] == nil {
 		t.Fatalf("a good assertion: %d %v", status, body)
 	}
-	if _, body := post(form.Get("client_assertion")); code(body) != "AADSTS700027" {
-		t.Errorf("the same assertion again: %v", body)
+	if status, body := post(form.Get("client_assertion")); status != http.StatusOK {
+		t.Errorf("the same assertion again, within its life: %d %v", status, body)
 	}
 
 	now := time.Now().Unix()
@@ -124,6 +135,24 @@ func TestClientAssertionsCheckedAsEntraDoes(t *testing.T) {
 		if body["error"] != "invalid_client" || code(body) != tc.want {
 			t.Errorf("%s: %v, want invalid_client %s", tc.name, body, tc.want)
 		}
+	}
+	// The thumbprint as MSAL Go (padded standard base64) and MSAL Python
+	// (padded URL-safe) write it, SHA-256 or SHA-1.
+	certPEM, _ := os.ReadFile(cert)
+	block, _ := pem.Decode(certPEM)
+	s256, s1 := sha256.Sum256(block.Bytes), sha1.Sum(block.Bytes)
+	for name, header := range map[string]map[string]string{
+		"x5t#S256 padded standard": {"x5t#S256": base64.StdEncoding.EncodeToString(s256[:])},
+		"x5t#S256 padded URL-safe": {"x5t#S256": base64.URLEncoding.EncodeToString(s256[:])},
+		"x5t padded standard":      {"x5t": base64.StdEncoding.EncodeToString(s1[:])},
+		"x5t padded URL-safe":      {"x5t": base64.URLEncoding.EncodeToString(s1[:])},
+	} {
+		if status, body := post(assertionWithHeader(t, key, header, claims(func(map[string]any) {}))); status != http.StatusOK {
+			t.Errorf("%s: %d %v", name, status, body)
+		}
+	}
+	if _, body := post(assertionWithHeader(t, key, map[string]string{"x5t": base64.URLEncoding.EncodeToString(s256[:20])}, claims(func(map[string]any) {}))); code(body) != "AADSTS700027" {
+		t.Errorf("another thumbprint: %v", body)
 	}
 	if _, body := post("not.a.jwt"); body["error"] != "invalid_client" {
 		t.Errorf("garbage: %v", body)

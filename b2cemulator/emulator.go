@@ -178,8 +178,6 @@ type Emulator struct {
 	demoUser bool // the default user: the sign-in page shows its credentials
 	logger   *zap.Logger
 	hosts    *site.Hosts // the names the site block gives
-	// usedAssertions are the jti of client assertions accepted: each serves one request.
-	usedAssertions *usedAssertions
 }
 
 // Client is an application registration.
@@ -304,7 +302,6 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 		}
 		e.AdminKey = key
 	}
-	e.usedAssertions = &usedAssertions{}
 	for i := range e.Clients {
 		certs, err := loadCertificates(e.Clients[i].Certificates)
 		if err != nil {

@@ -2,10 +2,14 @@ package b2cemulator_test
 
 import (
 	"bufio"
+	"crypto/sha1"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -299,5 +303,56 @@ func TestMSALNodeWorkloadIdentityFederation(t *testing.T) {
 	}
 	if at := claims(res.AccessToken); at["azp"] != fedClient || at["aud"] != fedClient {
 		t.Errorf("the app-only token: %v", at)
+	}
+}
+
+// TestMSALCertificateCredentials: Microsoft's MSAL for Python and for Node
+// get app-only tokens from the Entra ID flavor with a certificate, twice in
+// a row — Python names it by its SHA-1 thumbprint in padded URL-safe
+// base64 (RS256), Node by its SHA-256 one (PS256), and both send the same
+// assertion for the second request, as Entra accepts.
+func TestMSALCertificateCredentials(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "msal")
+	needClient(t, "python3-msal", "apt-get install python3-msal", "/usr/lib/python3/dist-packages/msal")
+	needClient(t, "@azure/msal-node", "cd testdata/msal && npm ci", filepath.Join(dir, "node_modules", "@azure", "msal-node"))
+	certDir := t.TempDir()
+	caFile, serverCert, serverKey := testcaddy.TestCA(t, certDir)
+	cert, key := testcaddy.Certificate(t)
+	origin := fmt.Sprintf("https://127.0.0.1:%d", testcaddy.FreePort(t))
+	testcaddy.Start(t, testcaddy.GlobalsHTTPS(certDir)+fmt.Sprintf(`
+%s {
+	tls %s %s
+	b2c_emulator {
+		flavor entra_id
+		tenant_id %s
+		client %s {
+			certificate %s
+			redirect_uri %s
+		}
+	}
+}
+`, origin, serverCert, serverKey, fedTenant, certClient, cert, msalReturn))
+	certPEM, _ := os.ReadFile(cert)
+	block, _ := pem.Decode(certPEM)
+	s1, s256 := sha1.Sum(block.Bytes), sha256.Sum256(block.Bytes)
+	authority := origin + "/contoso.onmicrosoft.com"
+	scope := certClient + "/.default"
+
+	python := exec.Command("/usr/bin/python3", filepath.Join(dir, "msal_python_cert.py"), authority, certClient, key, hex.EncodeToString(s1[:]), scope)
+	python.Env = append(os.Environ(), "REQUESTS_CA_BUNDLE="+caFile)
+	node := exec.Command("node", "msal_node_cert.mjs", authority, certClient, key, hex.EncodeToString(s256[:]), scope)
+	node.Dir = dir
+	node.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+caFile)
+	for name, cmd := range map[string]*exec.Cmd{"MSAL Python": python, "MSAL Node": node} {
+		cmd.Stderr = os.Stderr
+		out, err := cmd.Output()
+		var res struct {
+			Tokens           []string `json:"tokens"`
+			Error            string   `json:"error"`
+			ErrorDescription string   `json:"error_description"`
+		}
+		if err != nil || json.Unmarshal(out, &res) != nil || res.Error != "" || len(res.Tokens) != 2 || res.Tokens[0] == res.Tokens[1] {
+			t.Errorf("%s: %v %s %s (%s)", name, err, res.Error, res.ErrorDescription, out)
+		}
 	}
 }
