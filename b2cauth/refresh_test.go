@@ -26,6 +26,10 @@ func TestConditionalAccessEndsTheSession(t *testing.T) {
 		name, reply, wantClaims string
 	}{
 		{"step-up with a claims challenge", `{"error":"interaction_required","error_description":"AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2026-12-01 10:00:00Z","error_codes":[50076],"suberror":"basic_action","claims":` + jsonString(challenge) + `}`, challenge},
+		// The shape of real AADSTS50076 answers (captures, not a Microsoft
+		// page): invalid_grant with suberror and claims.
+		{"step-up as invalid_grant", `{"error":"invalid_grant","error_description":"AADSTS50076: Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2026-12-01 10:00:00Z","error_codes":[50076],"error_uri":"https://login.microsoftonline.com/error?code=50076","suberror":"basic_action","claims":` + jsonString(challenge) + `}`, challenge},
+		{"MFA registration as invalid_grant, no claims", `{"error":"invalid_grant","error_description":"AADSTS50079: Due to a configuration change made by your administrator, or because you moved to a new location, you are required to enroll in multi-factor authentication.","error_codes":[50079],"suberror":"additional_action"}`, ""},
 		{"sign-in frequency", `{"error":"interaction_required","error_description":"AADSTS70043: The refresh token has expired or is invalid due to sign-in frequency checks by conditional access.","error_codes":[70043]}`, ""},
 		{"consent", `{"error":"consent_required","error_description":"AADSTS65001: The user or administrator has not consented to use the application."}`, ""},
 		{"login", `{"error":"login_required","error_description":"AADSTS50058: A silent sign-in request was sent but no user is signed in."}`, ""},
@@ -75,17 +79,20 @@ func TestConditionalAccessEndsTheSession(t *testing.T) {
 // interaction again right after a fresh sign-in (a Conditional Access
 // block) gets the user a page that says so, not another redirect.
 func TestConditionalAccessBlockDoesNotLoop(t *testing.T) {
-	h, p, s := setup(t, nil)
-	fresh := signedInWithTokens(t, h, p, s, "at-short", time.Minute) // tokens that need renewing at once
-	p.set(func(p *hostile) {
-		p.tokenReply, p.tokenCode = `{"error":"interaction_required","error_description":"AADSTS53003: Access has been blocked by Conditional Access policies."}`, 400
-	})
-	res := serve(h, withCookies(navigation("GET", "/page"), fresh))
-	if res.Code != http.StatusForbidden || res.reachedNext || !strings.Contains(res.Body.String(), "Access blocked") {
-		t.Errorf("interaction asked again right after sign-in: %d %q", res.Code, res.Header().Get("Location"))
-	}
-	if opens(h, fresh) {
-		t.Error("the blocked session still opens")
+	for _, reply := range []string{
+		`{"error":"interaction_required","error_description":"AADSTS53003: Access has been blocked by Conditional Access policies."}`,
+		`{"error":"invalid_grant","error_description":"AADSTS50076: you must use multi-factor authentication.","error_codes":[50076],"suberror":"basic_action","claims":"{\"access_token\":{\"capolids\":{\"essential\":true,\"values\":[\"p1\"]}}}"}`,
+	} {
+		h, p, s := setup(t, nil)
+		fresh := signedInWithTokens(t, h, p, s, "at-short", time.Minute) // tokens that need renewing at once
+		p.set(func(p *hostile) { p.tokenReply, p.tokenCode = reply, 400 })
+		res := serve(h, withCookies(navigation("GET", "/page"), fresh))
+		if res.Code != http.StatusForbidden || res.reachedNext || !strings.Contains(res.Body.String(), "Access blocked") {
+			t.Errorf("interaction asked again right after sign-in (%.40s): %d %q", reply, res.Code, res.Header().Get("Location"))
+		}
+		if opens(h, fresh) {
+			t.Error("the blocked session still opens")
+		}
 	}
 }
 

@@ -204,6 +204,9 @@ func TestRefreshRefusedByTheEmulator(t *testing.T) {
 		user mfa@contoso.example Passw0rd! {
 			refresh_error interaction_required `+"`"+`{"access_token":{"acrs":{"essential":true,"value":"c1"}}}`+"`"+`
 		}
+		user mfa2@contoso.example Passw0rd! {
+			refresh_error invalid_grant `+"`"+`{"access_token":{"capolids":{"essential":true,"values":["p1"]}}}`+"`"+`
+		}
 		user flaky@contoso.example Passw0rd! {
 			refresh_error unavailable
 		}
@@ -230,6 +233,11 @@ func TestRefreshRefusedByTheEmulator(t *testing.T) {
 	}
 	if again := b.Get(base + "/"); again.StatusCode != http.StatusFound || !strings.Contains(again.Header.Get("Location"), "/authorize") {
 		t.Errorf("after the block, the session is over: %d %q", again.StatusCode, again.Header.Get("Location"))
+	}
+	// The same refusal in the shape real answers have: invalid_grant with a
+	// Conditional Access suberror and claims, under the same loop guard.
+	if blocked := signInAs(t, testcaddy.NewBrowser(t), base+"/", "mfa2@contoso.example"); blocked.StatusCode != http.StatusForbidden || !strings.Contains(blocked.Body, "Access blocked") {
+		t.Errorf("invalid_grant with suberror right after sign-in: %d %q", blocked.StatusCode, blocked.Body)
 	}
 
 	before := scrape(t, metricsURL)

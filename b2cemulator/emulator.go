@@ -260,11 +260,13 @@ type User struct {
 	Claims map[string]string `json:"claims,omitempty"`
 	// How the token endpoint answers this user's refresh grants, to test a
 	// relying party: interaction_required (Conditional Access: MFA step-up),
-	// consent_required, login_required, or unavailable (503). Default: they
-	// succeed.
+	// invalid_grant (the same step-up in the shape real answers have:
+	// AADSTS50076 with suberror basic_action), consent_required,
+	// login_required, or unavailable (503). Default: they succeed.
 	RefreshError string `json:"refresh_error,omitempty"`
-	// The claims challenge sent with interaction_required, as Entra sends
-	// one for an authentication context or a Conditional Access policy.
+	// The claims challenge sent with interaction_required or invalid_grant,
+	// as Entra sends one for an authentication context or a Conditional
+	// Access policy.
 	RefreshClaims string `json:"refresh_claims,omitempty"`
 }
 

@@ -151,14 +151,14 @@ func parseUser(e *Emulator, d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			switch args[0] {
-			case "interaction_required", "consent_required", "login_required", "unavailable":
+			case "interaction_required", "invalid_grant", "consent_required", "login_required", "unavailable":
 			default:
-				return d.Errf("refresh_error: %q is not interaction_required, consent_required, login_required or unavailable", args[0])
+				return d.Errf("refresh_error: %q is not interaction_required, invalid_grant, consent_required, login_required or unavailable", args[0])
 			}
 			u.RefreshError = args[0]
 			if len(args) == 2 {
-				if args[0] != "interaction_required" || !json.Valid([]byte(args[1])) {
-					return d.Errf("refresh_error: a claims challenge (JSON) comes only with interaction_required")
+				if (args[0] != "interaction_required" && args[0] != "invalid_grant") || !json.Valid([]byte(args[1])) {
+					return d.Errf("refresh_error: a claims challenge (JSON) comes only with interaction_required or invalid_grant")
 				}
 				u.RefreshClaims = args[1]
 			}

@@ -357,16 +357,23 @@ func (e *Emulator) tokenError(w http.ResponseWriter, status int, b b2cError) err
 
 // refreshRefusal answers a refresh grant as the user's refresh_error says:
 // the identity platform's interaction_required (AADSTS50076, MFA step-up,
-// with the claims challenge when configured), consent_required
+// with the claims challenge when configured), the same step-up as real
+// answers carry it (invalid_grant, suberror basic_action, error_uri: from
+// captures of Entra's answers, not a Microsoft page; see
+// testdata/fixtures/entra-details.md), consent_required
 // (AADSTS65001), login_required (AADSTS50058), or a 503 with
 // temporarily_unavailable, the error Entra's token endpoint sends when it
 // cannot serve (AADSTS90033).
 func (e *Emulator) refreshRefusal(w http.ResponseWriter, u *User) error {
 	var b b2cError
 	status := http.StatusBadRequest
+	var extra object
 	switch u.RefreshError {
 	case "interaction_required":
 		b = b2cError{"interaction_required", "AADSTS50076", "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access this resource."}
+	case "invalid_grant":
+		b = b2cError{"invalid_grant", "AADSTS50076", "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '" + graphAppID + "'."}
+		extra = object{{"error_uri", "https://login.microsoftonline.com/error?code=50076"}, {"suberror", "basic_action"}}
 	case "consent_required":
 		b = b2cError{"consent_required", "AADSTS65001", "The user or administrator has not consented to use the application. Send an interactive authorization request for this user and resource."}
 	case "login_required":
@@ -378,6 +385,7 @@ func (e *Emulator) refreshRefusal(w http.ResponseWriter, u *User) error {
 		{"error_codes", []int64{stsErrorNumber(b.code)}},
 		{"timestamp", e.state.now().UTC().Format("2006-01-02 15:04:05Z")},
 		{"trace_id", newGUID()}, {"correlation_id", newGUID()}}
+	o = append(o, extra...)
 	if u.RefreshClaims != "" {
 		o = append(o, member{"claims", u.RefreshClaims})
 	}

@@ -15,6 +15,7 @@ type Error struct {
 	Code        string // the OAuth error
 	Description string
 	Claims      string // a claims challenge for the next /authorize
+	Suberror    string // the identity platform's finer reason
 	Status      int    // the token endpoint's HTTP status; 0 from a redirect
 }
 
@@ -41,26 +42,35 @@ func Code(desc string) string {
 	return ""
 }
 
-// refreshOutcome names what a failed renewal means, from the OAuth error
-// (Microsoft: react to the error field, not to the code numbers, which
-// change): "refused" (invalid_grant: the provider no longer backs the
-// session — AADB2C90129 revoked, 90080 expired, 90128 account deleted),
-// "interaction_required" (interaction_required, consent_required,
-// login_required: Conditional Access wants the user at /authorize — MFA
-// step-up, sign-in frequency, a claims challenge), or "failed" (anything
+// RefreshOutcome names what a failed renewal means, from the OAuth error
+// and its fields (Microsoft: react to the error field, not to the code
+// numbers, which change): "interaction_required" (interaction_required,
+// consent_required, login_required, or any error that carries a claims
+// challenge or a Conditional Access suberror — real AADSTS50076 answers
+// come as invalid_grant with suberror basic_action and claims: the user
+// must go to /authorize, with the claims), "refused" (another
+// invalid_grant: the provider no longer backs the session — AADB2C90129
+// revoked, 90080 expired, 90128 account deleted), or "failed" (anything
 // else: the provider is down, slow or misconfigured; retried with backoff).
 func RefreshOutcome(err error) string {
 	var pe *Error
 	if errors.As(err, &pe) {
-		switch pe.Code {
-		case "invalid_grant":
+		switch {
+		case pe.Claims != "" || conditionalAccessSuberrors[pe.Suberror]:
+			return "interaction_required"
+		case pe.Code == "invalid_grant":
 			return "refused"
-		case "interaction_required", "consent_required", "login_required":
+		case pe.Code == "interaction_required" || pe.Code == "consent_required" || pe.Code == "login_required":
 			return "interaction_required"
 		}
 	}
 	return "failed"
 }
+
+// conditionalAccessSuberrors are the identity platform's suberrors that
+// ask for the user at /authorize (MSAL's list: an action the user can take,
+// such as multi-factor authentication, or a message to show).
+var conditionalAccessSuberrors = map[string]bool{"basic_action": true, "additional_action": true, "message_only": true}
 
 // credentialRefused tells whether a token endpoint's error refuses the
 // app's credential: invalid_client (a wrong secret, an unknown certificate),

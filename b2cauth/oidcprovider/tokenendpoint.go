@@ -28,8 +28,12 @@ type TokenResponse struct {
 	Error            string     `json:"error"`
 	ErrorDescription string     `json:"error_description"`
 	// A claims challenge (Conditional Access, authentication context) that
-	// the next /authorize request must carry, with interaction_required.
+	// the next /authorize request must carry, with interaction_required or
+	// invalid_grant.
 	Claims string `json:"claims"`
+	// The identity platform's finer reason (basic_action,
+	// additional_action, message_only: Conditional Access; bad_token, …).
+	Suberror string `json:"suberror"`
 }
 
 // flexNumber is an integer sent as a number or as a string.
@@ -63,7 +67,7 @@ func (d *Discovered) Redeem(ctx context.Context, credential credentials.Credenti
 		if tr.Error == "" {
 			tr.Error = "HTTP " + strconv.Itoa(status)
 		}
-		return tr, &Error{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Status: status}
+		return tr, &Error{Code: tr.Error, Description: tr.ErrorDescription, Claims: tr.Claims, Suberror: tr.Suberror, Status: status}
 	}
 	if tr.IDToken == "" {
 		return nil, errors.New("token endpoint: no id_token in the answer")
