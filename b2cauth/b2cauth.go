@@ -47,7 +47,6 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
@@ -460,13 +459,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.renewals = &renewals{recent: map[string]recentRenewal{}, failing: map[string]failedRenewal{}}
 
 	registerMetrics(ctx.GetMetricsRegistry())
-	if (h.EasyAuthHeaders || h.IdentityAssertion != "") && h.logger.Core().Enabled(zapcore.DebugLevel) {
-		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
-	}
-
-	if claim := h.platformOf().unverifiedRuleClaim(h.Allow, h.Deny); claim != "" {
-		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
-	}
+	h.warnAtStart()
 	if h.IdentityAssertion != "" {
 		ring, err := assertion.Open(ctx, h.storage, app, h.now)
 		if err != nil {

@@ -8,6 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // TestIssuerWithAppID: Entra ID's metadata for an app whose tokens are
@@ -172,6 +176,36 @@ func TestVerifiedEmailDomainRule(t *testing.T) {
 		_ = json.Unmarshal([]byte(payload), &claims)
 		if got := permitted(allow, deny, claims); got != want {
 			t.Errorf("%s: permitted %v, want %v", payload, got, want)
+		}
+	}
+}
+
+// TestRolesOnB2CSaySo: B2C's user flows put no roles in tokens. An API
+// that requires roles alone behind a user flow is a config error; roles
+// behind a custom policy, beside require_scopes, or in an allow rule are
+// named at start-up; Entra ID's roles are not.
+func TestRolesOnB2CSaySo(t *testing.T) {
+	roles := []Rule{{Claim: "roles", Patterns: []string{"Admin"}}}
+	for _, tc := range []struct {
+		h             *Handler
+		fails, warned bool
+	}{
+		{&Handler{Tenant: "contoso", Policy: "B2C_1_susi", RequireRoles: []string{"Tasks.Read"}}, true, true},
+		{&Handler{Tenant: "contoso", Policy: "b2c_1_SUSI", RequireRoles: []string{"Tasks.Read"}}, true, true},
+		{&Handler{Tenant: "contoso", Policy: "B2C_1A_signup_signin", RequireRoles: []string{"Tasks.Read"}}, false, true},
+		{&Handler{Tenant: "contoso", Policy: "B2C_1_susi", RequireRoles: []string{"Tasks.Read"}, RequireScopes: []string{"tasks.read"}}, false, true},
+		{&Handler{Tenant: "contoso", Policy: "B2C_1_susi", Allow: roles}, false, true},
+		{&Handler{Tenant: "contoso", Policy: "B2C_1_susi", RequireScopes: []string{"tasks.read"}}, false, false},
+		{&Handler{Issuer: "https://login.microsoftonline.com/f06c2fe8-709f-4030-85dc-38a4bfd9e82d/v2.0", RequireRoles: []string{"Tasks.Read"}}, false, false},
+	} {
+		if err := tc.h.checkRolesOnB2C(); (err != nil) != tc.fails {
+			t.Errorf("%+v: %v, want an error %v", tc.h, err, tc.fails)
+		}
+		core, logs := observer.New(zapcore.WarnLevel)
+		tc.h.logger = zap.New(core)
+		tc.h.warnAtStart()
+		if warned := logs.FilterMessageSnippet("put no roles in tokens").Len() > 0; warned != tc.warned {
+			t.Errorf("%+v: warned %v, want %v", tc.h, warned, tc.warned)
 		}
 	}
 }

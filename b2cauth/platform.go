@@ -1,11 +1,13 @@
 package b2cauth
 
 import (
+	"errors"
 	"net/url"
 	"strings"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/internal/guid"
+	"go.uber.org/zap/zapcore"
 )
 
 // Which platform the configuration names (Azure AD B2C, Entra External
@@ -115,4 +117,45 @@ type AdditionalIssuer struct {
 	Metadata string `json:"metadata,omitempty"`
 	Issuer   string `json:"issuer,omitempty"`
 	JWKSURI  string `json:"jwks_uri,omitempty"`
+}
+
+// b2cUserFlow tells a B2C user flow (B2C_1_…), not a custom policy (B2C_1A_…).
+func b2cUserFlow(policy string) bool {
+	p := strings.ToLower(policy)
+	return strings.HasPrefix(p, "b2c_1_") && !strings.HasPrefix(p, "b2c_1a_")
+}
+
+// namesRoles tells whether an allow or deny rule looks at roles.
+func namesRoles(allow, deny []Rule) bool {
+	for _, r := range append(append([]Rule{}, allow...), deny...) {
+		if r.Claim == "roles" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRolesOnB2C refuses what a B2C user flow can never satisfy: an API
+// that requires app roles alone. B2C's user flows put no roles in tokens
+// (only a custom policy can emit them), so it would refuse every caller
+// with 403 and nothing would say why.
+func (h *Handler) checkRolesOnB2C() error {
+	if h.platformOf().b2c && b2cUserFlow(h.Policy) && len(h.RequireRoles) > 0 && len(h.RequireScopes) == 0 {
+		return errors.New("require_roles: B2C user flows put no roles in tokens; use require_scopes, or a custom policy that emits roles")
+	}
+	return nil
+}
+
+// warnAtStart logs what a configuration allows but probably does not mean.
+func (h *Handler) warnAtStart() {
+	p := h.platformOf()
+	if (h.EasyAuthHeaders || h.IdentityAssertion != "") && h.logger.Core().Enabled(zapcore.DebugLevel) {
+		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
+	}
+	if claim := p.unverifiedRuleClaim(h.Allow, h.Deny); claim != "" {
+		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
+	}
+	if p.b2c && (len(h.RequireRoles) > 0 || namesRoles(h.Allow, h.Deny)) {
+		h.logger.Warn("require_roles or a rule on roles with Azure AD B2C: its user flows put no roles in tokens; only a custom policy that emits a roles claim satisfies them (see the README, \"Authorization\")")
+	}
 }

@@ -159,6 +159,9 @@ func (h *Handler) checkConfig() error {
 	default:
 		return fmt.Errorf("groups: %q is neither token nor graph", h.Groups)
 	}
+	if err := h.checkRolesOnB2C(); err != nil {
+		return err
+	}
 	switch h.GraphGroups {
 	case "", "security", "all":
 	default:
