@@ -379,6 +379,9 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	}
 	if e.RefreshTokenLifetime == 0 {
 		e.RefreshTokenLifetime = caddy.Duration(DefaultRefreshTokenLifetime)
+		if e.entra() {
+			e.RefreshTokenLifetime = caddy.Duration(EntraRefreshTokenLifetime)
+		}
 	}
 	if e.SSOSessionLifetime == 0 {
 		e.SSOSessionLifetime = caddy.Duration(24 * time.Hour) // B2C's default, 1440 minutes

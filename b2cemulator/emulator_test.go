@@ -782,6 +782,10 @@ func TestRefreshTokensExpireAndAreRevokedByAReset(t *testing.T) {
 	for {
 		status, body := refresh(c, rt)
 		if status == http.StatusBadRequest && errorCode(t, body) == "AADB2C90080" {
+			// B2C's words: the current time, when the grant was issued and when its window ends.
+			if d, _ := body["error_description"].(string); !regexp.MustCompile(`Current time: \d+, Grant issued time: \d+, Grant sliding window expiration time: \d+\.`).MatchString(d) {
+				t.Errorf("AADB2C90080's text: %q", d)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

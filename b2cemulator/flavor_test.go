@@ -1,6 +1,7 @@
 package b2cemulator_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -33,6 +34,22 @@ func TestIdentityPlatformFlavors(t *testing.T) {
 			status, body := c.redeem("", codeForm(q.Get("code")))
 			if status != http.StatusOK {
 				t.Fatalf("token: %d %v", status, body)
+			}
+			// The v2.0 auth code flow's answer, not B2C's: ext_expires_in, no
+			// B2C members, an access token for Microsoft Graph when only
+			// OpenID scopes were asked.
+			for _, m := range []string{"token_type", "scope", "expires_in", "ext_expires_in", "access_token", "refresh_token", "id_token"} {
+				if body[m] == nil {
+					t.Errorf("the token answer lacks %s: %v", m, keysOf(body))
+				}
+			}
+			for _, m := range []string{"profile_info", "not_before", "id_token_expires_in", "refresh_token_expires_in", "expires_on", "resource"} {
+				if body[m] != nil {
+					t.Errorf("the token answer has B2C's %s", m)
+				}
+			}
+			if at := jwtClaims(body["access_token"].(string)); at["aud"] != "https://graph.microsoft.com" || !strings.Contains(at["scp"].(string), "User.Read") {
+				t.Errorf("the access token for OpenID scopes alone: %v", at)
 			}
 			claims := c.verify("", body["id_token"].(string), secretClient)
 			if claims["ver"] != "2.0" || claims["tid"] != tid || claims["preferred_username"] != "ada@contoso.example" || claims["email"] != "ada@contoso.example" ||
@@ -141,4 +158,15 @@ func TestEntraLogoutFollowsOnlyRegisteredURIs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// jwtClaims decodes a JWT's payload, unverified.
+func jwtClaims(jwt string) map[string]any {
+	parts := strings.Split(jwt, ".")
+	var m map[string]any
+	if len(parts) == 3 {
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		_ = json.Unmarshal(payload, &m)
+	}
+	return m
 }

@@ -362,19 +362,16 @@ func (s *tenantState) takeCode(code string) *grant {
 	return g
 }
 
-// refreshGrant returns a copy of a refresh token's grant; expired tells a
-// token past its lifetime from an unknown or revoked one.
+// refreshGrant returns a copy of a refresh token's grant (nil for an
+// unknown or revoked token); expired tells a token past its lifetime.
 func (s *tenantState) refreshGrant(token string) (g *grant, expired bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if g = s.refresh[token]; g == nil {
 		return nil, false
 	}
-	if s.now().After(g.expires) {
-		return nil, true
-	}
 	c := *g
-	return &c, false
+	return &c, s.now().After(g.expires)
 }
 
 // revokeRefreshTokens revokes every refresh token of a user, as B2C does

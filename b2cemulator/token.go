@@ -18,14 +18,30 @@ import (
 // DefaultRefreshTokenLifetime is B2C's default refresh token lifetime (14 days).
 const DefaultRefreshTokenLifetime = 14 * 24 * time.Hour
 
+// EntraRefreshTokenLifetime is the identity platform's refresh token
+// lifetime (90 days; refresh-tokens: "The default lifetime for the refresh
+// tokens is 24 hours for single page apps and 90 days for all other
+// scenarios").
+const EntraRefreshTokenLifetime = 90 * 24 * time.Hour
+
 // DefaultRefreshTokenWindow is B2C's default refresh token sliding window
 // lifetime (Bounded, 90 days).
 const DefaultRefreshTokenWindow = 90 * 24 * time.Hour
 
 // errExpiredGrant is B2C's answer to a code or refresh token past its
-// lifetime, or a refresh token past its sliding window.
-func errExpiredGrant(now time.Time) b2cError {
-	return errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d", now.Unix()))
+// lifetime, or a refresh token past its sliding window, in B2C's words
+// (testdata/fixtures/b2c-errors.md): when the grant (nil: unknown) was
+// issued and when its window ends.
+func (e *Emulator) errExpiredGrant(g *grant) b2cError {
+	now := e.state.now()
+	issued, end := now, now
+	if g != nil {
+		issued, end = g.issued, g.expires
+		if w := time.Duration(e.RefreshTokenWindow); w != 0 {
+			end = g.issued.Add(w)
+		}
+	}
+	return errGrant("AADB2C90080", fmt.Sprintf("The provided grant has expired. Please re-authenticate and try again. Current time: %d, Grant issued time: %d, Grant sliding window expiration time: %d.", now.Unix(), issued.Unix(), end.Unix()))
 }
 
 // spaRefreshLifetime is a single-page app's refresh token lifetime, always
@@ -121,7 +137,7 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		}
 		g = e.state.takeCode(code)
 		if g == nil {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
+			return e.tokenError(w, http.StatusBadRequest, e.errExpiredGrant(nil))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -136,13 +152,13 @@ func (e *Emulator) token(w http.ResponseWriter, r *http.Request, rt route) error
 		var expired bool
 		g, expired = e.state.refreshGrant(f.Get("refresh_token"))
 		if expired {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
+			return e.tokenError(w, http.StatusBadRequest, e.errExpiredGrant(g))
 		}
 		if g == nil {
 			return e.tokenError(w, http.StatusBadRequest, errGrant("AADB2C90129", "The provided grant has been revoked. Please reauthenticate and try again."))
 		}
 		if e.RefreshTokenWindow != 0 && e.state.now().After(g.issued.Add(time.Duration(e.RefreshTokenWindow))) {
-			return e.tokenError(w, http.StatusBadRequest, errExpiredGrant(e.state.now()))
+			return e.tokenError(w, http.StatusBadRequest, e.errExpiredGrant(g))
 		}
 		if err := checkGrant(g, clientID, rt.policy); err != nil {
 			return e.tokenError(w, http.StatusBadRequest, *err)
@@ -207,14 +223,21 @@ func checkPKCE(g *grant, verifier string, spa bool) *b2cError {
 	return nil
 }
 
-// tokenResponse is B2C's answer to a successful redemption. An access token
-// comes only when an API scope or the client's own ID was requested; a
-// refresh token only with offline_access.
+// tokenResponse is the answer to a successful redemption: B2C's, or (the
+// Entra flavors) the identity platform's. B2C sends an access token only
+// when an API scope or the client's own ID was requested; the identity
+// platform always sends one — for Microsoft Graph when only OpenID scopes
+// were asked. A refresh token comes only with offline_access.
 func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object, error) {
 	now := e.state.now()
 	life := time.Duration(e.TokenLifetime)
 	var at, atHash string
 	aud, scp, hasAccess := e.accessAudience(g)
+	granted := g.scopes
+	if !hasAccess && e.entra() {
+		aud, scp, hasAccess = graphResource, []string{"openid", "profile", "email", "User.Read"}, true
+		granted = append(slices.Clone(g.scopes), graphResource+"/User.Read")
+	}
 	if hasAccess {
 		claims := e.accessTokenClaims(r, g, user, now, aud, scp)
 		if e.entra() {
@@ -239,7 +262,13 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		return nil, err
 	}
 	var resp object
-	if hasAccess {
+	switch {
+	case e.entra():
+		// The v2.0 auth code flow's answer: token_type, scope, expires_in,
+		// ext_expires_in, access_token, refresh_token, id_token.
+		resp = object{{"token_type", "Bearer"}, {"scope", strings.Join(granted, " ")}, {"expires_in", int64(life.Seconds())},
+			{"ext_expires_in", int64(life.Seconds())}, {"access_token", at}}
+	case hasAccess:
 		resp = append(resp,
 			member{"access_token", at},
 			member{"id_token", idToken},
@@ -249,7 +278,7 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 			member{"expires_on", now.Add(life).Unix()},
 			member{"resource", aud},
 		)
-	} else {
+	default:
 		resp = append(resp,
 			member{"id_token", idToken},
 			member{"token_type", "Bearer"},
@@ -264,12 +293,14 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		}
 		resp = append(resp, member{"client_info", base64.RawURLEncoding.EncodeToString(info)})
 	}
-	profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", cmp.Or(user.IDP, "LocalAccount")}})
-	resp = append(resp,
-		member{"id_token_expires_in", int64(life.Seconds())},
-		member{"profile_info", base64.RawURLEncoding.EncodeToString(profile)},
-		member{"scope", strings.Join(g.scopes, " ")},
-	)
+	if !e.entra() {
+		profile, _ := json.Marshal(object{{"ver", "1.0"}, {"tid", e.TenantID}, {"sub", nil}, {"name", user.Name}, {"preferred_username", nil}, {"idp", cmp.Or(user.IDP, "LocalAccount")}})
+		resp = append(resp,
+			member{"id_token_expires_in", int64(life.Seconds())},
+			member{"profile_info", base64.RawURLEncoding.EncodeToString(profile)},
+			member{"scope", strings.Join(g.scopes, " ")},
+		)
+	}
 	if contains(g.scopes, "offline_access") {
 		lifetime := time.Duration(e.RefreshTokenLifetime)
 		if c := e.client(g.clientID); c != nil && c.Platform == "spa" {
@@ -284,10 +315,13 @@ func (e *Emulator) tokenResponse(r *http.Request, g *grant, user *User) (object,
 		ng := *g
 		ng.expires = now.Add(lifetime)
 		e.state.issue(e.state.refresh, &ng, rt)
-		resp = append(resp,
-			member{"refresh_token", rt},
-			member{"refresh_token_expires_in", int64(lifetime.Seconds())},
-		)
+		resp = append(resp, member{"refresh_token", rt})
+		if !e.entra() {
+			resp = append(resp, member{"refresh_token_expires_in", int64(lifetime.Seconds())})
+		}
+	}
+	if e.entra() {
+		resp = append(resp, member{"id_token", idToken})
 	}
 	if e.TokenNumbers == "string" {
 		for i, m := range resp {
