@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,9 +75,11 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 
 	switch action {
 	case "forgot":
-		if e.entra() {
-			// The identity platform resets passwords inside the sign-in
-			// pages, and the sign-in then goes on: no error for the app.
+		if e.entra() || e.resetsInFlow(req.policy) {
+			// The identity platform, and B2C's sign-up and sign-in user
+			// flows with self-service password reset, reset passwords
+			// inside the sign-in pages, and the sign-in then goes on: no
+			// error for the app.
 			return e.page(w, req, "reset", "", nil)
 		}
 		return e.respondError(w, req, errForgotPassword)
@@ -208,6 +211,9 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 	if req.prompt == "none" {
 		return e.respondError(w, req, b2cError{"interaction_required", "AADB2C90077", "User does not have an existing session and request prompt parameter has a value of 'none'."})
 	}
+	if req.prompt == "create" {
+		return e.page(w, req, "signup", "", nil) // External ID: straight to the sign-up
+	}
 	return e.page(w, req, "signin", "", nil)
 }
 
@@ -275,12 +281,20 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 		return stop(e.respondError(w, req, errRequest("AADB2C90184", "The supplied code_challenge_method is not supported. Supported values are plain or S256")))
 	}
 	req.prompt = q.Get("prompt")
-	switch req.prompt {
-	case "", "login", "none", "consent", "select_account":
+	switch {
+	case req.prompt == "", req.prompt == "login", req.prompt == "none", req.prompt == "consent", req.prompt == "select_account":
+	case req.prompt == "create" && e.Flavor == FlavorExternalID:
+		// External ID's customer sign-up (Microsoft: "prompt=create").
 	default:
 		return stop(e.respondError(w, req, errRequest("AADB2C90043", "The prompt included in the request contains invalid values. Expected 'none', 'login', 'consent' or 'select_account'.")))
 	}
 	return req, nil
+}
+
+// resetsInFlow tells a B2C sign-up and sign-in user flow configured with
+// self-service password reset.
+func (e *Emulator) resetsInFlow(policy string) bool {
+	return slices.ContainsFunc(e.SelfServicePasswordReset, func(p string) bool { return strings.EqualFold(p, policy) })
 }
 
 // issueCode gives the client a code for the user, by the request's

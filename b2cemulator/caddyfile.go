@@ -81,37 +81,38 @@ type subdirective struct {
 
 // subdirectives are the lines a b2c_emulator block takes, by name.
 var subdirectives = map[string]subdirective{
-	"tenant":                   text("tenant", func(e *Emulator) *string { return &e.Tenant }),
-	"tenant_id":                {"tenant_id", parseTenantID},
-	"policies":                 {"policies", parsePolicies},
-	"client":                   {"clients", parseClient},
-	"managed_identity":         {"managed_identities", parseManagedIdentity},
-	"api":                      {"apis", parseAPI},
-	"user":                     {"users", parseUser},
-	"group":                    {"groups", parseGroup},
-	"token_lifetime":           duration("token_lifetime", func(e *Emulator) *caddy.Duration { return &e.TokenLifetime }),
-	"refresh_token_lifetime":   duration("refresh_token_lifetime", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenLifetime }),
-	"refresh_token_window":     duration("refresh_token_window", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenWindow }),
-	"sso_session_lifetime":     duration("sso_session_lifetime", func(e *Emulator) *caddy.Duration { return &e.SSOSessionLifetime }),
-	"keep_me_signed_in":        duration("keep_me_signed_in", func(e *Emulator) *caddy.Duration { return &e.KeepMeSignedIn }),
-	"graph_delay":              duration("graph_delay", func(e *Emulator) *caddy.Duration { return &e.GraphDelay }),
-	"issuer_form":              choice("issuer_form", func(e *Emulator) *string { return &e.IssuerForm }, "tenant_id", "tfp"),
-	"sso_session_timeout":      choice("sso_session_timeout", func(e *Emulator) *string { return &e.SSOSessionTimeout }, "rolling", "absolute"),
-	"token_numbers":            choice("token_numbers", func(e *Emulator) *string { return &e.TokenNumbers }, "number", "string"),
-	"policy_claim":             choice("policy_claim", func(e *Emulator) *string { return &e.PolicyClaim }, "tfp", "acr"),
-	"subject":                  choice("subject", func(e *Emulator) *string { return &e.Subject }, "object_id", "not_supported"),
-	"sso_scope":                choice("sso_scope", func(e *Emulator) *string { return &e.SSOScope }, "tenant", "application"),
-	"graph_throttle":           count("graph_throttle", func(e *Emulator) *int { return &e.GraphThrottle }, 0),
-	"groups_overage":           count("groups_overage", func(e *Emulator) *int { return &e.GroupsOverage }, 1),
-	"admin_key":                text("admin_key", func(e *Emulator) *string { return &e.AdminKey }),
-	"persist_keys":             flag("persist_keys", func(e *Emulator) *bool { return &e.PersistKeys }),
-	"allow_remote":             flag("allow_remote", func(e *Emulator) *bool { return &e.AllowRemote }),
-	"sid_claim":                flag("sid_claim", func(e *Emulator) *bool { return &e.SIDClaim }),
-	"logout_requires_id_token": flag("logout_requires_id_token", func(e *Emulator) *bool { return &e.LogoutRequiresIDToken }),
-	"at_hash":                  flag("at_hash", func(e *Emulator) *bool { return &e.AtHash }),
-	"multi_tenant":             flag("multi_tenant", func(e *Emulator) *bool { return &e.MultiTenant }),
-	"policy_claims":            {"policy_claims", parsePolicyClaims},
-	"flavor":                   {"flavor", parseFlavor},
+	"tenant":                      text("tenant", func(e *Emulator) *string { return &e.Tenant }),
+	"tenant_id":                   {"tenant_id", parseTenantID},
+	"policies":                    list("policies", func(e *Emulator) *[]string { return &e.Policies }),
+	"self_service_password_reset": list("self_service_password_reset", func(e *Emulator) *[]string { return &e.SelfServicePasswordReset }),
+	"client":                      {"clients", parseClient},
+	"managed_identity":            {"managed_identities", parseManagedIdentity},
+	"api":                         {"apis", parseAPI},
+	"user":                        {"users", parseUser},
+	"group":                       {"groups", parseGroup},
+	"token_lifetime":              duration("token_lifetime", func(e *Emulator) *caddy.Duration { return &e.TokenLifetime }),
+	"refresh_token_lifetime":      duration("refresh_token_lifetime", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenLifetime }),
+	"refresh_token_window":        duration("refresh_token_window", func(e *Emulator) *caddy.Duration { return &e.RefreshTokenWindow }),
+	"sso_session_lifetime":        duration("sso_session_lifetime", func(e *Emulator) *caddy.Duration { return &e.SSOSessionLifetime }),
+	"keep_me_signed_in":           duration("keep_me_signed_in", func(e *Emulator) *caddy.Duration { return &e.KeepMeSignedIn }),
+	"graph_delay":                 duration("graph_delay", func(e *Emulator) *caddy.Duration { return &e.GraphDelay }),
+	"issuer_form":                 choice("issuer_form", func(e *Emulator) *string { return &e.IssuerForm }, "tenant_id", "tfp"),
+	"sso_session_timeout":         choice("sso_session_timeout", func(e *Emulator) *string { return &e.SSOSessionTimeout }, "rolling", "absolute"),
+	"token_numbers":               choice("token_numbers", func(e *Emulator) *string { return &e.TokenNumbers }, "number", "string"),
+	"policy_claim":                choice("policy_claim", func(e *Emulator) *string { return &e.PolicyClaim }, "tfp", "acr"),
+	"subject":                     choice("subject", func(e *Emulator) *string { return &e.Subject }, "object_id", "not_supported"),
+	"sso_scope":                   choice("sso_scope", func(e *Emulator) *string { return &e.SSOScope }, "tenant", "application"),
+	"graph_throttle":              count("graph_throttle", func(e *Emulator) *int { return &e.GraphThrottle }, 0),
+	"groups_overage":              count("groups_overage", func(e *Emulator) *int { return &e.GroupsOverage }, 1),
+	"admin_key":                   text("admin_key", func(e *Emulator) *string { return &e.AdminKey }),
+	"persist_keys":                flag("persist_keys", func(e *Emulator) *bool { return &e.PersistKeys }),
+	"allow_remote":                flag("allow_remote", func(e *Emulator) *bool { return &e.AllowRemote }),
+	"sid_claim":                   flag("sid_claim", func(e *Emulator) *bool { return &e.SIDClaim }),
+	"logout_requires_id_token":    flag("logout_requires_id_token", func(e *Emulator) *bool { return &e.LogoutRequiresIDToken }),
+	"at_hash":                     flag("at_hash", func(e *Emulator) *bool { return &e.AtHash }),
+	"multi_tenant":                flag("multi_tenant", func(e *Emulator) *bool { return &e.MultiTenant }),
+	"policy_claims":               {"policy_claims", parsePolicyClaims},
+	"flavor":                      {"flavor", parseFlavor},
 }
 
 // text parses a subdirective with exactly one argument into a field.
@@ -195,12 +196,14 @@ func parseTenantID(e *Emulator, d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parsePolicies(e *Emulator, d *caddyfile.Dispenser) error {
-	e.Policies = d.RemainingArgs()
-	if len(e.Policies) == 0 {
-		return d.ArgErr()
-	}
-	return nil
+// list parses a subdirective with one or more arguments into a field.
+func list(key string, field func(*Emulator) *[]string) subdirective {
+	return subdirective{key, func(e *Emulator, d *caddyfile.Dispenser) error {
+		if *field(e) = d.RemainingArgs(); len(*field(e)) == 0 {
+			return d.ArgErr()
+		}
+		return nil
+	}}
 }
 
 func parsePolicyClaims(e *Emulator, d *caddyfile.Dispenser) error {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,11 @@ type Emulator struct {
 	TenantID string `json:"tenant_id,omitempty"`
 	// The user flows. Default: B2C_1_susi B2C_1_reset B2C_1_edit.
 	Policies []string `json:"policies,omitempty"`
+	// The sign-up and sign-in user flows with self-service password reset
+	// (B2C's recommended flows offer it): "Forgot your password?" resets
+	// the password inside the flow, which then signs the user in, instead
+	// of answering the app with AADB2C90118. Flavor b2c.
+	SelfServicePasswordReset []string `json:"self_service_password_reset,omitempty"`
 	// The registered applications. Default: one demo client,
 	// `DemoClientID` with no secret, whose redirect URIs are the demo's.
 	Clients []Client `json:"clients,omitempty"`
@@ -321,6 +327,14 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	e.TenantID = strings.ToLower(e.TenantID)
 	if e.Flavor == "" {
 		e.Flavor = FlavorB2C
+	}
+	if e.Flavor != FlavorB2C && len(e.SelfServicePasswordReset) > 0 {
+		return fmt.Errorf("self_service_password_reset: only flavor b2c has user flows (the identity platform always resets in the flow)")
+	}
+	for _, p := range e.SelfServicePasswordReset {
+		if !slices.ContainsFunc(e.Policies, func(q string) bool { return strings.EqualFold(p, q) }) && (len(e.Policies) > 0 || !strings.EqualFold(p, "B2C_1_susi")) {
+			return fmt.Errorf("self_service_password_reset: %q is not one of the policies", p)
+		}
 	}
 	if e.Flavor != FlavorB2C && len(e.Policies) > 0 {
 		return fmt.Errorf("policies: flavor %s has no user flows in its URLs", e.Flavor)

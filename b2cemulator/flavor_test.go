@@ -170,3 +170,44 @@ func jwtClaims(jwt string) map[string]any {
 	}
 	return m
 }
+
+// TestSelfServicePasswordResetInTheFlow: a B2C sign-up and sign-in user
+// flow with self-service password reset resets the password inside the
+// flow and signs the user in (the app sees a code, not AADB2C90118); one
+// without it still answers AADB2C90118.
+func TestSelfServicePasswordResetInTheFlow(t *testing.T) {
+	c := startEmulator(t, "policies B2C_1_susi B2C_1_legacy B2C_1_reset\n\t\tself_service_password_reset B2C_1_susi")
+	page := c.b.Get(c.authorizeURL("B2C_1_susi", nil))
+	reset := c.b.Get(testcaddy.Link(t, page, "forgotPassword"))
+	if reset.StatusCode != http.StatusOK || !strings.Contains(reset.Body, "Reset your password") {
+		t.Fatalf("Forgot your password? in a flow with self-service reset: %d", reset.StatusCode)
+	}
+	q := c.callbackParams(c.b.SubmitVerified(reset, "ada@contoso.example", map[string]string{"password": "N3wPassword", "password_confirm": "N3wPassword"}))
+	status, body := c.redeem("B2C_1_susi", codeForm(q.Get("code")))
+	if status != http.StatusOK || c.verify("B2C_1_susi", body["id_token"].(string), secretClient)["tfp"] != "B2C_1_susi" {
+		t.Fatalf("after the reset in the flow: %d %v", status, body)
+	}
+	c.b = testcaddy.NewBrowser(t)
+	page = c.b.Get(c.authorizeURL("B2C_1_legacy", nil))
+	if q := c.callbackParams(c.b.Get(testcaddy.Link(t, page, "forgotPassword"))); !strings.HasPrefix(q.Get("error_description"), "AADB2C90118: ") {
+		t.Errorf("a flow without it: %v", q)
+	}
+}
+
+// TestPromptCreateOnExternalID: External ID's prompt=create shows the
+// sign-up page at once; the other flavors refuse the value as theirs do.
+func TestPromptCreateOnExternalID(t *testing.T) {
+	c := startEmulator(t, "flavor external_id")
+	page := c.b.Get(c.authorizeURL("", url.Values{"prompt": {"create"}}))
+	if page.StatusCode != http.StatusOK || !strings.Contains(page.Body, "Create your account") {
+		t.Fatalf("prompt=create on External ID: %d", page.StatusCode)
+	}
+	q := c.callbackParams(c.b.SubmitVerified(page, "grace@example.org", map[string]string{"password": "Hopper1906", "password_confirm": "Hopper1906", "name": "Grace Hopper"}))
+	if status, body := c.redeem("", codeForm(q.Get("code"))); status != http.StatusOK {
+		t.Errorf("after signing up: %d %v", status, body)
+	}
+	b2c := startEmulator(t, "")
+	if q := b2c.callbackParams(b2c.b.Get(b2c.authorizeURL("B2C_1_susi", url.Values{"prompt": {"create"}}))); q.Get("error") != "invalid_request" {
+		t.Errorf("prompt=create on B2C: %v", q)
+	}
+}
