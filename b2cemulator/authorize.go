@@ -291,6 +291,17 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 	return req, nil
 }
 
+// frontChannelParams are what a front-channel logout frame carries: B2C's
+// iss and sid (OpenID Connect Front-Channel Logout), the identity
+// platform's sid alone — an assumption from reports from the field, not a
+// Microsoft page (testdata/fixtures/signout.md).
+func (e *Emulator) frontChannelParams(r *http.Request, rt route, sid string) []param {
+	if e.entra() {
+		return []param{{"sid", sid}}
+	}
+	return []param{{"iss", e.issuer(r, rt.policy)}, {"sid", sid}}
+}
+
 // resetsInFlow tells a B2C sign-up and sign-in user flow configured with
 // self-service password reset.
 func (e *Emulator) resetsInFlow(policy string) bool {
@@ -392,7 +403,7 @@ func (e *Emulator) logout(w http.ResponseWriter, r *http.Request, rt route) erro
 		if _, sid := e.ssoUser(r, clientID); sid != "" {
 			for _, id := range e.state.endSession(sid) {
 				if c := e.client(id); c != nil && id != clientID && c.FrontChannelLogoutURI != "" {
-					frames = append(frames, withParams(c.FrontChannelLogoutURI, "query", []param{{"iss", e.issuer(r, rt.policy)}, {"sid", sid}}))
+					frames = append(frames, withParams(c.FrontChannelLogoutURI, "query", e.frontChannelParams(r, rt, sid)))
 				}
 			}
 		}

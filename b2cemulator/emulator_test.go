@@ -699,28 +699,36 @@ func TestEndSessionFollowsB2CRules(t *testing.T) {
 
 // TestFrontChannelLogoutFrames: with sid_claim, ID tokens carry the SSO
 // session's sid, and end_session loads the front-channel logout URL of every
-// other application of the session with iss and sid.
+// other application of the session: with iss and sid on B2C, with sid alone
+// in the Entra flavors (testdata/fixtures/signout.md).
 func TestFrontChannelLogoutFrames(t *testing.T) {
-	c := startEmulator(t, "sid_claim\n\t\tclient other-app {\n\t\t\tredirect_uri "+callback+"\n\t\t\tfront_channel_logout_uri https://other.example/signout?x=1\n\t\t}")
-	hint := c.signedInSSO()
-	claims := c.verify("B2C_1_susi", hint, secretClient)
-	sid, _ := claims["sid"].(string)
-	if sid == "" {
-		t.Fatalf("no sid claim: %v", claims)
-	}
-	// The other application signs in silently through SSO.
-	q := url.Values{"client_id": {"other-app"}}
-	if r := c.b.Get(c.authorizeURL("B2C_1_susi", q)); r.StatusCode != http.StatusFound {
-		t.Fatalf("SSO for the other app: %d", r.StatusCode)
-	}
-	out := c.b.Get(c.policyURL("B2C_1_susi", "oauth2/v2.0/logout") + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {callback}}.Encode())
-	m := regexp.MustCompile(`<iframe class="front-channel-logout" src="([^"]*)"`).FindStringSubmatch(out.Body)
-	if out.StatusCode != http.StatusOK || m == nil || !strings.Contains(out.Body, `id="continue" href="`+callback+`"`) {
-		t.Fatalf("front-channel page: %d\n%s", out.StatusCode, out.Body)
-	}
-	src, _ := url.Parse(html.UnescapeString(m[1]))
-	if q := src.Query(); src.Host != "other.example" || q.Get("x") != "1" || q.Get("iss") != claims["iss"] || q.Get("sid") != sid {
-		t.Errorf("front-channel URL %s", src)
+	for flavor, policy := range map[string]string{"b2c": "B2C_1_susi", "entra_id": ""} {
+		c := startEmulator(t, "flavor "+flavor+"\n\t\tsid_claim\n\t\tclient other-app {\n\t\t\tredirect_uri "+callback+"\n\t\t\tfront_channel_logout_uri https://other.example/signout?x=1\n\t\t}")
+		q := c.signIn(c.authorizeURL(policy, nil), "ada@contoso.example", "Passw0rd!")
+		_, body := c.redeem(policy, codeForm(q.Get("code")))
+		hint := body["id_token"].(string)
+		claims := c.verify(policy, hint, secretClient)
+		sid, _ := claims["sid"].(string)
+		if sid == "" {
+			t.Fatalf("%s: no sid claim: %v", flavor, claims)
+		}
+		// The other application signs in silently through SSO.
+		if r := c.b.Get(c.authorizeURL(policy, url.Values{"client_id": {"other-app"}})); r.StatusCode != http.StatusFound {
+			t.Fatalf("%s: SSO for the other app: %d", flavor, r.StatusCode)
+		}
+		out := c.b.Get(c.policyURL(policy, "oauth2/v2.0/logout") + "?" + url.Values{"id_token_hint": {hint}, "post_logout_redirect_uri": {callback}}.Encode())
+		m := regexp.MustCompile(`<iframe class="front-channel-logout" src="([^"]*)"`).FindStringSubmatch(out.Body)
+		if out.StatusCode != http.StatusOK || m == nil || !strings.Contains(out.Body, `id="continue" href="`+callback+`"`) {
+			t.Fatalf("%s: front-channel page: %d\n%s", flavor, out.StatusCode, out.Body)
+		}
+		src, _ := url.Parse(html.UnescapeString(m[1]))
+		wantIss := claims["iss"]
+		if flavor != "b2c" {
+			wantIss = "" // Entra sends sid alone
+		}
+		if q := src.Query(); src.Host != "other.example" || q.Get("x") != "1" || q.Get("iss") != wantIss || q.Get("sid") != sid {
+			t.Errorf("%s: front-channel URL %s", flavor, src)
+		}
 	}
 }
 
