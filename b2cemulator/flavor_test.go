@@ -211,3 +211,29 @@ func TestPromptCreateOnExternalID(t *testing.T) {
 		t.Errorf("prompt=create on B2C: %v", q)
 	}
 }
+
+// TestUnknownTenant: a tenant the emulator is not gets each service's
+// answer — B2C's 404 page, the identity platform's AADSTS90002 — not an
+// empty 200 from the next handler.
+func TestUnknownTenant(t *testing.T) {
+	for flavor, path := range map[string]string{"b2c": "/fabrikam.onmicrosoft.com/B2C_1_susi/v2.0/.well-known/openid-configuration", "entra_id": "/fabrikam.onmicrosoft.com/v2.0/.well-known/openid-configuration"} {
+		c := startEmulator(t, "flavor "+flavor)
+		resp, err := http.Get(c.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		switch flavor {
+		case "b2c":
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("b2c: an unknown tenant: %d", resp.StatusCode)
+			}
+		default:
+			if d, _ := body["error_description"].(string); resp.StatusCode != http.StatusBadRequest || body["error"] != "invalid_tenant" || !strings.HasPrefix(d, "AADSTS90002: Tenant 'fabrikam.onmicrosoft.com' not found.") {
+				t.Errorf("%s: an unknown tenant: %d %v", flavor, resp.StatusCode, body)
+			}
+		}
+	}
+}

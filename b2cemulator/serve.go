@@ -41,14 +41,22 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 		}
 		return e.graph(w, r)
 	}
+	tenant, unknown := "", false
 	if !ours {
-		return next.ServeHTTP(w, r)
+		if tenant, unknown = unknownTenant(r); !unknown {
+			return next.ServeHTTP(w, r)
+		}
 	}
 	if !e.AllowRemote && !isLoopback(r) {
 		return caddyhttp.Error(http.StatusForbidden, fmt.Errorf("b2c_emulator answers only loopback clients (see allow_remote)"))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	if rt.endpoint == "not_found" {
+	if unknown && e.entra() {
+		// The identity platform's answer (AADSTS90002, as captured in
+		// MSAL's and the Azure CLI's issue threads).
+		return e.tokenError(w, http.StatusBadRequest, b2cError{"invalid_tenant", "AADSTS90002", "Tenant '" + tenant + "' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."})
+	}
+	if unknown || rt.endpoint == "not_found" {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(http.StatusNotFound)
 		_, err := io.WriteString(w, "<!DOCTYPE html><title>404 - File or directory not found.</title><h2>404 - File or directory not found.</h2>"+
@@ -163,6 +171,21 @@ func (e *Emulator) route(r *http.Request) (route, bool) {
 		rt.endpoint = "not_found" // under the tenant: B2C's 404, not the next handler
 	}
 	return rt, true
+}
+
+// unknownTenant tells a request for an endpoint of a tenant the emulator
+// is not ({tenant}/[policy/]<endpoint>), and names that tenant.
+func unknownTenant(r *http.Request) (string, bool) {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(segs) > 0 && strings.EqualFold(segs[0], "tfp") {
+		segs = segs[1:]
+	}
+	for skip := 1; skip <= 2 && skip < len(segs); skip++ {
+		if ep := endpoints[strings.ToLower(strings.Join(segs[skip:], "/"))]; ep != "" && ep != "mailbox" && ep != "clock" && ep != "rotate_keys" {
+			return segs[0], true
+		}
+	}
+	return "", false
 }
 
 // endpoints maps the path after the tenant (and policy) to an endpoint.
