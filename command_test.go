@@ -19,9 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-b2c/caddy-b2c/b2cemulator"
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
 
@@ -360,5 +362,32 @@ func TestCheckProvesCredentialsWithoutASecret(t *testing.T) {
 		if (err == nil) != tc.ok || !strings.Contains(out, tc.want) || tc.ok != strings.Contains(out, "accepted by the token endpoint") {
 			t.Errorf("%s: error %v, want ok=%v and %q:\n%s", name, err, tc.ok, tc.want, out)
 		}
+	}
+}
+
+// TestEmulatorPrintsSettingsForItsFlavor: what `caddy b2c emulator
+// --flavor …` prints for b2c_auth passes `caddy b2c check` against an
+// emulator of that flavor: a B2C authority and user flow for b2c, the
+// identity platform's issuer (no policy) for external_id and entra_id.
+func TestEmulatorPrintsSettingsForItsFlavor(t *testing.T) {
+	for _, flavor := range []string{"b2c", "external_id", "entra_id"} {
+		idp := fmt.Sprintf("http://127.0.0.1:%d", testcaddy.FreePort(t))
+		testcaddy.Start(t, testcaddy.Globals(t.TempDir())+fmt.Sprintf("%s {\n\tb2c_emulator {\n\t\ttenant fabrikam\n\t\tflavor %s\n\t}\n}\n", idp, flavor))
+		settings := b2cemulator.ClientSettings(flavor, idp, "fabrikam")
+		line, _, _ := strings.Cut(strings.SplitAfterN(settings, "b2c_auth:", 2)[1], "\n")
+		fields := strings.Fields(line)
+		var auth strings.Builder
+		for i := 0; i+1 < len(fields); i += 2 {
+			fmt.Fprintf(&auth, "\t\t%s %s\n", fields[i], fields[i+1])
+		}
+		if flavor != "b2c" && strings.Contains(line, "policy") {
+			t.Errorf("%s: B2C settings printed: %s", flavor, line)
+		}
+		file := filepath.Join(t.TempDir(), "Caddyfile")
+		_ = os.WriteFile(file, []byte(fmt.Sprintf("http://localhost:8080 {\n\tb2c_auth {\n%s\t}\n\trespond hi\n}\n", auth.String())), 0o600)
+		if out, err := b2c(t, "check", "--config", file, "--adapter", "caddyfile"); err != nil || !strings.Contains(out, "accepted") {
+			t.Errorf("%s: the printed settings (%s) fail caddy b2c check: %v\n%s", flavor, line, err, out)
+		}
+		_ = caddy.Stop()
 	}
 }

@@ -93,6 +93,28 @@ func emulatorCaddyfile(o emulatorOptions) (string, error) {
 		globals, scheme, o.listen, site, o.tenant, o.flavor, extra), nil
 }
 
+// ClientSettings are the lines that point b2c_auth, MSAL and Microsoft's
+// Flask sample at an emulator of the flavor at origin: a B2C authority
+// with its user flow, or the identity platform's issuer.
+func ClientSettings(flavor, origin, tenant string) string {
+	authority := origin + "/" + tenant + ".onmicrosoft.com"
+	host := strings.TrimPrefix(strings.TrimPrefix(origin, "https://"), "http://")
+	tls := `              (MSAL needs https: run with --tls, and trust Caddy's local CA: --trust,
+              or caddy trust; without it the system trust store is left alone)
+`
+	if flavor != FlavorB2C {
+		return fmt.Sprintf(`b2c_auth:     issuer %s/v2.0  client_id %s
+MSAL Python:  PublicClientApplication(client_id, authority="%s", validate_authority=False, ...)
+MSAL.js/Node: auth: { authority: "%s", knownAuthorities: ["%s"] }
+%s`, authority, DemoClientID, authority, authority, host, tls)
+	}
+	return fmt.Sprintf(`b2c_auth:     authority %s  policy B2C_1_susi  client_id %s
+MSAL Python:  ConfidentialClientApplication(client_id, authority="%s/B2C_1_susi", validate_authority=False, ...)
+MSAL.js/Node: auth: { authority: "%s/B2C_1_susi", knownAuthorities: ["%s"] }
+%sFlask sample: authority_template = "%s/tfp/{tenant}.onmicrosoft.com/{user_flow}", b2c_tenant = "%s"
+`, authority, DemoClientID, authority, authority, host, tls, origin, tenant)
+}
+
 // runEmulator runs the emulator until done is closed, after printing how
 // to use it.
 func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
@@ -133,15 +155,8 @@ func runEmulator(o emulatorOptions, out io.Writer, done <-chan struct{}) error {
   mailbox     %s/emulator/mailbox (the verification codes of sign-up and password reset)
   admin key   %s (POST %s/emulator/rotate_keys with Authorization: Bearer <key>)
 
-b2c_auth:     authority %s  policy B2C_1_susi  client_id %s
-MSAL Python:  ConfidentialClientApplication(client_id, authority="%s/B2C_1_susi", validate_authority=False, ...)
-MSAL.js/Node: auth: { authority: "%s/B2C_1_susi", knownAuthorities: ["%s"] }
-              (MSAL needs https: run with --tls, and trust Caddy's local CA: --trust,
-              or caddy trust; without it the system trust store is left alone)
-Flask sample: authority_template = "%s/tfp/{tenant}.onmicrosoft.com/{user_flow}", b2c_tenant = "%s"
-`, o.flavor, authority, metadata, DemoClientID, strings.Join(DemoRedirectURIs, " "),
-		DemoUserEmail, DemoUserPassword, authority, o.adminKey, authority,
-		authority, DemoClientID, authority, authority, o.listen, origin, o.tenant)
+%s`, o.flavor, authority, metadata, DemoClientID, strings.Join(DemoRedirectURIs, " "),
+		DemoUserEmail, DemoUserPassword, authority, o.adminKey, authority, ClientSettings(o.flavor, origin, o.tenant))
 	<-done
 	return nil
 }
