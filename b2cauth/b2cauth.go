@@ -111,10 +111,12 @@ type Handler struct {
 	// Any OpenID Connect issuer; the metadata is at
 	// <issuer>/.well-known/openid-configuration. No policies.
 	Issuer string `json:"issuer,omitempty"`
-	// A Microsoft Entra External ID tenant: its subdomain (contoso means
-	// https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0) or its
-	// tenant ID. No policies.
+	// A Microsoft Entra External ID tenant by its subdomain: contoso means
+	// https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0. No policies.
 	ExternalID string `json:"external_id,omitempty"`
+	// With external_id, the tenant's ID, which then names it in the path:
+	// https://contoso.ciamlogin.com/<tenant ID>/v2.0.
+	ExternalIDTenant string `json:"external_id_tenant,omitempty"`
 	// With external_id: the tenant's custom URL domain (login.contoso.com),
 	// where its metadata is https://<custom domain>/<tenant name or
 	// ID>/v2.0/.well-known/openid-configuration.

@@ -30,7 +30,7 @@ func init() {
 //	    tenant    <name>
 //	    authority <url>
 //	    issuer    <url>
-//	    external_id <tenant subdomain or ID>
+//	    external_id <subdomain> [<tenant ID>]
 //	    tenants <tenant ID...>|*
 //	    policy                <user flow>
 //	    password_reset_policy <user flow>
@@ -188,10 +188,20 @@ func rule(key string, field func(*Handler) *[]Rule) subdirective {
 
 // subdirectives are the lines a b2c_auth block takes, by name.
 var subdirectives = map[string]subdirective{
-	"tenant":                  one("tenant", func(h *Handler) *string { return &h.Tenant }),
-	"authority":               one("authority", func(h *Handler) *string { return &h.Authority }),
-	"issuer":                  one("issuer", func(h *Handler) *string { return &h.Issuer }),
-	"external_id":             one("external_id", func(h *Handler) *string { return &h.ExternalID }),
+	"tenant":    one("tenant", func(h *Handler) *string { return &h.Tenant }),
+	"authority": one("authority", func(h *Handler) *string { return &h.Authority }),
+	"issuer":    one("issuer", func(h *Handler) *string { return &h.Issuer }),
+	"external_id": {"external_id", func(h *Handler, d *caddyfile.Dispenser) error {
+		switch args := d.RemainingArgs(); len(args) {
+		case 1:
+			h.ExternalID = args[0]
+		case 2:
+			h.ExternalID, h.ExternalIDTenant = args[0], args[1]
+		default:
+			return d.Errf("external_id: want <subdomain> [<tenant ID>]")
+		}
+		return nil
+	}},
 	"custom_domain":           one("custom_domain", func(h *Handler) *string { return &h.CustomDomain }),
 	"tenants":                 many("tenants", func(h *Handler) *[]string { return &h.Tenants }),
 	"policy":                  one("policy", func(h *Handler) *string { return &h.Policy }),

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
-	"github.com/caddy-b2c/caddy-b2c/internal/guid"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -79,13 +78,13 @@ func (h *Handler) metadataURL(policy string) string {
 		}
 		return metadata
 	case h.ExternalID != "":
-		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or
-		// name.onmicrosoft.com>/v2.0, a tenant ID also being its host
-		// label, and https://<custom URL domain>/<the same>/v2.0.
-		t := strings.ToLower(h.ExternalID)
-		host, path := t+".ciamlogin.com", t+".onmicrosoft.com"
-		if guid.Valid(t) {
-			path = t
+		// Microsoft documents https://<subdomain>.ciamlogin.com/<tenant ID
+		// or subdomain.onmicrosoft.com>/v2.0, and https://<custom URL
+		// domain>/<the same>/v2.0.
+		sub := strings.ToLower(h.ExternalID)
+		host, path := sub+".ciamlogin.com", sub+".onmicrosoft.com"
+		if h.ExternalIDTenant != "" {
+			path = strings.ToLower(h.ExternalIDTenant)
 		}
 		if h.CustomDomain != "" {
 			host = strings.ToLower(h.CustomDomain)

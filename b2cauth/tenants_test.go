@@ -98,15 +98,24 @@ func TestTemplateIssuerNeedsTenants(t *testing.T) {
 }
 
 func TestExternalIDMetadataURL(t *testing.T) {
-	for tenant, want := range map[string]string{
-		// Microsoft documents https://<name>.ciamlogin.com/<tenant ID or name.onmicrosoft.com>/v2.0.
-		"contoso":                              "https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
-		"CBF2E3D3-AF81-40DD-A396-AAE11D2C6B3F": "https://cbf2e3d3-af81-40dd-a396-aae11d2c6b3f.ciamlogin.com/cbf2e3d3-af81-40dd-a396-aae11d2c6b3f/v2.0/.well-known/openid-configuration",
+	for args, want := range map[[2]string]string{
+		// Microsoft documents https://<subdomain>.ciamlogin.com/<tenant ID or subdomain.onmicrosoft.com>/v2.0.
+		{"contoso", ""}: "https://contoso.ciamlogin.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+		{"Contoso", "CBF2E3D3-AF81-40DD-A396-AAE11D2C6B3F"}: "https://contoso.ciamlogin.com/cbf2e3d3-af81-40dd-a396-aae11d2c6b3f/v2.0/.well-known/openid-configuration",
 	} {
-		h := &Handler{ExternalID: tenant}
+		h := &Handler{ExternalID: args[0], ExternalIDTenant: args[1]}
 		if got := h.metadataURL(""); got != want {
-			t.Errorf("external_id %s: %s, want %s", tenant, got, want)
+			t.Errorf("external_id %s %s: %s, want %s", args[0], args[1], got, want)
 		}
+	}
+	// A bare tenant ID is not a subdomain: a config error says what to write.
+	h := &Handler{ExternalID: "cbf2e3d3-af81-40dd-a396-aae11d2c6b3f", ClientID: "c"}
+	if err := h.checkConfig(); err == nil || !strings.Contains(err.Error(), "is a tenant ID; give the tenant's subdomain") {
+		t.Errorf("a bare tenant ID: %v", err)
+	}
+	h = &Handler{ExternalID: "contoso", ExternalIDTenant: "not-a-guid", ClientID: "c"}
+	if err := h.checkConfig(); err == nil || !strings.Contains(err.Error(), "not a tenant ID") {
+		t.Errorf("a tenant ID that is not one: %v", err)
 	}
 }
 
@@ -219,13 +228,13 @@ func TestPerUserStateKeyedByTenant(t *testing.T) {
 // how-to-custom-url-domain.md), the shorthand's defaults kept; custom_domain
 // needs external_id and a bare host name.
 func TestExternalIDCustomDomain(t *testing.T) {
-	for tenant, want := range map[string]string{
-		"contoso":                              "https://login.contoso.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
+	for tenantID, want := range map[string]string{
+		"":                                     "https://login.contoso.com/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration",
 		"cbf2e3d3-af81-40dd-a396-aae11d2c6b3f": "https://login.contoso.com/cbf2e3d3-af81-40dd-a396-aae11d2c6b3f/v2.0/.well-known/openid-configuration",
 	} {
-		h := &Handler{ExternalID: tenant, CustomDomain: "Login.Contoso.com"}
+		h := &Handler{ExternalID: "contoso", ExternalIDTenant: tenantID, CustomDomain: "Login.Contoso.com"}
 		if got := h.metadataURL(""); got != want {
-			t.Errorf("external_id %s with custom_domain: %s, want %s", tenant, got, want)
+			t.Errorf("external_id contoso %s with custom_domain: %s, want %s", tenantID, got, want)
 		}
 	}
 	h := &Handler{ExternalID: "contoso", CustomDomain: "login.contoso.com", ClientID: "c", ClientSecret: "s"}

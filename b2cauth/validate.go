@@ -42,8 +42,13 @@ func (h *Handler) checkConfig() error {
 	if h.Tenant != "" && !hasPlaceholder(h.Tenant) && !validTenant(h.Tenant) {
 		return fmt.Errorf("tenant: %q is not a tenant name (letters, digits and dashes)", h.Tenant)
 	}
-	if h.ExternalID != "" && !hasPlaceholder(h.ExternalID) && !validTenant(h.ExternalID) {
-		return fmt.Errorf("external_id: %q is neither a tenant subdomain (contoso for contoso.ciamlogin.com) nor a tenant ID", h.ExternalID)
+	switch e := h.ExternalID; {
+	case e != "" && !hasPlaceholder(e) && guid.Valid(e):
+		return fmt.Errorf("external_id: %q is a tenant ID; give the tenant's subdomain (contoso for contoso.ciamlogin.com) first, then, if you like, the tenant ID: external_id contoso %s", e, e)
+	case e != "" && !hasPlaceholder(e) && !validTenant(e):
+		return fmt.Errorf("external_id: %q is not a tenant subdomain (contoso for contoso.ciamlogin.com)", e)
+	case h.ExternalIDTenant != "" && !hasPlaceholder(h.ExternalIDTenant) && !guid.Valid(h.ExternalIDTenant):
+		return fmt.Errorf("external_id: %q is not a tenant ID (a GUID)", h.ExternalIDTenant)
 	}
 	if h.CustomDomain != "" && h.ExternalID == "" {
 		return errors.New("custom_domain: only with external_id (a B2C custom domain goes in authority, another provider's in issuer)")
@@ -250,7 +255,7 @@ func (h *Handler) resolvePlaceholders(resolve func(field, v string) (string, err
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
+	}{{"tenant", &h.Tenant}, {"authority", &h.Authority}, {"issuer", &h.Issuer}, {"external_id", &h.ExternalID}, {"external_id", &h.ExternalIDTenant}, {"custom_domain", &h.CustomDomain}, {"client_id", &h.ClientID}, {"public_url", &h.PublicURL}} {
 		if *f.v, err = resolve(f.name, *f.v); err != nil {
 			return err
 		}
