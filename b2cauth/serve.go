@@ -115,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// (Caddy's access log records a copy of the request made before the
 		// handlers, so these headers never reach it.)
 		id.setEasyAuthHeaders(r.Header)
-		h.platform.setTokenHeaders(id, r.Header)
+		setTokenHeaders(id, r.Header)
 	}
 	return next.ServeHTTP(w, r)
 }

@@ -66,8 +66,8 @@ func TestTokensUpstreamNeverInLogs(t *testing.T) {
 		t.Fatalf("no tokens or code to look for: %q %q %q", accessToken, idToken, code)
 	}
 
-	if seen.Get("Authorization") != "Bearer "+accessToken || seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken ||
-		seen.Get("X-Ms-Token-Aadb2c-Id-Token") != idToken || seen.Get("X-Email") != "ada@contoso.example" {
+	if seen.Get("Authorization") != "Bearer "+accessToken || seen.Get("X-Ms-Token-Aad-Access-Token") != accessToken ||
+		seen.Get("X-Ms-Token-Aad-Id-Token") != idToken || seen.Get("X-Email") != "ada@contoso.example" {
 		t.Errorf("upstream headers: %v", seen)
 	}
 	if c := seen.Get("Cookie"); strings.Contains(c, "b2c_") {
@@ -265,8 +265,6 @@ func TestRefreshRefusedByTheEmulator(t *testing.T) {
 const debugLogFilter = `format filter {
 			wrap json
 			fields {
-				request>headers>X-Ms-Token-Aadb2c-Id-Token delete
-				request>headers>X-Ms-Token-Aadb2c-Access-Token delete
 				request>headers>X-Ms-Token-Aad-Id-Token delete
 				request>headers>X-Ms-Token-Aad-Access-Token delete
 				request>headers>X-Ms-Client-Principal delete
@@ -318,7 +316,7 @@ func TestDebugLogsHoldNoTokens(t *testing.T) {
 	seen := upstreamHeaders(t, b.FollowResponse(back, ""))
 	accessToken, idToken := sessionTokens(t, b, base)
 	principal, assertion := seen.Get("X-Ms-Client-Principal"), seen.Get("X-B2C-Identity-Assertion")
-	if seen.Get("X-Ms-Token-Aadb2c-Access-Token") != accessToken || principal == "" || assertion == "" || code == "" {
+	if seen.Get("X-Ms-Token-Aad-Access-Token") != accessToken || principal == "" || assertion == "" || code == "" {
 		t.Fatalf("upstream headers: %v", seen)
 	}
 	u, _ := url.Parse(base)

@@ -75,22 +75,15 @@ func (id *identity) accessExpiry() time.Time {
 	return time.Time{}
 }
 
-// tokenHeaderProvider names the provider in App Service's token headers.
-func (p platform) tokenHeaderProvider() string {
-	if p.b2c {
-		return "Aadb2c"
-	}
-	return "Aad"
-}
-
 // setTokenHeaders adds App Service's token store headers:
-// X-MS-TOKEN-AADB2C-ID-TOKEN, -ACCESS-TOKEN and -EXPIRES-ON (AAD for
-// Entra ID and External ID).
-func (p platform) setTokenHeaders(id *identity, header http.Header) {
+// X-MS-TOKEN-AAD-ID-TOKEN, -ACCESS-TOKEN and -EXPIRES-ON, on every platform:
+// App Service signs in with Azure AD B2C through its Microsoft (aad)
+// provider, and names the headers after it (testdata/fixtures/easyauth.md).
+func setTokenHeaders(id *identity, header http.Header) {
 	if id.session == nil {
 		return
 	}
-	prefix := headerTokenPrefix + p.tokenHeaderProvider() + "-"
+	prefix := headerTokenPrefix + easyAuthProvider + "-"
 	if id.session.IDToken != "" {
 		header.Set(prefix+"Id-Token", id.session.IDToken)
 	}

@@ -133,7 +133,7 @@ func TestWhatUpstreamsSee(t *testing.T) {
 	if got := res.upstream.Get("Cookie"); got != "app_pref=dark" {
 		t.Errorf("upstream Cookie header %q, want only the app's cookie", got)
 	}
-	if res.upstream.Get("X-Ms-Token-Aadb2c-Access-Token") != "at-1" || res.upstream.Get("X-Ms-Token-Aadb2c-Id-Token") == "" || res.upstream.Get("X-Ms-Token-Aadb2c-Expires-On") == "" {
+	if res.upstream.Get("X-Ms-Token-Aad-Access-Token") != "at-1" || res.upstream.Get("X-Ms-Token-Aad-Id-Token") == "" || res.upstream.Get("X-Ms-Token-Aad-Expires-On") == "" {
 		t.Errorf("App Service token headers: %v", res.upstream)
 	}
 	// A claim cannot shadow the tokens' namespace.
