@@ -230,10 +230,23 @@ func nearExpiry(id *identity, now time.Time) bool {
 // request must sign in again: a claims challenge to pass on, or a block.
 const reauthVar = "b2c_auth.reauth"
 
-// reauth is why a session's user must sign in again.
+// reauth is why a session's user must sign in again, and who they were.
 type reauth struct {
-	claims  string // the provider's claims challenge, for /authorize
-	blocked bool   // asked again right after a sign-in: do not loop
+	claims    string // the provider's claims challenge, for /authorize
+	blocked   bool   // asked again right after a sign-in: do not loop
+	loginHint string // the account, for the provider's sign-in page
+}
+
+// loginHint names the account for a re-authentication: Entra's login_hint
+// claim (its optional claim made for this: "Apps can use this parameter
+// during reauthentication"), else the sign-in name or e-mail address.
+func (id *identity) loginHint() string {
+	for _, claim := range []string{"login_hint", "preferred_username", "email"} {
+		if v := id.values[claim]; v != "" && !strings.Contains(v, ",") {
+			return v
+		}
+	}
+	return ""
 }
 
 // accessBlockedPage says a sign-in did not satisfy the provider's access
@@ -255,11 +268,12 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 		case outcome == "refused":
 			countRefresh("refused")
 			h.endRefusedSession(w, r, id, err)
+			caddyhttp.SetVar(r.Context(), reauthVar, reauth{loginHint: id.loginHint()})
 			return nil
 		case outcome == "interaction_required":
 			var pe *oidcprovider.Error
 			errors.As(err, &pe)
-			again := reauth{claims: pe.Claims}
+			again := reauth{claims: pe.Claims, loginHint: id.loginHint()}
 			if now.Sub(time.UnixMilli(id.session.Issued)) < signInLoopWindow {
 				again.blocked = true
 				countRefresh("blocked")
@@ -281,6 +295,7 @@ func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity
 			if ce := h.logger.Check(zap.InfoLevel, "session tokens expired and not renewed; signing in again"); ce != nil {
 				ce.Write(zap.String("user_id", id.id))
 			}
+			caddyhttp.SetVar(r.Context(), reauthVar, reauth{loginHint: id.loginHint()})
 			return nil
 		}
 		return id

@@ -48,6 +48,11 @@ func TestConditionalAccessEndsTheSession(t *testing.T) {
 			if got := loc.Query().Get("claims"); got != tc.wantClaims {
 				t.Errorf("claims sent to /authorize: %q, want %q", got, tc.wantClaims)
 			}
+			// The re-authentication names the account ("Apps can use this
+			// parameter during reauthentication").
+			if got := loc.Query().Get("login_hint"); got != "ada@contoso.example" {
+				t.Errorf("login_hint of the re-authentication: %q", got)
+			}
 			if c := res.cookie(sessionCookie); c == nil || c.MaxAge >= 0 {
 				t.Error("the session cookie is not cleared")
 			}
@@ -173,4 +178,25 @@ func readFlow(t *testing.T, h *Handler, c *http.Cookie) flow {
 		t.Fatal("the flow cookie does not open")
 	}
 	return f
+}
+
+// TestReauthenticationNamesTheAccount: a renewal the provider refuses
+// (invalid_grant: AADB2C90129, a revoked grant) ends the session, and the
+// browser's new sign-in carries the account (login_hint) and the site's
+// domain_hint, as Microsoft says apps may during reauthentication.
+func TestReauthenticationNamesTheAccount(t *testing.T) {
+	h, p, s := setup(t, func(h *Handler) { h.DomainHint = "contoso.example" })
+	stale := signedInWithTokens(t, h, p, s, "at-old", time.Minute)
+	p.set(func(p *hostile) {
+		p.tokenReply, p.tokenCode = `{"error":"invalid_grant","error_description":"AADB2C90129: The provided grant has been revoked. Please reauthenticate and try again.\r\nCorrelation ID: 1\r\nTimestamp: 2026-12-01 10:00:00Z"}`, 400
+	})
+	h.now = func() time.Time { return time.Now().Add(10 * time.Minute) }
+	res := serve(h, withCookies(navigation("GET", "/page"), stale))
+	loc, _ := url.Parse(res.Header().Get("Location"))
+	if res.Code != http.StatusFound || !strings.HasSuffix(loc.Path, "/authorize") {
+		t.Fatalf("after a refused renewal: %d %q", res.Code, loc)
+	}
+	if q := loc.Query(); q.Get("login_hint") != "ada@contoso.example" || q.Get("domain_hint") != "contoso.example" || q.Get("claims") != "" {
+		t.Errorf("the re-authentication's hints: %v", q)
+	}
 }

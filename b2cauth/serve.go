@@ -3,6 +3,7 @@ package b2cauth
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -85,7 +86,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			countRequest("403")
 			return renderPage(w, http.StatusForbidden, accessBlockedPage)
 		}
-		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, nil)
+		var hints url.Values // a re-authentication names the account
+		if again.loginHint != "" {
+			hints = url.Values{"login_hint": {again.loginHint}}
+		}
+		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, hints)
 	}
 
 	if protected && id.groupsUnknown && namesGroups(h.Allow, h.Deny) {
