@@ -100,6 +100,10 @@ func TestCheckCommand(t *testing.T) {
 	if out, err := check(site, strings.Replace(good, "client_id app-1", "client_id web-1\n\t\tclient_secret right-s3cret", 1)); err != nil || !strings.Contains(out, "client_secret accepted") {
 		t.Errorf("the right secret: %v\n%s", err, out)
 	}
+	// A client ID the tenant does not have is named as such, not as a wrong secret.
+	if out, err := check(site, strings.Replace(good, "client_id app-1", "client_id web-2\n\t\tclient_secret right-s3cret", 1)); err == nil || !strings.Contains(out, "client_id web-2 is not registered") || strings.Contains(out, "client_secret was refused") {
+		t.Errorf("an unknown client ID: %v\n%s", err, out)
+	}
 	// A handler that answers before b2c_auth inside route: the check names both.
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	_ = os.WriteFile(file, []byte(fmt.Sprintf("%s {\n\troute {\n\t\tfile_server\n\t\tb2c_auth {\n\t\t%s\n\t\t}\n\t}\n}\n", site, good)), 0o600)

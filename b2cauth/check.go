@@ -209,6 +209,9 @@ func probeCredential(ctx context.Context, client *http.Client, clientID, tokenEn
 	if _, secret := cred.(credentials.Secret); secret {
 		name = "client_secret"
 	}
+	if oidcprovider.UnknownClient(tr.ErrorDescription) {
+		return problem("client_id %s is not registered in the tenant (%s): use the app registration's Application (client) ID", clientID, oidcprovider.Code(tr.ErrorDescription))
+	}
 	if oidcprovider.CredentialRefused(tr.Error, tr.ErrorDescription) {
 		return problem("%s was refused (%s %s): it is wrong, expired or not registered; see the app registration's Certificates & secrets (and Federated credentials)", name, tr.Error, oidcprovider.Code(tr.ErrorDescription))
 	}

@@ -244,7 +244,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		var pe *oidcprovider.Error
 		if errors.As(err, &pe) {
-			if oidcprovider.CredentialRefused(pe.Code, pe.Description) {
+			switch {
+			case oidcprovider.UnknownClient(pe.Description):
+				h.logger.Error("the provider does not know this client_id: use the app registration's Application (client) ID, in the tenant the provider names", zap.String("code", oidcprovider.Code(pe.Description)))
+			case oidcprovider.CredentialRefused(pe.Code, pe.Description):
 				// The site's credentials are wrong: every sign-in fails
 				// until the configuration changes.
 				h.logger.Error("the provider refused this client's credentials: "+h.idp.credentialHint(), zap.String("code", oidcprovider.Code(pe.Description)))

@@ -79,11 +79,27 @@ var conditionalAccessSuberrors = map[string]bool{"basic_action": true, "addition
 // credential of the app matches its issuer, subject or audience; a tenant
 // token that is not a managed identity's; expired; a bad signature).
 func CredentialRefused(oauthError, description string) bool {
+	if UnknownClient(description) {
+		return false // the client ID is wrong, not its credential
+	}
 	if oauthError == "invalid_client" || oauthError == "unauthorized_client" {
 		return true
 	}
 	switch Code(description) {
 	case "AADSTS70021", "AADSTS700211", "AADSTS700212", "AADSTS700213", "AADSTS700222", "AADSTS700226", "AADSTS700024", "AADSTS700027", "AADB2C99027":
+		return true
+	}
+	return false
+}
+
+// UnknownClient tells a token endpoint's answer to a client ID the tenant
+// does not have: AADB2C90018 from B2C, AADSTS700016 ("Application with
+// identifier … was not found in the directory") from the identity
+// platform. Both come as unauthorized_client, which would otherwise blame
+// the credential.
+func UnknownClient(description string) bool {
+	switch Code(description) {
+	case "AADB2C90018", "AADSTS700016":
 		return true
 	}
 	return false
