@@ -50,7 +50,6 @@ import (
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/assertion"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
-	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/signouts"
 	"github.com/caddy-b2c/caddy-b2c/internal/site"
@@ -425,20 +424,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	purpose := "b2c_session|" + app
 	h.identityVar = identityVarPrefix + purpose
 
-	rules := accessRules{b2c: h.platform.b2c, clientID: h.ClientID, scopes: h.RequireScopes, roles: h.RequireRoles}
-	h.idp = &idp{providers: map[string]*oidcprovider.Provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
-		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: rules.accessTokenOnly, permits: rules.permitsAccess,
-		now: func() time.Time { return h.now() }, logger: h.logger}
-	for _, p := range h.policies() {
-		h.idp.providers[strings.ToLower(p)] = &oidcprovider.Provider{MetadataURL: h.metadataURL(p), ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
-	}
-	for _, a := range h.AdditionalIssuers {
-		p := &oidcprovider.Provider{MetadataURL: a.Metadata, ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
-		if a.Metadata == "" {
-			p.Static = &oidcprovider.Metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
-		}
-		h.idp.extra = append(h.idp.extra, p)
-	}
+	h.idp = h.newIDP(credential)
 	h.cache = session.NewCache[*identity](4096)
 	h.sessions = &sessionKeeper{codec: h.codec, purpose: purpose, store: &session.Store{Storage: h.storage}, inStorage: h.SessionStore == "storage",
 		lifetime: time.Duration(h.SessionLifetime), tokens: h.SessionTokens, cache: h.cache, storage: h.storage, now: func() time.Time { return h.now() }, logger: h.logger}

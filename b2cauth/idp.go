@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
@@ -29,6 +31,39 @@ type idp struct {
 	permits    func(*bearerClaims) error // require_scopes, require_roles
 	now        func() time.Time
 	logger     *zap.Logger
+
+	// newProvider makes a provider for another B2C policy of the tenant
+	// (nil elsewhere): a flow or session sealed by another b2c_auth block
+	// of the same app may name one this block was not configured with.
+	newProvider func(policy string) *oidcprovider.Provider
+	othersMu    sync.Mutex
+	others      map[string]*oidcprovider.Provider
+}
+
+// newIDP is the provider side of a provisioned handler: a provider per
+// policy (one in issuer mode), the additional issuers, and the checks of
+// bearer tokens.
+func (h *Handler) newIDP(credential credentials.Credential) *idp {
+	rules := accessRules{b2c: h.platform.b2c, clientID: h.ClientID, scopes: h.RequireScopes, roles: h.RequireRoles}
+	i := &idp{providers: map[string]*oidcprovider.Provider{}, policy: h.Policy, clientID: h.ClientID, credential: credential, audience: h.Audience,
+		scopes: h.Scopes, platform: h.platform, client: h.httpClient, accessOnly: rules.accessTokenOnly, permits: rules.permitsAccess,
+		now: func() time.Time { return h.now() }, logger: h.logger}
+	for _, p := range h.policies() {
+		i.providers[strings.ToLower(p)] = &oidcprovider.Provider{MetadataURL: h.metadataURL(p), ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
+	}
+	for _, a := range h.AdditionalIssuers {
+		p := &oidcprovider.Provider{MetadataURL: a.Metadata, ClientID: h.ClientID, Tenants: h.Tenants, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
+		if a.Metadata == "" {
+			p.Static = &oidcprovider.Metadata{Issuer: a.Issuer, JWKSURI: a.JWKSURI}
+		}
+		i.extra = append(i.extra, p)
+	}
+	if h.platform.b2c {
+		i.newProvider = func(policy string) *oidcprovider.Provider {
+			return &oidcprovider.Provider{MetadataURL: h.metadataURL(policy), ClientID: h.ClientID, HTTP: h.httpClient, Now: func() time.Time { return h.now() }, Observe: countFetch}
+		}
+	}
+	return i
 }
 
 // discoverAtStart fetches the sign-in policy's metadata once Caddy runs, so

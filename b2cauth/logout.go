@@ -69,7 +69,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 	if id != nil && id.session.Policy != "" {
 		policy = id.session.Policy
 	}
-	p, _ := h.idp.provider(policy)
+	p, _ := h.idp.sealedProvider(policy)
 	d, err := p.Get(r.Context())
 	var u *url.URL
 	if err == nil && d.Meta.EndSessionEndpoint != "" {

@@ -99,7 +99,8 @@ func (h *Handler) metadataURL(policy string) string {
 }
 
 // provider returns a policy's provider, matched case-insensitively; the
-// sign-in policy's for an unknown or empty name.
+// sign-in policy's for an unknown or empty name. For a name from an
+// unverified token: it never makes a provider.
 func (i *idp) provider(policy string) (*oidcprovider.Provider, string) {
 	if p, ok := i.providers[strings.ToLower(policy)]; ok {
 		return p, policy
@@ -108,6 +109,48 @@ func (i *idp) provider(policy string) (*oidcprovider.Provider, string) {
 		return p, ""
 	}
 	return i.providers[strings.ToLower(i.policy)], i.policy
+}
+
+// maxOtherPolicies bounds the providers made for policies that sealed
+// flows and sessions name.
+const maxOtherPolicies = 16
+
+// sealedProvider returns the provider of a policy that a sealed flow or
+// session names (so one of this app's b2c_auth blocks chose it): this
+// block's own, else, on B2C, one made for it — the step-up policy of
+// another block whose callback or renewal this block serves.
+func (i *idp) sealedProvider(policy string) (*oidcprovider.Provider, string) {
+	key := strings.ToLower(policy)
+	if _, ok := i.providers[key]; ok || i.newProvider == nil || policy == "" || !validPolicyName(policy) {
+		return i.provider(policy)
+	}
+	i.othersMu.Lock()
+	defer i.othersMu.Unlock()
+	if p, ok := i.others[key]; ok {
+		return p, policy
+	}
+	if len(i.others) >= maxOtherPolicies {
+		return i.provider(policy)
+	}
+	if i.others == nil {
+		i.others = map[string]*oidcprovider.Provider{}
+	}
+	i.others[key] = i.newProvider(policy)
+	return i.others[key], policy
+}
+
+// validPolicyName tells a user flow or custom policy name: letters,
+// digits, _ and -.
+func validPolicyName(p string) bool {
+	if len(p) > 128 {
+		return false
+	}
+	for _, c := range p {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // AdditionalIssuer is another issuer of accepted bearer tokens: its

@@ -58,7 +58,7 @@ func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 // it and returns the same session with the new tokens. The new ID token
 // must pass every check and name the same user.
 func (h *Handler) renew(ctx context.Context, id *identity) (*session.Session, error) {
-	p, policy := h.idp.provider(id.session.Policy)
+	p, policy := h.idp.sealedProvider(id.session.Policy)
 	d, err := p.Get(ctx)
 	if err != nil {
 		return nil, err

@@ -71,7 +71,7 @@ func (h *Handler) startSignIn(w http.ResponseWriter, r *http.Request, policy, re
 // startFlow starts a sign-in for f (its policy, return URL and any form to
 // post again), with fresh state, nonce and PKCE verifier.
 func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hints url.Values) error {
-	p, policy := h.idp.provider(f.Policy)
+	p, policy := h.idp.sealedProvider(f.Policy)
 	d, err := p.Get(r.Context())
 	if err != nil {
 		return unavailable(h.logger, w, r, err)
@@ -229,7 +229,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return fail(w, r, http.StatusBadRequest, "Sign-in failed", "The sign-in response has no code.", errors.New("callback without code"))
 	}
 
-	p, _ := h.idp.provider(f.Policy)
+	p, _ := h.idp.sealedProvider(f.Policy)
 	d, err := p.Get(r.Context())
 	if err != nil {
 		return unavailable(h.logger, w, r, err)
