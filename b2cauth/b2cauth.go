@@ -191,6 +191,15 @@ type Handler struct {
 	// application permission on Entra ID and External ID. A token passes
 	// when it satisfies require_scopes or require_roles.
 	RequireRoles []string `json:"require_roles,omitempty"`
+	// Step-up (stepup.go): what this block asks of a signed-in user beyond
+	// the sign-in. Entra ID's Conditional Access authentication contexts
+	// (c1…c99), every one in the token's acrs; a sign-in no older than
+	// this; a B2C user flow or custom policy that proved the session (any
+	// one). A session that lacks one goes through the provider again and
+	// comes back upgraded; a bearer token gets a challenge.
+	RequireAuthContext  []string       `json:"require_auth_context,omitempty"`
+	RequireRecentSignin caddy.Duration `json:"require_recent_signin,omitempty"`
+	RequirePolicy       []string       `json:"require_policy,omitempty"`
 	// Other issuers whose bearer access tokens are accepted too: the other
 	// host during a B2C custom-domain migration, or Entra ID's v1.0 access
 	// tokens (iss https://sts.windows.net/<tenant ID>/, an api:// audience
@@ -297,6 +306,7 @@ type Handler struct {
 	autoRefresh bool
 	renewals    *renewals
 	groups      *groupSource // the groups tokens cannot hold, from Microsoft Graph
+	stepUp      stepUp       // what this block asks beyond a sign-in
 	assertions  *assertions  // identity_assertion's signer
 	signouts    *signouts.Store
 	signoutsKey string            // for signouts.Release
@@ -425,6 +435,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.identityVar = identityVarPrefix + purpose
 
 	h.idp = h.newIDP(credential)
+	h.stepUp = stepUp{contexts: h.RequireAuthContext, recent: time.Duration(h.RequireRecentSignin), policies: h.RequirePolicy}
 	h.cache = session.NewCache[*identity](4096)
 	h.sessions = &sessionKeeper{codec: h.codec, purpose: purpose, store: &session.Store{Storage: h.storage}, inStorage: h.SessionStore == "storage",
 		lifetime: time.Duration(h.SessionLifetime), tokens: h.SessionTokens, cache: h.cache, storage: h.storage, now: func() time.Time { return h.now() }, logger: h.logger}

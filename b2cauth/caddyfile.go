@@ -55,6 +55,9 @@ func init() {
 //	    audience       <aud...>
 //	    require_scopes <scope...>
 //	    require_roles  <role...>
+//	    require_auth_context <id...>
+//	    require_recent_signin <duration>
+//	    require_policy <policy...>
 //	    additional_issuer <metadata URL> | <issuer> <jwks URL>
 //	    easy_auth_headers
 //	    expose_idp_access_token
@@ -219,6 +222,9 @@ var subdirectives = map[string]subdirective{
 	"audience":                many("audience", func(h *Handler) *[]string { return &h.Audience }),
 	"require_scopes":          many("require_scopes", func(h *Handler) *[]string { return &h.RequireScopes }),
 	"require_roles":           many("require_roles", func(h *Handler) *[]string { return &h.RequireRoles }),
+	"require_auth_context":    many("require_auth_context", func(h *Handler) *[]string { return &h.RequireAuthContext }),
+	"require_recent_signin":   duration("require_recent_signin", func(h *Handler) *caddy.Duration { return &h.RequireRecentSignin }),
+	"require_policy":          many("require_policy", func(h *Handler) *[]string { return &h.RequirePolicy }),
 	"session_lifetime":        duration("session_lifetime", func(h *Handler) *caddy.Duration { return &h.SessionLifetime }),
 	"session_store":           one("session_store", func(h *Handler) *string { return &h.SessionStore }),
 	"session_tokens":          many("session_tokens", func(h *Handler) *[]string { return &h.SessionTokens }),

@@ -102,11 +102,7 @@ func newIdentity(payload []byte) (*identity, bool) {
 			id.values["email"] = first
 		}
 	}
-	if p := id.values["tfp"]; p != "" {
-		id.values["policy"] = p
-	} else if p := id.values["acr"]; strings.HasPrefix(strings.ToLower(p), "b2c_1a_") {
-		// B2C custom policies name themselves in acr; Entra ID's v1 acr
-		// ("1") is an authentication level, not a policy.
+	if p := policyOf(claims); p != "" {
 		id.values["policy"] = p
 	}
 	if iat, ok := claims["iat"].(json.Number); ok {
@@ -120,6 +116,19 @@ func newIdentity(payload []byte) (*identity, bool) {
 		}
 	}
 	return id, true
+}
+
+// policyOf is the B2C policy that issued a token: tfp, else a custom
+// policy's acr (Entra ID's v1 acr, "1", is an authentication level, not a
+// policy); "" without one.
+func policyOf(claims map[string]any) string {
+	if p, ok := claims["tfp"].(string); ok && p != "" {
+		return p
+	}
+	if p, ok := claims["acr"].(string); ok && strings.HasPrefix(strings.ToLower(p), "b2c_1a_") {
+		return p
+	}
+	return ""
 }
 
 // signedOutEverywhere tells whether the user signed out everywhere after

@@ -3,6 +3,7 @@ package b2cauth
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
@@ -57,8 +58,8 @@ func (h *Handler) policies() []string {
 		return []string{""}
 	}
 	out := []string{h.Policy}
-	for _, p := range []string{h.PasswordResetPolicy, h.ProfileEditPolicy} {
-		if p != "" {
+	for _, p := range append([]string{h.PasswordResetPolicy, h.ProfileEditPolicy}, h.RequirePolicy...) {
+		if p != "" && !slices.ContainsFunc(out, func(q string) bool { return strings.EqualFold(p, q) }) {
 			out = append(out, p)
 		}
 	}
@@ -196,6 +197,9 @@ func (h *Handler) warnAtStart() {
 	}
 	if claim := p.unverifiedRuleClaim(h.Allow, h.Deny); claim != "" {
 		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
+	}
+	if h.RequireRecentSignin > 0 && p.entra {
+		h.logger.Warn("require_recent_signin with Entra ID or External ID: their ID tokens carry auth_time only as an optional claim; add it to the app registration (Token configuration → Add optional claim → ID → auth_time), or every request here is refused")
 	}
 	if p.b2c && (len(h.RequireRoles) > 0 || namesRoles(h.Allow, h.Deny)) {
 		h.logger.Warn("require_roles or a rule on roles with Azure AD B2C: its user flows put no roles in tokens; only a custom policy that emits a roles claim satisfies them (see the README, \"Authorization\")")

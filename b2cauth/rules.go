@@ -16,6 +16,12 @@ type Rule struct {
 // matches.
 func (r Rule) matches(claims map[string]any) bool {
 	v, ok := claims[r.Claim]
+	if !ok && r.Claim == "policy" {
+		// The policy that proved the session, as {http.auth.user.policy}
+		// shows it.
+		v = policyOf(claims)
+		ok = v != ""
+	}
 	if !ok {
 		return false
 	}

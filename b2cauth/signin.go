@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,9 +46,14 @@ type flow struct {
 	Return   string `json:"r"`
 	Created  int64  `json:"t"`           // Unix nanoseconds, to order a browser's flows
 	Post     string `json:"f,omitempty"` // a form posted while signed out, to post again after
-	// A claims challenge from the provider (Conditional Access) for the
-	// authorize request; not kept in the cookie.
+	// A step-up sign-in: what it asked for, checked on return.
+	Need *need `json:"u,omitempty"`
+	// For the authorize request, not kept in the cookie: a claims request
+	// (Conditional Access, an authentication context), prompt=login and
+	// max_age (a recent sign-in).
 	Claims string `json:"-"`
+	Prompt string `json:"-"`
+	MaxAge int    `json:"-"`
 }
 
 // statePattern is the shape of the states we make: 32 random bytes, base64url.
@@ -109,6 +115,12 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	}
 	if f.Claims != "" {
 		q.Set("claims", f.Claims)
+	}
+	if f.Prompt != "" {
+		q.Set("prompt", f.Prompt)
+	}
+	if f.MaxAge > 0 {
+		q.Set("max_age", strconv.Itoa(f.MaxAge))
 	}
 	u.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
@@ -288,6 +300,15 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		h.logger.Error("id token names no user: tick \"User's Object ID\" in the user flow's application claims", zap.String("policy", f.Policy))
 		return fail(w, r, http.StatusUnauthorized, "Sign-in failed", "The identity provider's token names no user: its sub is missing or the constant \"Not supported\", and it has no oid. In the user flow's Application claims, tick \"User's Object ID\".", errors.New("id token without a usable oid or sub"))
+	}
+	if f.Need != nil {
+		if unmet := f.Need.unmetBy(id, time.Unix(0, f.Created)); unmet != "" {
+			// The provider did not give what the step-up asked: a page, not
+			// another round trip; the session the user had stays.
+			countRequest("403")
+			h.logger.Warn("step-up not satisfied by the provider", zap.String("user_id", id.id), zap.String("lacks", unmet))
+			return renderPage(w, http.StatusForbidden, stepUpRefusedPage)
+		}
 	}
 	if err := h.sessions.write(w, r, s, id); err != nil {
 		return sessionNotKept(h.logger, w, r, "Sign-in failed", err)

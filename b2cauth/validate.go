@@ -167,6 +167,9 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkRolesOnB2C(); err != nil {
 		return err
 	}
+	if err := h.checkStepUp(); err != nil {
+		return err
+	}
 	switch h.GraphGroups {
 	case "", "security", "all":
 	default:
