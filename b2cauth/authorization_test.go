@@ -81,14 +81,7 @@ func entraSite(t *testing.T, change func(*Handler)) (*Handler, *hostile, signer)
 	p := newHostile(t)
 	s := newSigner(t, "good")
 	p.set(func(p *hostile) { p.keys = append(p.keys, s.jwk()) })
-	h := newTestHandler(t, p, func(h *Handler) {
-		h.Authority, h.Policy, h.PasswordResetPolicy = "", "", ""
-		h.Issuer = p.srv.URL + "/contoso.onmicrosoft.com/entra/v2.0"
-		if change != nil {
-			change(h)
-		}
-	})
-	return h, p, s
+	return entraOn(t, p, change), p, s
 }
 
 // TestAccessTokensNeedAPermission: a token with neither scp nor roles

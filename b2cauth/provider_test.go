@@ -29,15 +29,16 @@ type hostile struct {
 	srv    *httptest.Server
 	issuer string
 
-	mu          sync.Mutex
-	keys        []jose.JSONWebKey
-	tokenReply  string // the token endpoint's JSON body
-	tokenCode   int
-	jwksHits    int
-	refreshHits int // refresh_token grants received
-	down        bool
-	keyIssuers  map[string]string // kid → the issuer its JWKS entry names, as Entra's does
-	metaQueries []string          // the query of each metadata request
+	mu            sync.Mutex
+	keys          []jose.JSONWebKey
+	tokenReply    string // the token endpoint's JSON body
+	tokenCode     int
+	jwksHits      int
+	refreshHits   int // refresh_token grants received
+	down          bool
+	keyIssuers    map[string]string // kid → the issuer its JWKS entry names, as Entra's does
+	metaQueries   []string          // the query of each metadata request
+	tokenPolicies []string          // the p= of each token request
 	// extraMeta is added to the metadata document (userinfo_endpoint,
 	// cloud_instance_name, …); /userinfo answers userInfoReply and
 	// counts requests in userInfoHits.
@@ -97,6 +98,7 @@ func newHostile(t testing.TB) *hostile {
 			if r.PostForm.Get("grant_type") == "refresh_token" {
 				p.refreshHits++
 			}
+			p.tokenPolicies = append(p.tokenPolicies, r.URL.Query().Get("p"))
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(p.tokenCode)
 			_, _ = w.Write([]byte(p.tokenReply))
