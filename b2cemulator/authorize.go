@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,31 @@ type authRequest struct {
 	challenge       string
 	challengeMethod string
 	prompt          string
+	acrs            []string // the authentication contexts the claims request asks for
+	maxAge          int      // max_age in seconds; -1 without one
+}
+
+// requestedContexts reads the authentication contexts an OpenID Connect
+// claims request asks for in acrs (value or values, for the ID token or
+// the access token), as Microsoft's developer guide writes it.
+func requestedContexts(claims string) ([]string, bool) {
+	var req map[string]map[string]struct {
+		Value  string   `json:"value"`
+		Values []string `json:"values"`
+	}
+	if len(claims) > 4096 || json.Unmarshal([]byte(claims), &req) != nil {
+		return nil, false
+	}
+	var out []string
+	for _, target := range []string{"id_token", "access_token"} {
+		acrs := req[target]["acrs"]
+		for _, c := range append([]string{acrs.Value}, acrs.Values...) {
+			if c != "" && !slices.Contains(out, c) && len(out) < 20 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out, true
 }
 
 // codeRetry is what a page shows after a failed code check: the code's
@@ -71,6 +98,9 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 	sso, sid := e.ssoUser(r, req.client.ClientID)
 	if req.prompt == "login" && r.Method == http.MethodGet {
 		sso, sid = "", ""
+	}
+	if _, authTime, ok := e.state.session(sid); ok && req.maxAge >= 0 && e.state.now().Sub(authTime) > time.Duration(req.maxAge)*time.Second {
+		sso, sid = "", "" // the last authentication is older than max_age: authenticate again
 	}
 
 	switch action {
@@ -128,7 +158,18 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		if kind == "edit" {
 			return e.page(w, req, "edit", "", editFields(u))
 		}
-		return e.issueCode(w, req, u.Email, sid, authTime)
+		return e.issueCodeAfterMFA(w, req, u.Email, sid, authTime)
+	case "mfa":
+		// The second factor: the code sent when it was asked for.
+		if sso == "" {
+			return e.page(w, req, "signin", "Your session has expired. Please sign in again.", nil)
+		}
+		if msg := e.state.verify.check("mfa", sso, r.PostForm.Get("code"), e.state.now()); msg != "" {
+			return e.page(w, req, "mfa", msg, map[string]string{"email": sso})
+		}
+		e.state.markMFA(sid)
+		_, authTime, _ := e.state.session(sid)
+		return e.issueCode(w, req, sso, sid, authTime)
 	case "signup":
 		f := r.PostForm
 		u := User{
@@ -205,7 +246,7 @@ func (e *Emulator) authorize(w http.ResponseWriter, r *http.Request, rt route) e
 		if sso != "" {
 			e.rollSSO(w, r, req.client.ClientID, sid) // a cookie-based authentication
 			_, authTime, _ := e.state.session(sid)    // when the user last authenticated, not now
-			return e.issueCode(w, req, sso, sid, authTime)
+			return e.issueCodeAfterMFA(w, req, sso, sid, authTime)
 		}
 	}
 	if req.prompt == "none" {
@@ -288,6 +329,21 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 	default:
 		return stop(e.respondError(w, req, errRequest("AADB2C90043", "The prompt included in the request contains invalid values. Expected 'none', 'login', 'consent' or 'select_account'.")))
 	}
+	req.maxAge = -1
+	if v := q.Get("max_age"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return stop(e.respondError(w, req, errRequest("AADB2C90083", "The max_age parameter must be a number of seconds.")))
+		}
+		req.maxAge = n
+	}
+	if v := q.Get("claims"); v != "" {
+		acrs, ok := requestedContexts(v)
+		if !ok {
+			return stop(e.respondError(w, req, errRequest("AADB2C90083", "The claims parameter is not valid JSON.")))
+		}
+		req.acrs = acrs
+	}
 	return req, nil
 }
 
@@ -308,6 +364,40 @@ func (e *Emulator) resetsInFlow(policy string) bool {
 	return slices.ContainsFunc(e.SelfServicePasswordReset, func(p string) bool { return strings.EqualFold(p, policy) })
 }
 
+// needsMFA tells whether the request asks for a second factor: an MFA
+// policy (B2C), or an authentication context a policy targets (Entra).
+func (e *Emulator) needsMFA(req *authRequest) bool {
+	if slices.ContainsFunc(e.MFAPolicies, func(p string) bool { return strings.EqualFold(p, req.policy) }) {
+		return true
+	}
+	return slices.ContainsFunc(req.acrs, func(c string) bool { return slices.Contains(e.AuthContexts, c) })
+}
+
+// issueCodeAfterMFA asks for the second factor when the request needs
+// one and the session has not given it (a code, on the mailbox page),
+// else issues the code.
+func (e *Emulator) issueCodeAfterMFA(w http.ResponseWriter, req *authRequest, email, sid string, authTime time.Time) error {
+	if e.needsMFA(req) && !e.state.passedMFA(sid) {
+		e.state.verify.send("mfa", email, e.state.now())
+		e.logger.Info("second factor asked: a one-time code (see the emulator's mailbox page)")
+		return e.page(w, req, "mfa", "", map[string]string{"email": email})
+	}
+	return e.issueCode(w, req, email, sid, authTime)
+}
+
+// satisfiedContexts are the authentication contexts a sign-in gives:
+// those asked for whose policy the session satisfied (a second factor),
+// and those no policy targets.
+func (e *Emulator) satisfiedContexts(req *authRequest, sid string) []string {
+	var out []string
+	for _, c := range req.acrs {
+		if !slices.Contains(e.AuthContexts, c) || e.state.passedMFA(sid) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // issueCode gives the client a code for the user, by the request's
 // response mode.
 func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid string, authTime time.Time) error {
@@ -324,6 +414,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 		sid:             sid,
 		scopes:          req.scopes,
 		authTime:        authTime,
+		acrs:            e.satisfiedContexts(req, sid),
 		issued:          e.state.now(),
 		expires:         e.state.now().Add(10 * time.Minute), // B2C: codes live 10 minutes
 	}, code)

@@ -85,6 +85,8 @@ var subdirectives = map[string]subdirective{
 	"tenant_id":                   {"tenant_id", parseTenantID},
 	"policies":                    list("policies", func(e *Emulator) *[]string { return &e.Policies }),
 	"self_service_password_reset": list("self_service_password_reset", func(e *Emulator) *[]string { return &e.SelfServicePasswordReset }),
+	"mfa_policies":                list("mfa_policies", func(e *Emulator) *[]string { return &e.MFAPolicies }),
+	"auth_contexts":               list("auth_contexts", func(e *Emulator) *[]string { return &e.AuthContexts }),
 	"client":                      {"clients", parseClient},
 	"managed_identity":            {"managed_identities", parseManagedIdentity},
 	"api":                         {"apis", parseAPI},

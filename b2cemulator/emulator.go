@@ -65,6 +65,15 @@ type Emulator struct {
 	// the password inside the flow, which then signs the user in, instead
 	// of answering the app with AADB2C90118. Flavor b2c.
 	SelfServicePasswordReset []string `json:"self_service_password_reset,omitempty"`
+	// The policies (flavor b2c) that ask for a second factor after the
+	// password: a one-time code, shown on the mailbox page — an MFA user
+	// flow or custom policy.
+	MFAPolicies []string `json:"mfa_policies,omitempty"`
+	// The authentication contexts (Entra flavors) whose Conditional Access
+	// policy asks for a second factor: a sign-in whose claims request asks
+	// for one gives the one-time code, and its tokens carry it in acrs.
+	// Contexts no policy targets are satisfied without one.
+	AuthContexts []string `json:"auth_contexts,omitempty"`
 	// The registered applications. Default: one demo client,
 	// `DemoClientID` with no secret, whose redirect URIs are the demo's.
 	Clients []Client `json:"clients,omitempty"`
@@ -327,6 +336,12 @@ func (e *Emulator) Provision(ctx caddy.Context) error {
 	e.TenantID = strings.ToLower(e.TenantID)
 	if e.Flavor == "" {
 		e.Flavor = FlavorB2C
+	}
+	if e.Flavor != FlavorB2C && len(e.MFAPolicies) > 0 {
+		return fmt.Errorf("mfa_policies: only flavor b2c has user flows (the Entra flavors ask for a second factor by auth_contexts)")
+	}
+	if e.Flavor == FlavorB2C && len(e.AuthContexts) > 0 {
+		return fmt.Errorf("auth_contexts: authentication contexts are the Entra flavors' (B2C asks for a second factor by mfa_policies)")
 	}
 	if e.Flavor != FlavorB2C && len(e.SelfServicePasswordReset) > 0 {
 		return fmt.Errorf("self_service_password_reset: only flavor b2c has user flows (the identity platform always resets in the flow)")

@@ -156,6 +156,9 @@ func (e *Emulator) entraIDTokenClaims(r *http.Request, g *grant, u *User, now ti
 		c := e.client(g.clientID)
 		return c != nil && slices.Contains(c.OptionalClaims, claim)
 	}
+	if len(g.acrs) > 0 {
+		o = append(o, member{"acrs", g.acrs})
+	}
 	if asks("auth_time") {
 		o = append(o, member{"auth_time", g.authTime.Unix()})
 	}
@@ -195,6 +198,9 @@ func (e *Emulator) entraAccessTokenClaims(r *http.Request, g *grant, u *User, no
 	}
 	o = append(o, e.entraUserClaims(u, g)...)
 	o = append(o, e.rolesAndGroups(aud, u, e.userTenant(u))...)
+	if len(g.acrs) > 0 {
+		o = append(o, member{"acrs", g.acrs})
+	}
 	if len(scp) > 0 {
 		o = append(o, member{"scp", strings.Join(scp, " ")})
 	}

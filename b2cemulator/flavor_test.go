@@ -237,3 +237,59 @@ func TestUnknownTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondFactorForAuthContexts: in the Entra flavors, a claims request
+// for an authentication context a policy targets (auth_contexts) asks for
+// a one-time code after the password, and the tokens carry the context in
+// acrs; a context no policy targets is given without one; the session
+// that gave the code is not asked again; max_age older than the last
+// authentication shows the sign-in page again.
+func TestSecondFactorForAuthContexts(t *testing.T) {
+	c := startEmulator(t, "flavor entra_id\n\t\tauth_contexts c1")
+	ask := func(extra url.Values) *testcaddy.Response { return c.b.Get(c.authorizeURL("", extra)) }
+	tokens := func(q url.Values) map[string]any {
+		status, body := c.redeem("", codeForm(q.Get("code")))
+		if status != http.StatusOK {
+			t.Fatalf("token: %d %v", status, body)
+		}
+		return c.verify("", body["id_token"].(string), secretClient)
+	}
+	c1 := url.Values{"claims": {`{"id_token":{"acrs":{"essential":true,"value":"c1"}}}`}}
+	page := c.b.Submit(ask(c1), map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	id := tokens(c.callbackParams(c.b.SubmitSecondFactor(page, "ada@contoso.example")))
+	if acrs, _ := id["acrs"].([]any); len(acrs) != 1 || acrs[0] != "c1" {
+		t.Errorf("after the second factor: acrs %v", id["acrs"])
+	}
+	// The session gave it: not asked again.
+	if again := tokens(c.callbackParams(ask(c1))); again["acrs"] == nil {
+		t.Errorf("the same session, c1 again: %v", again["acrs"])
+	}
+	// A context no policy targets: given without a code.
+	fresh := startEmulator(t, "flavor entra_id\n\t\tauth_contexts c1")
+	c.b, c.base = fresh.b, fresh.base
+	q := c.signIn(c.authorizeURL("", url.Values{"claims": {`{"id_token":{"acrs":{"essential":true,"value":"c2"}}}`}}), "ada@contoso.example", "Passw0rd!")
+	if id := tokens(q); id["acrs"] == nil {
+		t.Errorf("an untargeted context: acrs %v", id["acrs"])
+	}
+	// max_age: the last authentication is older than it allows.
+	if r := ask(url.Values{"max_age": {"0"}}); r.StatusCode != http.StatusOK || !strings.Contains(r.Body, `id="localAccountForm"`) {
+		t.Errorf("max_age=0 with a session: %d, want the sign-in page", r.StatusCode)
+	}
+	if r := ask(url.Values{"max_age": {"3600"}}); r.StatusCode != http.StatusFound {
+		t.Errorf("max_age=3600 with a fresh session: %d, want single sign-on", r.StatusCode)
+	}
+}
+
+// TestMFAPolicy: a B2C policy in mfa_policies asks for the one-time code
+// after the password; the sign-up and sign-in flow does not.
+func TestMFAPolicy(t *testing.T) {
+	c := startEmulator(t, "policies B2C_1_susi B2C_1A_MFA\n\t\tmfa_policies B2C_1A_MFA")
+	c.signIn(c.authorizeURL("B2C_1_susi", nil), "ada@contoso.example", "Passw0rd!")
+	c.b = testcaddy.NewBrowser(t)
+	page := c.b.Submit(c.b.Get(c.authorizeURL("B2C_1A_MFA", nil)), map[string]string{"email": "ada@contoso.example", "password": "Passw0rd!"})
+	q := c.callbackParams(c.b.SubmitSecondFactor(page, "ada@contoso.example"))
+	_, body := c.redeem("B2C_1A_MFA", codeForm(q.Get("code")))
+	if claims := c.verify("B2C_1A_MFA", body["id_token"].(string), secretClient); claims["tfp"] != "B2C_1A_MFA" {
+		t.Errorf("the MFA policy's token: %v", claims)
+	}
+}

@@ -91,14 +91,19 @@ button.secondary{background:#e0e0e0;color:#000}.error{color:#a80000;font-size:14
 
 {{define "page"}}{{template "head" "Sign in"}}
 <div class="box" id="api" data-view="{{.View}}">
-<h1 lang="{{.Lang}}">{{if eq .View "signup"}}Create your account{{else if eq .View "reset"}}Reset your password{{else if eq .View "edit"}}Edit your profile{{else}}{{.Text.signin}}{{end}}</h1>
+<h1 lang="{{.Lang}}">{{if eq .View "signup"}}Create your account{{else if eq .View "reset"}}Reset your password{{else if eq .View "edit"}}Edit your profile{{else if eq .View "mfa"}}Verify your identity{{else}}{{.Text.signin}}{{end}}</h1>
 <div class="sub">{{.Tenant}}.onmicrosoft.com · {{.Policy}}</div>
 {{with .DomainHint}}<div class="sub" id="domainHint">domain_hint: {{.}} (the emulator has no social providers; sign in here)</div>{{end}}
 {{with .DemoEmail}}<div class="demo" id="demoCredentials">Demo account: <b>{{.}}</b> / <b>{{$.DemoPassword}}</b></div>{{end}}
 {{with .Error}}<div class="error" role="alert" id="errorMessage">{{.}}</div>{{end}}
 <form method="post" id="localAccountForm" action="">
 <input type="hidden" name="request" value="{{.Request}}">
-{{if eq .View "signin"}}
+{{if eq .View "mfa"}}
+<input type="hidden" name="action" value="mfa">
+<div class="sub" id="verificationSent">A one-time code was sent to {{index .Values "email"}} (the emulator's <a id="mailbox" href="{{.MailboxURL}}" target="_blank">mailbox</a> shows it).</div>
+<label for="verificationCode">Verification code</label><input id="verificationCode" name="code" autocomplete="one-time-code" inputmode="numeric" required autofocus>
+<button type="submit" id="continue">Verify</button>
+{{else if eq .View "signin"}}
 <input type="hidden" name="action" value="signin">
 <label for="email">{{.Text.email}}</label><input type="email" id="email" name="email" autocomplete="username" value="{{index .Values "email"}}" required autofocus>
 <label for="password">{{.Text.password}}</label><input type="password" id="password" name="password" autocomplete="current-password" required>

@@ -73,6 +73,7 @@ type grant struct {
 	sid             string // the single sign-on session
 	scopes          []string
 	authTime        time.Time
+	acrs            []string  // the authentication contexts the sign-in satisfied
 	issued          time.Time // when the code was: the start of its refresh tokens' sliding window
 	expires         time.Time
 }
@@ -118,6 +119,24 @@ type ssoSession struct {
 	clients  []string
 	expires  time.Time
 	kmsi     bool // "Keep me signed in" was checked
+	mfa      bool // the user gave a second factor in this session
+}
+
+// passedMFA tells whether a live session's user gave a second factor.
+func (s *tenantState) passedMFA(sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[sid]
+	return ss != nil && ss.mfa && !s.now().After(ss.expires)
+}
+
+// markMFA records that the session's user gave a second factor.
+func (s *tenantState) markMFA(sid string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss := s.sessions[sid]; ss != nil {
+		ss.mfa = true
+	}
 }
 
 // newSession starts a single sign-on session, alive until expires, and

@@ -284,6 +284,16 @@ func (b *Browser) SubmitVerified(page *Response, email string, extra map[string]
 	return b.Submit(sent, fields)
 }
 
+// SubmitSecondFactor answers an emulator page that asks for a second
+// factor: the one-time code it sent, read from its mailbox page.
+func (b *Browser) SubmitSecondFactor(page *Response, email string) *Response {
+	b.T.Helper()
+	if !strings.Contains(page.Body, `value="mfa"`) {
+		b.T.Fatalf("no second factor asked:\n%s", page.Body)
+	}
+	return b.Submit(page, map[string]string{"code": MailboxCode(b.T, b.Get(Link(b.T, page, "mailbox")).Body, email)})
+}
+
 // MailboxCode is the newest verification code the emulator's mailbox page
 // shows for an address.
 func MailboxCode(t TB, mailbox, email string) string {
