@@ -186,3 +186,75 @@ func TestBrowserHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// stepUpSite is a site whose /admin/* asks for the MFA policy.
+const stepUpSite = `
+http://127.0.0.1:IDP {
+	b2c_emulator {
+		policies B2C_1_susi B2C_1A_MFA
+		mfa_policies B2C_1A_MFA
+		client CLIENT {
+			redirect_uri SITE/.auth/login/b2c/callback
+		}
+	}
+}
+SITE {
+	b2c_auth {
+		authority http://127.0.0.1:IDP/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id CLIENT
+	}
+	b2c_auth /admin/* {
+		authority http://127.0.0.1:IDP/contoso.onmicrosoft.com
+		policy B2C_1_susi
+		client_id CLIENT
+		require_policy B2C_1A_MFA
+	}
+	header Content-Type "text/html; charset=utf-8"
+	respond "<!DOCTYPE html><h1 id=hello>{http.request.uri.path} as {http.auth.user.policy}</h1>"
+}
+`
+
+// TestBrowserStepUp: in headless Chromium, a person signed in to the site
+// opens /admin, which asks for the MFA policy: the emulator, through its
+// single sign-on, asks only for the one-time code; the person lands on
+// /admin with the upgraded session, and the rest of the site keeps it.
+func TestBrowserStepUp(t *testing.T) {
+	exe := chromium(t)
+	sitePort, idpPort := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	site := "http://localhost:" + itoa(sitePort)
+	testcaddy.Start(t, testcaddy.Globals(t.TempDir())+strings.NewReplacer("IDP", itoa(idpPort), "SITE", site, "CLIENT", b2cemulator.DemoClientID).Replace(stepUpSite))
+	ctx := browserContext(t, exe)
+	var home, admin, after string
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(site+"/"),
+		chromedp.WaitVisible(`#email`, chromedp.ByID),
+		chromedp.SendKeys(`#email`, b2cemulator.DemoUserEmail, chromedp.ByID),
+		chromedp.SendKeys(`#password`, b2cemulator.DemoUserPassword, chromedp.ByID),
+		chromedp.Click(`#next`, chromedp.ByID),
+		chromedp.WaitVisible(`#hello`, chromedp.ByID),
+		chromedp.Text(`#hello`, &home, chromedp.ByID),
+		chromedp.Navigate(site+"/admin/panel"),
+		chromedp.WaitVisible(`#verificationCode`, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("browser, to the second factor: %v", err)
+	}
+	mailbox := testcaddy.NewBrowser(t).Get("http://127.0.0.1:" + itoa(idpPort) + "/contoso.onmicrosoft.com/emulator/mailbox")
+	code := testcaddy.MailboxCode(t, mailbox.Body, b2cemulator.DemoUserEmail)
+	err = chromedp.Run(ctx,
+		chromedp.SendKeys(`#verificationCode`, code, chromedp.ByID),
+		chromedp.Click(`#continue`, chromedp.ByID),
+		chromedp.WaitVisible(`#hello`, chromedp.ByID),
+		chromedp.Text(`#hello`, &admin, chromedp.ByID),
+		chromedp.Navigate(site+"/"),
+		chromedp.WaitVisible(`#hello`, chromedp.ByID),
+		chromedp.Text(`#hello`, &after, chromedp.ByID),
+	)
+	if err != nil {
+		t.Fatalf("browser, after the second factor: %v", err)
+	}
+	if home != "/ as B2C_1_susi" || admin != "/admin/panel as B2C_1A_MFA" || after != "/ as B2C_1A_MFA" {
+		t.Errorf("the site %q, /admin %q, the site after %q", home, admin, after)
+	}
+}
