@@ -128,10 +128,13 @@ func (a *assertions) signFor(r *http.Request, id *identity, origin string) (stri
 			claims[name] = v
 		}
 	}
-	for _, name := range []string{"roles", "groups"} {
+	for _, name := range []string{"roles", "groups", "acrs"} {
 		if v := claimValues(id.claims[name]); len(v) > 0 {
 			claims[name] = slices.Clone(v)
 		}
+	}
+	if at, ok := authTime(id); ok { // so that an upstream can ask for a recent sign-in itself
+		claims["auth_time"] = at.Unix()
 	}
 	token, exp, err := a.ring.Sign(r.Context(), claims)
 	if err != nil {

@@ -62,7 +62,8 @@ func verifyAssertion(t *testing.T, h *Handler, token string) map[string]any {
 // client's own header of that name never reaches it.
 func TestIdentityAssertion(t *testing.T) {
 	h, p, s := setup(t, func(h *Handler) { h.IdentityAssertion = assertionHeader })
-	cookies := signedIn(t, h, p, s, nil)
+	signedInAt := time.Now().Add(-time.Minute).Unix()
+	cookies := signedIn(t, h, p, s, func(c map[string]any) { c["auth_time"], c["acrs"] = signedInAt, []string{"c1"} })
 	page := func() *http.Request {
 		return onSite(h, withCookies(navigation("GET", "/page"), cookies), "example.com")
 	}
@@ -76,6 +77,10 @@ func TestIdentityAssertion(t *testing.T) {
 	c := verifyAssertion(t, h, token)
 	if c["sub"] != "user-1" || c["email"] != "ada@contoso.example" || c["type"] != "user" || c["policy"] != "B2C_1_susi" {
 		t.Errorf("claims %v", c)
+	}
+	// What step-up proves, for an upstream that decides for itself.
+	if acrs, _ := c["acrs"].([]any); len(acrs) != 1 || acrs[0] != "c1" || c["auth_time"] != float64(signedInAt) {
+		t.Errorf("acrs %v, auth_time %v", c["acrs"], c["auth_time"])
 	}
 	if v, _ := first.repl.GetString("http.auth.b2c.assertion"); v != token {
 		t.Error("{http.auth.b2c.assertion} is not the header's assertion")
