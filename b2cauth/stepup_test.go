@@ -2,6 +2,7 @@ package b2cauth
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -162,7 +163,9 @@ func TestPolicyStepUp(t *testing.T) {
 	// The site's own block serves the callback of the MFA flow.
 	claims := goodClaims(p, readFlow(t, admin, fc).Nonce)
 	claims["tfp"] = "B2C_1A_MFA"
-	redeemWith(p, s.sign(t, claims))
+	// Tokens that need renewing at once: the renewal must stay at the policy.
+	reply, _ := json.Marshal(map[string]any{"id_token": s.sign(t, claims), "access_token": "at-mfa", "expires_in": 60, "refresh_token": "rt-mfa"})
+	p.set(func(p *hostile) { p.tokenReply, p.tokenCode = string(reply), 200 })
 	done := serve(site, callbackRequest(loc.Query().Get("state"), fc, url.Values{"code": {"c"}}))
 	if done.Code != http.StatusFound || done.Header().Get("Location") != "/admin" {
 		t.Fatalf("the MFA policy's callback: %d %s", done.Code, done.Body)
@@ -177,6 +180,9 @@ func TestPolicyStepUp(t *testing.T) {
 	}
 	if !opens(site, sessionCookies(done)) {
 		t.Error("the rest of the site does not open the upgraded session")
+	}
+	if refreshes := p.refreshHits; refreshes == 0 || p.tokenPolicies[len(p.tokenPolicies)-1] != "B2C_1A_MFA" {
+		t.Errorf("the upgraded session's renewal (%d) went to %q, want the MFA policy", refreshes, p.tokenPolicies[len(p.tokenPolicies)-1])
 	}
 }
 
