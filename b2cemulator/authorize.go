@@ -31,30 +31,37 @@ type authRequest struct {
 	challengeMethod string
 	prompt          string
 	acrs            []string // the authentication contexts the claims request asks for
+	capabilities    []string // the client's capabilities (xms_cc), from the claims request
 	maxAge          int      // max_age in seconds; -1 without one
 }
 
-// requestedContexts reads the authentication contexts an OpenID Connect
-// claims request asks for in acrs (value or values, for the ID token or
-// the access token), as Microsoft's developer guide writes it.
-func requestedContexts(claims string) ([]string, bool) {
+// parseClaimsRequest reads an OpenID Connect claims request: the
+// authentication contexts it asks for in acrs (value or values, for the
+// ID token or the access token), as Microsoft's developer guide writes
+// it, and the client capabilities MSAL declares in the access token's
+// xms_cc (CP1: the client can answer a claims challenge).
+func parseClaimsRequest(claims string) (acrs, capabilities []string, ok bool) {
 	var req map[string]map[string]struct {
 		Value  string   `json:"value"`
 		Values []string `json:"values"`
 	}
 	if len(claims) > 4096 || json.Unmarshal([]byte(claims), &req) != nil {
-		return nil, false
+		return nil, nil, false
 	}
-	var out []string
 	for _, target := range []string{"id_token", "access_token"} {
-		acrs := req[target]["acrs"]
-		for _, c := range append([]string{acrs.Value}, acrs.Values...) {
-			if c != "" && !slices.Contains(out, c) && len(out) < 20 {
-				out = append(out, c)
+		a := req[target]["acrs"]
+		for _, c := range append([]string{a.Value}, a.Values...) {
+			if c != "" && !slices.Contains(acrs, c) && len(acrs) < 20 {
+				acrs = append(acrs, c)
 			}
 		}
 	}
-	return out, true
+	for _, c := range req["access_token"]["xms_cc"].Values {
+		if c != "" && len(capabilities) < 8 {
+			capabilities = append(capabilities, c)
+		}
+	}
+	return acrs, capabilities, true
 }
 
 // codeRetry is what a page shows after a failed code check: the code's
@@ -338,11 +345,11 @@ func (e *Emulator) checkAuthRequest(w http.ResponseWriter, q url.Values, rt rout
 		req.maxAge = n
 	}
 	if v := q.Get("claims"); v != "" {
-		acrs, ok := requestedContexts(v)
+		acrs, capabilities, ok := parseClaimsRequest(v)
 		if !ok {
 			return stop(e.respondError(w, req, errRequest("AADB2C90083", "The claims parameter is not valid JSON.")))
 		}
-		req.acrs = acrs
+		req.acrs, req.capabilities = acrs, capabilities
 	}
 	return req, nil
 }
@@ -415,6 +422,7 @@ func (e *Emulator) issueCode(w http.ResponseWriter, req *authRequest, email, sid
 		scopes:          req.scopes,
 		authTime:        authTime,
 		acrs:            e.satisfiedContexts(req, sid),
+		capabilities:    req.capabilities,
 		issued:          e.state.now(),
 		expires:         e.state.now().Add(10 * time.Minute), // B2C: codes live 10 minutes
 	}, code)

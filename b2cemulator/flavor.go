@@ -201,6 +201,9 @@ func (e *Emulator) entraAccessTokenClaims(r *http.Request, g *grant, u *User, no
 	if len(g.acrs) > 0 {
 		o = append(o, member{"acrs", g.acrs})
 	}
+	if len(g.capabilities) > 0 {
+		o = append(o, member{"xms_cc", g.capabilities})
+	}
 	if len(scp) > 0 {
 		o = append(o, member{"scp", strings.Join(scp, " ")})
 	}

@@ -74,6 +74,7 @@ type grant struct {
 	scopes          []string
 	authTime        time.Time
 	acrs            []string  // the authentication contexts the sign-in satisfied
+	capabilities    []string  // the client's capabilities (xms_cc), for its access tokens
 	issued          time.Time // when the code was: the start of its refresh tokens' sliding window
 	expires         time.Time
 }
