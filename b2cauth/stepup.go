@@ -148,15 +148,17 @@ func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *iden
 		h.logger.Error("require_recent_signin: the ID token has no auth_time; add it to the app registration's optional claims (Token configuration → Add optional claim → ID → auth_time)")
 		return renderPage(w, http.StatusForbidden, pageData{Title: "Sign-in cannot be checked", Message: "This page needs a recent sign-in, and the identity provider does not say when you signed in. The site's administrators must add the auth_time optional claim to the app registration.", Link: "/", LinkText: "Home"})
 	}
-	if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
+	f := flow{Policy: id.session.Policy, Return: safeReturnURL(r.URL.RequestURI()), Need: &need{}}
+	post, preserved := "", false
+	if h.Unauthenticated != "401" {
+		post, preserved = h.preservablePost(w, r) // a form posted from the site goes on after
+	}
+	if !preserved && (h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r))) {
 		countRequest("401")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`", error="insufficient_user_authentication"`)
 		return fail(w, r, http.StatusUnauthorized, "Stronger sign-in required", "This resource needs "+lacking+": open it in the browser to sign in again.", errors.New("step-up needed: "+lacking))
 	}
-	f := flow{Policy: id.session.Policy, Return: safeReturnURL(r.URL.RequestURI()), Need: &need{}}
-	if post, ok := h.preservablePost(w, r); ok {
-		f.Post = post
-	}
+	f.Post = post
 	hints := url.Values{}
 	if hint := id.loginHint(); hint != "" {
 		hints.Set("login_hint", hint)

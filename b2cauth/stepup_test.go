@@ -3,6 +3,7 @@ package b2cauth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -227,5 +228,36 @@ func TestBearerStepUp(t *testing.T) {
 		if h := res.Header().Get("WWW-Authenticate"); res.Code != http.StatusUnauthorized || !strings.Contains(h, `error="insufficient_user_authentication"`) || !strings.Contains(h, `max_age="900"`) {
 			t.Errorf("%s: %d %s", name, res.Code, h)
 		}
+	}
+}
+
+// TestStepUpKeepsAPostedForm: a form posted to a path that asks for more
+// goes on where it was going after the step-up, as after any sign-in.
+func TestStepUpKeepsAPostedForm(t *testing.T) {
+	p := newHostile(t)
+	s := newSigner(t, "good")
+	p.set(func(p *hostile) { p.keys = append(p.keys, s.jwk()) })
+	admin := entraOn(t, p, func(h *Handler) { h.RequireAuthContext = []string{"c1"} })
+	cookies := signedIn(t, admin, p, s, nil)
+	body := "amount=100&to=bob"
+	req := withCookies(navigation("POST", "/admin/pay"), cookies)
+	req.Body, req.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	res := serve(admin, req)
+	loc, _ := url.Parse(res.Header().Get("Location"))
+	if res.Code != http.StatusFound || res.reachedNext || loc.Query().Get("claims") == "" {
+		t.Fatalf("a form posted without the step-up: %d %q", res.Code, loc)
+	}
+	var fc *http.Cookie
+	for _, c := range res.Result().Cookies() {
+		if strings.HasPrefix(c.Name, flowCookiePrefix) && c.MaxAge > 0 {
+			fc = c
+		}
+	}
+	done := finishStepUp(t, admin, p, s, loc, fc, func(c map[string]any) { c["acrs"] = []string{"c1"} })
+	if page := done.Body.String(); done.Code != http.StatusOK || !strings.Contains(page, `<form method="post" action="/admin/pay">`) || !strings.Contains(page, `name="amount" value="100"`) {
+		t.Errorf("after the step-up: %d\n%s", done.Code, page)
 	}
 }
