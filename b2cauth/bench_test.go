@@ -170,3 +170,12 @@ func (nopStorage) Store(context.Context, string, []byte) error { return nil }
 func (nopStorage) List(context.Context, string, bool) ([]string, error) {
 	return nil, fs.ErrNotExist
 }
+
+// BenchmarkStoredSession: a browser request whose session lives in Caddy's
+// storage (session_store storage), its few-hundred-byte cookie naming it:
+// once the record is cached, the request reads no storage.
+func BenchmarkStoredSession(b *testing.B) {
+	h, p, s := setup(b, func(h *Handler) { h.SessionStore = "storage" })
+	req := withCookies(navigation("GET", "/page"), signedIn(b, h, p, s, nil))
+	bench(b, h, req) // the first request reads the record; the others find it cached
+}

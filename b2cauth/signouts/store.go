@@ -6,6 +6,7 @@ package signouts
 import (
 	"container/heap"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,10 +40,16 @@ import (
 //     (signInDir/<hash of sid>), so front-channel logout reads one key;
 //     an index by the hour the record expires (signInExpiryDir) lets the
 //     records be pruned without listing them all;
+//   - a writer then rewrites its minute's mark (signOutMarkDir/<minute>)
+//     with a new random value, and a sync lists a minute again only when
+//     its mark changed (and every fullListEvery passes, for writers of
+//     versions before the marks): a pass at rest costs a load per minute of
+//     the window, not a listing of what did not change;
 //   - an entry is forgotten, and deleted, once every session it covers has
 //     expired, taken from a heap ordered by expiry.
 const (
 	signOutDir      = "b2c_auth/signouts"
+	signOutMarkDir  = "b2c_auth/signout_marks"
 	signInDir       = "b2c_auth/signins"
 	signInExpiryDir = "b2c_auth/signin_expiry"
 
@@ -57,6 +64,9 @@ const (
 	// a listing of the sign-outs written in this window, and a load of
 	// those it has not seen.
 	syncOverlap = 2 * time.Minute
+	// fullListEvery is how many passes go by between listings of every
+	// minute of the window, marks or not.
+	fullListEvery = 6
 )
 
 // Kinds of Entry.
@@ -112,12 +122,14 @@ type Store struct {
 	mu         sync.Mutex // guards what follows
 	storage    certmagic.Storage
 	logger     *zap.Logger
-	expiring   expiryHeap       // every live entry, soonest expiry first
-	recent     map[string]int64 // keys seen in the buckets a sync lists again → their bucket
-	bucketLive map[int64]int    // live entries per bucket, to delete a bucket once empty
-	lastPass   time.Time        // when the last complete sync started; zero before the first
-	prunedHour int64            // the last hour whose sign-in records were pruned
-	failing    bool             // the last sync failed (logged once)
+	expiring   expiryHeap                    // every live entry, soonest expiry first
+	recent     map[int64]map[string]struct{} // keys seen, by bucket, in the buckets a sync lists again
+	marks      map[int64]string              // each bucket's mark when it was last listed
+	passes     int                           // syncs so far
+	bucketLive map[int64]int                 // live entries per bucket, to delete a bucket once empty
+	lastPass   time.Time                     // when the last complete sync started; zero before the first
+	prunedHour int64                         // the last hour whose sign-in records were pruned
+	failing    bool                          // the last sync failed (logged once)
 	stop, done chan struct{}
 }
 
@@ -150,7 +162,7 @@ func revocationPoolKey(storage certmagic.Storage, interval time.Duration) string
 func New(storage certmagic.Storage, interval time.Duration, logger *zap.Logger) *Store {
 	return &Store{
 		interval: interval, storage: storage, logger: logger, now: time.Now,
-		recent: map[string]int64{}, bucketLive: map[int64]int{},
+		recent: map[int64]map[string]struct{}{}, marks: map[int64]string{}, bucketLive: map[int64]int{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 }
@@ -227,6 +239,8 @@ func (st *Store) Sync(ctx context.Context) {
 	start := st.now()
 	st.mu.Lock()
 	last := st.lastPass
+	full := st.passes%fullListEvery == 0
+	st.passes++
 	st.mu.Unlock()
 
 	var buckets []int64
@@ -250,7 +264,7 @@ func (st *Store) Sync(ctx context.Context) {
 		}
 	}
 	for _, b := range buckets {
-		if err := st.readBucket(ctx, b); err != nil {
+		if err := st.readBucket(ctx, b, full); err != nil {
 			st.syncFailed(err)
 			return
 		}
@@ -263,52 +277,77 @@ func (st *Store) Sync(ctx context.Context) {
 	}
 	st.lastPass = start
 	horizon := start.Add(-syncOverlap).Unix() / int64(signOutBucket/time.Second)
-	for k, b := range st.recent {
+	for b := range st.recent { // a bucket at a time: no work per key
 		if b < horizon-1 {
-			delete(st.recent, k)
+			delete(st.recent, b)
+		}
+	}
+	var oldMarks []int64
+	for b, m := range st.marks {
+		if b < horizon-1 {
+			delete(st.marks, b)
+			if m != "" {
+				oldMarks = append(oldMarks, b)
+			}
 		}
 	}
 	st.mu.Unlock()
+	for _, b := range oldMarks {
+		st.deleteKey(ctx, markKey(b)) // no writer writes there any more
+	}
 
 	st.expire(ctx, start.Unix())
 	st.pruneSignIns(ctx, start.Unix())
 }
 
-// readBucket loads the entries of one bucket that this list has not seen.
-func (st *Store) readBucket(ctx context.Context, bucket int64) error {
-	dir := path.Join(signOutDir, strconv.FormatInt(bucket, 10))
-	storage, _ := st.store()
-	keys, err := storage.List(ctx, dir, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return st.readNew(ctx, keys, st.recent, bucket, func(e Entry) string {
-		return e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0))
-	})
+// markKey is where a bucket's mark is: rewritten by every writer to it.
+func markKey(bucket int64) string {
+	return path.Join(signOutMarkDir, strconv.FormatInt(bucket, 10))
 }
 
-// readNew loads the keys that seen does not hold, marks them seen (with
-// bucket), and records the live entries stored where they belong (keyOf);
-// expired ones are deleted, anything else ignored, never trusted.
-func (st *Store) readNew(ctx context.Context, keys []string, seen map[string]int64, bucket int64, keyOf func(Entry) string) error {
+// readBucket loads the entries of one bucket that this list has not seen:
+// unless its mark is the one it had when last listed (full: list anyway).
+func (st *Store) readBucket(ctx context.Context, bucket int64, full bool) error {
+	storage, _ := st.store()
+	mark, err := storage.Load(ctx, markKey(bucket)) // before the listing: a write after it changes it
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	st.mu.Lock()
+	last, listed := st.marks[bucket]
+	st.mu.Unlock()
+	if !full && listed && last == string(mark) {
+		return nil // nothing written there since (no mark: nor was there one)
+	}
+	keys, err := storage.List(ctx, path.Join(signOutDir, strconv.FormatInt(bucket, 10)), false)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := st.readNew(ctx, keys, bucket, func(e Entry) string {
+		return e.keyAt(time.Unix(bucket*int64(signOutBucket/time.Second), 0))
+	}); err != nil {
+		return err
+	}
+	st.mu.Lock()
+	st.marks[bucket] = string(mark)
+	st.mu.Unlock()
+	return nil
+}
+
+// readNew loads the keys of a bucket it has not seen, marks them seen, and
+// records the live entries stored where they belong (keyOf); expired ones
+// are deleted, anything else ignored, never trusted.
+func (st *Store) readNew(ctx context.Context, keys []string, bucket int64, keyOf func(Entry) string) error {
 	now := st.now().Unix()
 	for _, k := range keys {
-		st.mu.Lock()
-		_, known := seen[k]
-		st.mu.Unlock()
-		if known {
+		if st.seen(bucket, k) {
 			continue
 		}
 		e, err := st.load(ctx, k)
 		if err != nil {
 			return err
 		}
-		st.mu.Lock()
-		seen[k] = bucket
-		st.mu.Unlock()
+		st.markSeen(bucket, k)
 		if e == nil || keyOf(*e) != k {
 			continue // deleted meanwhile, not ours, or damaged
 		}
@@ -319,6 +358,29 @@ func (st *Store) readNew(ctx context.Context, keys []string, seen map[string]int
 		st.record(*e, bucket)
 	}
 	return nil
+}
+
+// seen tells whether a key of a bucket was read (or written) here.
+func (st *Store) seen(bucket int64, key string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, ok := st.recent[bucket][key]
+	return ok
+}
+
+// markSeen notes a key of a bucket as read (or written) here; it tells
+// whether it was already.
+func (st *Store) markSeen(bucket int64, key string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	keys := st.recent[bucket]
+	if keys == nil {
+		keys = map[string]struct{}{}
+		st.recent[bucket] = keys
+	}
+	_, ok := keys[key]
+	keys[key] = struct{}{}
+	return ok
 }
 
 // load reads an entry; nil if it is gone or not an entry.
@@ -410,21 +472,23 @@ func (st *Store) Add(ctx context.Context, entries ...Entry) error {
 	now := st.now()
 	bucket := now.Unix() / int64(signOutBucket/time.Second)
 	for _, e := range entries {
-		key := e.keyAt(now)
-		st.mu.Lock()
-		_, seen := st.recent[key]
-		st.recent[key] = bucket
-		st.mu.Unlock()
-		if !seen {
+		if !st.markSeen(bucket, e.keyAt(now)) {
 			st.record(e, bucket)
 		}
 	}
+	storage, _ := st.store()
 	for _, e := range entries {
 		data, _ := json.Marshal(e)
-		storage, _ := st.store()
 		if err := storage.Store(ctx, e.keyAt(now), data); err != nil {
 			return fmt.Errorf("recording the sign-out in storage: %w", err)
 		}
+	}
+	// The bucket's new mark, after its entries: a sync that reads it lists
+	// the bucket and finds them.
+	mark := make([]byte, 16)
+	_, _ = rand.Read(mark)
+	if err := storage.Store(ctx, markKey(bucket), []byte(hex.EncodeToString(mark))); err != nil {
+		return fmt.Errorf("recording the sign-out in storage: %w", err)
 	}
 	return nil
 }

@@ -143,3 +143,34 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("%d entries after concurrent sign-outs, want 200", st.Len())
 	}
 }
+
+// TestMarksSpareListingsAndOldWritersAreStillRead: a sync lists a minute
+// again only when its mark changed — another instance's sign-out is read
+// at the next pass — and an entry written without a mark (by a version
+// before the marks) is still read within fullListEvery passes.
+func TestMarksSpareListingsAndOldWritersAreStillRead(t *testing.T) {
+	ctx := context.Background()
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	reader, writer := New(storage, time.Second, zap.NewNop()), New(storage, time.Second, zap.NewNop())
+	reader.Sync(ctx) // the first pass: everything
+	exp := time.Now().Add(time.Hour).Unix()
+	if err := writer.Add(ctx, Entry{Kind: KindSession, Value: "new-writer", Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	reader.Sync(ctx)
+	if !reader.Revoked("new-writer", "", "", 0) {
+		t.Fatal("a sign-out with its mark was not read at the next pass")
+	}
+	old := Entry{Kind: KindSession, Value: "old-writer", Expires: exp}
+	data, _ := json.Marshal(old)
+	if err := storage.Store(ctx, old.keyAt(time.Now()), data); err != nil {
+		t.Fatal(err)
+	}
+	passes := 0
+	for !reader.Revoked("old-writer", "", "", 0) {
+		if passes++; passes > fullListEvery {
+			t.Fatalf("an entry without a mark not read after %d passes", fullListEvery)
+		}
+		reader.Sync(ctx)
+	}
+}

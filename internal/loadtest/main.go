@@ -65,7 +65,8 @@ func main() {
 	concurrency := flag.Int("concurrency", 8, "concurrent clients")
 	rounds := flag.Int("rounds", 4, "alternating rounds")
 	signIns := flag.Int("sign-ins", 300, "full sign-ins per round")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving Caddy while it serves only signed-in requests (one-cookie session) to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving Caddy while it serves only signed-in requests (of -profile-side) to this file")
+	profileSide := flag.String("profile-side", "cookie", "cpuprofile: which signed-in requests: cookie (a one-cookie session), storage (session_store storage) or bearer")
 	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
 	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
 	scaleN := flag.Int("scale", 0, "measure the sign-out state with this many sign-ins and sign-outs recorded")
@@ -133,7 +134,14 @@ func main() {
 	bearer := "Bearer " + who[0].AccessToken
 
 	if *cpuProfile != "" {
-		profile(sites, *cpuProfile, dir, site, cookie, *requests**rounds, *concurrency)
+		target, header, value := site, "Cookie", cookie
+		switch *profileSide {
+		case "storage":
+			target, value = stored, storedCookie
+		case "bearer":
+			header, value = "Authorization", bearer
+		}
+		profile(sites, *cpuProfile, dir, target, header, value, *requests**rounds, *concurrency)
 		return
 	}
 
@@ -145,9 +153,10 @@ func main() {
 		{name: "b2c_auth, one-cookie session", url: site + "/", header: "Cookie", value: cookie, sameHeader: 1},
 		{name: "stock Caddy, three cookies' header", url: plain, header: "Cookie", value: bigCookie},
 		{name: "b2c_auth, three-cookie session", url: site + "/", header: "Cookie", value: bigCookie, sameHeader: 3},
-		{name: "b2c_auth, session_store storage", url: stored + "/", header: "Cookie", value: storedCookie},
+		{name: "stock Caddy, the stored session's Cookie", url: plain, header: "Cookie", value: storedCookie},
+		{name: "b2c_auth, session_store storage", url: stored + "/", header: "Cookie", value: storedCookie, sameHeader: 5},
 		{name: "stock Caddy, the bearer header", url: plain, header: "Authorization", value: bearer},
-		{name: "b2c_auth, bearer token", url: site + "/", header: "Authorization", value: bearer, sameHeader: 6},
+		{name: "b2c_auth, bearer token", url: site + "/", header: "Authorization", value: bearer, sameHeader: 7},
 	}
 	signInCPU := make([]float64, 0, *rounds)
 	signInRate := make([]float64, 0, *rounds)
@@ -315,9 +324,9 @@ func serve(path string) {
 	_ = caddy.Stop()
 }
 
-// profile serves only signed-in requests with a one-cookie session from a
+// profile serves only signed-in requests (a header and its value) from a
 // Caddy process that profiles its CPU, and writes the profile to out.
-func profile(sites serverHandle, out, dir, site, cookie string, n, c int) {
+func profile(sites serverHandle, out, dir, site, header, value string, n, c int) {
 	sites.stop()
 	os.Setenv("B2C_LOAD_CPUPROFILE", out)
 	// The same sites again, the cookie key in the same storage: the session
@@ -325,7 +334,7 @@ func profile(sites serverHandle, out, dir, site, cookie string, n, c int) {
 	data, _ := os.ReadFile(filepath.Join(dir, "sites.Caddyfile"))
 	profiled := startServer(dir, "profiled", string(data))
 	os.Unsetenv("B2C_LOAD_CPUPROFILE")
-	load(site+"/", "Cookie", cookie, n, c)
+	load(site+"/", header, value, n, c)
 	profiled.stop()
 	fmt.Printf("CPU profile of %d signed-in requests: %s (go tool pprof -top %s)\n", n, out, out)
 }
