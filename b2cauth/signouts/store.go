@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,9 +43,10 @@ import (
 //     records be pruned without listing them all;
 //   - a writer then rewrites its minute's mark (signOutMarkDir/<minute>)
 //     with a new random value, and a sync lists a minute again only when
-//     its mark changed (and every fullListEvery passes, for writers of
-//     versions before the marks): a pass at rest costs a load per minute of
-//     the window, not a listing of what did not change;
+//     its mark (or, on file systems, its directory's modification time)
+//     changed — elsewhere also every fullListEvery passes, for writers of
+//     versions before the marks: a pass at rest costs a load and a stat
+//     per minute of the window, not a listing of what did not change;
 //   - an entry is forgotten, and deleted, once every session it covers has
 //     expired, taken from a heap ordered by expiry.
 const (
@@ -286,7 +288,7 @@ func (st *Store) Sync(ctx context.Context) {
 	for b, m := range st.marks {
 		if b < horizon-1 {
 			delete(st.marks, b)
-			if m != "" {
+			if !strings.HasPrefix(m, "|") && m != "" {
 				oldMarks = append(oldMarks, b)
 			}
 		}
@@ -306,20 +308,28 @@ func markKey(bucket int64) string {
 }
 
 // readBucket loads the entries of one bucket that this list has not seen:
-// unless its mark is the one it had when last listed (full: list anyway).
+// unless the bucket is as it was when last listed — its mark the same, and
+// its directory's modification time too where the storage tells it (file
+// systems: then even a writer of an earlier version, which writes no
+// mark, is seen at once); elsewhere a full pass lists it anyway.
 func (st *Store) readBucket(ctx context.Context, bucket int64, full bool) error {
 	storage, _ := st.store()
+	dir := path.Join(signOutDir, strconv.FormatInt(bucket, 10))
 	mark, err := storage.Load(ctx, markKey(bucket)) // before the listing: a write after it changes it
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	version, dirTimes := string(mark), false
+	if info, err := storage.Stat(ctx, dir); err == nil && !info.IsTerminal && !info.Modified.IsZero() {
+		version, dirTimes = version+"|"+info.Modified.UTC().Format(time.RFC3339Nano), true
+	}
 	st.mu.Lock()
 	last, listed := st.marks[bucket]
 	st.mu.Unlock()
-	if !full && listed && last == string(mark) {
-		return nil // nothing written there since (no mark: nor was there one)
+	if listed && last == version && (dirTimes || !full) {
+		return nil // nothing written there since
 	}
-	keys, err := storage.List(ctx, path.Join(signOutDir, strconv.FormatInt(bucket, 10)), false)
+	keys, err := storage.List(ctx, dir, false)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -329,7 +339,7 @@ func (st *Store) readBucket(ctx context.Context, bucket int64, full bool) error 
 		return err
 	}
 	st.mu.Lock()
-	st.marks[bucket] = string(mark)
+	st.marks[bucket] = version
 	st.mu.Unlock()
 	return nil
 }
