@@ -38,6 +38,9 @@ type identity struct {
 	principalOnce sync.Once
 	principal     string // X-MS-CLIENT-PRINCIPAL
 
+	placeholdersOnce sync.Once
+	placeholders     caddy.ReplacerFunc // {http.auth.user.*} and {http.auth.b2c.*}
+
 	assertionMu sync.Mutex
 	assertion   signedAssertion // the last one signed for it
 }
@@ -217,17 +220,22 @@ const placeholderPrefix = "http.auth.user."
 // for a claim the token lacks), and
 // {http.auth.b2c.*} from its tokens.
 func (id *identity) setPlaceholders(repl *caddy.Replacer) {
-	repl.Map(func(key string) (any, bool) {
-		if name, ok := strings.CutPrefix(key, placeholderPrefix); ok {
-			// A claim the token lacks is empty, never the placeholder's
-			// literal text.
-			return id.values[name], true
+	// An identity serves many requests (it is cached): its function is
+	// made once.
+	id.placeholdersOnce.Do(func() {
+		id.placeholders = func(key string) (any, bool) {
+			if name, ok := strings.CutPrefix(key, placeholderPrefix); ok {
+				// A claim the token lacks is empty, never the placeholder's
+				// literal text.
+				return id.values[name], true
+			}
+			if name, ok := strings.CutPrefix(key, tokenPlaceholderPrefix); ok {
+				return id.token(name)
+			}
+			return nil, false
 		}
-		if name, ok := strings.CutPrefix(key, tokenPlaceholderPrefix); ok {
-			return id.token(name)
-		}
-		return nil, false
 	})
+	repl.Map(id.placeholders)
 }
 
 // name is the user's human-readable name for X-MS-CLIENT-PRINCIPAL-NAME:

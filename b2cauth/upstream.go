@@ -132,7 +132,7 @@ func hideOwnCookies(r *http.Request) {
 		filtered, lineChanged := withoutOwnCookies(line)
 		if lineChanged && !changed {
 			changed = true
-			kept = append(make([]string, 0, len(orig)), orig[:i]...)
+			kept = orig[:i:i] // the lines before, unchanged; appending copies
 		}
 		if changed && filtered != "" {
 			kept = append(kept, filtered)
