@@ -4,7 +4,14 @@
 // sends the same bounded load to each, in alternating rounds so that the
 // noise of a shared machine falls on both, and reports throughput ratios.
 //
-//	go run ./internal/loadtest [-requests 20000] [-concurrency 8] [-rounds 3]
+//	go run ./internal/loadtest [-requests 20000] [-concurrency 8] [-rounds 3] [-against <git revision>]
+//
+// Each b2c_auth side is reported against stock Caddy sent no credentials
+// and against stock Caddy sent the same header (the floor: what the header
+// alone costs), with the allocations per request of the matching Go
+// benchmark. With -against, the same sites also run from a Caddy built at
+// that revision, alternating with this build's, so that a change is
+// measured in one run.
 //
 // With -soak <duration> it runs a soak instead: for that long, signed-in
 // traffic mixed with floods of bogus callbacks, distinct garbage session
@@ -73,6 +80,7 @@ func main() {
 	storageKind := flag.String("storage", "file", "scale: file or redis")
 	idle := flag.Duration("idle", 30*time.Second, "scale: how long the idle CPU is measured")
 	serveFile := flag.String("serve", "", "internal: serve this Caddyfile until stdin closes (the comparison's Caddy processes)")
+	against := flag.String("against", "", "also run the sites from a Caddy built at this git revision, alternating with this build's")
 	flag.Parse()
 	switch {
 	case *serveFile != "":
@@ -111,6 +119,21 @@ func main() {
 	defer idpServer.stop()
 	sites := startServer(dir, "sites", globals(dir)+sitesConfig)
 	defer sites.stop()
+	var baseline serverHandle
+	var basePorts sitePorts
+	if *against != "" {
+		// The same sites, from the other build, on ports of their own, in
+		// the same storage (so the sessions open there too).
+		self, err := buildAt(*against, dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		basePorts = sitePorts{idp: ports.idp, plain: testcaddy.FreePort(t), protected: ports.protected, stored: ports.stored}
+		basePorts.protected, basePorts.stored = testcaddy.FreePort(t), testcaddy.FreePort(t)
+		_, baseConfig := configs(dir, sitePorts{idp: ports.idp, plain: basePorts.plain, protected: basePorts.protected, stored: basePorts.stored})
+		baseline = startServerWith(self, dir, "baseline", globals(dir)+baseConfig)
+		defer baseline.stop()
+	}
 	site := fmt.Sprintf("http://localhost:%d", ports.protected)
 	stored := fmt.Sprintf("http://localhost:%d", ports.stored)
 	plain := fmt.Sprintf("http://localhost:%d/", ports.plain)
@@ -158,14 +181,28 @@ func main() {
 		{name: "stock Caddy, the bearer header", url: plain, header: "Authorization", value: bearer},
 		{name: "b2c_auth, bearer token", url: site + "/", header: "Authorization", value: bearer, sameHeader: 7},
 	}
+	for i := range sides {
+		sides[i].pid = sites.pid
+	}
+	if *against != "" {
+		// The b2c_auth sides again, served by the other build.
+		other := func(url string) string {
+			url = strings.Replace(url, fmt.Sprint(ports.protected), fmt.Sprint(basePorts.protected), 1)
+			return strings.Replace(url, fmt.Sprint(ports.stored), fmt.Sprint(basePorts.stored), 1)
+		}
+		for _, i := range []int{2, 4, 6, 8} {
+			sd := sides[i]
+			sides = append(sides, side{name: sd.name + " @" + *against, url: other(sd.url), header: sd.header, value: sd.value, sameHeader: sd.sameHeader, pid: baseline.pid})
+		}
+	}
 	signInCPU := make([]float64, 0, *rounds)
 	signInRate := make([]float64, 0, *rounds)
 	for r := range *rounds {
 		for i := range sides {
 			sd := &sides[i]
-			before := cpuTime(sites.pid)
+			before := cpuTime(sd.pid)
 			d := load(sd.url, sd.header, sd.value, *requests, *concurrency)
-			cpu := cpuTime(sites.pid) - before
+			cpu := cpuTime(sd.pid) - before
 			sd.cpu = append(sd.cpu, float64(cpu.Microseconds())/float64(*requests))
 			sd.rps = append(sd.rps, float64(*requests)/d.Seconds())
 			fmt.Printf("round %d  %-36s %8.0f req/s %7.1f µs CPU/request\n", r+1, sd.name, sd.rps[r], sd.cpu[r])
@@ -196,12 +233,48 @@ func main() {
 		fmt.Println(line)
 	}
 	fmt.Printf("%-36s %9.0f /s %7.0f µs CPU/sign-in\n", "full sign-ins, one at a time", medianFloat(signInRate), medianFloat(signInCPU))
+	benchmarkAllocations()
+}
+
+// benchmarkAllocations prints the allocations per request of the
+// handler's benchmarks (go test -bench), beside the load figures.
+func benchmarkAllocations() {
+	cmd := exec.Command("go", "test", "./b2cauth", "-run", "^$", "-bench", "^(BenchmarkAuthenticatedRequest|BenchmarkAuthenticatedRequestThreeChunks|BenchmarkStoredSession|BenchmarkBearerCached)$", "-benchtime", "20000x", "-benchmem")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		fmt.Printf("\nallocations per request: the benchmarks did not run (%v); run them from the repository's root\n", err)
+		return
+	}
+	fmt.Println("\nallocations per request (go test ./b2cauth -bench …, the handler alone, the benchmark's own replacer included):")
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) >= 8 && strings.HasPrefix(f[0], "Benchmark") {
+			fmt.Printf("  %-44s %s B/request, %s allocations\n", strings.TrimSuffix(f[0], "-2"), f[4], f[6])
+		}
+	}
+}
+
+// buildAt builds this program at a git revision (a worktree in dir) and
+// returns its path.
+func buildAt(rev, dir string) (string, error) {
+	tree := filepath.Join(dir, "at-"+strings.NewReplacer("/", "_", ".", "_").Replace(rev))
+	if out, err := exec.Command("git", "worktree", "add", "--detach", tree, rev).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git worktree add %s: %v: %s", rev, err, out)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", tree).Run()
+	bin := filepath.Join(dir, "loadtest-"+filepath.Base(tree))
+	build := exec.Command("go", "build", "-o", bin, "./internal/loadtest")
+	build.Dir = tree
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building %s: %v: %s", rev, err, out)
+	}
+	return bin, nil
 }
 
 // side is one kind of request the comparison sends, and what it measured.
 type side struct {
 	name, url, header, value string
 	sameHeader               int // the stock side sent the same header, when > 0
+	pid                      int // the process that serves it
 	cpu, rps                 []float64
 }
 
@@ -263,12 +336,17 @@ func configs(dir string, p sitePorts) (idp, sites string) {
 // of its own, until stop; the CPU profile goes where B2C_LOAD_CPUPROFILE
 // says.
 func startServer(dir, name, config string) serverHandle {
-	path := filepath.Join(dir, name+".Caddyfile")
-	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
-		log.Fatal(err)
-	}
 	self, err := os.Executable()
 	if err != nil {
+		log.Fatal(err)
+	}
+	return startServerWith(self, dir, name, config)
+}
+
+// startServerWith is startServer with another build of this program.
+func startServerWith(self, dir, name, config string) serverHandle {
+	path := filepath.Join(dir, name+".Caddyfile")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		log.Fatal(err)
 	}
 	cmd := exec.Command(self, "-serve", path)
