@@ -184,21 +184,30 @@ func main() {
 	for i := range sides {
 		sides[i].pid = sites.pid
 	}
+	order := make([]int, 0, 2*len(sides)) // the order each round measures the sides in
+	for i := range sides {
+		order = append(order, i)
+	}
 	if *against != "" {
-		// The b2c_auth sides again, served by the other build.
+		// The b2c_auth sides again, served by the other build, each right
+		// after this build's.
 		other := func(url string) string {
 			url = strings.Replace(url, fmt.Sprint(ports.protected), fmt.Sprint(basePorts.protected), 1)
 			return strings.Replace(url, fmt.Sprint(ports.stored), fmt.Sprint(basePorts.stored), 1)
 		}
-		for _, i := range []int{2, 4, 6, 8} {
-			sd := sides[i]
-			sides = append(sides, side{name: sd.name + " @" + *against, url: other(sd.url), header: sd.header, value: sd.value, sameHeader: sd.sameHeader, pid: baseline.pid})
+		order = order[:0]
+		for i, sd := range slices.Clone(sides) {
+			order = append(order, i)
+			if sd.sameHeader > 0 {
+				sides = append(sides, side{name: sd.name + " @" + *against, url: other(sd.url), header: sd.header, value: sd.value, sameHeader: sd.sameHeader, pid: baseline.pid})
+				order = append(order, len(sides)-1)
+			}
 		}
 	}
 	signInCPU := make([]float64, 0, *rounds)
 	signInRate := make([]float64, 0, *rounds)
 	for r := range *rounds {
-		for i := range sides {
+		for _, i := range order {
 			sd := &sides[i]
 			before := cpuTime(sd.pid)
 			d := load(sd.url, sd.header, sd.value, *requests, *concurrency)
