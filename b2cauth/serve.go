@@ -17,16 +17,17 @@ import (
 // ServeHTTP answers the /.auth endpoints and the callback, and otherwise
 // lets through only signed-in users that the rules admit.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	vars := requestVars(r)
 	// Client-sent identity headers go, once per request: a later b2c_auth
 	// in the chain must not remove what an earlier one set.
-	if caddyhttp.GetVar(r.Context(), strippedVar) == nil {
+	if vars[strippedVar] == nil {
 		stripIdentityHeaders(r.Header)
-		caddyhttp.SetVar(r.Context(), strippedVar, true)
+		vars[strippedVar] = true
 	}
 	if h.assertions != nil {
 		h.assertions.strip(r)
 	}
-	restoreCookies(r)
+	restoreCookies(r, vars)
 
 	switch p := r.URL.Path; {
 	case p == h.RedirectPath && isEndSessionReturn(r):
@@ -63,7 +64,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		protected = ok
 	}
 
-	id, err := h.requestIdentity(w, r)
+	id, err := h.requestIdentity(w, r, vars)
 	if err != nil && protected {
 		return h.bearerFailure(w, r, err)
 	}
@@ -121,7 +122,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
-	hideOwnCookies(r)
+	hideOwnCookies(r, vars)
 	if h.EasyAuthHeaders {
 		// (Caddy's access log records a copy of the request made before the
 		// handlers, so these headers never reach it.)
@@ -134,15 +135,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // requestIdentity is the request's user: the session identity an earlier
 // b2c_auth block of the same provider and client found (perhaps renewed),
 // else a bearer token's or the session cookie's.
-func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request) (*identity, error) {
-	if id, ok := caddyhttp.GetVar(r.Context(), h.identityVar).(*identity); ok && r.Header.Get("Authorization") == "" {
+func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request, vars map[string]any) (*identity, error) {
+	if id, ok := vars[h.identityVar].(*identity); ok && r.Header.Get("Authorization") == "" {
 		return id, nil
 	}
 	id, err := h.authenticate(w, r)
 	if id != nil && id.session != nil {
-		caddyhttp.SetVar(r.Context(), h.identityVar, id)
+		vars[h.identityVar] = id
 	}
 	return id, err
+}
+
+// requestVars is the request's variables (Caddy's vars), looked up once:
+// each lookup walks the request's context chain. A request that has none
+// (not served by Caddy) gets a map of its own.
+func requestVars(r *http.Request) map[string]any {
+	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok && vars != nil {
+		return vars
+	}
+	return map[string]any{}
 }
 
 // realm names the site in WWW-Authenticate.
@@ -155,7 +166,7 @@ func realm(r *http.Request) string {
 func passAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	countRequest("anonymous")
 	anonymousPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
-	hideOwnCookies(r)
+	hideOwnCookies(r, requestVars(r))
 	return next.ServeHTTP(w, r)
 }
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // What the handlers after b2c_auth see: the user's placeholders (the usual
@@ -111,8 +110,8 @@ func ownCookie(name string) bool {
 }
 
 // restoreCookies gives this block the cookies an earlier block hid.
-func restoreCookies(r *http.Request) {
-	if orig, ok := caddyhttp.GetVar(r.Context(), cookieStashVar).([]string); ok {
+func restoreCookies(r *http.Request, vars map[string]any) {
+	if orig, ok := vars[cookieStashVar].([]string); ok {
 		r.Header["Cookie"] = orig
 	}
 }
@@ -121,7 +120,7 @@ func restoreCookies(r *http.Request) {
 // upstream (an app gets the identity, not kilobytes of sealed tokens),
 // keeping the client's Cookie header for later b2c_auth blocks. It is on
 // every request's path, so it allocates only what it must.
-func hideOwnCookies(r *http.Request) {
+func hideOwnCookies(r *http.Request, vars map[string]any) {
 	orig := r.Header["Cookie"]
 	if len(orig) == 0 {
 		return
@@ -141,8 +140,8 @@ func hideOwnCookies(r *http.Request) {
 	if !changed {
 		return
 	}
-	if caddyhttp.GetVar(r.Context(), cookieStashVar) == nil {
-		caddyhttp.SetVar(r.Context(), cookieStashVar, orig) // never modified: the header gets a new slice
+	if vars[cookieStashVar] == nil {
+		vars[cookieStashVar] = orig // never modified: the header gets a new slice
 	}
 	if len(kept) == 0 {
 		delete(r.Header, "Cookie")
