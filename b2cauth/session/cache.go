@@ -2,6 +2,7 @@ package session
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -10,10 +11,15 @@ import (
 // compared whole, so that no collision can pass one user off as another,
 // until it expires. It is bounded: when full, it drops expired entries,
 // then half of the rest.
+//
+// A read takes no lock (a sync.Map, whose keys are written once and read
+// many times): on every signed-in request, under load, on every core, a
+// shared lock's counter would bounce between the cores' caches.
 type Cache[T any] struct {
-	mu      sync.RWMutex
 	max     int
-	entries map[string]cached[T]
+	entries sync.Map // string → cached[T]
+	size    atomic.Int64
+	mu      sync.Mutex // puts, and the eviction they may do
 }
 
 type cached[T any] struct {
@@ -24,16 +30,18 @@ type cached[T any] struct {
 
 // NewCache makes a cache of at most max entries.
 func NewCache[T any](max int) *Cache[T] {
-	return &Cache[T]{max: max, entries: make(map[string]cached[T])}
+	return &Cache[T]{max: max}
 }
 
-// Get is the value cached under key (a token, whole), if it has not
-// expired.
+// Get returns what key stands for, while it has not expired.
 func (c *Cache[T]) Get(key string, now time.Time) (T, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[key]
-	c.mu.RUnlock()
-	if !ok || !now.Before(e.expires) {
+	v, ok := c.entries.Load(key)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	e := v.(*cached[T])
+	if !now.Before(e.expires) {
 		var zero T
 		return zero, false
 	}
@@ -43,10 +51,13 @@ func (c *Cache[T]) Get(key string, now time.Time) (T, bool) {
 // GetChunked is Get for a session cookie's value still in chunks: the
 // entry is found by the first chunk and must match the value whole.
 func (c *Cache[T]) GetChunked(v *Chunked, now time.Time) (T, bool) {
-	c.mu.RLock()
-	e, ok := c.entries[v.First()]
-	c.mu.RUnlock()
-	if !ok || !now.Before(e.expires) || !v.Equals(e.whole) {
+	found, ok := c.entries.Load(v.First())
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	e := found.(*cached[T])
+	if !now.Before(e.expires) || !v.Equals(e.whole) {
 		var zero T
 		return zero, false
 	}
@@ -57,30 +68,41 @@ func (c *Cache[T]) GetChunked(v *Chunked, now time.Time) (T, bool) {
 // GetChunked: under the value's first chunk, the whole value kept to
 // compare.
 func (c *Cache[T]) PutCookie(value string, v T, expires, now time.Time) {
-	c.put(value[:min(len(value), ChunkSize)], cached[T]{value: v, whole: value, expires: expires}, now)
+	c.put(value[:min(len(value), ChunkSize)], &cached[T]{value: v, whole: value, expires: expires}, now)
 }
 
 // Put caches v under key until expires; now decides which entries have
 // expired when the cache is full.
 func (c *Cache[T]) Put(key string, v T, expires, now time.Time) {
-	c.put(key, cached[T]{value: v, expires: expires}, now)
+	c.put(key, &cached[T]{value: v, expires: expires}, now)
 }
 
-func (c *Cache[T]) put(key string, e cached[T], now time.Time) {
+func (c *Cache[T]) put(key string, e *cached[T], now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.entries) >= c.max {
-		for k, old := range c.entries {
-			if !now.Before(old.expires) {
-				delete(c.entries, k)
+	if c.size.Load() >= int64(c.max) {
+		c.entries.Range(func(k, v any) bool {
+			if !now.Before(v.(*cached[T]).expires) {
+				c.delete(k)
 			}
-		}
-		for k := range c.entries {
-			if len(c.entries) < c.max/2 {
-				break
+			return true
+		})
+		c.entries.Range(func(k, _ any) bool {
+			if c.size.Load() < int64(c.max/2) {
+				return false
 			}
-			delete(c.entries, k)
-		}
+			c.delete(k)
+			return true
+		})
 	}
-	c.entries[key] = e
+	if _, loaded := c.entries.Swap(key, e); !loaded {
+		c.size.Add(1)
+	}
+}
+
+// delete removes an entry, counting it (under mu).
+func (c *Cache[T]) delete(key any) {
+	if _, loaded := c.entries.LoadAndDelete(key); loaded {
+		c.size.Add(-1)
+	}
 }
