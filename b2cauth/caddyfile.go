@@ -121,7 +121,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // subdirective is one line of a b2c_auth block: how it is parsed, and the
 // JSON key it writes. The table drives the parser, its "did you mean" and
-// the README's options reference test.
+// the options reference test (docs/options.md).
 type subdirective struct {
 	key   string // the JSON key
 	parse func(h *Handler, d *caddyfile.Dispenser) error

@@ -73,10 +73,10 @@ func TestProvisionErrorsNameTheFieldNotTheSecret(t *testing.T) {
 	}
 }
 
-// TestOptionsReference: the README's options table lists every subdirective
+// TestOptionsReference: docs' options table lists every subdirective
 // the parser takes, with the JSON key the adapter writes.
 func TestOptionsReference(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/options.md")
 	if err != nil {
 		t.Fatal(err)
 	}

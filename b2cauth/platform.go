@@ -193,15 +193,15 @@ func (h *Handler) checkRolesOnB2C() error {
 func (h *Handler) warnAtStart() {
 	p := h.platformOf()
 	if (h.EasyAuthHeaders || h.IdentityAssertion != "") && h.logger.Core().Enabled(zapcore.DebugLevel) {
-		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see the README, \"What is logged\")")
+		h.logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, App Service's token and principal headers and the identity assertion included; Caddy redacts only Cookie and Authorization: remove them with a log filter (see docs/operations.md, \"What is logged\")")
 	}
 	if claim := p.unverifiedRuleClaim(h.Allow, h.Deny); claim != "" {
-		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see the README, \"Authorization\")")
+		h.logger.Warn("allow/deny on " + claim + " with Entra ID: Microsoft says not to authorize on it, as it is mutable and not verified for every account; match oid, groups or roles (see docs/authorization.md)")
 	}
 	if h.RequireRecentSignin > 0 && p.entra {
 		h.logger.Warn("require_recent_signin with Entra ID or External ID: their ID tokens carry auth_time only as an optional claim; add it to the app registration (Token configuration → Add optional claim → ID → auth_time), or every request here is refused")
 	}
 	if p.b2c && (len(h.RequireRoles) > 0 || namesRoles(h.Allow, h.Deny)) {
-		h.logger.Warn("require_roles or a rule on roles with Azure AD B2C: its user flows put no roles in tokens; only a custom policy that emits a roles claim satisfies them (see the README, \"Authorization\")")
+		h.logger.Warn("require_roles or a rule on roles with Azure AD B2C: its user flows put no roles in tokens; only a custom policy that emits a roles claim satisfies them (see docs/authorization.md)")
 	}
 }

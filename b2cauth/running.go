@@ -87,7 +87,7 @@ func warnTokensInDebugLogs(logger *zap.Logger, active caddy.Context) {
 	}
 	for _, srv := range app.(*caddyhttp.App).Servers {
 		if name, placeholder := tokenPlaceholderIn(srv.Routes); name != "" {
-			logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, and " + name + " puts " + placeholder + " in a request; Caddy redacts only Cookie and Authorization: remove it with a log filter (see the README, \"What is logged\")")
+			logger.Warn("debug logging prints the headers that reverse_proxy sends upstream, and " + name + " puts " + placeholder + " in a request; Caddy redacts only Cookie and Authorization: remove it with a log filter (see docs/operations.md, \"What is logged\")")
 			return
 		}
 	}

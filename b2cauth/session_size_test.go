@@ -88,18 +88,18 @@ func sessionCookieBytes(t *testing.T, store string, keep []string, tr *oidcprovi
 }
 
 // TestSessionSizesInTheReadme: a stored session's cookie is at most 512
-// bytes with every platform's tokens, and the README's table of session
+// bytes with every platform's tokens, and docs' table of session
 // sizes is what this version makes (within 3%: signatures and compression
 // move a few bytes).
 func TestSessionSizesInTheReadme(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/sessions.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	row := regexp.MustCompile("(?m)^\\| `session_store (cookie|storage)`(?: with `session_tokens ([a-z ]+)`)?[^|]* \\| ([0-9,]+) \\| ([0-9,]+) \\| ([0-9,]+) \\|$")
 	rows := row.FindAllStringSubmatch(string(readme), -1)
 	if len(rows) < 5 {
-		t.Fatalf("the README's session size table has %d rows, want at least 5", len(rows))
+		t.Fatalf("docs' session size table has %d rows, want at least 5", len(rows))
 	}
 	tokens := platformTokens(t)
 	for _, r := range rows {

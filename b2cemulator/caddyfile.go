@@ -73,7 +73,7 @@ var _ caddyfile.Unmarshaler = (*Emulator)(nil)
 
 // subdirective is one line of a b2c_emulator block: how it is parsed, and
 // the JSON key it writes. The table drives the parser, its "did you mean"
-// and the README's options reference test.
+// and the options reference test (docs/options.md).
 type subdirective struct {
 	key   string // the JSON key
 	parse func(e *Emulator, d *caddyfile.Dispenser) error

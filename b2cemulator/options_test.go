@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// TestOptionsReference: the README's b2c_emulator table lists every
+// TestOptionsReference: docs' b2c_emulator table lists every
 // subdirective the parser takes, with its JSON key.
 func TestOptionsReference(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/options.md")
 	if err != nil {
 		t.Fatal(err)
 	}

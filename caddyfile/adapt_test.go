@@ -98,3 +98,24 @@ func TestExamplesAdapt(t *testing.T) {
 		})
 	}
 }
+
+// TestCaddyJSONExample: examples/caddy.json, the complete JSON example the
+// docs point to, is what examples/admin-split.Caddyfile adapts to (with
+// UPDATE_ADAPT=1 this test rewrites it).
+func TestCaddyJSONExample(t *testing.T) {
+	src, err := os.ReadFile("../examples/admin-split.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := adapt(string(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("UPDATE_ADAPT") == "1" {
+		_ = os.WriteFile("../examples/caddy.json", []byte(got+"\n"), 0o644)
+	}
+	want, err := os.ReadFile("../examples/caddy.json")
+	if err != nil || strings.TrimSpace(string(want)) != strings.TrimSpace(got) {
+		t.Errorf("examples/caddy.json is not what admin-split.Caddyfile adapts to (UPDATE_ADAPT=1 rewrites it): %v", err)
+	}
+}

@@ -85,16 +85,19 @@ func TestBrowserSignInAndOut(t *testing.T) {
 				}
 			}
 
+			// Signing out ends on a page that says so, with a way back in.
 			err = chromedp.Run(ctx,
 				chromedp.Click(`#signout`, chromedp.ByID),
-				chromedp.WaitVisible(`#password`, chromedp.ByID),
+				chromedp.WaitVisible(`#signed-out`, chromedp.ByID),
 				chromedp.Location(&url),
+				chromedp.Click(`#signin`, chromedp.ByID),
+				chromedp.WaitVisible(`#password`, chromedp.ByID),
 			)
 			if err != nil {
 				t.Fatalf("signing out: %v", err)
 			}
-			if !strings.Contains(url, "/oauth2/v2.0/authorize") {
-				t.Errorf("after sign-out, not asked to sign in again: %s", url)
+			if !strings.HasSuffix(url, "/signed-out.html") {
+				t.Errorf("after sign-out, at %s, want the signed-out page", url)
 			}
 		})
 	}

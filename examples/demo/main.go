@@ -65,10 +65,11 @@ http://127.0.0.1:%[2]d {
 	}
 }
 
-# The protected static site.
+# The protected static site; the page that says you signed out is open.
 %[1]s {
 	bind 127.0.0.1
-	b2c_auth {
+	@protected not path /signed-out.html
+	b2c_auth @protected {
 		%[8]s
 		client_id %[6]s
 		response_mode %[3]s
