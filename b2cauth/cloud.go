@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/credentials"
@@ -38,28 +39,25 @@ var (
 // cloudOf is the cloud of a sign-in host: a national cloud's own host, else
 // the global cloud (External ID's *.ciamlogin.com, B2C, a custom domain).
 func cloudOf(host string) cloud {
-	host = strings.ToLower(host)
-	for _, c := range clouds {
-		for _, h := range c.login {
-			if h == host {
-				return c
-			}
-		}
-	}
-	return globalCloud
+	c, _ := findCloud(host)
+	return c
 }
 
 // isEntraLoginHost tells Entra ID's sign-in host, in any cloud.
 func isEntraLoginHost(host string) bool {
+	_, ok := findCloud(host)
+	return ok
+}
+
+// findCloud is the cloud whose sign-in host this is, if one is.
+func findCloud(host string) (cloud, bool) {
 	host = strings.ToLower(host)
 	for _, c := range clouds {
-		for _, h := range c.login {
-			if h == host {
-				return true
-			}
+		if slices.Contains(c.login, host) {
+			return c, true
 		}
 	}
-	return false
+	return globalCloud, false
 }
 
 // configuredCloud is the cloud of the configured provider's host: the
