@@ -94,11 +94,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.startFlow(w, r, flow{Policy: h.Policy, Return: safeReturnURL(r.URL.RequestURI()), Claims: again.claims}, hints)
 	}
 
-	if lacking := h.stepUp.lacks(id, h.now()); protected && lacking != "" {
-		if id.session == nil {
-			return h.bearerStepUp(w, r, id, lacking)
+	if protected && h.stepUp.asked() {
+		if lacking := h.stepUp.lacks(id, h.now()); lacking != "" {
+			if id.session == nil {
+				return h.bearerStepUp(w, r, id, lacking)
+			}
+			return h.stepUpSession(w, r, id, lacking)
 		}
-		return h.stepUpSession(w, r, id, lacking)
 	}
 	if protected && id.groupsUnknown && namesGroups(h.Allow, h.Deny) {
 		if id = h.recoverGroups(w, r, id); id == nil {

@@ -71,11 +71,13 @@ func (h *Handler) checkStepUp() error {
 	return nil
 }
 
+// asked tells whether the block asks anything beyond a sign-in.
+func (s stepUp) asked() bool {
+	return len(s.contexts) > 0 || s.recent > 0 || len(s.policies) > 0
+}
+
 // lacks says what an identity lacks of the step-up ("" when nothing).
 func (s stepUp) lacks(id *identity, now time.Time) string {
-	if len(s.contexts) == 0 && s.recent == 0 && len(s.policies) == 0 {
-		return ""
-	}
 	if m := s.missingContexts(id); len(m) > 0 {
 		return "the authentication context " + strings.Join(m, ", ")
 	}
