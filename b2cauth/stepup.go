@@ -78,37 +78,48 @@ func (s stepUp) asked() bool {
 
 // lacks says what an identity lacks of the step-up ("" when nothing).
 func (s stepUp) lacks(id *identity, now time.Time) string {
-	if m := s.missingContexts(id); len(m) > 0 {
+	if m := missingContexts(s.contexts, id); len(m) > 0 {
 		return "the authentication context " + strings.Join(m, ", ")
 	}
 	if s.recent > 0 {
-		at, ok := authTime(id)
-		if !ok {
+		if _, ok := authTime(id); !ok {
 			return "auth_time"
 		}
-		if now.Sub(at) > s.recent+oidcprovider.ClockSkew {
+		if s.stale(id, now) {
 			return "a sign-in of the last " + s.recent.String()
 		}
 	}
-	if len(s.policies) > 0 && !slices.ContainsFunc(s.policies, func(p string) bool { return strings.EqualFold(p, id.values["policy"]) }) {
+	if !provedBy(s.policies, id) {
 		return "the policy " + s.policies[0]
 	}
 	return ""
 }
 
-// missingContexts are the required contexts the token's acrs lacks.
-func (s stepUp) missingContexts(id *identity) []string {
-	if len(s.contexts) == 0 {
+// stale tells a sign-in older than require_recent_signin allows (or of an
+// unknown time).
+func (s stepUp) stale(id *identity, now time.Time) bool {
+	at, ok := authTime(id)
+	return s.recent > 0 && (!ok || now.Sub(at) > s.recent+oidcprovider.ClockSkew)
+}
+
+// missingContexts are those of the contexts the token's acrs lacks.
+func missingContexts(contexts []string, id *identity) []string {
+	if len(contexts) == 0 {
 		return nil
 	}
 	var missing []string
 	have := claimValues(id.claims["acrs"])
-	for _, c := range s.contexts {
+	for _, c := range contexts {
 		if !slices.ContainsFunc(have, func(v string) bool { return strings.EqualFold(v, c) }) {
 			missing = append(missing, c)
 		}
 	}
 	return missing
+}
+
+// provedBy tells whether one of the policies (none: any) issued the token.
+func provedBy(policies []string, id *identity) bool {
+	return len(policies) == 0 || slices.ContainsFunc(policies, func(p string) bool { return strings.EqualFold(p, id.values["policy"]) })
 }
 
 // authTime is the token's auth_time: when the user last authenticated.
@@ -165,17 +176,17 @@ func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *iden
 	if hint := id.loginHint(); hint != "" {
 		hints.Set("login_hint", hint)
 	}
-	if m := h.stepUp.missingContexts(id); len(m) > 0 {
+	if m := missingContexts(h.stepUp.contexts, id); len(m) > 0 {
 		f.Claims = claimsRequest(m, id.session.AccessToken != "")
 		f.Need.Contexts = m
 	}
-	if at, ok := authTime(id); h.stepUp.recent > 0 && (!ok || h.now().Sub(at) > h.stepUp.recent+oidcprovider.ClockSkew) {
+	if h.stepUp.stale(id, h.now()) {
 		f.Need.Recent, f.Prompt = true, "login"
 		if !h.platform.b2c {
 			f.MaxAge = int(h.stepUp.recent.Seconds()) // B2C documents only prompt=login
 		}
 	}
-	if len(h.stepUp.policies) > 0 && !slices.ContainsFunc(h.stepUp.policies, func(p string) bool { return strings.EqualFold(p, id.values["policy"]) }) {
+	if !provedBy(h.stepUp.policies, id) {
 		f.Policy, f.Need.Policies = h.stepUp.policies[0], h.stepUp.policies
 	}
 	h.logger.Info("step-up: signing in again", zap.String("user_id", id.id), zap.String("needs", lacking))
@@ -186,18 +197,15 @@ func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *iden
 // has it all): the contexts asked for in acrs, an auth_time after the flow
 // began, the policy asked for.
 func (n *need) unmetBy(id *identity, began time.Time) string {
-	have := claimValues(id.claims["acrs"])
-	for _, c := range n.Contexts {
-		if !slices.ContainsFunc(have, func(v string) bool { return strings.EqualFold(v, c) }) {
-			return "the authentication context " + c
-		}
+	if m := missingContexts(n.Contexts, id); len(m) > 0 {
+		return "the authentication context " + strings.Join(m, ", ")
 	}
 	if n.Recent {
 		if at, ok := authTime(id); !ok || at.Before(began.Add(-oidcprovider.ClockSkew)) {
 			return "a new sign-in (auth_time)"
 		}
 	}
-	if len(n.Policies) > 0 && !slices.ContainsFunc(n.Policies, func(p string) bool { return strings.EqualFold(p, id.values["policy"]) }) {
+	if !provedBy(n.Policies, id) {
 		return "the policy " + n.Policies[0]
 	}
 	return ""
@@ -214,7 +222,7 @@ var stepUpRefusedPage = pageData{Title: "Access blocked", Message: "This page ne
 // policy: 401 insufficient_user_authentication with max_age or acr_values
 // (RFC 9470).
 func (h *Handler) bearerStepUp(w http.ResponseWriter, r *http.Request, id *identity, lacking string) error {
-	if m := h.stepUp.missingContexts(id); len(m) > 0 {
+	if m := missingContexts(h.stepUp.contexts, id); len(m) > 0 {
 		if !slices.ContainsFunc(claimValues(id.claims["xms_cc"]), func(v string) bool { return strings.EqualFold(v, "cp1") }) {
 			countRequest("403")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`", error="insufficient_claims", error_description="the access token lacks the authentication context `+strings.Join(m, ", ")+`"`)
