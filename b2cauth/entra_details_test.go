@@ -162,7 +162,7 @@ func TestEmailRuleWarnsWithEntra(t *testing.T) {
 	}
 }
 
-// TestVerifiedEmailDomainRule: the README's allow email with deny
+// TestVerifiedEmailDomainRule: docs/authorization.md's allow email with deny
 // xms_edov false admits an e-mail of a verified domain only.
 func TestVerifiedEmailDomainRule(t *testing.T) {
 	allow := []Rule{{Claim: "email", Patterns: []string{"*@contoso.com"}}}

@@ -111,7 +111,7 @@ func TestSessionSizesInTheReadme(t *testing.T) {
 			got := sessionCookieBytes(t, r[1], keep, tokens[platform])
 			want, _ := strconv.Atoi(strings.ReplaceAll(r[3+i], ",", ""))
 			if diff := got - want; diff*100 > want*3 || -diff*100 > want*3 {
-				t.Errorf("%s, %s: README says %d bytes, this version makes %d", strings.TrimSpace(r[0][:strings.Index(r[0][1:], "|")+1]), platform, want, got)
+				t.Errorf("%s, %s: docs/sessions.md says %d bytes, this version makes %d", strings.TrimSpace(r[0][:strings.Index(r[0][1:], "|")+1]), platform, want, got)
 			}
 			if r[1] == "storage" && got > 512 {
 				t.Errorf("a stored session's cookie with %s tokens is %d bytes, want at most 512", platform, got)

@@ -75,7 +75,7 @@ func (c *countingStorage) Stat(ctx context.Context, k string) (certmagic.KeyInfo
 // TestSignOutStateCostsO1 counts the storage operations of each sign-out
 // state operation, with few and with 1,000 sign-ins and sign-outs recorded:
 // the counts must not grow with them. (The figures at 100,000 are in the
-// README, from the load test.)
+// docs/performance.md, from the load test.)
 func TestSignOutStateCostsO1(t *testing.T) {
 	type costs struct{ signOut, frontChannelRandom, frontChannelKnown, syncOneNew, syncNothingNew map[string]int }
 	measure := func(t *testing.T, recorded int) costs {

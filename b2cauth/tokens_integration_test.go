@@ -258,7 +258,7 @@ func TestRefreshRefusedByTheEmulator(t *testing.T) {
 	}
 }
 
-// debugLogFilter is the README's `log` filter: with debug logging on,
+// debugLogFilter is the `log` filter of docs/operations.md: with debug logging on,
 // reverse_proxy prints the headers it sends upstream, and Caddy redacts only
 // Cookie and Authorization-type ones; this removes App Service's token and
 // principal headers from those lines.
@@ -275,7 +275,7 @@ const debugLogFilter = `format filter {
 // TestDebugLogsHoldNoTokens: with Caddy's debug logging on, a sign-in
 // through reverse_proxy with easy_auth_headers and a token placeholder;
 // b2c_auth warns at start that debug lines print upstream headers, and with
-// the README's filter no log line holds a token, the session cookie, the
+// that filter no log line holds a token, the session cookie, the
 // code or the principal. (Without the filter, this test fails: Caddy
 // prints the token and principal headers at debug level.)
 func TestDebugLogsHoldNoTokens(t *testing.T) {
