@@ -2,8 +2,10 @@ package b2cauth
 
 import (
 	"errors"
+	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
@@ -17,14 +19,14 @@ import (
 type metricSet struct {
 	signIns        *prometheus.CounterVec   // result, policy
 	callbackErrors *prometheus.CounterVec   // code
-	requests       *prometheus.CounterVec   // outcome
+	requests       []prometheus.Collector   // outcome: a CounterFunc per outcome, over a shardedCounter
 	bearer         *prometheus.CounterVec   // result
 	fetches        *prometheus.CounterVec   // kind, result
 	fetchSeconds   *prometheus.HistogramVec // kind
 	refreshes      *prometheus.CounterVec   // result
 	revocations    *prometheus.CounterVec   // origin
 
-	byOutcome map[string]prometheus.Counter // requests, resolved once: counted on every request
+	byOutcome map[string]*shardedCounter // requests, counted on every request
 	byBearer  map[string]prometheus.Counter
 	byRefresh map[string]prometheus.Counter
 }
@@ -44,8 +46,7 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Sign-ins by result (success, error, cancelled) and policy."}, []string{"result", "policy"}),
 			callbackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "callback_errors_total",
 				Help: "Failed callbacks by cause: the provider's AADB2C or AADSTS code, state_mismatch, token_refused."}, []string{"code"}),
-			requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
-				Help: "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 429 (too many sign-ins of one user), 500 (provider misconfigured), 503."}, []string{"outcome"}),
+
 			bearer: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bearer_verifications_total",
 				Help: "Bearer token verifications by result: valid, invalid, insufficient_scope, unavailable."}, []string{"result"}),
 			fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetches_total",
@@ -56,7 +57,7 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Session renewals by result: renewed; refused (invalid_grant) and interaction_required, which end the session; blocked (interaction asked again right after a sign-in); failed and backoff (retried later); expired (tokens dead, signing in again)."}, []string{"result"}),
 			revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "revocations_total",
 				Help: "Sign-outs recorded, by origin: user (sign-out, everywhere), front_channel (the provider's front-channel logout), provider (a refused renewal), operator (caddy b2c revoke)."}, []string{"origin"}),
-			byOutcome: map[string]prometheus.Counter{},
+			byOutcome: map[string]*shardedCounter{},
 			byBearer:  map[string]prometheus.Counter{},
 			byRefresh: map[string]prometheus.Counter{},
 		}
@@ -67,13 +68,17 @@ func registerMetrics(registry *prometheus.Registry) {
 			metrics.byBearer[r] = metrics.bearer.WithLabelValues(r)
 		}
 		for _, o := range []string{"session", "bearer", "anonymous", "redirected", "401", "403", "429", "500", "503"} {
-			metrics.byOutcome[o] = metrics.requests.WithLabelValues(o)
+			c := new(shardedCounter)
+			metrics.byOutcome[o] = c
+			metrics.requests = append(metrics.requests, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+				Help:        "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 429 (too many sign-ins of one user), 500 (provider misconfigured), 503.",
+				ConstLabels: prometheus.Labels{"outcome": o}}, c.value))
 		}
 	})
 	if registry == nil {
 		return
 	}
-	for _, c := range []prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.requests, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes, metrics.revocations} {
+	for _, c := range append([]prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes, metrics.revocations}, metrics.requests...) {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -85,7 +90,27 @@ func registerMetrics(registry *prometheus.Registry) {
 
 // countRequest counts a request's outcome.
 func countRequest(outcome string) {
-	metrics.byOutcome[outcome].Inc()
+	metrics.byOutcome[outcome].inc()
+}
+
+// shardedCounter is a counter that requests on every core increment
+// without sharing one cache line: each adds to one of its shards, and a
+// scrape sums them.
+type shardedCounter struct {
+	shards [16]struct {
+		n atomic.Uint64
+		_ [56]byte // a cache line each
+	}
+}
+
+func (c *shardedCounter) inc() { c.shards[rand.Uint32()%16].n.Add(1) }
+
+func (c *shardedCounter) value() float64 {
+	var sum uint64
+	for i := range c.shards {
+		sum += c.shards[i].n.Load()
+	}
+	return float64(sum)
 }
 
 // countRevocation counts a recorded sign-out by its origin: user,
