@@ -132,19 +132,19 @@ func authTime(id *identity) (time.Time, bool) {
 	return time.Unix(v, 0), err == nil && v > 0
 }
 
-// claimsRequest is the claims parameter asking for authentication
-// contexts in the ID token (and the access token, when the session
-// forwards one), as Microsoft's developer guide writes it.
-func claimsRequest(contexts []string, accessToo bool) string {
+// claimsRequest is the claims parameter that asks for authentication
+// contexts in acrs, for each token named (id_token, access_token), as
+// Microsoft's developer guide writes it: value for one, values for several.
+func claimsRequest(contexts []string, tokens ...string) string {
 	acrs := map[string]any{"essential": true}
 	if len(contexts) == 1 {
 		acrs["value"] = contexts[0]
 	} else {
 		acrs["values"] = contexts
 	}
-	req := map[string]any{"id_token": map[string]any{"acrs": acrs}}
-	if accessToo {
-		req["access_token"] = map[string]any{"acrs": acrs}
+	req := map[string]any{}
+	for _, t := range tokens {
+		req[t] = map[string]any{"acrs": acrs}
 	}
 	data, _ := json.Marshal(req)
 	return string(data)
@@ -177,8 +177,11 @@ func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *iden
 		hints.Set("login_hint", hint)
 	}
 	if m := missingContexts(h.stepUp.contexts, id); len(m) > 0 {
-		f.Claims = claimsRequest(m, id.session.AccessToken != "")
-		f.Need.Contexts = m
+		tokens := []string{"id_token"}
+		if id.session.AccessToken != "" { // its API checks the context too
+			tokens = append(tokens, "access_token")
+		}
+		f.Claims, f.Need.Contexts = claimsRequest(m, tokens...), m
 	}
 	if h.stepUp.stale(id, h.now()) {
 		f.Need.Recent, f.Prompt = true, "login"
@@ -234,7 +237,7 @@ func (h *Handler) bearerStepUp(w http.ResponseWriter, r *http.Request, id *ident
 				authorize = d.Meta.AuthorizationEndpoint
 			}
 		}
-		claims := base64.StdEncoding.EncodeToString([]byte(`{"access_token":{"acrs":{"essential":true,"value":"` + m[0] + `"}}}`))
+		claims := base64.StdEncoding.EncodeToString([]byte(claimsRequest(m, "access_token")))
 		countRequest("401")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+authorize+`", client_id="`+h.ClientID+`", error="insufficient_claims", claims="`+claims+`", cc_type="authcontext"`)
 		return fail(w, r, http.StatusUnauthorized, "Stronger sign-in required", "The access token lacks the authentication context "+m[0]+".", errors.New("bearer token without the authentication context"))

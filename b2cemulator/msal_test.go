@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -145,12 +144,7 @@ func checkMSALResult(t *testing.T, res msalResult) {
 	if oid == "" || res.IDTokenClaims["name"] != "Ada Lovelace" || res.IDTokenClaims["tfp"] != "B2C_1_susi" {
 		t.Errorf("ID token claims %v", res.IDTokenClaims)
 	}
-	parts := strings.Split(res.AccessToken, ".")
-	var at map[string]any
-	if len(parts) == 3 {
-		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		_ = json.Unmarshal(payload, &at)
-	}
+	at := jwtClaims(res.AccessToken)
 	if at["aud"] != msalAPI || at["scp"] != "tasks.read" {
 		t.Errorf("access token claims %v", at)
 	}
@@ -214,12 +208,7 @@ func runMSALApp(t *testing.T, cmd *exec.Cmd) {
 	if err := json.Unmarshal(out, &res); err != nil || res.Error != "" {
 		t.Fatalf("MSAL: %s %s %v", res.Error, res.ErrorDescription, err)
 	}
-	parts := strings.Split(res.AccessToken, ".")
-	var at map[string]any
-	if len(parts) == 3 {
-		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-		_ = json.Unmarshal(payload, &at)
-	}
+	at := jwtClaims(res.AccessToken)
 	if at["aud"] != msalAPI || at["azp"] != msalClient || at["scp"] != "tasks.read.all" || at["oid"] != nil || at["sub"] == nil {
 		t.Errorf("app-only token claims %v", at)
 	}
@@ -289,19 +278,10 @@ func TestMSALNodeWorkloadIdentityFederation(t *testing.T) {
 	if err := json.Unmarshal(out, &res); err != nil || res.Error != "" || res.AccessToken == "" {
 		t.Fatalf("MSAL: %s %s %v (%s)", res.Error, res.ErrorDescription, err, out)
 	}
-	claims := func(jwt string) map[string]any {
-		parts := strings.Split(jwt, ".")
-		var m map[string]any
-		if len(parts) == 3 {
-			payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
-			_ = json.Unmarshal(payload, &m)
-		}
-		return m
-	}
-	if a := claims(res.Assertion); a["aud"] != "api://AzureADTokenExchange" || a["sub"] != identityObject || a["xms_mirid"] == nil {
+	if a := jwtClaims(res.Assertion); a["aud"] != "api://AzureADTokenExchange" || a["sub"] != identityObject || a["xms_mirid"] == nil {
 		t.Errorf("the managed identity's token: %v", a)
 	}
-	if at := claims(res.AccessToken); at["azp"] != fedClient || at["aud"] != fedClient {
+	if at := jwtClaims(res.AccessToken); at["azp"] != fedClient || at["aud"] != fedClient {
 		t.Errorf("the app-only token: %v", at)
 	}
 }

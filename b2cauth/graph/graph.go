@@ -154,10 +154,11 @@ func hint(code string) string {
 	return "unexpected answer"
 }
 
-// MemberGroups lists the object IDs of the security groups a user (by
-// object ID) is a member of, directly or not, following Graph's paging
-// (@odata.nextLink, on Graph's host only) up to MaxGroups and honouring
-// Retry-After on 429, within MaxWait. Concurrent calls for one user share
+// MemberGroups lists the object IDs of the groups a user (by object ID) is
+// a member of, directly or not — the security groups (getMemberGroups),
+// those of Named (checkMemberGroups), or with AllTypes every group
+// (transitiveMemberOf, paged on Graph's host only) — up to MaxGroups,
+// honouring Retry-After on 429, within MaxWait. Concurrent calls for one user share
 // one lookup; a failed lookup answers again, without asking Graph, until
 // Retry-After (at least ThrottledFor) or RefusedFor has passed.
 func (c *Client) MemberGroups(ctx context.Context, tenant, userID string) ([]string, error) {
