@@ -24,14 +24,13 @@ import (
 // assertions signs, for the site, the identity assertions its upstreams
 // verify, in the header it names.
 type assertions struct {
-	ring        *assertion.Ring
-	header      string
-	strippedVar string                           // marks a request whose client-sent header is gone
-	audience    []string                         // assertion_audience; default the site's origin
-	origin      func(*http.Request) string       // the site's origin: public_url, else the request's
-	names       func(*http.Request, string) bool // whether the site names that origin (siteNames)
-	now         func() time.Time
-	logger      *zap.Logger
+	ring     *assertion.Ring
+	header   string
+	audience []string                         // assertion_audience; default the site's origin
+	origin   func(*http.Request) string       // the site's origin: public_url, else the request's
+	names    func(*http.Request, string) bool // whether the site names that origin (siteNames)
+	now      func() time.Time
+	logger   *zap.Logger
 }
 
 // signedAssertion is an assertion and what it was signed for.
@@ -142,16 +141,6 @@ func (a *assertions) signFor(r *http.Request, id *identity, origin string) (stri
 	}
 	id.assertion = signedAssertion{token: token, audience: origin, expires: exp}
 	return token, nil
-}
-
-// strip removes a client's own copy of this block's
-// assertion header, once per header name and request: before any block
-// that signs into it has run, whatever blocks without one ran before.
-func (a *assertions) strip(r *http.Request) {
-	if caddyhttp.GetVar(r.Context(), a.strippedVar) == nil {
-		r.Header.Del(a.header)
-		caddyhttp.SetVar(r.Context(), a.strippedVar, true)
-	}
 }
 
 var errNoAssertions = errors.New("identity_assertion is not configured")

@@ -39,7 +39,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -296,7 +295,7 @@ type Handler struct {
 	platform    platform // which kind of provider, from the configuration
 	protect     caddyhttp.MatcherSet
 	codec       *session.Codec
-	identityVar string // the request variable that shares the session identity between blocks
+	purpose     string // the sessions' provider and client: what a block shares a session identity by
 	idp         *idp   // the identity provider: discovery, keys, tokens, UserInfo
 	httpClient  *http.Client
 	now         func() time.Time
@@ -432,7 +431,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	sum := sha256.Sum256([]byte(h.Tenant + "|" + h.Authority + "|" + h.Issuer + "|" + h.ExternalID + "|" + h.ClientID))
 	app := hex.EncodeToString(sum[:8])
 	purpose := "b2c_session|" + app
-	h.identityVar = identityVarPrefix + purpose
+	h.purpose = purpose
 
 	h.idp = h.newIDP(credential)
 	h.stepUp = stepUp{contexts: h.RequireAuthContext, recent: time.Duration(h.RequireRecentSignin), policies: h.RequirePolicy}
@@ -464,7 +463,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("identity_assertion: its keys in Caddy's storage: %v", err)
 		}
-		h.assertions = &assertions{ring: ring, header: h.IdentityAssertion, strippedVar: strippedVar + ":" + strings.ToLower(h.IdentityAssertion), audience: h.AssertionAudience, names: h.siteNames, origin: h.assertionOrigin,
+		h.assertions = &assertions{ring: ring, header: h.IdentityAssertion, audience: h.AssertionAudience, names: h.siteNames, origin: h.assertionOrigin,
 			now: func() time.Time { return h.now() }, logger: h.logger}
 	}
 	if h.RevocationSync == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/oidcprovider"
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/session"
@@ -16,8 +17,8 @@ const maxTokenLength = 16 << 10
 
 // bearer checks an access token. Verified tokens are cached until their
 // exp, so a client that sends the same token again costs no RSA check.
-func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
-	id, err := h.verifyBearer(r, token)
+func (h *Handler) bearer(r *http.Request, token string, now time.Time) (*identity, error) {
+	id, err := h.verifyBearer(r, token, now)
 	if err == nil && id.signedOutEverywhere(h.signouts, id.issuedMs) {
 		// The user signed out everywhere after this token was issued.
 		id, err = nil, errors.New("bearer token issued before the user signed out everywhere")
@@ -27,11 +28,10 @@ func (h *Handler) bearer(r *http.Request, token string) (*identity, error) {
 }
 
 // verifyBearer is bearer without the counting.
-func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error) {
+func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*identity, error) {
 	if token == "" || len(token) > maxTokenLength || strings.Count(token, ".") != 2 {
 		return nil, errors.New("malformed bearer token")
 	}
-	now := h.now()
 	if id, ok := h.bearerCache.Get(token, now); ok {
 		return id, nil
 	}
@@ -71,7 +71,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string) (*identity, error)
 		id.groupsUnknown = true // not cached: the next request asks Graph again
 		return id, nil
 	}
-	h.bearerCache.Put(token, id, id.expires, h.now())
+	h.bearerCache.Put(token, id, id.expires, now)
 	return id, nil
 }
 
@@ -132,7 +132,7 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 	}
 	var scopeErr *accessCheckError
 	if errors.As(err, &scopeErr) {
-		countRequest("403")
+		countRequest(outcome403)
 		challenge := `Bearer realm="` + realm(r) + `", error="insufficient_scope"`
 		if len(h.RequireScopes) > 0 {
 			challenge += `, scope="` + strings.Join(h.RequireScopes, " ") + `"`
@@ -141,7 +141,7 @@ func (h *Handler) bearerFailure(w http.ResponseWriter, r *http.Request, err erro
 		w.Header().Set("WWW-Authenticate", challenge)
 		return fail(w, r, http.StatusForbidden, "Insufficient scope", "The access token lacks "+scopeErr.missing+".", err)
 	}
-	countRequest("401")
+	countRequest(outcome401)
 	if ce := h.logger.Check(zap.DebugLevel, "bearer token refused"); ce != nil {
 		ce.Write(zap.Error(err))
 	}

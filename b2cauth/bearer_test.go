@@ -97,12 +97,16 @@ func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {
 			for _, h := range []string{"X-MS-CLIENT-PRINCIPAL", "x-ms-client-principal-id", "X-Ms-Client-Principal-Name", "X-MS-CLIENT-PRINCIPAL-IDP", "X-MS-TOKEN-AAD-ID-TOKEN"} {
 				req.Header.Set(h, "attacker")
 			}
+			// Names a CGI or PHP app reads as the same (HTTP_X_MS_…).
+			for _, h := range []string{"X_MS_CLIENT_PRINCIPAL_ID", "x.ms.client.principal.name", "X-Ms_Token_Aad_Id_Token"} {
+				req.Header[h] = []string{"attacker"}
+			}
 			res := serve(h, req)
 			if !res.reachedNext {
 				t.Fatalf("%d", res.Code)
 			}
 			for k, v := range res.upstream {
-				if strings.HasPrefix(strings.ToLower(k), "x-ms-") && v[0] == "attacker" {
+				if strings.HasPrefix(asCGIReadsIt(k), "HTTP_X_MS_") && v[0] == "attacker" {
 					t.Errorf("spoofed %s reached upstream", k)
 				}
 			}
@@ -222,4 +226,10 @@ func TestAdditionalIssuers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// asCGIReadsIt is a header's name as a CGI or PHP app gets it: upper case,
+// dashes and dots as underscores, after HTTP_.
+func asCGIReadsIt(header string) string {
+	return "HTTP_" + strings.NewReplacer("-", "_", ".", "_").Replace(strings.ToUpper(header))
 }

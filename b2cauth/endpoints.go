@@ -38,7 +38,7 @@ func (h *Handler) endpoint(w http.ResponseWriter, r *http.Request) (handled bool
 
 // me answers /.auth/me: the user in App Service's shape, or 401.
 func (h *Handler) me(w http.ResponseWriter, r *http.Request) error {
-	id, err := h.authenticate(w, r)
+	id, err := h.authenticate(w, r, h.now())
 	if err != nil {
 		return h.bearerFailure(w, r, err)
 	}

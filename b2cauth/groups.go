@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-b2c/caddy-b2c/b2cauth/graph"
@@ -204,7 +203,7 @@ func (h *Handler) recoverGroups(w http.ResponseWriter, r *http.Request, id *iden
 	if !ok || h.sessions.write(w, r, &s, recovered) != nil {
 		return nil
 	}
-	caddyhttp.SetVar(r.Context(), h.identityVar, recovered)
+	stateOf(r).setSession(h.purpose, recovered)
 	return recovered
 }
 
@@ -262,7 +261,7 @@ var groupsUnknownPage = pageData{Title: "Access cannot be checked", Message: "Th
 // refuseUnknownGroups answers a request whose rules need groups that could
 // not be read.
 func refuseUnknownGroups(w http.ResponseWriter, r *http.Request) error {
-	countRequest("503")
+	countRequest(outcome503)
 	w.Header().Set("Retry-After", "60")
 	return fail(w, r, http.StatusServiceUnavailable, groupsUnknownPage.Title, groupsUnknownPage.Message, errors.New("groups unknown: Microsoft Graph failed"))
 }

@@ -220,14 +220,22 @@ const placeholderPrefix = "http.auth.user."
 // for a claim the token lacks), and
 // {http.auth.b2c.*} from its tokens.
 func (id *identity) setPlaceholders(repl *caddy.Replacer) {
-	// An identity serves many requests (it is cached): its function is
-	// made once.
+	// An identity serves many requests (it is cached): its function, and
+	// its values as the replacer takes them (a string in an interface is
+	// an allocation), are made once.
 	id.placeholdersOnce.Do(func() {
+		values := make(map[string]any, len(id.values))
+		for k, v := range id.values {
+			values[k] = v
+		}
 		id.placeholders = func(key string) (any, bool) {
 			if name, ok := strings.CutPrefix(key, placeholderPrefix); ok {
+				if v, ok := values[name]; ok {
+					return v, true
+				}
 				// A claim the token lacks is empty, never the placeholder's
 				// literal text.
-				return id.values[name], true
+				return "", true
 			}
 			if name, ok := strings.CutPrefix(key, tokenPlaceholderPrefix); ok {
 				return id.token(name)
@@ -314,18 +322,60 @@ func (id *identity) setEasyAuthHeaders(h http.Header) {
 }
 
 // stripIdentityHeaders removes every client-sent X-MS-CLIENT-PRINCIPAL* and
-// X-MS-TOKEN-* header: only this handler may set them.
+// X-MS-TOKEN-* header: only this handler may set them. A name with
+// underscores or dots for dashes goes too: CGI and FastCGI (php_fastcgi)
+// give an app X_MS_CLIENT_PRINCIPAL_ID and X-MS-CLIENT-PRINCIPAL-ID as the
+// same HTTP_X_MS_CLIENT_PRINCIPAL_ID, so either could pass for the other
+// (Caddy drops such names unless a server's expected_underscore_headers or
+// expected_dot_headers lets them in).
 func stripIdentityHeaders(h http.Header) {
 	for k := range h { // any spelling: a map set by hand may hold non-canonical keys
-		if hasPrefixFold(k, headerPrincipal) || hasPrefixFold(k, headerTokenPrefix) {
+		if hasCGIPrefix(k, headerPrincipal) || hasCGIPrefix(k, headerTokenPrefix) {
 			delete(h, k)
 		}
 	}
 }
 
-// hasPrefixFold is strings.HasPrefix ignoring ASCII case, without allocating.
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+// stripHeader removes every copy of a header: any spelling, and with
+// underscores for dashes (see stripIdentityHeaders).
+func stripHeader(h http.Header, name string) {
+	for k := range h {
+		if sameCGIName(k, name) {
+			delete(h, k)
+		}
+	}
+}
+
+// sameCGIName tells whether two header names are one to a CGI app.
+func sameCGIName(a, b string) bool {
+	return len(a) == len(b) && hasCGIPrefix(a, b)
+}
+
+// hasCGIPrefix tells whether a header name starts with prefix as CGI and
+// PHP read names: ASCII case ignored, an underscore or a dot the same as
+// a dash. It does not allocate.
+func hasCGIPrefix(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := range len(prefix) {
+		if cgiByte(s[i]) != cgiByte(prefix[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// cgiByte is a header name's byte as CGI folds it: upper case, '-' for
+// '_' and '.'.
+func cgiByte(c byte) byte {
+	switch {
+	case c == '_' || c == '.':
+		return '-'
+	case 'a' <= c && c <= 'z':
+		return c - ('a' - 'A')
+	}
+	return c
 }
 
 // me is the /.auth/me body: App Service's array of one provider object.

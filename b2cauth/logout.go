@@ -52,7 +52,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) error {
 		})
 	}
 
-	id, _, _ := h.readSession(r) // storage down: the cookie goes all the same
+	id, _, _ := h.readSession(r, h.now()) // storage down: the cookie goes all the same
 	clearSession(w, r)
 	if id != nil {
 		h.sessions.drop(r.Context(), id.session)
@@ -203,7 +203,7 @@ var signedOutPage = pageData{Title: "Signed out", Message: "You have signed out.
 func (h *Handler) frontChannelLogout(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	ctx := r.Context()
-	if id, _, _ := h.readSession(r); id != nil {
+	if id, _, _ := h.readSession(r, h.now()); id != nil {
 		h.sessions.drop(ctx, id.session)
 		if err := h.revoke(ctx, id, false, "front_channel"); err != nil {
 			h.logger.Error("sign-out not recorded in storage", zap.String("user_id", id.id), zap.Error(err))

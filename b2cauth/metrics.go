@@ -19,17 +19,48 @@ import (
 type metricSet struct {
 	signIns        *prometheus.CounterVec   // result, policy
 	callbackErrors *prometheus.CounterVec   // code
-	requests       []prometheus.Collector   // outcome: a CounterFunc per outcome, over a shardedCounter
-	bearer         *prometheus.CounterVec   // result
+	sharded        []prometheus.Collector   // requests_total and bearer_verifications_total: a CounterFunc per label value, over a shardedCounter
 	fetches        *prometheus.CounterVec   // kind, result
 	fetchSeconds   *prometheus.HistogramVec // kind
 	refreshes      *prometheus.CounterVec   // result
 	revocations    *prometheus.CounterVec   // origin
 
-	byOutcome map[string]*shardedCounter // requests, counted on every request
-	byBearer  map[string]prometheus.Counter
+	byOutcome [outcomeCount]*shardedCounter      // requests, counted on every request
+	byBearer  [verificationCount]*shardedCounter // bearer verifications, cached ones included
 	byRefresh map[string]prometheus.Counter
 }
+
+// outcome is what became of a request through b2c_auth: the outcome label
+// of requests_total.
+type outcome uint8
+
+const (
+	outcomeSession outcome = iota
+	outcomeBearer
+	outcomeAnonymous
+	outcomeRedirected
+	outcome401
+	outcome403
+	outcome429
+	outcome500
+	outcome503
+	outcomeCount
+)
+
+var outcomeNames = [outcomeCount]string{"session", "bearer", "anonymous", "redirected", "401", "403", "429", "500", "503"}
+
+// verification is the result label of bearer_verifications_total.
+type verification uint8
+
+const (
+	bearerValid verification = iota
+	bearerInvalid
+	bearerInsufficientScope
+	bearerUnavailable
+	verificationCount
+)
+
+var verificationNames = [verificationCount]string{"valid", "invalid", "insufficient_scope", "unavailable"}
 
 var (
 	metricsOnce sync.Once
@@ -46,9 +77,6 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Sign-ins by result (success, error, cancelled) and policy."}, []string{"result", "policy"}),
 			callbackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "callback_errors_total",
 				Help: "Failed callbacks by cause: the provider's AADB2C or AADSTS code, state_mismatch, token_refused."}, []string{"code"}),
-
-			bearer: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bearer_verifications_total",
-				Help: "Bearer token verifications by result: valid, invalid, insufficient_scope, unavailable."}, []string{"result"}),
 			fetches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetches_total",
 				Help: "Requests to the identity provider by kind (metadata, keys, token, userinfo) and result (ok, error)."}, []string{"kind", "result"}),
 			fetchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "provider_fetch_seconds",
@@ -57,28 +85,28 @@ func registerMetrics(registry *prometheus.Registry) {
 				Help: "Session renewals by result: renewed; refused (invalid_grant) and interaction_required, which end the session; blocked (interaction asked again right after a sign-in); failed and backoff (retried later); expired (tokens dead, signing in again)."}, []string{"result"}),
 			revocations: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "revocations_total",
 				Help: "Sign-outs recorded, by origin: user (sign-out, everywhere), front_channel (the provider's front-channel logout), provider (a refused renewal), operator (caddy b2c revoke)."}, []string{"origin"}),
-			byOutcome: map[string]*shardedCounter{},
-			byBearer:  map[string]prometheus.Counter{},
 			byRefresh: map[string]prometheus.Counter{},
 		}
 		for _, r := range refreshResults {
 			metrics.byRefresh[r] = metrics.refreshes.WithLabelValues(r)
 		}
-		for _, r := range []string{"valid", "invalid", "insufficient_scope", "unavailable"} {
-			metrics.byBearer[r] = metrics.bearer.WithLabelValues(r)
-		}
-		for _, o := range []string{"session", "bearer", "anonymous", "redirected", "401", "403", "429", "500", "503"} {
-			c := new(shardedCounter)
-			metrics.byOutcome[o] = c
-			metrics.requests = append(metrics.requests, prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
+		for o, name := range outcomeNames {
+			metrics.byOutcome[o] = new(shardedCounter)
+			metrics.sharded = append(metrics.sharded, metrics.byOutcome[o].counterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "requests_total",
 				Help:        "Requests through b2c_auth by outcome: session, bearer, anonymous, redirected, 401, 403, 429 (too many sign-ins of one user), 500 (provider misconfigured), 503.",
-				ConstLabels: prometheus.Labels{"outcome": o}}, c.value))
+				ConstLabels: prometheus.Labels{"outcome": name}}))
+		}
+		for r, name := range verificationNames {
+			metrics.byBearer[r] = new(shardedCounter)
+			metrics.sharded = append(metrics.sharded, metrics.byBearer[r].counterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "bearer_verifications_total",
+				Help:        "Bearer token verifications by result: valid, invalid, insufficient_scope, unavailable.",
+				ConstLabels: prometheus.Labels{"result": name}}))
 		}
 	})
 	if registry == nil {
 		return
 	}
-	for _, c := range append([]prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.bearer, metrics.fetches, metrics.fetchSeconds, metrics.refreshes, metrics.revocations}, metrics.requests...) {
+	for _, c := range append([]prometheus.Collector{metrics.signIns, metrics.callbackErrors, metrics.fetches, metrics.fetchSeconds, metrics.refreshes, metrics.revocations}, metrics.sharded...) {
 		if err := registry.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -89,8 +117,8 @@ func registerMetrics(registry *prometheus.Registry) {
 }
 
 // countRequest counts a request's outcome.
-func countRequest(outcome string) {
-	metrics.byOutcome[outcome].inc()
+func countRequest(o outcome) {
+	metrics.byOutcome[o].inc()
 }
 
 // shardedCounter is a counter that requests on every core increment
@@ -104,6 +132,11 @@ type shardedCounter struct {
 }
 
 func (c *shardedCounter) inc() { c.shards[rand.Uint32()%16].n.Add(1) }
+
+// counterFunc is the counter as Prometheus reads it.
+func (c *shardedCounter) counterFunc(opts prometheus.CounterOpts) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(opts, c.value)
+}
 
 func (c *shardedCounter) value() float64 {
 	var sum uint64
@@ -132,13 +165,13 @@ func countBearer(err error) {
 	var scopeErr *accessCheckError
 	switch {
 	case err == nil:
-		metrics.byBearer["valid"].Inc()
+		metrics.byBearer[bearerValid].inc()
 	case errors.As(err, &scopeErr):
-		metrics.byBearer["insufficient_scope"].Inc()
+		metrics.byBearer[bearerInsufficientScope].inc()
 	case errors.Is(err, oidcprovider.ErrUnavailable):
-		metrics.byBearer["unavailable"].Inc()
+		metrics.byBearer[bearerUnavailable].inc()
 	default:
-		metrics.byBearer["invalid"].Inc()
+		metrics.byBearer[bearerInvalid].inc()
 	}
 }
 

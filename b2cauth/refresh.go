@@ -23,7 +23,7 @@ import (
 // refresh token, against the policy that issued them.
 func (h *Handler) refresh(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
-	id, _, err := h.readSession(r)
+	id, _, err := h.readSession(r, h.now())
 	if err != nil {
 		return sessionStoreDown(h.logger, w, r, err)
 	}
@@ -260,8 +260,7 @@ var accessBlockedPage = pageData{Title: "Access blocked", Message: "Your organiz
 // refused (invalid_grant), wants the user back at /authorize
 // (interaction_required and kin: Conditional Access), or the renewal
 // failed and the tokens have expired.
-func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity) *identity {
-	now := h.now()
+func (h *Handler) autoRenew(w http.ResponseWriter, r *http.Request, id *identity, now time.Time) *identity {
 	s, err := h.renewals.do(id.session.RefreshToken, now, func() (*session.Session, error) { return h.renew(r.Context(), id) })
 	if err != nil {
 		switch outcome := oidcprovider.RefreshOutcome(err); {

@@ -39,7 +39,7 @@ func fail(w http.ResponseWriter, r *http.Request, status int, title, message str
 // (session_store storage) cannot be read: the cookie is kept, for when it
 // can.
 func sessionStoreDown(logger *zap.Logger, w http.ResponseWriter, r *http.Request, err error) error {
-	countRequest("503")
+	countRequest(outcome503)
 	logger.Error("sessions cannot be read from storage", zap.Error(err))
 	w.Header().Set("Retry-After", "5")
 	return fail(w, r, http.StatusServiceUnavailable, "Sessions unavailable", "This site cannot read its sessions right now. Try again in a moment.", err)
@@ -49,13 +49,13 @@ func sessionStoreDown(logger *zap.Logger, w http.ResponseWriter, r *http.Request
 // storage failed, else 502 (it is too large for cookies).
 func sessionNotKept(logger *zap.Logger, w http.ResponseWriter, r *http.Request, title string, err error) error {
 	if errors.Is(err, session.ErrTooManySignIns) {
-		countRequest("429")
+		countRequest(outcome429)
 		logger.Warn("sign-in refused: too many sign-ins of this user in the last minute", zap.Error(err))
 		w.Header().Set("Retry-After", "60")
 		return fail(w, r, http.StatusTooManyRequests, title, "Too many sign-ins in a short time. Wait a minute, then try again.", err)
 	}
 	if errors.Is(err, errSessionStore) {
-		countRequest("503")
+		countRequest(outcome503)
 		logger.Error("session not written to storage", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		return fail(w, r, http.StatusServiceUnavailable, title, "This site cannot keep sessions right now. Try again in a moment.", err)
@@ -70,11 +70,11 @@ func unavailable(logger *zap.Logger, w http.ResponseWriter, r *http.Request, err
 	if errors.As(err, &mc) {
 		// Not an outage: the site's configuration must change. The user
 		// gets no detail; the log says what and where.
-		countRequest("500")
+		countRequest(outcome500)
 		logger.Error("identity provider misconfigured: fix the tenant, authority, issuer or policy", zap.Error(err))
 		return fail(w, r, http.StatusInternalServerError, "Sign-in misconfigured", "This site's sign-in is not set up correctly. Its administrators have been told in its log.", err)
 	}
-	countRequest("503")
+	countRequest(outcome503)
 	logger.Error("identity provider unavailable", zap.Error(err))
 	retry := 5 * time.Second
 	var ue *oidcprovider.UnavailableError

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -17,17 +18,17 @@ import (
 // ServeHTTP answers the /.auth endpoints and the callback, and otherwise
 // lets through only signed-in users that the rules admit.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	vars := requestVars(r)
+	st := stateOf(r)
 	// Client-sent identity headers go, once per request: a later b2c_auth
 	// in the chain must not remove what an earlier one set.
-	if vars[strippedVar] == nil {
+	if !st.headersStripped {
 		stripIdentityHeaders(r.Header)
-		vars[strippedVar] = true
+		st.headersStripped = true
 	}
-	if h.assertions != nil {
-		h.assertions.strip(r)
+	if h.assertions != nil && st.stripOnce(h.assertions.header) {
+		stripHeader(r.Header, h.assertions.header)
 	}
-	restoreCookies(r, vars)
+	restoreCookies(r, st)
 
 	switch p := r.URL.Path; {
 	case p == h.RedirectPath && isEndSessionReturn(r):
@@ -52,7 +53,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		for _, name := range methodOverrideHeaders {
 			r.Header.Del(name)
 		}
-		return passAnonymous(w, r, next)
+		return passAnonymous(w, r, st, next)
 	}
 
 	protected := true
@@ -64,13 +65,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		protected = ok
 	}
 
-	id, err := h.requestIdentity(w, r, vars)
+	// The request's time: when Caddy began it, so that the clock is not
+	// read again (the test clock where there is none).
+	now := st.started
+	if now.IsZero() {
+		now = h.now()
+	}
+	id, err := h.requestIdentity(w, r, st, now)
 	if err != nil && protected {
 		return h.bearerFailure(w, r, err)
 	}
 	if id == nil {
 		if !protected || h.Unauthenticated == "allow" {
-			return passAnonymous(w, r, next)
+			return passAnonymous(w, r, st, next)
 		}
 		if h.Unauthenticated != "401" {
 			if post, ok := h.preservablePost(w, r); ok {
@@ -79,12 +86,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		again, _ := caddyhttp.GetVar(r.Context(), reauthVar).(reauth)
 		if h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r)) {
-			countRequest("401")
+			countRequest(outcome401)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`"`)
 			return fail(w, r, http.StatusUnauthorized, "Sign-in required", "This resource needs a signed-in user.", errors.New("not signed in"))
 		}
 		if again.blocked {
-			countRequest("403")
+			countRequest(outcome403)
 			return renderPage(w, http.StatusForbidden, accessBlockedPage)
 		}
 		var hints url.Values // a re-authentication names the account
@@ -95,7 +102,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	if protected && h.stepUp.asked() {
-		if lacking := h.stepUp.lacks(id, h.now()); lacking != "" {
+		if lacking := h.stepUp.lacks(id, now); lacking != "" {
 			if id.session == nil {
 				return h.bearerStepUp(w, r, id, lacking)
 			}
@@ -108,14 +115,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	if protected && !permitted(h.Allow, h.Deny, id.claims) {
-		countRequest("403")
+		countRequest(outcome403)
 		h.logger.Info("user refused by rules", zap.String("user_id", id.id), zap.String("path", r.URL.Path))
 		return fail(w, r, http.StatusForbidden, "Access denied", "You are signed in, but this resource is not for your account.", errors.New("refused by allow/deny rules"))
 	}
 	if id.session != nil {
-		countRequest("session")
+		countRequest(outcomeSession)
 	} else {
-		countRequest("bearer")
+		countRequest(outcomeBearer)
 	}
 	if h.assertions != nil {
 		if err := h.assertions.add(r, id); err != nil {
@@ -124,7 +131,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 	id.setPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
-	hideOwnCookies(r, vars)
+	hideOwnCookies(r, st)
 	if h.EasyAuthHeaders {
 		// (Caddy's access log records a copy of the request made before the
 		// handlers, so these headers never reach it.)
@@ -137,25 +144,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // requestIdentity is the request's user: the session identity an earlier
 // b2c_auth block of the same provider and client found (perhaps renewed),
 // else a bearer token's or the session cookie's.
-func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request, vars map[string]any) (*identity, error) {
-	if id, ok := vars[h.identityVar].(*identity); ok && r.Header.Get("Authorization") == "" {
+func (h *Handler) requestIdentity(w http.ResponseWriter, r *http.Request, st *requestState, now time.Time) (*identity, error) {
+	if id := st.session(h.purpose); id != nil && r.Header.Get("Authorization") == "" {
 		return id, nil
 	}
-	id, err := h.authenticate(w, r)
+	id, err := h.authenticate(w, r, now)
 	if id != nil && id.session != nil {
-		vars[h.identityVar] = id
+		st.setSession(h.purpose, id)
 	}
 	return id, err
-}
-
-// requestVars is the request's variables (Caddy's vars), looked up once:
-// each lookup walks the request's context chain. A request that has none
-// (not served by Caddy) gets a map of its own.
-func requestVars(r *http.Request) map[string]any {
-	if vars, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok && vars != nil {
-		return vars
-	}
-	return map[string]any{}
 }
 
 // realm names the site in WWW-Authenticate.
@@ -165,10 +162,10 @@ func realm(r *http.Request) string {
 
 // passAnonymous lets a request without a user through: its user
 // placeholders empty, the handler's cookies hidden.
-func passAnonymous(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	countRequest("anonymous")
+func passAnonymous(w http.ResponseWriter, r *http.Request, st *requestState, next caddyhttp.Handler) error {
+	countRequest(outcomeAnonymous)
 	anonymousPlaceholders(r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer))
-	hideOwnCookies(r, requestVars(r))
+	hideOwnCookies(r, st)
 	return next.ServeHTTP(w, r)
 }
 
@@ -200,9 +197,6 @@ func isNavigation(r *http.Request) bool {
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
-
-// strippedVar marks a request whose client-sent identity headers are gone.
-const strippedVar = "b2c_auth.identity_headers_stripped"
 
 // isEndSessionReturn tells the provider's return from end_session (a GET
 // with neither a code nor an error) from an answer to a sign-in.

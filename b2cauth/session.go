@@ -29,12 +29,11 @@ func clearSession(w http.ResponseWriter, r *http.Request) {
 // caller may clear. It writes nothing (keepSession does); an error
 // (errSessionStore) means the session is kept in storage that cannot be
 // read now: the cookie stays, for when it can.
-func (h *Handler) readSession(r *http.Request) (id *identity, revoked bool, err error) {
-	chunks := session.ReadChunked(r, session.Cookie(r, sessionCookie).Name)
+func (h *Handler) readSession(r *http.Request, now time.Time) (id *identity, revoked bool, err error) {
+	chunks := session.ReadChunked(r, session.CookieName(r, sessionCookie))
 	if !chunks.Present() {
 		return nil, false, nil
 	}
-	now := h.now()
 	id, cached := h.cache.GetChunked(&chunks, now)
 	if !cached {
 		value := chunks.Join()
@@ -74,33 +73,34 @@ func (h *Handler) readSession(r *http.Request) (id *identity, revoked bool, err 
 // activity (inactivity_timeout, not on every request), and renews its
 // tokens near their expiry. It returns the identity to go on with, nil
 // when the session cannot be kept.
-func (h *Handler) keepSession(w http.ResponseWriter, r *http.Request, id *identity) *identity {
-	now, s := h.now(), id.session
+func (h *Handler) keepSession(w http.ResponseWriter, r *http.Request, id *identity, now time.Time) *identity {
+	s := id.session
 	if t := time.Duration(h.InactivityTimeout); t > 0 && now.Sub(time.Unix(s.Seen, 0)) > t/8 {
 		if err := h.sessions.touch(w, r, s, now); err != nil {
 			return nil
 		}
 	}
 	if h.autoRefresh && s.RefreshToken != "" && nearExpiry(id, now) {
-		return h.autoRenew(w, r, id)
+		return h.autoRenew(w, r, id, now)
 	}
 	return id
 }
 
 // authenticate finds the request's user: a bearer token, else the session.
 // An error means a bearer token was presented and refused.
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*identity, error) {
+// now is the request's time.
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, now time.Time) (*identity, error) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		if scheme, token, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			return h.bearer(r, strings.TrimSpace(token))
+			return h.bearer(r, strings.TrimSpace(token), now)
 		}
 	}
-	id, revoked, err := h.readSession(r)
+	id, revoked, err := h.readSession(r, now)
 	if revoked {
 		clearSession(w, r)
 	}
 	if id == nil {
 		return nil, err
 	}
-	return h.keepSession(w, r, id), nil
+	return h.keepSession(w, r, id, now), nil
 }

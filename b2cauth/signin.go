@@ -124,7 +124,7 @@ func (h *Handler) startFlow(w http.ResponseWriter, r *http.Request, f flow, hint
 	}
 	u.RawQuery = q.Encode()
 	w.Header().Set("Cache-Control", "no-store")
-	countRequest("redirected")
+	countRequest(outcomeRedirected)
 	http.Redirect(w, r, u.String(), http.StatusFound)
 	return nil
 }
@@ -305,7 +305,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		if unmet := f.Need.unmetBy(id, time.Unix(0, f.Created)); unmet != "" {
 			// The provider did not give what the step-up asked: a page, not
 			// another round trip; the session the user had stays.
-			countRequest("403")
+			countRequest(outcome403)
 			h.logger.Warn("step-up not satisfied by the provider", zap.String("user_id", id.id), zap.String("lacks", unmet))
 			return renderPage(w, http.StatusForbidden, stepUpRefusedPage)
 		}

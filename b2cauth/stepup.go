@@ -157,7 +157,7 @@ func claimsRequest(contexts []string, tokens ...string) string {
 func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *identity, lacking string) error {
 	if lacking == "auth_time" {
 		// Entra ID sends auth_time only as an optional claim.
-		countRequest("403")
+		countRequest(outcome403)
 		h.logger.Error("require_recent_signin: the ID token has no auth_time; add it to the app registration's optional claims (Token configuration → Add optional claim → ID → auth_time)")
 		return renderPage(w, http.StatusForbidden, pageData{Title: "Sign-in cannot be checked", Message: "This page needs a recent sign-in, and the identity provider does not say when you signed in. The site's administrators must add the auth_time optional claim to the app registration.", Link: "/", LinkText: "Home"})
 	}
@@ -167,7 +167,7 @@ func (h *Handler) stepUpSession(w http.ResponseWriter, r *http.Request, id *iden
 		post, preserved = h.preservablePost(w, r) // a form posted from the site goes on after
 	}
 	if !preserved && (h.Unauthenticated == "401" || (h.Unauthenticated == "" && !isNavigation(r))) {
-		countRequest("401")
+		countRequest(outcome401)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`", error="insufficient_user_authentication"`)
 		return fail(w, r, http.StatusUnauthorized, "Stronger sign-in required", "This resource needs "+lacking+": open it in the browser to sign in again.", errors.New("step-up needed: "+lacking))
 	}
@@ -227,7 +227,7 @@ var stepUpRefusedPage = pageData{Title: "Access blocked", Message: "This page ne
 func (h *Handler) bearerStepUp(w http.ResponseWriter, r *http.Request, id *identity, lacking string) error {
 	if m := missingContexts(h.stepUp.contexts, id); len(m) > 0 {
 		if !slices.ContainsFunc(claimValues(id.claims["xms_cc"]), func(v string) bool { return strings.EqualFold(v, "cp1") }) {
-			countRequest("403")
+			countRequest(outcome403)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="`+realm(r)+`", error="insufficient_claims", error_description="the access token lacks the authentication context `+strings.Join(m, ", ")+`"`)
 			return fail(w, r, http.StatusForbidden, "Access denied", "The access token lacks the authentication context "+strings.Join(m, ", ")+".", errors.New("bearer token without the authentication context"))
 		}
@@ -238,7 +238,7 @@ func (h *Handler) bearerStepUp(w http.ResponseWriter, r *http.Request, id *ident
 			}
 		}
 		claims := base64.StdEncoding.EncodeToString([]byte(claimsRequest(m, "access_token")))
-		countRequest("401")
+		countRequest(outcome401)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="`+authorize+`", client_id="`+h.ClientID+`", error="insufficient_claims", claims="`+claims+`", cc_type="authcontext"`)
 		return fail(w, r, http.StatusUnauthorized, "Stronger sign-in required", "The access token lacks the authentication context "+m[0]+".", errors.New("bearer token without the authentication context"))
 	}
@@ -249,7 +249,7 @@ func (h *Handler) bearerStepUp(w http.ResponseWriter, r *http.Request, id *ident
 	if len(h.stepUp.policies) > 0 {
 		challenge += `, acr_values="` + strings.Join(h.stepUp.policies, " ") + `"`
 	}
-	countRequest("401")
+	countRequest(outcome401)
 	w.Header().Set("WWW-Authenticate", challenge)
 	return fail(w, r, http.StatusUnauthorized, "Stronger sign-in required", "The access token lacks "+lacking+".", errors.New("bearer token without the step-up"))
 }

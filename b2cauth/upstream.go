@@ -92,16 +92,6 @@ func setTokenHeaders(id *identity, header http.Header) {
 	}
 }
 
-// Request variables shared by the b2c_auth blocks of one request.
-const (
-	// cookieStashVar keeps the Cookie header as the client sent it, before
-	// the first block hid its own cookies from upstream.
-	cookieStashVar = "b2c_auth.cookies"
-	// identityVarPrefix + the session's purpose: the session identity a
-	// block found, for the next block of the same provider and client.
-	identityVarPrefix = "b2c_auth.identity."
-)
-
 // ownCookie tells the handler's cookies: the session and its chunks, and
 // pending sign-ins and sign-outs.
 func ownCookie(name string) bool {
@@ -110,9 +100,9 @@ func ownCookie(name string) bool {
 }
 
 // restoreCookies gives this block the cookies an earlier block hid.
-func restoreCookies(r *http.Request, vars map[string]any) {
-	if orig, ok := vars[cookieStashVar].([]string); ok {
-		r.Header["Cookie"] = orig
+func restoreCookies(r *http.Request, st *requestState) {
+	if st.clientCookies != nil {
+		r.Header["Cookie"] = st.clientCookies
 	}
 }
 
@@ -120,7 +110,7 @@ func restoreCookies(r *http.Request, vars map[string]any) {
 // upstream (an app gets the identity, not kilobytes of sealed tokens),
 // keeping the client's Cookie header for later b2c_auth blocks. It is on
 // every request's path, so it allocates only what it must.
-func hideOwnCookies(r *http.Request, vars map[string]any) {
+func hideOwnCookies(r *http.Request, st *requestState) {
 	orig := r.Header["Cookie"]
 	if len(orig) == 0 {
 		return
@@ -140,8 +130,8 @@ func hideOwnCookies(r *http.Request, vars map[string]any) {
 	if !changed {
 		return
 	}
-	if vars[cookieStashVar] == nil {
-		vars[cookieStashVar] = orig // never modified: the header gets a new slice
+	if st.clientCookies == nil {
+		st.clientCookies = orig // never modified: the header gets a new slice
 	}
 	if len(kept) == 0 {
 		delete(r.Header, "Cookie")

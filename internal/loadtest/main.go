@@ -73,7 +73,7 @@ func main() {
 	rounds := flag.Int("rounds", 4, "alternating rounds")
 	signIns := flag.Int("sign-ins", 300, "full sign-ins per round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving Caddy while it serves only signed-in requests (of -profile-side) to this file")
-	profileSide := flag.String("profile-side", "cookie", "cpuprofile: which signed-in requests: cookie (a one-cookie session), storage (session_store storage) or bearer")
+	profileSide := flag.String("profile-side", "cookie", "cpuprofile: which requests: cookie (a one-cookie session), storage (session_store storage), bearer, or stock-storage (stock Caddy sent the storage side's cookie: its floor)")
 	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
 	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
 	scaleN := flag.Int("scale", 0, "measure the sign-out state with this many sign-ins and sign-outs recorded")
@@ -163,6 +163,9 @@ func main() {
 			target, value = stored, storedCookie
 		case "bearer":
 			header, value = "Authorization", bearer
+		case "stock-storage":
+			// The floor of the storage side: stock Caddy sent that cookie.
+			target, value = strings.TrimSuffix(plain, "/"), storedCookie
 		}
 		profile(sites, *cpuProfile, dir, target, header, value, *requests**rounds, *concurrency)
 		return
