@@ -24,7 +24,7 @@ type Cache[T any] struct {
 
 type cached[T any] struct {
 	value   T
-	whole   string // a cookie's whole value, when the key is its first chunk
+	whole   string // a cookie's whole value, when the key is its start
 	expires time.Time
 }
 
@@ -49,9 +49,10 @@ func (c *Cache[T]) Get(key string, now time.Time) (T, bool) {
 }
 
 // GetChunked is Get for a session cookie's value still in chunks: the
-// entry is found by the first chunk and must match the value whole.
+// entry is found by the value's first characters and must match the value
+// whole.
 func (c *Cache[T]) GetChunked(v *Chunked, now time.Time) (T, bool) {
-	found, ok := c.entries.Load(v.First())
+	found, ok := c.entries.Load(cookieKey(v.First()))
 	if !ok {
 		var zero T
 		return zero, false
@@ -65,10 +66,19 @@ func (c *Cache[T]) GetChunked(v *Chunked, now time.Time) (T, bool) {
 }
 
 // PutCookie caches what a session cookie's value stands for, for
-// GetChunked: under the value's first chunk, the whole value kept to
+// GetChunked: under the value's first characters, the whole value kept to
 // compare.
 func (c *Cache[T]) PutCookie(value string, v T, expires, now time.Time) {
-	c.put(value[:min(len(value), ChunkSize)], &cached[T]{value: v, whole: value, expires: expires}, now)
+	c.put(cookieKey(value), &cached[T]{value: v, whole: value, expires: expires}, now)
+}
+
+// cookieKey is what a sealed cookie value is cached by: its first 44
+// characters, 33 bytes that hold the seal's random 12-byte nonce, so
+// that two cookies sealed apart never share it, and a lookup hashes 44
+// bytes, not the kilobytes of a session (a forged value with the same
+// start is compared whole, and never cached: only opened values are).
+func cookieKey(value string) string {
+	return value[:min(len(value), 44)]
 }
 
 // Put caches v under key until expires; now decides which entries have

@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -42,5 +43,42 @@ func TestCacheIsBoundedAndExact(t *testing.T) {
 	wg.Wait()
 	if n := c.size.Load(); n > 8 || n < 0 {
 		t.Errorf("%d entries counted after concurrent use", n)
+	}
+}
+
+// TestCookieFoundOnlyWhole: a session cookie's entry is found by the
+// value's first characters; a value that starts the same but differs
+// anywhere after them — a forged cookie built on a stolen prefix, or a
+// chunk swapped — is not found, and a cookie shorter than the key works.
+func TestCookieFoundOnlyWhole(t *testing.T) {
+	now := time.Now()
+	c := NewCache[string](8)
+	long := strings.Repeat("a", 60) + strings.Repeat("b", 2*ChunkSize)
+	c.PutCookie(long, "ada", now.Add(time.Hour), now)
+	c.PutCookie("short", "bob", now.Add(time.Hour), now)
+	chunked := func(value string) *Chunked {
+		v := &Chunked{}
+		for ; value != ""; v.n++ {
+			n := min(len(value), ChunkSize)
+			v.parts[v.n], value = value[:n], value[n:]
+		}
+		return v
+	}
+	if v, ok := c.GetChunked(chunked(long), now); !ok || v != "ada" {
+		t.Fatalf("the cookie itself: %q %v", v, ok)
+	}
+	if v, ok := c.GetChunked(chunked("short"), now); !ok || v != "bob" {
+		t.Fatalf("a short cookie: %q %v", v, ok)
+	}
+	for name, forged := range map[string]string{
+		"last byte changed": long[:len(long)-1] + "c",
+		"shorter":           long[:len(long)-1],
+		"longer":            long + "b",
+		"changed after key": long[:50] + "x" + long[51:],
+		"the key alone":     long[:44],
+	} {
+		if v, ok := c.GetChunked(chunked(forged), now); ok {
+			t.Errorf("%s: found %q", name, v)
+		}
 	}
 }

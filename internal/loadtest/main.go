@@ -240,7 +240,7 @@ func main() {
 		}
 		if sd.sameHeader > 0 {
 			same := sides[sd.sameHeader]
-			line += fmt.Sprintf(", %+5.1f%% vs %s", (cpu/medianFloat(same.cpu)-1)*100, same.name)
+			line += fmt.Sprintf(", %+5.1f%% vs %s (%+.1f%% round by round)", (cpu/medianFloat(same.cpu)-1)*100, same.name, (pairedRatio(sd.cpu, same.cpu)-1)*100)
 		}
 		fmt.Println(line)
 	}
@@ -288,6 +288,20 @@ type side struct {
 	sameHeader               int // the stock side sent the same header, when > 0
 	pid                      int // the process that serves it
 	cpu, rps                 []float64
+}
+
+// pairedRatio is the median, over the rounds, of a side's CPU per request
+// divided by another's in the same round: sides measured minutes apart
+// share each round's speed of the machine, so this drifts less than the
+// ratio of the medians.
+func pairedRatio(side, floor []float64) float64 {
+	ratios := make([]float64, 0, len(side))
+	for r := range min(len(side), len(floor)) {
+		if floor[r] > 0 {
+			ratios = append(ratios, side[r]/floor[r])
+		}
+	}
+	return medianFloat(ratios)
 }
 
 func medianFloat(v []float64) float64 {
