@@ -53,6 +53,11 @@ func stateOf(r *http.Request) *requestState {
 	return st
 }
 
+// String keeps what the state holds (the client's cookies, sessions among
+// them) out of {http.vars.b2c_auth} and of anything that prints Caddy's
+// variables.
+func (st *requestState) String() string { return "" }
+
 // session is the identity an earlier block of this purpose found, or nil.
 func (st *requestState) session(purpose string) *identity {
 	for _, s := range st.sessions {
