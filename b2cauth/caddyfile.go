@@ -2,17 +2,14 @@ package b2cauth
 
 import (
 	"encoding/json"
-	"maps"
-	"slices"
 
+	"github.com/caddy-b2c/caddy-b2c/internal/subdirective"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddytls"
-
-	"github.com/caddy-b2c/caddy-b2c/internal/suggest"
 )
 
 func init() {
@@ -103,15 +100,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for d.NextBlock(0) {
-		name := d.Val()
-		sub, ok := subdirectives[name]
-		if !ok {
-			return d.Errf("unknown subdirective %q%s", name, suggest.DidYouMean(name, slices.Sorted(maps.Keys(subdirectives))))
-		}
-		if err := sub.parse(h, d); err != nil {
-			return err
-		}
+	if err := subdirectives.ParseBlock(h, d); err != nil {
+		return err
 	}
 	if err := h.checkConfig(); err != nil {
 		return d.Errf("b2c_auth: %v", err)
@@ -119,67 +109,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// subdirective is one line of a b2c_auth block: how it is parsed, and the
-// JSON key it writes. The table drives the parser, its "did you mean" and
-// the options reference test (docs/options.md).
-type subdirective struct {
-	key   string // the JSON key
-	parse func(h *Handler, d *caddyfile.Dispenser) error
-}
-
-// one parses a subdirective with exactly one argument into a field.
-func one(key string, field func(*Handler) *string) subdirective {
-	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
-		if !d.AllArgs(field(h)) {
-			return d.ArgErr()
-		}
-		return nil
-	}}
-}
-
-// many parses a subdirective with one or more arguments, appended to a
-// field (so the subdirective may be repeated).
-func many(key string, field func(*Handler) *[]string) subdirective {
-	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
-		dst := field(h)
-		*dst = append(*dst, d.RemainingArgs()...)
-		if len(*dst) == 0 {
-			return d.ArgErr()
-		}
-		return nil
-	}}
-}
-
-// duration parses a subdirective whose one argument is a duration.
-func duration(key string, field func(*Handler) *caddy.Duration) subdirective {
-	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
-		var s string
-		if !d.AllArgs(&s) {
-			return d.ArgErr()
-		}
-		v, err := caddy.ParseDuration(s)
-		if err != nil {
-			return d.Errf("%s: %v", key, err)
-		}
-		*field(h) = caddy.Duration(v)
-		return nil
-	}}
-}
-
-// flag parses a subdirective without arguments that turns a field on.
-func flag(key string, field func(*Handler) *bool) subdirective {
-	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
-		if d.NextArg() {
-			return d.ArgErr()
-		}
-		*field(h) = true
-		return nil
-	}}
-}
-
 // rule parses an allow or deny line: <claim> <pattern...>.
-func rule(key string, field func(*Handler) *[]Rule) subdirective {
-	return subdirective{key, func(h *Handler, d *caddyfile.Dispenser) error {
+func rule(key string, field func(*Handler) *[]Rule) subdirective.Line[Handler] {
+	return subdirective.Line[Handler]{Key: key, Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		args := d.RemainingArgs()
 		if len(args) < 2 {
 			return d.Errf("%s: want <claim> <pattern...>", key)
@@ -189,12 +121,14 @@ func rule(key string, field func(*Handler) *[]Rule) subdirective {
 	}}
 }
 
-// subdirectives are the lines a b2c_auth block takes, by name.
-var subdirectives = map[string]subdirective{
-	"tenant":    one("tenant", func(h *Handler) *string { return &h.Tenant }),
-	"authority": one("authority", func(h *Handler) *string { return &h.Authority }),
-	"issuer":    one("issuer", func(h *Handler) *string { return &h.Issuer }),
-	"external_id": {"external_id", func(h *Handler, d *caddyfile.Dispenser) error {
+// subdirectives are the lines a b2c_auth block takes, by name, each with
+// the JSON key it writes. The table drives the parser, its "did you mean"
+// and the options reference test (docs/options.md).
+var subdirectives = subdirective.Table[Handler]{
+	"tenant":    subdirective.One("tenant", func(h *Handler) *string { return &h.Tenant }),
+	"authority": subdirective.One("authority", func(h *Handler) *string { return &h.Authority }),
+	"issuer":    subdirective.One("issuer", func(h *Handler) *string { return &h.Issuer }),
+	"external_id": {Key: "external_id", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		switch args := d.RemainingArgs(); len(args) {
 		case 1:
 			h.ExternalID = args[0]
@@ -205,52 +139,52 @@ var subdirectives = map[string]subdirective{
 		}
 		return nil
 	}},
-	"custom_domain":           one("custom_domain", func(h *Handler) *string { return &h.CustomDomain }),
-	"tenants":                 many("tenants", func(h *Handler) *[]string { return &h.Tenants }),
-	"policy":                  one("policy", func(h *Handler) *string { return &h.Policy }),
-	"password_reset_policy":   one("password_reset_policy", func(h *Handler) *string { return &h.PasswordResetPolicy }),
-	"profile_edit_policy":     one("profile_edit_policy", func(h *Handler) *string { return &h.ProfileEditPolicy }),
-	"client_id":               one("client_id", func(h *Handler) *string { return &h.ClientID }),
-	"client_secret":           one("client_secret", func(h *Handler) *string { return &h.ClientSecret }),
-	"redirect_path":           one("redirect_path", func(h *Handler) *string { return &h.RedirectPath }),
-	"response_mode":           one("response_mode", func(h *Handler) *string { return &h.ResponseMode }),
-	"unauthenticated":         one("unauthenticated", func(h *Handler) *string { return &h.Unauthenticated }),
-	"cors_preflight":          one("cors_preflight", func(h *Handler) *string { return &h.CORSPreflight }),
-	"refresh":                 one("refresh", func(h *Handler) *string { return &h.Refresh }),
-	"scopes":                  many("scopes", func(h *Handler) *[]string { return &h.Scopes }),
-	"cookie_secret":           many("cookie_secret", func(h *Handler) *[]string { return &h.CookieSecret }),
-	"audience":                many("audience", func(h *Handler) *[]string { return &h.Audience }),
-	"require_scopes":          many("require_scopes", func(h *Handler) *[]string { return &h.RequireScopes }),
-	"require_roles":           many("require_roles", func(h *Handler) *[]string { return &h.RequireRoles }),
-	"require_auth_context":    many("require_auth_context", func(h *Handler) *[]string { return &h.RequireAuthContext }),
-	"require_recent_signin":   duration("require_recent_signin", func(h *Handler) *caddy.Duration { return &h.RequireRecentSignin }),
-	"require_policy":          many("require_policy", func(h *Handler) *[]string { return &h.RequirePolicy }),
-	"session_lifetime":        duration("session_lifetime", func(h *Handler) *caddy.Duration { return &h.SessionLifetime }),
-	"session_store":           one("session_store", func(h *Handler) *string { return &h.SessionStore }),
-	"session_tokens":          many("session_tokens", func(h *Handler) *[]string { return &h.SessionTokens }),
-	"inactivity_timeout":      duration("inactivity_timeout", func(h *Handler) *caddy.Duration { return &h.InactivityTimeout }),
-	"revocation_sync":         duration("revocation_sync", func(h *Handler) *caddy.Duration { return &h.RevocationSync }),
-	"public_url":              one("public_url", func(h *Handler) *string { return &h.PublicURL }),
-	"assertion_audience":      many("assertion_audience", func(h *Handler) *[]string { return &h.AssertionAudience }),
-	"groups":                  one("groups", func(h *Handler) *string { return &h.Groups }),
-	"keep_groups":             one("keep_groups", func(h *Handler) *string { return &h.KeepGroups }),
-	"graph_groups":            one("graph_groups", func(h *Handler) *string { return &h.GraphGroups }),
-	"graph_endpoint":          one("graph_endpoint", func(h *Handler) *string { return &h.GraphEndpoint }),
-	"graph_login":             one("graph_login", func(h *Handler) *string { return &h.GraphLogin }),
-	"domain_hint":             one("domain_hint", func(h *Handler) *string { return &h.DomainHint }),
-	"ui_locales":              one("ui_locales", func(h *Handler) *string { return &h.UILocales }),
+	"custom_domain":           subdirective.One("custom_domain", func(h *Handler) *string { return &h.CustomDomain }),
+	"tenants":                 subdirective.Append("tenants", func(h *Handler) *[]string { return &h.Tenants }),
+	"policy":                  subdirective.One("policy", func(h *Handler) *string { return &h.Policy }),
+	"password_reset_policy":   subdirective.One("password_reset_policy", func(h *Handler) *string { return &h.PasswordResetPolicy }),
+	"profile_edit_policy":     subdirective.One("profile_edit_policy", func(h *Handler) *string { return &h.ProfileEditPolicy }),
+	"client_id":               subdirective.One("client_id", func(h *Handler) *string { return &h.ClientID }),
+	"client_secret":           subdirective.One("client_secret", func(h *Handler) *string { return &h.ClientSecret }),
+	"redirect_path":           subdirective.One("redirect_path", func(h *Handler) *string { return &h.RedirectPath }),
+	"response_mode":           subdirective.One("response_mode", func(h *Handler) *string { return &h.ResponseMode }),
+	"unauthenticated":         subdirective.One("unauthenticated", func(h *Handler) *string { return &h.Unauthenticated }),
+	"cors_preflight":          subdirective.One("cors_preflight", func(h *Handler) *string { return &h.CORSPreflight }),
+	"refresh":                 subdirective.One("refresh", func(h *Handler) *string { return &h.Refresh }),
+	"scopes":                  subdirective.Append("scopes", func(h *Handler) *[]string { return &h.Scopes }),
+	"cookie_secret":           subdirective.Append("cookie_secret", func(h *Handler) *[]string { return &h.CookieSecret }),
+	"audience":                subdirective.Append("audience", func(h *Handler) *[]string { return &h.Audience }),
+	"require_scopes":          subdirective.Append("require_scopes", func(h *Handler) *[]string { return &h.RequireScopes }),
+	"require_roles":           subdirective.Append("require_roles", func(h *Handler) *[]string { return &h.RequireRoles }),
+	"require_auth_context":    subdirective.Append("require_auth_context", func(h *Handler) *[]string { return &h.RequireAuthContext }),
+	"require_recent_signin":   subdirective.Duration("require_recent_signin", func(h *Handler) *caddy.Duration { return &h.RequireRecentSignin }),
+	"require_policy":          subdirective.Append("require_policy", func(h *Handler) *[]string { return &h.RequirePolicy }),
+	"session_lifetime":        subdirective.Duration("session_lifetime", func(h *Handler) *caddy.Duration { return &h.SessionLifetime }),
+	"session_store":           subdirective.One("session_store", func(h *Handler) *string { return &h.SessionStore }),
+	"session_tokens":          subdirective.Append("session_tokens", func(h *Handler) *[]string { return &h.SessionTokens }),
+	"inactivity_timeout":      subdirective.Duration("inactivity_timeout", func(h *Handler) *caddy.Duration { return &h.InactivityTimeout }),
+	"revocation_sync":         subdirective.Duration("revocation_sync", func(h *Handler) *caddy.Duration { return &h.RevocationSync }),
+	"public_url":              subdirective.One("public_url", func(h *Handler) *string { return &h.PublicURL }),
+	"assertion_audience":      subdirective.Append("assertion_audience", func(h *Handler) *[]string { return &h.AssertionAudience }),
+	"groups":                  subdirective.One("groups", func(h *Handler) *string { return &h.Groups }),
+	"keep_groups":             subdirective.One("keep_groups", func(h *Handler) *string { return &h.KeepGroups }),
+	"graph_groups":            subdirective.One("graph_groups", func(h *Handler) *string { return &h.GraphGroups }),
+	"graph_endpoint":          subdirective.One("graph_endpoint", func(h *Handler) *string { return &h.GraphEndpoint }),
+	"graph_login":             subdirective.One("graph_login", func(h *Handler) *string { return &h.GraphLogin }),
+	"domain_hint":             subdirective.One("domain_hint", func(h *Handler) *string { return &h.DomainHint }),
+	"ui_locales":              subdirective.One("ui_locales", func(h *Handler) *string { return &h.UILocales }),
 	"allow":                   rule("allow", func(h *Handler) *[]Rule { return &h.Allow }),
 	"deny":                    rule("deny", func(h *Handler) *[]Rule { return &h.Deny }),
-	"easy_auth_headers":       flag("easy_auth_headers", func(h *Handler) *bool { return &h.EasyAuthHeaders }),
-	"expose_idp_access_token": flag("expose_idp_access_token", func(h *Handler) *bool { return &h.ExposeIDPAccessToken }),
-	"client_certificate": {"client_certificate", func(h *Handler, d *caddyfile.Dispenser) error {
+	"easy_auth_headers":       subdirective.Flag("easy_auth_headers", func(h *Handler) *bool { return &h.EasyAuthHeaders }),
+	"expose_idp_access_token": subdirective.Flag("expose_idp_access_token", func(h *Handler) *bool { return &h.ExposeIDPAccessToken }),
+	"client_certificate": {Key: "client_certificate", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		h.ClientCertificate = &CertificateFiles{}
 		if !d.AllArgs(&h.ClientCertificate.Cert, &h.ClientCertificate.Key) {
 			return d.Errf("client_certificate: needs <cert path> <key path> (PEM)")
 		}
 		return nil
 	}},
-	"client_assertion": {"client_assertion", func(h *Handler, d *caddyfile.Dispenser) error {
+	"client_assertion": {Key: "client_assertion", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		h.ClientAssertion = &ClientAssertion{}
 		switch args := d.RemainingArgs(); {
 		case len(args) == 2:
@@ -262,7 +196,7 @@ var subdirectives = map[string]subdirective{
 		}
 		return nil
 	}},
-	"additional_issuer": {"additional_issuers", func(h *Handler, d *caddyfile.Dispenser) error {
+	"additional_issuer": {Key: "additional_issuers", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		switch args := d.RemainingArgs(); len(args) {
 		case 1:
 			h.AdditionalIssuers = append(h.AdditionalIssuers, AdditionalIssuer{Metadata: args[0]})
@@ -273,7 +207,7 @@ var subdirectives = map[string]subdirective{
 		}
 		return nil
 	}},
-	"tls_trust_pool": {"tls_trust_pool", func(h *Handler, d *caddyfile.Dispenser) error {
+	"tls_trust_pool": {Key: "tls_trust_pool", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		if !d.NextArg() {
 			return d.ArgErr()
 		}
@@ -288,7 +222,7 @@ var subdirectives = map[string]subdirective{
 		h.TrustPoolRaw = caddyconfig.JSONModuleObject(unm, "provider", modStem, nil)
 		return nil
 	}},
-	"identity_assertion": {"identity_assertion", func(h *Handler, d *caddyfile.Dispenser) error {
+	"identity_assertion": {Key: "identity_assertion", Parse: func(h *Handler, d *caddyfile.Dispenser) error {
 		h.IdentityAssertion = "X-B2C-Identity-Assertion"
 		if d.NextArg() {
 			h.IdentityAssertion = d.Val()

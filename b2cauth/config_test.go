@@ -83,7 +83,7 @@ func TestOptionsReference(t *testing.T) {
 	table := string(readme)[strings.Index(string(readme), "## Options reference"):]
 	table = table[:strings.Index(table, "`b2c_emulator`:")]
 	for name, sub := range subdirectives {
-		key := sub.key
+		key := sub.Key
 		row := regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\| `" + key + "` \\|")
 		if !row.MatchString(table) {
 			t.Errorf("the options reference has no row for %s (JSON %s)", name, key)

@@ -337,7 +337,7 @@ func stripIdentityHeaders(h http.Header) {
 }
 
 // stripHeader removes every copy of a header: any spelling, and with
-// underscores for dashes (see stripIdentityHeaders).
+// underscores or dots for dashes (see stripIdentityHeaders).
 func stripHeader(h http.Header, name string) {
 	for k := range h {
 		if sameCGIName(k, name) {

@@ -16,7 +16,7 @@ func TestOptionsReference(t *testing.T) {
 	}
 	table := string(readme)[strings.Index(string(readme), "`b2c_emulator`:"):]
 	for name, sub := range subdirectives {
-		key := sub.key
+		key := sub.Key
 		if !regexp.MustCompile("(?m)^\\| `" + name + "` \\|.*\\| `" + key + "` \\|").MatchString(table) {
 			t.Errorf("the options reference has no row for %s (JSON %s)", name, key)
 		}
