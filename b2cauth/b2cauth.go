@@ -4,13 +4,15 @@
 //
 // Where a signed-in request goes (a session cookie, its identity cached):
 //
-//	serve.go         ServeHTTP: strips client-sent identity headers, answers
-//	                 /.auth/* (endpoints.go) and the redirect path (signin.go)
+//	serve.go         ServeHTTP: the state the request's blocks share
+//	                 (requeststate.go), strips client-sent identity headers,
+//	                 answers /.auth/* (endpoints.go) and the redirect path
+//	                 (signin.go)
 //	serve.go         requestIdentity → session.go authenticate (bearer.go
 //	                 for an Authorization header)
 //	session.go       readSession: the cookie's chunks and its seal
 //	                 (session package, sessionkeeper.go),
-//	                 the identity cache (identitycache.go), sign-outs
+//	                 the identity cache (session.Cache), sign-outs
 //	                 (signouts package), expiry and inactivity
 //	session.go       keepSession: notes activity, renews near expiry
 //	                 (refresh.go)
