@@ -1,10 +1,11 @@
 // Command loadtest compares, in one run, the same Caddy with and without
-// b2c_auth: two sites in one process answer the same `respond`, one of them
-// behind b2c_auth with a signed-in session (and, third, a bearer token). It
+// b2c_auth: sites in one process serve the same 1 KB file (or, with -body
+// respond, the same respond), some of them behind b2c_auth with a
+// signed-in session (and a bearer token). It
 // sends the same bounded load to each, in alternating rounds so that the
 // noise of a shared machine falls on both, and reports throughput ratios.
 //
-//	go run ./internal/loadtest [-requests 20000] [-concurrency 8] [-rounds 3] [-against <git revision>]
+//	go run ./internal/loadtest [-requests 20000] [-concurrency 8] [-rounds 3] [-against <git revision>] [-body file|respond]
 //
 // Each b2c_auth side is reported against stock Caddy sent no credentials
 // and against stock Caddy sent the same header (the floor: what the header
@@ -60,6 +61,10 @@ import (
 	"github.com/caddy-b2c/caddy-b2c/internal/testcaddy"
 )
 
+// siteBody is what the compared sites serve: a 1 KB file, or a respond
+// naming the user.
+var siteBody = flag.String("body", "file", "what every compared site serves: file (a 1 KB file from file_server, as the goals were set) or respond (a respond naming the user: the placeholders' cost counted too)")
+
 // fatal lets the load test drive testcaddy's browser.
 type fatal struct{}
 
@@ -73,7 +78,7 @@ func main() {
 	rounds := flag.Int("rounds", 4, "alternating rounds")
 	signIns := flag.Int("sign-ins", 300, "full sign-ins per round")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the serving Caddy while it serves only signed-in requests (of -profile-side) to this file")
-	profileSide := flag.String("profile-side", "cookie", "cpuprofile: which requests: cookie (a one-cookie session), storage (session_store storage), bearer, or stock-storage (stock Caddy sent the storage side's cookie: its floor)")
+	profileSide := flag.String("profile-side", "cookie", "cpuprofile: which requests: cookie (a one-cookie session), storage (session_store storage) or bearer; stock-cookie, stock-storage or stock-bearer for that side's floor (stock Caddy sent the same header)")
 	soakFor := flag.Duration("soak", 0, "run a soak for this long instead of the comparison")
 	rssGrowth := flag.Int("rss-growth-mb", 64, "soak: the most the RSS may grow after warm-up, in MB")
 	scaleN := flag.Int("scale", 0, "measure the sign-out state with this many sign-ins and sign-outs recorded")
@@ -158,14 +163,16 @@ func main() {
 
 	if *cpuProfile != "" {
 		target, header, value := site, "Cookie", cookie
-		switch *profileSide {
+		side, floor := strings.CutPrefix(*profileSide, "stock-")
+		switch side {
 		case "storage":
 			target, value = stored, storedCookie
 		case "bearer":
 			header, value = "Authorization", bearer
-		case "stock-storage":
-			// The floor of the storage side: stock Caddy sent that cookie.
-			target, value = strings.TrimSuffix(plain, "/"), storedCookie
+		}
+		if floor {
+			// The side's floor: stock Caddy sent the same header.
+			target = strings.TrimSuffix(plain, "/")
 		}
 		profile(sites, *cpuProfile, dir, target, header, value, *requests**rounds, *concurrency)
 		return
@@ -324,8 +331,10 @@ func globals(dir string) string {
 }
 
 // configs are the emulator's site and the compared sites: the same
-// respond without b2c_auth, with it (cookie sessions), and with it and
-// session_store storage.
+// content without b2c_auth, with it (cookie sessions), and with it and
+// session_store storage. The content is what -body says: a 1 KB file from
+// file_server (as the issue that set the goals measured), or a respond
+// that names the user (the placeholders' cost counted too).
 func configs(dir string, p sitePorts) (idp, sites string) {
 	clientID := "6d4c8a31-2f1e-4b8a-9c57-0e3f1a2b4c5d"
 	idp = fmt.Sprintf(`http://127.0.0.1:%d {
@@ -350,12 +359,29 @@ func configs(dir string, p sitePorts) (idp, sites string) {
 		client_id %s
 		scopes openid offline_access %s
 %s	}
-	respond "hello {http.auth.user.name}"
-`, p.idp, clientID, clientID, extra)
+%s`, p.idp, clientID, clientID, extra, content(dir))
 	}
-	sites = fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n\trespond \"hello {http.auth.user.name}\"\n}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\n",
-		p.plain, p.protected, auth(""), p.stored, auth("\t\tsession_store storage\n"))
+	sites = fmt.Sprintf("http://localhost:%d {\n\tbind 127.0.0.1\n%s}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\nhttp://localhost:%d {\n\tbind 127.0.0.1\n%s}\n",
+		p.plain, content(dir), p.protected, auth(""), p.stored, auth("\t\tsession_store storage\n"))
 	return idp, sites
+}
+
+// content is what every compared site serves (-body).
+func content(dir string) string {
+	if *siteBody == "respond" {
+		return "\trespond \"hello {http.auth.user.name}\"\n"
+	}
+	root := filepath.Join(dir, "www")
+	page := "hello: a page of 1 KB\n"
+	page += strings.Repeat("b2c_auth load test\n", (1024-len(page))/19)
+	page += strings.Repeat(".", 1024-len(page))
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "index.html"), []byte(page), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	return fmt.Sprintf("\troot * %q\n\tfile_server\n", root)
 }
 
 // startServer runs this program with -serve on a Caddyfile, in a process
