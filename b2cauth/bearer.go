@@ -32,7 +32,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*i
 	if token == "" || len(token) > maxTokenLength || strings.Count(token, ".") != 2 {
 		return nil, errors.New("malformed bearer token")
 	}
-	if id, ok := h.bearerCache.Get(token, now); ok {
+	if id, ok := h.bearerCache.GetToken(token, now); ok {
 		return id, nil
 	}
 	p, _ := h.idp.provider(tokenPolicy(token))
@@ -71,7 +71,7 @@ func (h *Handler) verifyBearer(r *http.Request, token string, now time.Time) (*i
 		id.groupsUnknown = true // not cached: the next request asks Graph again
 		return id, nil
 	}
-	h.bearerCache.Put(token, id, id.expires, now)
+	h.bearerCache.PutToken(token, id, id.expires, now)
 	return id, nil
 }
 

@@ -24,7 +24,7 @@ type Cache[T any] struct {
 
 type cached[T any] struct {
 	value   T
-	whole   string // a cookie's whole value, when the key is its start
+	whole   string // a cookie's or token's whole value, when the key is part of it
 	expires time.Time
 }
 
@@ -33,24 +33,9 @@ func NewCache[T any](max int) *Cache[T] {
 	return &Cache[T]{max: max}
 }
 
-// Get returns what key stands for, while it has not expired.
-func (c *Cache[T]) Get(key string, now time.Time) (T, bool) {
-	v, ok := c.entries.Load(key)
-	if !ok {
-		var zero T
-		return zero, false
-	}
-	e := v.(*cached[T])
-	if !now.Before(e.expires) {
-		var zero T
-		return zero, false
-	}
-	return e.value, true
-}
-
-// GetChunked is Get for a session cookie's value still in chunks: the
-// entry is found by the value's first characters and must match the value
-// whole.
+// GetChunked finds what a session cookie stands for, while it has not
+// expired, from its value still in chunks: the entry is found by the
+// value's first characters and must match the value whole.
 func (c *Cache[T]) GetChunked(v *Chunked, now time.Time) (T, bool) {
 	found, ok := c.entries.Load(cookieKey(v.First()))
 	if !ok {
@@ -72,6 +57,36 @@ func (c *Cache[T]) PutCookie(value string, v T, expires, now time.Time) {
 	c.put(cookieKey(value), &cached[T]{value: v, whole: value, expires: expires}, now)
 }
 
+// GetToken finds what a signed token (a JWT) stands for, while it has
+// not expired: the entry is found by the end of its signature and must
+// match the token whole.
+func (c *Cache[T]) GetToken(token string, now time.Time) (T, bool) {
+	found, ok := c.entries.Load(tokenKey(token))
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	e := found.(*cached[T])
+	if !now.Before(e.expires) || e.whole != token {
+		var zero T
+		return zero, false
+	}
+	return e.value, true
+}
+
+// PutToken caches what a verified token stands for, for GetToken.
+func (c *Cache[T]) PutToken(token string, v T, expires, now time.Time) {
+	c.put(tokenKey(token), &cached[T]{value: v, whole: token, expires: expires}, now)
+}
+
+// tokenKey is what a token is cached by: the last 44 characters of its
+// signature (33 bytes of it), which differ between any two tokens signed
+// apart (their starts, the header, are the same for every token of an
+// issuer), so that a lookup hashes 44 bytes, not the kilobytes of a token.
+func tokenKey(token string) string {
+	return token[max(len(token)-44, 0):]
+}
+
 // cookieKey is what a sealed cookie value is cached by: its first 44
 // characters, 33 bytes that hold the seal's random 12-byte nonce, so
 // that two cookies sealed apart never share it, and a lookup hashes 44
@@ -79,12 +94,6 @@ func (c *Cache[T]) PutCookie(value string, v T, expires, now time.Time) {
 // start is compared whole, and never cached: only opened values are).
 func cookieKey(value string) string {
 	return value[:min(len(value), 44)]
-}
-
-// Put caches v under key until expires; now decides which entries have
-// expired when the cache is full.
-func (c *Cache[T]) Put(key string, v T, expires, now time.Time) {
-	c.put(key, &cached[T]{value: v, expires: expires}, now)
 }
 
 func (c *Cache[T]) put(key string, e *cached[T], now time.Time) {

@@ -14,17 +14,17 @@ import (
 func TestCacheIsBoundedAndExact(t *testing.T) {
 	now := time.Now()
 	c := NewCache[string](8)
-	c.Put("gone", "old", now.Add(-time.Second), now)
-	if _, ok := c.Get("gone", now); ok {
+	c.PutToken("gone", "old", now.Add(-time.Second), now)
+	if _, ok := c.GetToken("gone", now); ok {
 		t.Error("an expired entry was returned")
 	}
 	for i := range 100 {
-		c.Put(fmt.Sprint("k", i), fmt.Sprint("v", i), now.Add(time.Hour), now)
+		c.PutToken(fmt.Sprint("k", i), fmt.Sprint("v", i), now.Add(time.Hour), now)
 		if n := c.size.Load(); n > 8 {
 			t.Fatalf("%d entries in a cache of 8", n)
 		}
 	}
-	if v, ok := c.Get("k99", now); !ok || v != "v99" {
+	if v, ok := c.GetToken("k99", now); !ok || v != "v99" {
 		t.Errorf("the newest entry: %q %v", v, ok)
 	}
 
@@ -33,8 +33,8 @@ func TestCacheIsBoundedAndExact(t *testing.T) {
 		wg.Go(func() {
 			for i := range 1000 {
 				key := fmt.Sprint("w", w, "-", i%50)
-				c.Put(key, key, now.Add(time.Hour), now)
-				if v, ok := c.Get(key, now); ok && v != key {
+				c.PutToken(key, key, now.Add(time.Hour), now)
+				if v, ok := c.GetToken(key, now); ok && v != key {
 					t.Errorf("%s stood for %s", key, v)
 				}
 			}
@@ -80,5 +80,31 @@ func TestCookieFoundOnlyWhole(t *testing.T) {
 		if v, ok := c.GetChunked(chunked(forged), now); ok {
 			t.Errorf("%s: found %q", name, v)
 		}
+	}
+}
+
+// TestTokenFoundOnlyWhole: a verified token's entry is found by the end of
+// its signature; a token that ends the same but differs before — a payload
+// changed under a copied signature — is not found.
+func TestTokenFoundOnlyWhole(t *testing.T) {
+	now := time.Now()
+	c := NewCache[string](8)
+	token := "eyJhbGciOiJSUzI1NiJ9." + strings.Repeat("p", 800) + "." + strings.Repeat("s", 342)
+	c.PutToken(token, "ada", now.Add(time.Hour), now)
+	if v, ok := c.GetToken(token, now); !ok || v != "ada" {
+		t.Fatalf("the token itself: %q %v", v, ok)
+	}
+	for name, forged := range map[string]string{
+		"payload changed": strings.Replace(token, "ppp", "ppq", 1),
+		"header changed":  "x" + token[1:],
+		"prefix added":    "x" + token,
+		"the key alone":   token[len(token)-44:],
+	} {
+		if v, ok := c.GetToken(forged, now); ok {
+			t.Errorf("%s: found %q", name, v)
+		}
+	}
+	if _, ok := c.GetToken(token, now.Add(2*time.Hour)); ok {
+		t.Error("an expired token was found")
 	}
 }
