@@ -30,7 +30,7 @@ type appSession struct {
 
 const (
 	// requestStateVar is the request variable that holds the requestState.
-	requestStateVar = "b2c_auth"
+	requestStateVar = "b2c_auth.request"
 	// startTimeVar is Caddy's own: when it began the request (its
 	// {http.request.duration} counts from it).
 	startTimeVar = "start_time"
@@ -54,8 +54,8 @@ func stateOf(r *http.Request) *requestState {
 }
 
 // String keeps what the state holds (the client's cookies, sessions among
-// them) out of {http.vars.b2c_auth} and of anything that prints Caddy's
-// variables.
+// them) out of {http.vars.b2c_auth.request} and of anything that prints
+// Caddy's variables.
 func (st *requestState) String() string { return "" }
 
 // session is the identity an earlier block of this purpose found, or nil.

@@ -11,7 +11,7 @@ import (
 )
 
 // TestRequestStatePrintsNothing: the attack is an operator's harmless-looking
-// {http.vars.b2c_auth} in a log format or a response: Caddy prints a
+// {http.vars.b2c_auth.request} in a log format or a response: Caddy prints a
 // variable it does not know with %+v, which would write the client's Cookie
 // header — the session cookie, a credential — where logs go.
 func TestRequestStatePrintsNothing(t *testing.T) {
