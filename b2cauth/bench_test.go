@@ -2,6 +2,7 @@ package b2cauth
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -74,7 +75,7 @@ func asCaddyGivesIt(req *http.Request) *http.Request {
 // beyond what Caddy gives every request: no key derivation, no opening of
 // the cookie, no storage read, no boxing of placeholder values.
 func TestSignedInRequestsAllocateOnlyTheirState(t *testing.T) {
-	for _, kind := range []string{"cookie session", "session_store storage", "bearer token"} {
+	for _, kind := range []string{"cookie session", "cookie session over HTTPS", "session_store storage", "bearer token"} {
 		t.Run(kind, func(t *testing.T) {
 			h, p, s := setup(t, func(h *Handler) {
 				if kind == "session_store storage" {
@@ -82,19 +83,29 @@ func TestSignedInRequestsAllocateOnlyTheirState(t *testing.T) {
 				}
 			})
 			req := withCookies(navigation("GET", "/page"), signedIn(t, h, p, s, nil))
+			if kind == "cookie session over HTTPS" { // its cookie is __Host-b2c_session
+				cookies := signedIn(t, h, p, s, nil)
+				for _, c := range cookies {
+					c.Name = "__Host-" + c.Name
+				}
+				req = withCookies(navigation("GET", "/page"), cookies)
+				req.TLS = &tls.ConnectionState{}
+			}
 			if kind == "bearer token" {
 				req = apiRequest("Bearer " + s.sign(t, accessClaims(p)))
 			}
+			reached := false
 			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 				repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 				if id, _ := repl.GetString("http.auth.user.id"); id == "" {
 					return errors.New("no user id")
 				}
+				reached = true
 				return nil
 			})
 			w := &discard{h: http.Header{}}
-			if err := h.ServeHTTP(w, asCaddyGivesIt(req), next); err != nil { // caches the identity
-				t.Fatal(err)
+			if err := h.ServeHTTP(w, asCaddyGivesIt(req), next); err != nil || !reached { // caches the identity
+				t.Fatalf("the signed-in request did not reach the next handler: %v", err)
 			}
 			caddyOnly := testing.AllocsPerRun(100, func() { _ = asCaddyGivesIt(req) })
 			withHandler := testing.AllocsPerRun(100, func() {
